@@ -1,0 +1,48 @@
+package fulfill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/order"
+)
+
+// Storefront reads orders from BigCommerce.
+type Storefront interface {
+	// Order reads the order, all pages of its lines and its shipping
+	// addresses. It returns ErrOrderNotFound when the store has no such
+	// order, and a *RetryableError for failures worth retrying.
+	Order(ctx context.Context, k order.Key) (order.StorefrontOrder, error)
+	// SupplierReference returns the supplier's offline_order_id recorded on
+	// the order's metafield by an earlier run, or "" when there is none.
+	SupplierReference(ctx context.Context, k order.Key) (string, error)
+}
+
+// Supplier submits orders to TropShip.
+type Supplier interface {
+	// Submit sends one order, validate-only or live, and classifies the
+	// answer. It never returns an error: every failure is an Outcome.
+	Submit(ctx context.Context, s order.Submission, validateOnly bool) order.Result
+}
+
+// ErrOrderNotFound: the storefront has no such order.
+var ErrOrderNotFound = errors.New("order not found in the storefront")
+
+// RetryableError is a transient failure of an outside service: nothing was
+// changed, and the same call may succeed later.
+type RetryableError struct {
+	Err error
+	// RetryAfter is how long the service asked us to wait (0: unknown).
+	RetryAfter time.Duration
+}
+
+func (e *RetryableError) Error() string {
+	if e.RetryAfter > 0 {
+		return fmt.Sprintf("%v (retry after %s)", e.Err, e.RetryAfter)
+	}
+	return e.Err.Error()
+}
+
+func (e *RetryableError) Unwrap() error { return e.Err }

@@ -1,0 +1,106 @@
+package order
+
+import (
+	"fmt"
+	"time"
+)
+
+// State is where an order is in the flow.
+type State int
+
+// The order states of design.md, plus Validated for validate mode.
+const (
+	StateUnspecified State = iota
+	Received
+	Ineligible
+	Submitting
+	Submitted
+	WrittenBack
+	RetryScheduled
+	Rejected
+	NeedsReview
+	Failed
+	Validated
+)
+
+var stateNames = map[State]string{
+	StateUnspecified: "UNSPECIFIED",
+	Received:         "RECEIVED",
+	Ineligible:       "INELIGIBLE",
+	Submitting:       "SUBMITTING",
+	Submitted:        "SUBMITTED",
+	WrittenBack:      "WRITTEN_BACK",
+	RetryScheduled:   "RETRY_SCHEDULED",
+	Rejected:         "REJECTED",
+	NeedsReview:      "NEEDS_REVIEW",
+	Failed:           "FAILED",
+	Validated:        "VALIDATED",
+}
+
+func (s State) String() string {
+	if n, ok := stateNames[s]; ok {
+		return n
+	}
+	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// ParseState returns the state of a name such as "SUBMITTED".
+func ParseState(name string) (State, bool) {
+	for s, n := range stateNames {
+		if n == name {
+			return s, true
+		}
+	}
+	return StateUnspecified, false
+}
+
+// transitions is the one table of allowed state changes. Anything not listed
+// is refused with ErrInvalidTransition.
+var transitions = map[State][]State{
+	// Looked at: not for the supplier (yet), about to submit, or the
+	// storefront already carries the supplier reference (adopted).
+	Received:   {Ineligible, Submitting, Submitted},
+	Ineligible: {Ineligible, Submitting, Submitted},
+	Validated:  {Ineligible, Submitting, Submitted, Validated},
+	// A supplier call was made (or may have been).
+	Submitting: {Submitted, Validated, RetryScheduled, Rejected, NeedsReview, Failed, Ineligible},
+	// Nothing was created: try again, give up, or the order changed.
+	RetryScheduled: {Submitting, Ineligible, Submitted, Failed},
+	Submitted:      {WrittenBack},
+	// A person acts: retry a refused or failed order, or resolve a review
+	// with the supplier's id (Submitted) or "the supplier has none" (Received).
+	Rejected:    {Received},
+	Failed:      {Received},
+	NeedsReview: {Submitted, Received},
+	WrittenBack: {},
+}
+
+// CanTransition reports whether the table allows from -> to.
+func CanTransition(from, to State) bool {
+	for _, s := range transitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// Transition moves the order to state to, or returns ErrInvalidTransition.
+func (o *Order) Transition(to State, now time.Time) error {
+	if !CanTransition(o.State, to) {
+		return fmt.Errorf("%w: %s -> %s (order %s)", ErrInvalidTransition, o.State, to, o.Key)
+	}
+	o.State = to
+	o.UpdatedAt = now
+	return nil
+}
+
+// Final reports whether nothing more will happen to the order without a
+// person: the supplier holds it, or it waits for review, or it failed.
+func (s State) Final() bool {
+	switch s {
+	case Submitted, WrittenBack, Rejected, NeedsReview, Failed:
+		return true
+	}
+	return false
+}
