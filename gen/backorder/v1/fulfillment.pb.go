@@ -1025,6 +1025,124 @@ func (x *ListOrdersResponse) GetNextPageToken() string {
 	return ""
 }
 
+// GetServiceStatusRequest is empty.
+type GetServiceStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetServiceStatusRequest) Reset() {
+	*x = GetServiceStatusRequest{}
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetServiceStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetServiceStatusRequest) ProtoMessage() {}
+
+func (x *GetServiceStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetServiceStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetServiceStatusRequest) Descriptor() ([]byte, []int) {
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{12}
+}
+
+// GetServiceStatusResponse describes the replica that answered.
+type GetServiceStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// VALIDATE (nothing is created) or LIVE (orders are created and charged).
+	SupplierMode SupplierMode `protobuf:"varint,1,opt,name=supplier_mode,json=supplierMode,proto3,enum=backorder.v1.SupplierMode" json:"supplier_mode,omitempty"`
+	// A name for the replica (host and process id).
+	Replica string `protobuf:"bytes,2,opt,name=replica,proto3" json:"replica,omitempty"`
+	// True when the replica runs its own embedded single-member etcd.
+	EmbeddedEtcd bool `protobuf:"varint,3,opt,name=embedded_etcd,json=embeddedEtcd,proto3" json:"embedded_etcd,omitempty"`
+	// The BigCommerce store this replica serves.
+	StoreHash     string                 `protobuf:"bytes,4,opt,name=store_hash,json=storeHash,proto3" json:"store_hash,omitempty"`
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetServiceStatusResponse) Reset() {
+	*x = GetServiceStatusResponse{}
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetServiceStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetServiceStatusResponse) ProtoMessage() {}
+
+func (x *GetServiceStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetServiceStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetServiceStatusResponse) Descriptor() ([]byte, []int) {
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GetServiceStatusResponse) GetSupplierMode() SupplierMode {
+	if x != nil {
+		return x.SupplierMode
+	}
+	return SupplierMode_SUPPLIER_MODE_UNSPECIFIED
+}
+
+func (x *GetServiceStatusResponse) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *GetServiceStatusResponse) GetEmbeddedEtcd() bool {
+	if x != nil {
+		return x.EmbeddedEtcd
+	}
+	return false
+}
+
+func (x *GetServiceStatusResponse) GetStoreHash() string {
+	if x != nil {
+		return x.StoreHash
+	}
+	return ""
+}
+
+func (x *GetServiceStatusResponse) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
 var File_backorder_v1_fulfillment_proto protoreflect.FileDescriptor
 
 const file_backorder_v1_fulfillment_proto_rawDesc = "" +
@@ -1101,7 +1219,16 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"i\n" +
 	"\x12ListOrdersResponse\x12+\n" +
 	"\x06orders\x18\x01 \x03(\v2\x13.backorder.v1.OrderR\x06orders\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xc0\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x19\n" +
+	"\x17GetServiceStatusRequest\"\xf4\x01\n" +
+	"\x18GetServiceStatusResponse\x12?\n" +
+	"\rsupplier_mode\x18\x01 \x01(\x0e2\x1a.backorder.v1.SupplierModeR\fsupplierMode\x12\x18\n" +
+	"\areplica\x18\x02 \x01(\tR\areplica\x12#\n" +
+	"\rembedded_etcd\x18\x03 \x01(\bR\fembeddedEtcd\x12\x1d\n" +
+	"\n" +
+	"store_hash\x18\x04 \x01(\tR\tstoreHash\x129\n" +
+	"\n" +
+	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt*\xc0\x02\n" +
 	"\n" +
 	"OrderState\x12\x1b\n" +
 	"\x17ORDER_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
@@ -1119,13 +1246,14 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\fSupplierMode\x12\x1d\n" +
 	"\x19SUPPLIER_MODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SUPPLIER_MODE_VALIDATE\x10\x01\x12\x16\n" +
-	"\x12SUPPLIER_MODE_LIVE\x10\x022\xf0\x02\n" +
+	"\x12SUPPLIER_MODE_LIVE\x10\x022\xd3\x03\n" +
 	"\x12FulfillmentService\x12g\n" +
 	"\x12HandleOrderWebhook\x12'.backorder.v1.HandleOrderWebhookRequest\x1a(.backorder.v1.HandleOrderWebhookResponse\x12U\n" +
 	"\fProcessOrder\x12!.backorder.v1.ProcessOrderRequest\x1a\".backorder.v1.ProcessOrderResponse\x12I\n" +
 	"\bGetOrder\x12\x1d.backorder.v1.GetOrderRequest\x1a\x1e.backorder.v1.GetOrderResponse\x12O\n" +
 	"\n" +
-	"ListOrders\x12\x1f.backorder.v1.ListOrdersRequest\x1a .backorder.v1.ListOrdersResponseB=Z;github.com/backorder/backorder/gen/backorder/v1;backorderv1b\x06proto3"
+	"ListOrders\x12\x1f.backorder.v1.ListOrdersRequest\x1a .backorder.v1.ListOrdersResponse\x12a\n" +
+	"\x10GetServiceStatus\x12%.backorder.v1.GetServiceStatusRequest\x1a&.backorder.v1.GetServiceStatusResponseB=Z;github.com/backorder/backorder/gen/backorder/v1;backorderv1b\x06proto3"
 
 var (
 	file_backorder_v1_fulfillment_proto_rawDescOnce sync.Once
@@ -1140,7 +1268,7 @@ func file_backorder_v1_fulfillment_proto_rawDescGZIP() []byte {
 }
 
 var file_backorder_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_backorder_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_backorder_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_backorder_v1_fulfillment_proto_goTypes = []any{
 	(OrderState)(0),                    // 0: backorder.v1.OrderState
 	(SupplierMode)(0),                  // 1: backorder.v1.SupplierMode
@@ -1156,36 +1284,42 @@ var file_backorder_v1_fulfillment_proto_goTypes = []any{
 	(*GetOrderResponse)(nil),           // 11: backorder.v1.GetOrderResponse
 	(*ListOrdersRequest)(nil),          // 12: backorder.v1.ListOrdersRequest
 	(*ListOrdersResponse)(nil),         // 13: backorder.v1.ListOrdersResponse
-	(*timestamppb.Timestamp)(nil),      // 14: google.protobuf.Timestamp
+	(*GetServiceStatusRequest)(nil),    // 14: backorder.v1.GetServiceStatusRequest
+	(*GetServiceStatusResponse)(nil),   // 15: backorder.v1.GetServiceStatusResponse
+	(*timestamppb.Timestamp)(nil),      // 16: google.protobuf.Timestamp
 }
 var file_backorder_v1_fulfillment_proto_depIdxs = []int32{
 	0,  // 0: backorder.v1.Order.state:type_name -> backorder.v1.OrderState
 	1,  // 1: backorder.v1.Order.mode:type_name -> backorder.v1.SupplierMode
 	3,  // 2: backorder.v1.Order.events:type_name -> backorder.v1.OrderEvent
-	14, // 3: backorder.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	14, // 4: backorder.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
-	14, // 5: backorder.v1.Order.submitted_at:type_name -> google.protobuf.Timestamp
-	14, // 6: backorder.v1.Order.next_attempt_at:type_name -> google.protobuf.Timestamp
-	14, // 7: backorder.v1.OrderEvent.received_at:type_name -> google.protobuf.Timestamp
+	16, // 3: backorder.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	16, // 4: backorder.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
+	16, // 5: backorder.v1.Order.submitted_at:type_name -> google.protobuf.Timestamp
+	16, // 6: backorder.v1.Order.next_attempt_at:type_name -> google.protobuf.Timestamp
+	16, // 7: backorder.v1.OrderEvent.received_at:type_name -> google.protobuf.Timestamp
 	5,  // 8: backorder.v1.HandleOrderWebhookRequest.data:type_name -> backorder.v1.WebhookData
 	6,  // 9: backorder.v1.WebhookData.status:type_name -> backorder.v1.WebhookStatus
 	2,  // 10: backorder.v1.ProcessOrderResponse.order:type_name -> backorder.v1.Order
 	2,  // 11: backorder.v1.GetOrderResponse.order:type_name -> backorder.v1.Order
 	0,  // 12: backorder.v1.ListOrdersRequest.state:type_name -> backorder.v1.OrderState
 	2,  // 13: backorder.v1.ListOrdersResponse.orders:type_name -> backorder.v1.Order
-	4,  // 14: backorder.v1.FulfillmentService.HandleOrderWebhook:input_type -> backorder.v1.HandleOrderWebhookRequest
-	8,  // 15: backorder.v1.FulfillmentService.ProcessOrder:input_type -> backorder.v1.ProcessOrderRequest
-	10, // 16: backorder.v1.FulfillmentService.GetOrder:input_type -> backorder.v1.GetOrderRequest
-	12, // 17: backorder.v1.FulfillmentService.ListOrders:input_type -> backorder.v1.ListOrdersRequest
-	7,  // 18: backorder.v1.FulfillmentService.HandleOrderWebhook:output_type -> backorder.v1.HandleOrderWebhookResponse
-	9,  // 19: backorder.v1.FulfillmentService.ProcessOrder:output_type -> backorder.v1.ProcessOrderResponse
-	11, // 20: backorder.v1.FulfillmentService.GetOrder:output_type -> backorder.v1.GetOrderResponse
-	13, // 21: backorder.v1.FulfillmentService.ListOrders:output_type -> backorder.v1.ListOrdersResponse
-	18, // [18:22] is the sub-list for method output_type
-	14, // [14:18] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	1,  // 14: backorder.v1.GetServiceStatusResponse.supplier_mode:type_name -> backorder.v1.SupplierMode
+	16, // 15: backorder.v1.GetServiceStatusResponse.started_at:type_name -> google.protobuf.Timestamp
+	4,  // 16: backorder.v1.FulfillmentService.HandleOrderWebhook:input_type -> backorder.v1.HandleOrderWebhookRequest
+	8,  // 17: backorder.v1.FulfillmentService.ProcessOrder:input_type -> backorder.v1.ProcessOrderRequest
+	10, // 18: backorder.v1.FulfillmentService.GetOrder:input_type -> backorder.v1.GetOrderRequest
+	12, // 19: backorder.v1.FulfillmentService.ListOrders:input_type -> backorder.v1.ListOrdersRequest
+	14, // 20: backorder.v1.FulfillmentService.GetServiceStatus:input_type -> backorder.v1.GetServiceStatusRequest
+	7,  // 21: backorder.v1.FulfillmentService.HandleOrderWebhook:output_type -> backorder.v1.HandleOrderWebhookResponse
+	9,  // 22: backorder.v1.FulfillmentService.ProcessOrder:output_type -> backorder.v1.ProcessOrderResponse
+	11, // 23: backorder.v1.FulfillmentService.GetOrder:output_type -> backorder.v1.GetOrderResponse
+	13, // 24: backorder.v1.FulfillmentService.ListOrders:output_type -> backorder.v1.ListOrdersResponse
+	15, // 25: backorder.v1.FulfillmentService.GetServiceStatus:output_type -> backorder.v1.GetServiceStatusResponse
+	21, // [21:26] is the sub-list for method output_type
+	16, // [16:21] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_backorder_v1_fulfillment_proto_init() }
@@ -1199,7 +1333,7 @@ func file_backorder_v1_fulfillment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backorder_v1_fulfillment_proto_rawDesc), len(file_backorder_v1_fulfillment_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

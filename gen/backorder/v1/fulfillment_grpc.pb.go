@@ -23,6 +23,7 @@ const (
 	FulfillmentService_ProcessOrder_FullMethodName       = "/backorder.v1.FulfillmentService/ProcessOrder"
 	FulfillmentService_GetOrder_FullMethodName           = "/backorder.v1.FulfillmentService/GetOrder"
 	FulfillmentService_ListOrders_FullMethodName         = "/backorder.v1.FulfillmentService/ListOrders"
+	FulfillmentService_GetServiceStatus_FullMethodName   = "/backorder.v1.FulfillmentService/GetServiceStatus"
 )
 
 // FulfillmentServiceClient is the client API for FulfillmentService service.
@@ -49,6 +50,9 @@ type FulfillmentServiceClient interface {
 	// ListOrders lists stored orders, optionally of one store and one state,
 	// in key order, a page at a time.
 	ListOrders(ctx context.Context, in *ListOrdersRequest, opts ...grpc.CallOption) (*ListOrdersResponse, error)
+	// GetServiceStatus says how this replica runs: above all whether supplier
+	// calls are live (charging the card) or validate-only.
+	GetServiceStatus(ctx context.Context, in *GetServiceStatusRequest, opts ...grpc.CallOption) (*GetServiceStatusResponse, error)
 }
 
 type fulfillmentServiceClient struct {
@@ -99,6 +103,16 @@ func (c *fulfillmentServiceClient) ListOrders(ctx context.Context, in *ListOrder
 	return out, nil
 }
 
+func (c *fulfillmentServiceClient) GetServiceStatus(ctx context.Context, in *GetServiceStatusRequest, opts ...grpc.CallOption) (*GetServiceStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetServiceStatusResponse)
+	err := c.cc.Invoke(ctx, FulfillmentService_GetServiceStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FulfillmentServiceServer is the server API for FulfillmentService service.
 // All implementations must embed UnimplementedFulfillmentServiceServer
 // for forward compatibility.
@@ -123,6 +137,9 @@ type FulfillmentServiceServer interface {
 	// ListOrders lists stored orders, optionally of one store and one state,
 	// in key order, a page at a time.
 	ListOrders(context.Context, *ListOrdersRequest) (*ListOrdersResponse, error)
+	// GetServiceStatus says how this replica runs: above all whether supplier
+	// calls are live (charging the card) or validate-only.
+	GetServiceStatus(context.Context, *GetServiceStatusRequest) (*GetServiceStatusResponse, error)
 	mustEmbedUnimplementedFulfillmentServiceServer()
 }
 
@@ -144,6 +161,9 @@ func (UnimplementedFulfillmentServiceServer) GetOrder(context.Context, *GetOrder
 }
 func (UnimplementedFulfillmentServiceServer) ListOrders(context.Context, *ListOrdersRequest) (*ListOrdersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListOrders not implemented")
+}
+func (UnimplementedFulfillmentServiceServer) GetServiceStatus(context.Context, *GetServiceStatusRequest) (*GetServiceStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetServiceStatus not implemented")
 }
 func (UnimplementedFulfillmentServiceServer) mustEmbedUnimplementedFulfillmentServiceServer() {}
 func (UnimplementedFulfillmentServiceServer) testEmbeddedByValue()                            {}
@@ -238,6 +258,24 @@ func _FulfillmentService_ListOrders_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FulfillmentService_GetServiceStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetServiceStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FulfillmentServiceServer).GetServiceStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FulfillmentService_GetServiceStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FulfillmentServiceServer).GetServiceStatus(ctx, req.(*GetServiceStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FulfillmentService_ServiceDesc is the grpc.ServiceDesc for FulfillmentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -260,6 +298,10 @@ var FulfillmentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListOrders",
 			Handler:    _FulfillmentService_ListOrders_Handler,
+		},
+		{
+			MethodName: "GetServiceStatus",
+			Handler:    _FulfillmentService_GetServiceStatus_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
