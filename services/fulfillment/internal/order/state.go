@@ -63,7 +63,9 @@ var transitions = map[State][]State{
 	Ineligible: {Ineligible, Submitting, Submitted},
 	Validated:  {Ineligible, Submitting, Submitted, Validated},
 	// A supplier call was made (or may have been).
-	Submitting: {Submitted, Validated, RetryScheduled, Rejected, NeedsReview, Failed, Ineligible},
+	// A supplier call was made (or may have been). Submitting -> Submitting
+	// is an interrupted validate-only attempt made again: it created nothing.
+	Submitting: {Submitted, Validated, RetryScheduled, Rejected, NeedsReview, Failed, Ineligible, Submitting},
 	// Nothing was created: try again, give up, or the order changed.
 	RetryScheduled: {Submitting, Ineligible, Submitted, Failed},
 	Submitted:      {WrittenBack},

@@ -1,0 +1,194 @@
+// Package app wires the fulfillment service from its configuration: etcd,
+// the BigCommerce and TropShip clients, the use case, and the gRPC server
+// with health and reflection. It owns start-up and graceful shutdown.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	backorderv1 "github.com/backorder/backorder/gen/backorder/v1"
+	"github.com/backorder/backorder/services/fulfillment/internal/bigcommerce"
+	"github.com/backorder/backorder/services/fulfillment/internal/config"
+	"github.com/backorder/backorder/services/fulfillment/internal/etcdstore"
+	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
+	"github.com/backorder/backorder/services/fulfillment/internal/grpcserver"
+	"github.com/backorder/backorder/services/fulfillment/internal/order"
+	"github.com/backorder/backorder/services/fulfillment/internal/tropship"
+)
+
+// LogLevel turns LOG_LEVEL into a slog level.
+func LogLevel(s string) slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(strings.ToUpper(s)))
+	return l
+}
+
+// Run serves until ctx ends, then shuts down gracefully: the listener and
+// gRPC server first, then the workers, the etcd session (releasing its
+// locks), the client and the embedded etcd. ready, when not nil, receives
+// the listening address once the service accepts calls.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- net.Addr) error {
+	lis, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("LISTEN_ADDR %q: %w", cfg.ListenAddr, err)
+	}
+	defer lis.Close()
+
+	endpoints, embedded := cfg.EtcdEndpoints, false
+	if len(endpoints) == 0 {
+		e, err := etcdstore.StartEmbedded(ctx, cfg.EtcdDataDir, cfg.EtcdEmbedURL)
+		if err != nil {
+			return err
+		}
+		defer e.Close()
+		endpoints, embedded = []string{e.Endpoint}, true
+		log.Info("embedded single-member etcd started (set ETCD_ENDPOINTS to use a cluster)",
+			"data_dir", cfg.EtcdDataDir, "endpoint", e.Endpoint)
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: endpoints, DialTimeout: cfg.EtcdDialTimeout, Logger: zap.NewNop(),
+		DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("ETCD_ENDPOINTS %v: %w", endpoints, err)
+	}
+	defer cli.Close()
+	// The client connects lazily: ask once, so that a wrong endpoint stops
+	// the service now with a message naming the setting.
+	pctx, cancel := context.WithTimeout(ctx, cfg.EtcdDialTimeout)
+	_, err = cli.Get(pctx, cfg.EtcdPrefix+"ping")
+	cancel()
+	if err != nil {
+		return fmt.Errorf("ETCD_ENDPOINTS %v: etcd unreachable within ETCD_DIAL_TIMEOUT (%s): %w",
+			endpoints, cfg.EtcdDialTimeout, err)
+	}
+	store, err := etcdstore.New(ctx, cli, etcdstore.Options{Prefix: cfg.EtcdPrefix, LockTTL: cfg.LockTTL})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	bc, err := bigcommerce.New(bigcommerce.Config{
+		BaseURL: cfg.BigCommerceURL, StoreHash: cfg.BigCommerceStore,
+		AccessToken: cfg.BigCommerceToken, Timeout: cfg.BigCommerceTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("BigCommerce client: %w", err)
+	}
+	ts, err := tropship.New(tropship.Config{
+		BaseURL: cfg.TropShipURL, TokenPath: cfg.TropShipTokenPath, OrdersPath: cfg.TropShipOrdersPath,
+		ClientID: cfg.TropShipClientID, ClientSecret: cfg.TropShipClientSecret, Timeout: cfg.TropShipTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("TropShip client: %w", err)
+	}
+	announceMode(log, cfg)
+
+	svc := fulfill.New(fulfill.Config{
+		Store: cfg.BigCommerceStore, Mode: cfg.TropShipMode, ValidateFirst: cfg.TropShipValidateFirst,
+		Policy: cfg.Policy, Retry: cfg.Retry, Workers: cfg.Workers,
+		SweepInterval: cfg.SweepInterval, SweepGrace: cfg.SweepGrace,
+	}, store, bc, ts, log)
+
+	host, _ := os.Hostname()
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(logCalls(log)))
+	grpcserver.New(svc, grpcserver.Info{
+		Replica: fmt.Sprintf("%s/%d", host, os.Getpid()), EmbeddedEtcd: embedded,
+		StoreHash: cfg.BigCommerceStore, StartedAt: time.Now(),
+	}).Register(srv)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	reflection.Register(srv)
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(backorderv1.FulfillmentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+
+	g, gctx := errgroup.WithContext(ctx)
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	g.Go(func() error { return svc.Run(workCtx) })
+	g.Go(func() error {
+		log.Info("fulfillment listening", "addr", lis.Addr().String(), "supplier_mode", cfg.TropShipMode.String())
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("gRPC server: %w", err)
+		}
+		return nil
+	})
+	if ready != nil {
+		ready <- lis.Addr()
+	}
+	g.Go(func() error {
+		select {
+		case <-gctx.Done():
+		case <-store.SessionDone():
+			// Without a lock session nothing can be processed safely.
+			log.Error("etcd lock session lost; shutting down so a supervisor restarts the service")
+			hs.Shutdown()
+			stopAll(srv, cfg.ShutdownTimeout)
+			stopWork()
+			return errors.New("etcd lock session lost")
+		}
+		hs.Shutdown()
+		stopAll(srv, cfg.ShutdownTimeout)
+		stopWork()
+		return nil
+	})
+	err = g.Wait()
+	log.Info("fulfillment stopped")
+	return err
+}
+
+// stopAll drains in-flight calls, then forces the rest after timeout.
+func stopAll(srv *grpc.Server, timeout time.Duration) {
+	done := make(chan struct{})
+	go func() { srv.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		srv.Stop()
+	}
+}
+
+// announceMode says loudly whether orders are created and charged.
+func announceMode(log *slog.Logger, cfg config.Config) {
+	if cfg.TropShipMode == order.ModeLive {
+		log.Warn("TROPSHIP_MODE=live: orders are CREATED at TropShip and CHARGED to the account's card",
+			"tropship", cfg.TropShipURL)
+		return
+	}
+	log.Warn("TROPSHIP_MODE=validate: orders are only validated (validate_only=true); nothing is created or charged. Set TROPSHIP_MODE=live to submit.",
+		"tropship", cfg.TropShipURL)
+	if cfg.TropShipClientID == "" || cfg.TropShipClientSecret == "" {
+		log.Warn("TROPSHIP_CLIENT_ID or TROPSHIP_CLIENT_SECRET is empty: validation calls will be refused until they are set")
+	}
+}
+
+// logCalls logs each call once, with its code and duration.
+func logCalls(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := h(ctx, req)
+		lvl := slog.LevelDebug
+		if err != nil {
+			lvl = slog.LevelWarn
+		}
+		log.Log(ctx, lvl, "rpc", "method", info.FullMethod, "duration", time.Since(start), "err", err)
+		return resp, err
+	}
+}
+
+var _ fulfill.Store = (*etcdstore.Store)(nil)

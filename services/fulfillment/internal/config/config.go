@@ -1,0 +1,235 @@
+// Package config reads the fulfillment service's settings from the
+// environment and validates them, naming the variable that is wrong.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/order"
+)
+
+// Config is every setting of the fulfillment service. The README lists them
+// with their defaults.
+type Config struct {
+	ListenAddr string
+
+	EtcdEndpoints      []string
+	EtcdDataDir        string
+	EtcdEmbedURL       string
+	EtcdPrefix         string
+	EtcdDialTimeout    time.Duration
+	LockTTL            time.Duration
+	BigCommerceURL     string
+	BigCommerceStore   string
+	BigCommerceToken   string
+	BigCommerceTimeout time.Duration
+
+	TropShipURL           string
+	TropShipTokenPath     string
+	TropShipOrdersPath    string
+	TropShipClientID      string
+	TropShipClientSecret  string
+	TropShipMode          order.Mode
+	TropShipValidateFirst bool
+	TropShipTimeout       time.Duration
+
+	Policy          order.Policy
+	Workers         int
+	SweepInterval   time.Duration
+	SweepGrace      time.Duration
+	Retry           order.RetryPolicy
+	ShutdownTimeout time.Duration
+	LogLevel        string
+}
+
+// Load reads the settings through getenv (os.Getenv in main) and validates
+// them. All problems are reported at once.
+func Load(getenv func(string) string) (Config, error) {
+	e := env{get: getenv}
+	c := Config{
+		ListenAddr:            e.str("LISTEN_ADDR", ":9090"),
+		EtcdEndpoints:         e.list("ETCD_ENDPOINTS", ""),
+		EtcdDataDir:           e.str("ETCD_DATA_DIR", "data/etcd"),
+		EtcdEmbedURL:          e.str("ETCD_EMBED_CLIENT_URL", "http://127.0.0.1:2379"),
+		EtcdPrefix:            e.str("ETCD_PREFIX", "/backorder/"),
+		EtcdDialTimeout:       e.duration("ETCD_DIAL_TIMEOUT", 5*time.Second),
+		LockTTL:               e.duration("LOCK_TTL", 10*time.Second),
+		BigCommerceURL:        e.url("BIGCOMMERCE_API_URL", "https://api.bigcommerce.com"),
+		BigCommerceStore:      e.required("BIGCOMMERCE_STORE_HASH"),
+		BigCommerceToken:      e.required("BIGCOMMERCE_ACCESS_TOKEN"),
+		BigCommerceTimeout:    e.duration("BIGCOMMERCE_TIMEOUT", 10*time.Second),
+		TropShipURL:           e.url("TROPSHIP_BASE_URL", ""),
+		TropShipTokenPath:     e.str("TROPSHIP_TOKEN_PATH", "/oauth/token"),
+		TropShipOrdersPath:    e.str("TROPSHIP_ORDERS_PATH", "/v1/offline-orders"),
+		TropShipClientID:      e.str("TROPSHIP_CLIENT_ID", ""),
+		TropShipClientSecret:  e.str("TROPSHIP_CLIENT_SECRET", ""),
+		TropShipValidateFirst: e.boolean("TROPSHIP_VALIDATE_FIRST", false),
+		TropShipTimeout:       e.duration("TROPSHIP_TIMEOUT", 30*time.Second),
+		Workers:               e.integer("WORKERS", 16),
+		SweepInterval:         e.duration("SWEEP_INTERVAL", 5*time.Second),
+		SweepGrace:            e.duration("SWEEP_GRACE", 10*time.Second),
+		ShutdownTimeout:       e.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
+		LogLevel:              e.str("LOG_LEVEL", "info"),
+	}
+	c.Retry = order.RetryPolicy{
+		Base:        e.duration("RETRY_BASE", 5*time.Second),
+		Max:         e.duration("RETRY_MAX", 10*time.Minute),
+		MaxAttempts: uint32(e.integer("RETRY_MAX_ATTEMPTS", 10)),
+	}
+	c.Policy = order.Policy{
+		EligibleStatuses: e.statuses("ELIGIBLE_STATUSES", "11"),
+		Countries:        e.list("SHIP_COUNTRIES", "GB"),
+		SKUPrefix:        e.str("SKU_PREFIX", ""),
+	}
+	switch m := strings.ToLower(e.str("TROPSHIP_MODE", "validate")); m {
+	case "validate":
+		c.TropShipMode = order.ModeValidate
+	case "live":
+		c.TropShipMode = order.ModeLive
+	default:
+		e.fail("TROPSHIP_MODE", fmt.Sprintf("is %q; want validate or live", m))
+	}
+	if c.TropShipURL == "" && e.get("TROPSHIP_BASE_URL") == "" {
+		e.fail("TROPSHIP_BASE_URL", "is required (the root of the TropShip API)")
+	}
+	if c.TropShipMode == order.ModeLive {
+		if c.TropShipClientID == "" {
+			e.fail("TROPSHIP_CLIENT_ID", "is required when TROPSHIP_MODE=live")
+		}
+		if c.TropShipClientSecret == "" {
+			e.fail("TROPSHIP_CLIENT_SECRET", "is required when TROPSHIP_MODE=live")
+		}
+	}
+	if c.Workers < 1 {
+		e.fail("WORKERS", "must be at least 1")
+	}
+	if c.LockTTL < time.Second {
+		e.fail("LOCK_TTL", "must be at least 1s (etcd leases count whole seconds)")
+	}
+	if c.Retry.MaxAttempts < 1 {
+		e.fail("RETRY_MAX_ATTEMPTS", "must be at least 1")
+	}
+	for i, code := range c.Policy.Countries {
+		c.Policy.Countries[i] = strings.ToUpper(code)
+		if len(code) != 2 {
+			e.fail("SHIP_COUNTRIES", fmt.Sprintf("has %q; want ISO 3166-1 alpha-2 codes like GB", code))
+		}
+	}
+	for _, ep := range c.EtcdEndpoints {
+		if u, err := url.Parse(ep); err != nil || u.Host == "" {
+			e.fail("ETCD_ENDPOINTS", fmt.Sprintf("has %q; want URLs like http://10.0.0.1:2379", ep))
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		e.fail("LOG_LEVEL", fmt.Sprintf("is %q; want debug, info, warn or error", c.LogLevel))
+	}
+	return c, errors.Join(e.errs...)
+}
+
+// env reads variables and collects every problem.
+type env struct {
+	get  func(string) string
+	errs []error
+}
+
+func (e *env) fail(name, msg string) { e.errs = append(e.errs, fmt.Errorf("%s %s", name, msg)) }
+
+func (e *env) str(name, def string) string {
+	if v := strings.TrimSpace(e.get(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (e *env) required(name string) string {
+	v := e.str(name, "")
+	if v == "" {
+		e.fail(name, "is required")
+	}
+	return v
+}
+
+func (e *env) url(name, def string) string {
+	v := e.str(name, def)
+	if v == "" {
+		return ""
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		e.fail(name, fmt.Sprintf("is %q; want an http(s) URL like https://api.example.com", v))
+		return ""
+	}
+	return strings.TrimRight(v, "/")
+}
+
+func (e *env) duration(name string, def time.Duration) time.Duration {
+	v := e.str(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		e.fail(name, fmt.Sprintf("is %q; want a positive duration like 5s or 2m", v))
+		return def
+	}
+	return d
+}
+
+func (e *env) integer(name string, def int) int {
+	v := e.str(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		e.fail(name, fmt.Sprintf("is %q; want a whole number", v))
+		return def
+	}
+	return n
+}
+
+func (e *env) boolean(name string, def bool) bool {
+	v := e.str(name, "")
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		e.fail(name, fmt.Sprintf("is %q; want true or false", v))
+		return def
+	}
+	return b
+}
+
+func (e *env) list(name, def string) []string {
+	var out []string
+	for _, s := range strings.Split(e.str(name, def), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (e *env) statuses(name, def string) []uint32 {
+	var out []uint32
+	for _, s := range e.list(name, def) {
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil || n > 14 {
+			e.fail(name, fmt.Sprintf("has %q; want BigCommerce status ids 0-14 like 11", s))
+			continue
+		}
+		out = append(out, uint32(n))
+	}
+	if len(out) == 0 {
+		e.fail(name, "names no status")
+	}
+	return out
+}

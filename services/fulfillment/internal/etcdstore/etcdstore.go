@@ -1,0 +1,299 @@
+// Package etcdstore keeps the order records, delivery dedupe, the queue of
+// pending work and the per-order mutexes in etcd, the product's only store.
+//
+// Layout under the prefix (default /backorder/):
+//
+//	orders/<store>/<id>             the record (JSON of order.Order)
+//	deliveries/<store>/<id>/<key>   one webhook event, on a ~72 h lease (dedupe)
+//	queue/<store>/<id>              pending work; the value is the due time
+//	index/state/<STATE>/<store>/<id> an index of records by state
+//	locks/<store>/<id>/             the concurrency.Mutex prefix
+package etcdstore
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
+	"github.com/backorder/backorder/services/fulfillment/internal/order"
+)
+
+var _ fulfill.Store = (*Store)(nil)
+
+// Options tune a Store.
+type Options struct {
+	// Prefix of every key (default "/backorder/").
+	Prefix string
+	// LockTTL is the lease of the process's lock session (default 10 s): a
+	// process that stops keeping it alive loses its locks after this long.
+	LockTTL time.Duration
+	// DeliveryTTL is how long a delivery is remembered for dedupe (default
+	// 72 h, longer than BigCommerce's 48 h retry horizon).
+	DeliveryTTL time.Duration
+}
+
+// Store is the etcd implementation of fulfill.Store.
+type Store struct {
+	cli     *clientv3.Client
+	prefix  string
+	session *concurrency.Session
+	ttl     time.Duration
+
+	leaseMu      sync.Mutex
+	lease        clientv3.LeaseID
+	leaseGranted time.Time
+}
+
+// New opens a store on cli and its long-lived lock session.
+func New(ctx context.Context, cli *clientv3.Client, opts Options) (*Store, error) {
+	if opts.Prefix == "" {
+		opts.Prefix = "/backorder/"
+	}
+	if !strings.HasSuffix(opts.Prefix, "/") {
+		opts.Prefix += "/"
+	}
+	if opts.LockTTL <= 0 {
+		opts.LockTTL = 10 * time.Second
+	}
+	if opts.DeliveryTTL <= 0 {
+		opts.DeliveryTTL = 72 * time.Hour
+	}
+	ttl := int(opts.LockTTL / time.Second)
+	if ttl < 1 {
+		ttl = 1
+	}
+	sess, err := concurrency.NewSession(cli, concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("etcd lock session: %w", unavailable(err))
+	}
+	return &Store{cli: cli, prefix: opts.Prefix, session: sess, ttl: opts.DeliveryTTL}, nil
+}
+
+// Close ends the lock session, releasing every lock this process holds.
+func (s *Store) Close() error { return s.session.Close() }
+
+// SessionDone is closed when the lock session ended.
+func (s *Store) SessionDone() <-chan struct{} { return s.session.Done() }
+
+// Client returns the etcd client (for health checks).
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+func (s *Store) orderKey(k order.Key) string { return fmt.Sprintf("%sorders/%s/%d", s.prefix, k.Store, k.ID) }
+func (s *Store) queueKey(k order.Key) string  { return fmt.Sprintf("%squeue/%s/%d", s.prefix, k.Store, k.ID) }
+func (s *Store) lockKey(k order.Key) string   { return fmt.Sprintf("%slocks/%s/%d/", s.prefix, k.Store, k.ID) }
+func (s *Store) deliveryPrefix(k order.Key) string {
+	return fmt.Sprintf("%sdeliveries/%s/%d/", s.prefix, k.Store, k.ID)
+}
+func (s *Store) stateKey(st order.State, k order.Key) string {
+	return fmt.Sprintf("%sindex/state/%s/%s/%d", s.prefix, st, k.Store, k.ID)
+}
+
+// deliveryLease returns a lease for delivery keys. One lease is shared by
+// the deliveries of an hour, so dedupe costs one grant an hour, not one per
+// delivery, and each key lives between DeliveryTTL-1h and DeliveryTTL.
+func (s *Store) deliveryLease(ctx context.Context) (clientv3.LeaseID, error) {
+	s.leaseMu.Lock()
+	defer s.leaseMu.Unlock()
+	if s.lease != 0 && time.Since(s.leaseGranted) < time.Hour {
+		return s.lease, nil
+	}
+	g, err := s.cli.Grant(ctx, int64(s.ttl/time.Second))
+	if err != nil {
+		return 0, fmt.Errorf("grant delivery lease: %w", unavailable(err))
+	}
+	s.lease, s.leaseGranted = g.ID, time.Now()
+	return s.lease, nil
+}
+
+// RecordDelivery implements fulfill.Store: one transaction, a no-op when the
+// delivery key exists.
+func (s *Store) RecordDelivery(ctx context.Context, k order.Key, ev order.Event, enqueue bool, due time.Time) (bool, error) {
+	lease, err := s.deliveryLease(ctx)
+	if err != nil {
+		return false, err
+	}
+	val, err := json.Marshal(ev)
+	if err != nil {
+		return false, err
+	}
+	dk := s.deliveryPrefix(k) + ev.Key
+	ops := []clientv3.Op{clientv3.OpPut(dk, string(val), clientv3.WithLease(lease))}
+	if enqueue {
+		ops = append(ops, clientv3.OpPut(s.queueKey(k), strconv.FormatInt(due.UnixNano(), 10)))
+	}
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(dk), "=", 0)).Then(ops...).Commit()
+	if err != nil {
+		if isLeaseNotFound(err) {
+			// The shared lease expired or was revoked: take a new one.
+			s.leaseMu.Lock()
+			s.lease = 0
+			s.leaseMu.Unlock()
+			return s.RecordDelivery(ctx, k, ev, enqueue, due)
+		}
+		return false, fmt.Errorf("record delivery: %w", unavailable(err))
+	}
+	return resp.Succeeded, nil
+}
+
+// Get implements fulfill.Store.
+func (s *Store) Get(ctx context.Context, k order.Key) (*order.Order, error) {
+	resp, err := s.cli.Txn(ctx).Then(
+		clientv3.OpGet(s.orderKey(k)),
+		clientv3.OpGet(s.deliveryPrefix(k), clientv3.WithPrefix()),
+		clientv3.OpGet(s.queueKey(k), clientv3.WithCountOnly()),
+	).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("get order %s: %w", k, unavailable(err))
+	}
+	rec, evs := resp.Responses[0].GetResponseRange(), resp.Responses[1].GetResponseRange()
+	var o *order.Order
+	if len(rec.Kvs) > 0 {
+		if o, err = decodeOrder(rec.Kvs[0].Value); err != nil {
+			return nil, err
+		}
+	} else if len(evs.Kvs) > 0 {
+		// Recorded but not processed yet: show it as received.
+		o = order.New(k, time.Time{})
+	} else {
+		return nil, fmt.Errorf("order %s: %w", k, fulfill.ErrNotFound)
+	}
+	events, err := decodeEvents(evs.Kvs)
+	if err != nil {
+		return nil, err
+	}
+	o.AddEvents(events...)
+	if o.CreatedAt.IsZero() && len(o.Events) > 0 {
+		o.CreatedAt, o.UpdatedAt = o.Events[0].ReceivedAt, o.Events[len(o.Events)-1].ReceivedAt
+	}
+	o.Pending = resp.Responses[2].GetResponseRange().Count > 0
+	return o, nil
+}
+
+// List implements fulfill.Store. With a state, it walks the state index;
+// otherwise the records themselves.
+func (s *Store) List(ctx context.Context, f fulfill.ListFilter) ([]*order.Order, string, error) {
+	if f.PageSize <= 0 {
+		f.PageSize = 50
+	}
+	var prefix string
+	if f.State != order.StateUnspecified {
+		prefix = fmt.Sprintf("%sindex/state/%s/", s.prefix, f.State)
+	} else {
+		prefix = s.prefix + "orders/"
+	}
+	if f.Store != "" {
+		prefix += f.Store + "/"
+	}
+	start := prefix
+	if f.PageToken != "" {
+		after, err := base64.RawURLEncoding.DecodeString(f.PageToken)
+		if err != nil || !strings.HasPrefix(string(after), prefix) {
+			return nil, "", fulfill.ErrBadPageToken
+		}
+		start = string(after) + "\x00"
+	}
+	resp, err := s.cli.Get(ctx, start, clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)), clientv3.WithLimit(int64(f.PageSize)))
+	if err != nil {
+		return nil, "", fmt.Errorf("list orders: %w", unavailable(err))
+	}
+	out := make([]*order.Order, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		if f.State == order.StateUnspecified {
+			o, err := decodeOrder(kv.Value)
+			if err != nil {
+				return nil, "", err
+			}
+			out = append(out, o)
+			continue
+		}
+		k, ok := parseKeySuffix(strings.TrimPrefix(string(kv.Key), fmt.Sprintf("%sindex/state/%s/", s.prefix, f.State)))
+		if !ok {
+			continue
+		}
+		o, err := s.Get(ctx, k)
+		if errors.Is(err, fulfill.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		if o.State == f.State { // the index may lag a concurrent write
+			out = append(out, o)
+		}
+	}
+	next := ""
+	if resp.More && len(resp.Kvs) > 0 {
+		next = base64.RawURLEncoding.EncodeToString(resp.Kvs[len(resp.Kvs)-1].Key)
+	}
+	return out, next, nil
+}
+
+// Due implements fulfill.Store: it reads only the queue, never every record.
+func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]order.Key, error) {
+	resp, err := s.cli.Get(ctx, s.prefix+"queue/", clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("read queue: %w", unavailable(err))
+	}
+	var keys []order.Key
+	for _, kv := range resp.Kvs {
+		due, err := strconv.ParseInt(string(kv.Value), 10, 64)
+		if err == nil && due > now.UnixNano() {
+			continue
+		}
+		k, ok := parseKeySuffix(strings.TrimPrefix(string(kv.Key), s.prefix+"queue/"))
+		if !ok {
+			continue
+		}
+		keys = append(keys, k)
+		if len(keys) >= limit {
+			break
+		}
+	}
+	return keys, nil
+}
+
+// parseKeySuffix reads "<store>/<id>".
+func parseKeySuffix(s string) (order.Key, bool) {
+	store, id, ok := strings.Cut(s, "/")
+	if !ok {
+		return order.Key{}, false
+	}
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil {
+		return order.Key{}, false
+	}
+	return order.Key{Store: store, ID: n}, true
+}
+
+func decodeOrder(b []byte) (*order.Order, error) {
+	var o order.Order
+	if err := json.Unmarshal(b, &o); err != nil {
+		return nil, fmt.Errorf("decode order record: %w", err)
+	}
+	return &o, nil
+}
+
+func decodeEvents(kvs []*mvccpb.KeyValue) ([]order.Event, error) {
+	events := make([]order.Event, 0, len(kvs))
+	for _, kv := range kvs {
+		var ev order.Event
+		if err := json.Unmarshal(kv.Value, &ev); err != nil {
+			return nil, fmt.Errorf("decode delivery %s: %w", kv.Key, err)
+		}
+		events = append(events, ev)
+	}
+	// Deliveries are keyed by dedupe key, not time: order them as received.
+	sortEvents(events)
+	return events, nil
+}

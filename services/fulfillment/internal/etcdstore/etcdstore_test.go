@@ -1,0 +1,223 @@
+package etcdstore_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/etcdstore"
+	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
+	"github.com/backorder/backorder/services/fulfillment/internal/order"
+	"github.com/backorder/backorder/services/sandbox/etcdtest"
+)
+
+func newStore(t *testing.T, cli *clientv3.Client) *etcdstore.Store {
+	t.Helper()
+	s, err := etcdstore.New(context.Background(), cli, etcdstore.Options{Prefix: "/t/", LockTTL: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func ev(key string) order.Event {
+	return order.Event{Key: key, Scope: "store/order/created", ReceivedAt: time.Now()}
+}
+
+func TestRecordDeliveryIsOnceAndQueues(t *testing.T) {
+	ctx := context.Background()
+	cli := etcdtest.Client(t, etcdtest.Start(t))
+	s := newStore(t, cli)
+	k := order.Key{Store: "abc", ID: 7}
+	for i, want := range []bool{true, false, false} {
+		got, err := s.RecordDelivery(ctx, k, ev("h1"), true, time.Now())
+		if err != nil || got != want {
+			t.Fatalf("delivery %d: recorded=%v err=%v, want %v", i, got, err, want)
+		}
+	}
+	if got, _ := s.RecordDelivery(ctx, k, ev("h2"), false, time.Time{}); !got {
+		t.Fatal("a different event must be recorded")
+	}
+	r, err := cli.Get(ctx, "/t/deliveries/abc/7/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || r.Count != 2 {
+		t.Fatalf("deliveries stored: %v %v, want 2", r.Count, err)
+	}
+	if r, _ := cli.Get(ctx, "/t/deliveries/abc/7/h1"); r.Kvs[0].Lease == 0 {
+		t.Fatal("a delivery must live on a lease, so dedupe keys expire")
+	}
+	due, err := s.Due(ctx, time.Now(), 10)
+	if err != nil || len(due) != 1 || due[0] != k {
+		t.Fatalf("due = %v %v, want [%v]", due, err, k)
+	}
+	o, err := s.Get(ctx, k)
+	if err != nil || o.State != order.Received || len(o.Events) != 2 || !o.Pending {
+		t.Fatalf("get before processing = %+v, %v", o, err)
+	}
+	if _, err := s.Get(ctx, order.Key{Store: "abc", ID: 8}); !errors.Is(err, fulfill.ErrNotFound) {
+		t.Fatalf("unknown order: %v, want ErrNotFound", err)
+	}
+}
+
+func TestDueSkipsFutureWork(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, etcdtest.Client(t, etcdtest.Start(t)))
+	now := time.Now()
+	s.RecordDelivery(ctx, order.Key{Store: "s", ID: 1}, ev("a"), true, now.Add(-time.Second))
+	s.RecordDelivery(ctx, order.Key{Store: "s", ID: 2}, ev("b"), true, now.Add(time.Hour))
+	due, err := s.Due(ctx, now, 10)
+	if err != nil || len(due) != 1 || due[0].ID != 1 {
+		t.Fatalf("due = %v %v, want only order 1", due, err)
+	}
+}
+
+func TestSaveIsFencedByRecordRevision(t *testing.T) {
+	ctx := context.Background()
+	cli := etcdtest.Client(t, etcdtest.Start(t))
+	s := newStore(t, cli)
+	k := order.Key{Store: "s", ID: 1}
+	lk, err := s.Lock(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lk.Unlock(ctx)
+	if _, err := lk.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Someone writes the record behind the holder's back.
+	if _, err := cli.Put(ctx, "/t/orders/s/1", `{"state":4}`); err != nil {
+		t.Fatal(err)
+	}
+	err = lk.Save(ctx, order.New(k, time.Now()), fulfill.QueueOp{})
+	if !errors.Is(err, fulfill.ErrFenced) {
+		t.Fatalf("save after a foreign write = %v, want ErrFenced", err)
+	}
+}
+
+func TestSaveIsFencedWhenTheLeaseIsGone(t *testing.T) {
+	ctx := context.Background()
+	cli := etcdtest.Client(t, etcdtest.Start(t))
+	a := newStore(t, cli)
+	k := order.Key{Store: "s", ID: 1}
+	la, err := a.Lock(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := la.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A's lease ends (as when its process pauses past the TTL): its lock
+	// key disappears and B takes the order.
+	leases, _ := cli.Leases(ctx)
+	for _, l := range leases.Leases {
+		cli.Revoke(ctx, l.ID) // revokes A's and B's sessions alike
+	}
+	b2 := newStore(t, cli)
+	lb, err := b2.Lock(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb.Unlock(ctx)
+	if _, err := lb.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err = la.Save(ctx, order.New(k, time.Now()), fulfill.QueueOp{})
+	if !errors.Is(err, fulfill.ErrFenced) && !errors.Is(err, fulfill.ErrLockLost) {
+		t.Fatalf("stale holder's save = %v, want ErrFenced or ErrLockLost", err)
+	}
+	if err := lb.Save(ctx, order.New(k, time.Now()), fulfill.QueueOp{}); err != nil {
+		t.Fatalf("new holder's save: %v", err)
+	}
+}
+
+func TestQueueDoneKeepsAnEventThatArrivedMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, etcdtest.Client(t, etcdtest.Start(t)))
+	k := order.Key{Store: "s", ID: 1}
+	s.RecordDelivery(ctx, k, ev("e1"), true, time.Now())
+	lk, _ := s.Lock(ctx, k)
+	defer lk.Unlock(ctx)
+	l, _ := lk.Load(ctx)
+	if !l.Queued || len(l.Events) != 1 {
+		t.Fatalf("load = %+v", l)
+	}
+	s.RecordDelivery(ctx, k, ev("e2"), true, time.Now()) // arrives mid-processing
+	o := order.New(k, time.Now())
+	if err := lk.Save(ctx, o, fulfill.QueueOp{Done: true}); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := s.Due(ctx, time.Now(), 10); len(due) != 1 {
+		t.Fatal("the queue entry of a newer event must survive Done")
+	}
+	l, _ = lk.Load(ctx)
+	if err := lk.Save(ctx, o, fulfill.QueueOp{Done: true}); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := s.Due(ctx, time.Now(), 10); len(due) != 0 {
+		t.Fatalf("queue after Done = %v, want empty", due)
+	}
+}
+
+func TestListByStateAndPages(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, etcdtest.Client(t, etcdtest.Start(t)))
+	now := time.Now()
+	for i := 1; i <= 7; i++ {
+		k := order.Key{Store: "s", ID: uint64(i)}
+		lk, err := s.Lock(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lk.Load(ctx)
+		o := order.New(k, now)
+		if err := lk.Save(ctx, o, fulfill.QueueOp{}); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 { // even orders move on: the index must follow
+			o.IneligibleReason = "test"
+			o.Transition(order.Ineligible, now)
+			if err := lk.Save(ctx, o, fulfill.QueueOp{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		lk.Unlock(ctx)
+	}
+	count := func(f fulfill.ListFilter) (n int, pages int) {
+		for {
+			os, next, err := s.List(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, pages = n+len(os), pages+1
+			for _, o := range os {
+				if f.State != order.StateUnspecified && o.State != f.State {
+					t.Fatalf("listed %v in %v", o.State, f.State)
+				}
+			}
+			if next == "" {
+				return n, pages
+			}
+			f.PageToken = next
+		}
+	}
+	for _, c := range []struct {
+		f     fulfill.ListFilter
+		n     int
+		pages int
+	}{
+		{fulfill.ListFilter{PageSize: 3}, 7, 3},
+		{fulfill.ListFilter{State: order.Ineligible, PageSize: 2}, 3, 2},
+		{fulfill.ListFilter{State: order.Received, Store: "s", PageSize: 10}, 4, 1},
+		{fulfill.ListFilter{Store: "other"}, 0, 1},
+	} {
+		if n, p := count(c.f); n != c.n || p != c.pages {
+			t.Errorf("%+v: %d orders in %d pages, want %d in %d", c.f, n, p, c.n, c.pages)
+		}
+	}
+	if _, _, err := s.List(ctx, fulfill.ListFilter{PageToken: "!!"}); !errors.Is(err, fulfill.ErrBadPageToken) {
+		t.Fatalf("bad token: %v", err)
+	}
+}

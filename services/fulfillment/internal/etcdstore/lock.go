@@ -1,0 +1,157 @@
+package etcdstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
+	"github.com/backorder/backorder/services/fulfillment/internal/order"
+)
+
+// Lock implements fulfill.Store with a concurrency.Mutex on the process's
+// one long-lived session.
+func (s *Store) Lock(ctx context.Context, k order.Key) (fulfill.Locked, error) {
+	select {
+	case <-s.session.Done():
+		return nil, fulfill.ErrLockLost
+	default:
+	}
+	m := concurrency.NewMutex(s.session, s.lockKey(k))
+	if err := m.Lock(ctx); err != nil {
+		if errors.Is(err, concurrency.ErrSessionExpired) {
+			return nil, fulfill.ErrLockLost
+		}
+		return nil, fmt.Errorf("lock order %s: %w", k, unavailable(err))
+	}
+	return &locked{s: s, k: k, m: m}, nil
+}
+
+// locked is one held mutex and the revisions read under it, which every
+// write compares: IsOwner() fences a holder whose lease ended, and the
+// record's mod revision fences any other writer.
+type locked struct {
+	s        *Store
+	k        order.Key
+	m        *concurrency.Mutex
+	recRev   int64 // mod revision of the record at Load (0: none)
+	queueRev int64 // mod revision of the queue entry at Load (0: none)
+	state    order.State
+}
+
+func (l *locked) Done() <-chan struct{} { return l.s.session.Done() }
+
+func (l *locked) Unlock(ctx context.Context) error { return l.m.Unlock(ctx) }
+
+// Load implements fulfill.Locked.
+func (l *locked) Load(ctx context.Context) (fulfill.Loaded, error) {
+	resp, err := l.s.cli.Txn(ctx).Then(
+		clientv3.OpGet(l.s.orderKey(l.k)),
+		clientv3.OpGet(l.s.deliveryPrefix(l.k), clientv3.WithPrefix()),
+		clientv3.OpGet(l.s.queueKey(l.k)),
+	).Commit()
+	if err != nil {
+		return fulfill.Loaded{}, fmt.Errorf("load order %s: %w", l.k, unavailable(err))
+	}
+	var out fulfill.Loaded
+	l.recRev, l.queueRev, l.state = 0, 0, order.StateUnspecified
+	if rec := resp.Responses[0].GetResponseRange(); len(rec.Kvs) > 0 {
+		if out.Order, err = decodeOrder(rec.Kvs[0].Value); err != nil {
+			return fulfill.Loaded{}, err
+		}
+		l.recRev, l.state = rec.Kvs[0].ModRevision, out.Order.State
+	}
+	if out.Events, err = decodeEvents(resp.Responses[1].GetResponseRange().Kvs); err != nil {
+		return fulfill.Loaded{}, err
+	}
+	if q := resp.Responses[2].GetResponseRange(); len(q.Kvs) > 0 {
+		out.Queued, l.queueRev = true, q.Kvs[0].ModRevision
+	}
+	return out, nil
+}
+
+// Save implements fulfill.Locked: one fenced transaction writes the record,
+// its state index and the queue entry.
+func (l *locked) Save(ctx context.Context, o *order.Order, q fulfill.QueueOp) error {
+	select {
+	case <-l.s.session.Done():
+		return fulfill.ErrLockLost
+	default:
+	}
+	val, err := json.Marshal(o)
+	if err != nil {
+		return err
+	}
+	ok := l.s.orderKey(l.k)
+	ops := []clientv3.Op{clientv3.OpPut(ok, string(val))}
+	if l.state != o.State {
+		if l.state != order.StateUnspecified {
+			ops = append(ops, clientv3.OpDelete(l.s.stateKey(l.state, l.k)))
+		}
+		ops = append(ops, clientv3.OpPut(l.s.stateKey(o.State, l.k), ""))
+	}
+	qk := l.s.queueKey(l.k)
+	switch {
+	case !q.At.IsZero():
+		ops = append(ops, clientv3.OpPut(qk, strconv.FormatInt(q.At.UnixNano(), 10)))
+	case q.Done:
+		// An event recorded after Load changed the entry: keep it, so the
+		// order is looked at again.
+		ops = append(ops, clientv3.OpTxn(
+			[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(qk), "=", l.queueRev)},
+			[]clientv3.Op{clientv3.OpDelete(qk)}, nil))
+	}
+	resp, err := l.s.cli.Txn(ctx).If(
+		l.m.IsOwner(),
+		clientv3.Compare(clientv3.ModRevision(ok), "=", l.recRev),
+	).Then(ops...).Commit()
+	if err != nil {
+		return fmt.Errorf("save order %s: %w", l.k, unavailable(err))
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("save order %s: %w", l.k, fulfill.ErrFenced)
+	}
+	l.recRev, l.state = resp.Header.Revision, o.State
+	if q.Done || !q.At.IsZero() {
+		// The entry was deleted or rewritten by this transaction.
+		l.queueRev = 0
+		if !q.At.IsZero() {
+			l.queueRev = resp.Header.Revision
+		}
+	}
+	return nil
+}
+
+// unavailable marks etcd errors that mean "try again later" (no quorum,
+// no connection, deadline) so callers answer 503 and BigCommerce retries.
+func unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, rpctypes.ErrNoLeader) ||
+		errors.Is(err, rpctypes.ErrTimeout) || errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) ||
+		errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost) {
+		return fmt.Errorf("%w: %w", fulfill.ErrUnavailable, err)
+	}
+	if st, ok := status.FromError(err); ok && (st.Code() == codes.Unavailable || st.Code() == codes.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", fulfill.ErrUnavailable, err)
+	}
+	return err
+}
+
+func isLeaseNotFound(err error) bool {
+	return errors.Is(err, rpctypes.ErrLeaseNotFound) || errors.Is(rpctypes.Error(err), rpctypes.ErrLeaseNotFound)
+}
+
+func sortEvents(events []order.Event) {
+	slices.SortStableFunc(events, func(a, b order.Event) int { return a.ReceivedAt.Compare(b.ReceivedAt) })
+}

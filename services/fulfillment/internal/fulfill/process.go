@@ -1,0 +1,233 @@
+package fulfill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/order"
+)
+
+// ProcessOptions change how Process treats one order.
+type ProcessOptions struct {
+	// Force processes the order even when no work is queued for it (an
+	// operator or internal client asked).
+	Force bool
+	// ValidateOnly asks the supplier to validate only, whatever the mode.
+	ValidateOnly bool
+}
+
+// Process is steps 3 to 10 of design.md for one order, under its mutex, and
+// returns the record as it was left. It returns ErrFenced or ErrLockLost when
+// this process lost the order to another, and then has changed nothing.
+func (s *Service) Process(ctx context.Context, k order.Key, opt ProcessOptions) (*order.Order, error) {
+	// Step 3: the per-order mutex.
+	lk, err := s.store.Lock(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		// Unlock even when ctx ended: a held lock blocks the order until
+		// the session lease runs out.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = lk.Unlock(uctx)
+	}()
+	// Stop every call of this run once the lock may be lost.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-lk.Done():
+			cancel(ErrLockLost)
+		case <-ctx.Done():
+		}
+	}()
+
+	p := &run{s: s, lk: lk, k: k, opt: opt, now: s.cfg.Now()}
+	if err := p.step(ctx); err != nil {
+		if cause := context.Cause(ctx); cause != nil && errors.Is(cause, ErrLockLost) {
+			err = fmt.Errorf("%w: %w", ErrLockLost, err)
+		}
+		return p.o, err
+	}
+	return p.o, nil
+}
+
+// run is one pass over one order under its lock.
+type run struct {
+	s   *Service
+	lk  Locked
+	k   order.Key
+	opt ProcessOptions
+	now time.Time
+	o   *order.Order
+}
+
+func (p *run) log() *slog.Logger {
+	return p.s.log.With("store", p.k.Store, "order_id", p.k.ID, "state", p.o.State.String(), "reference", p.o.Reference)
+}
+
+// save writes the record (fenced) and says what to do with the queue entry.
+func (p *run) save(ctx context.Context, q QueueOp) error {
+	return p.lk.Save(ctx, p.o, q)
+}
+
+// done saves the record and takes the order off the queue.
+func (p *run) done(ctx context.Context) error { return p.save(ctx, QueueOp{Done: true}) }
+
+func (p *run) step(ctx context.Context) error {
+	loaded, err := p.lk.Load(ctx)
+	if err != nil {
+		return err
+	}
+	p.o = loaded.Order
+	if p.o == nil {
+		p.o = order.New(p.k, p.now)
+	}
+	p.o.AddEvents(loaded.Events...)
+	p.o.Pending = loaded.Queued
+	if !p.opt.Force && !loaded.Queued {
+		// Another replica finished this work while we waited for the lock.
+		return nil
+	}
+
+	// Step 4: a supplier reference means the supplier has the order.
+	if p.o.HasSupplierOrder() {
+		return p.done(ctx)
+	}
+	switch p.o.State {
+	case order.Submitting:
+		// The holder before us wrote its intent and never its result: it
+		// died or lost its lock mid-call.
+		if p.o.Mode == order.ModeLive {
+			return p.apply(ctx, order.Result{Outcome: order.Ambiguous,
+				Reason: "an earlier live attempt was interrupted before its answer was stored"})
+		}
+	case order.Rejected, order.NeedsReview, order.Failed:
+		// Waiting for a person: never resent automatically.
+		return p.done(ctx)
+	case order.RetryScheduled:
+		if !p.opt.Force && p.now.Before(p.o.NextAttemptAt) {
+			return p.save(ctx, QueueOp{At: p.o.NextAttemptAt})
+		}
+	}
+
+	// Step 5: the order as BigCommerce has it; the webhook is never trusted.
+	sfo, err := p.s.storefront.Order(ctx, p.k)
+	switch {
+	case errors.Is(err, ErrOrderNotFound):
+		return p.ineligible(ctx, "BigCommerce has no such order")
+	case err != nil:
+		return p.storefrontFailed(ctx, err)
+	}
+	p.o.StatusID = sfo.StatusID
+	ref, err := p.s.storefront.SupplierReference(ctx, p.k)
+	if err != nil {
+		return p.storefrontFailed(ctx, err)
+	}
+	if ref != "" {
+		// An earlier run created it and wrote it back; adopt, never resend.
+		p.o.OfflineOrderID, p.o.Reference, p.o.SubmittedAt = ref, order.Reference(p.k), p.now
+		if err := p.o.Transition(order.Submitted, p.now); err != nil {
+			return err
+		}
+		return p.done(ctx)
+	}
+
+	// Step 6: eligibility.
+	sub, reason := p.s.cfg.Policy.Decide(p.k, sfo)
+	if reason != "" {
+		return p.ineligible(ctx, reason)
+	}
+
+	mode := p.s.cfg.Mode
+	if p.opt.ValidateOnly {
+		mode = order.ModeValidate
+	}
+	if mode == order.ModeLive && p.s.cfg.ValidateFirst {
+		if r := p.s.supplier.Submit(ctx, sub, true); r.Outcome == order.Refused {
+			return p.submitAndApply(ctx, sub, order.ModeValidate, &r)
+		}
+	}
+	return p.submitAndApply(ctx, sub, mode, nil)
+}
+
+// submitAndApply is steps 7 and 8: the fenced intent, the supplier call, and
+// the fenced result. With known set, the answer is already there (a refused
+// validation) and no call is made.
+func (p *run) submitAndApply(ctx context.Context, sub order.Submission, mode order.Mode, known *order.Result) error {
+	if err := p.o.Transition(order.Submitting, p.now); err != nil {
+		return err
+	}
+	p.o.Reference, p.o.Mode = sub.Reference, mode
+	p.o.Attempts++
+	// The intent is stored before the call, so that whoever holds the order
+	// next sees that an attempt may have been made.
+	if err := p.save(ctx, QueueOp{}); err != nil {
+		return err
+	}
+	if err := context.Cause(ctx); err != nil {
+		return err // lock lost between the intent and the call: do not call
+	}
+	var r order.Result
+	if known != nil {
+		r = *known
+	} else {
+		r = p.s.supplier.Submit(ctx, sub, mode == order.ModeValidate)
+	}
+	p.now = p.s.cfg.Now()
+	return p.apply(ctx, r)
+}
+
+// apply stores a supplier result and queues what comes next.
+func (p *run) apply(ctx context.Context, r order.Result) error {
+	next, err := p.o.Apply(r, p.now, p.s.cfg.Retry)
+	if err != nil {
+		return err
+	}
+	// A cancelled ctx must not lose a created order's id: store it anyway,
+	// fenced as always, with a context of its own.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	q := QueueOp{Done: true}
+	if !next.IsZero() {
+		q = QueueOp{At: next}
+	}
+	if err := p.save(sctx, q); err != nil {
+		if r.Outcome == order.Created {
+			p.log().ErrorContext(ctx, "the supplier created the order but its id could not be stored",
+				"offline_order_id", r.OfflineOrderID, "err", err)
+		}
+		return err
+	}
+	p.log().InfoContext(ctx, "supplier answered", "outcome", r.Outcome.String(),
+		"offline_order_id", p.o.OfflineOrderID, "mode", p.o.Mode.String())
+	return nil
+}
+
+func (p *run) ineligible(ctx context.Context, reason string) error {
+	p.o.IneligibleReason = reason
+	if err := p.o.Transition(order.Ineligible, p.now); err != nil {
+		return err
+	}
+	return p.done(ctx)
+}
+
+// storefrontFailed keeps the order queued after a BigCommerce failure: the
+// order is unchanged and is looked at again later.
+func (p *run) storefrontFailed(ctx context.Context, err error) error {
+	wait := p.s.cfg.StorefrontRetry
+	var re *RetryableError
+	if errors.As(err, &re) && re.RetryAfter > wait {
+		wait = re.RetryAfter
+	}
+	p.o.LastError = "reading the order from BigCommerce: " + err.Error()
+	p.o.UpdatedAt = p.now
+	if serr := p.save(ctx, QueueOp{At: p.now.Add(wait)}); serr != nil {
+		return serr
+	}
+	return err
+}

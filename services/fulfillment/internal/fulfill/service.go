@@ -1,0 +1,271 @@
+// Package fulfill is the use case of the product: the steps of design.md's
+// flow, from recording a webhook event to storing the supplier's
+// offline_order_id. It declares the small interfaces it needs (Store,
+// Storefront, Supplier) and knows nothing of etcd, HTTP or gRPC.
+package fulfill
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/order"
+)
+
+// Config tunes a Service.
+type Config struct {
+	// Store is the BigCommerce store hash this service serves.
+	Store string
+	// Mode is validate (nothing is created) or live.
+	Mode order.Mode
+	// ValidateFirst makes every live submission a validate_only call first.
+	ValidateFirst bool
+	Policy        order.Policy
+	Retry         order.RetryPolicy
+	// Workers process orders concurrently (default 16).
+	Workers int
+	// SweepInterval is how often queued work is looked for (default 5 s).
+	SweepInterval time.Duration
+	// SweepGrace leaves a fresh event to the replica that recorded it for
+	// this long before other replicas' sweeps take it (default 10 s).
+	SweepGrace time.Duration
+	// StorefrontRetry is the wait after a transient BigCommerce failure
+	// (default 30 s).
+	StorefrontRetry time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Service runs the flow of one order. Any number of Services, in any number
+// of processes, may share one Store.
+type Service struct {
+	cfg        Config
+	store      Store
+	storefront Storefront
+	supplier   Supplier
+	log        *slog.Logger
+
+	work     chan order.Key
+	mu       sync.Mutex
+	inflight map[order.Key]bool // queued or running here; true: run again
+}
+
+// New returns a Service. Run must be called for queued work to be processed.
+func New(cfg Config, store Store, sf Storefront, sup Supplier, log *slog.Logger) *Service {
+	if cfg.Workers <= 0 {
+		cfg.Workers = 16
+	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = 5 * time.Second
+	}
+	if cfg.SweepGrace <= 0 {
+		cfg.SweepGrace = 10 * time.Second
+	}
+	if cfg.StorefrontRetry <= 0 {
+		cfg.StorefrontRetry = 30 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Service{
+		cfg: cfg, store: store, storefront: sf, supplier: sup, log: log,
+		work:     make(chan order.Key, 4096),
+		inflight: map[order.Key]bool{},
+	}
+}
+
+// Delivery is one webhook delivery, as the gateway passed it on.
+type Delivery struct {
+	Scope       string
+	StoreID     string
+	Producer    string // "stores/<hash>"
+	OrderID     uint64
+	NewStatusID uint32
+	Hash        string // the envelope hash (same for duplicates of one event)
+	WebhookID   string // the webhook-id header, when signed
+}
+
+// IntakeResult says what became of a delivery.
+type IntakeResult struct {
+	Recorded  bool // recorded now, for the first time
+	Duplicate bool // recorded before: a no-op
+	Ignored   bool // not an order event this service acts on
+}
+
+// Errors of the use case that callers act on.
+var (
+	// ErrInvalidDelivery: the delivery cannot name an order.
+	ErrInvalidDelivery = errors.New("invalid delivery")
+	// ErrUnknownStore: the delivery is for a store this service does not serve.
+	ErrUnknownStore = errors.New("unknown store")
+)
+
+// actedOn are the scopes that can make an order eligible. Others (messages,
+// refunds, transactions, metafields: our own write-back fires those) are
+// acknowledged and ignored.
+var actedOn = map[string]bool{
+	"store/order/created":       true,
+	"store/order/updated":       true,
+	"store/order/statusUpdated": true,
+}
+
+// Intake is steps 1 and 2: record the event durably in one write, queue the
+// order, and return. Processing goes on asynchronously in Run.
+func (s *Service) Intake(ctx context.Context, d Delivery) (IntakeResult, error) {
+	if !actedOn[d.Scope] {
+		return IntakeResult{Ignored: true}, nil
+	}
+	if d.OrderID == 0 {
+		return IntakeResult{}, fmt.Errorf("%w: data.id (the order id) is missing", ErrInvalidDelivery)
+	}
+	store := s.cfg.Store
+	if d.Producer != "" {
+		p, ok := strings.CutPrefix(d.Producer, "stores/")
+		if !ok || p != s.cfg.Store {
+			return IntakeResult{}, fmt.Errorf("%w: producer %q; this service serves stores/%s", ErrUnknownStore, d.Producer, s.cfg.Store)
+		}
+	}
+	k := order.Key{Store: store, ID: d.OrderID}
+	now := s.cfg.Now()
+	ev := order.Event{Key: deliveryKey(d), Scope: d.Scope, NewStatusID: d.NewStatusID, ReceivedAt: now}
+
+	// The duplicate fast path: once the supplier holds the order nothing can
+	// change that, so the event is only remembered (one write) and no work is
+	// queued.
+	enqueue := true
+	if o, err := s.store.Get(ctx, k); err == nil && o.HasSupplierOrder() {
+		enqueue = false
+	} else if err != nil && !errors.Is(err, ErrNotFound) {
+		return IntakeResult{}, err
+	}
+	recorded, err := s.store.RecordDelivery(ctx, k, ev, enqueue, now.Add(s.cfg.SweepGrace))
+	if err != nil {
+		return IntakeResult{}, err
+	}
+	if recorded && enqueue {
+		s.schedule(k)
+	}
+	return IntakeResult{Recorded: recorded, Duplicate: !recorded}, nil
+}
+
+// deliveryKey is the dedupe key of a delivery: BigCommerce's hash, equal for
+// duplicates of one event; else the webhook-id; else a digest of what the
+// event says.
+func deliveryKey(d Delivery) string {
+	var id string
+	switch {
+	case d.Hash != "":
+		id = "h-" + d.Hash
+	case d.WebhookID != "":
+		id = "w-" + d.WebhookID
+	default:
+		sum := sha256.Sum256(fmt.Appendf(nil, "%s|%s|%d|%d", d.Scope, d.Producer, d.OrderID, d.NewStatusID))
+		return "d-" + hex.EncodeToString(sum[:16])
+	}
+	// Keys become etcd key segments: keep them short and free of '/'.
+	if len(id) > 100 || strings.ContainsAny(id, "/\x00") {
+		sum := sha256.Sum256([]byte(id))
+		return "x-" + hex.EncodeToString(sum[:16])
+	}
+	return id
+}
+
+// Get returns the record of one order.
+func (s *Service) Get(ctx context.Context, k order.Key) (*order.Order, error) {
+	return s.store.Get(ctx, k)
+}
+
+// List returns a page of records.
+func (s *Service) List(ctx context.Context, f ListFilter) ([]*order.Order, string, error) {
+	if f.PageSize <= 0 {
+		f.PageSize = 50
+	}
+	f.PageSize = min(f.PageSize, 500)
+	return s.store.List(ctx, f)
+}
+
+// Mode is the supplier mode of the service.
+func (s *Service) Mode() order.Mode { return s.cfg.Mode }
+
+// Run processes queued work with Workers goroutines and sweeps the store's
+// queue every SweepInterval (work of a replica that died, scheduled
+// retries, events queued when this replica was busy) until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for range s.cfg.Workers {
+		wg.Go(func() { s.worker(ctx) })
+	}
+	s.sweep(ctx)
+	t := time.NewTicker(s.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return nil
+		case <-t.C:
+			s.sweep(ctx)
+		}
+	}
+}
+
+func (s *Service) sweep(ctx context.Context) {
+	keys, err := s.store.Due(ctx, s.cfg.Now(), cap(s.work)/2)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.WarnContext(ctx, "sweep failed", "err", err)
+		}
+		return
+	}
+	for _, k := range keys {
+		s.schedule(k)
+	}
+}
+
+// schedule queues an order for a worker of this process, once: an order
+// already queued or running here is marked to run again instead.
+func (s *Service) schedule(k order.Key) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.inflight[k]; ok {
+		s.inflight[k] = true
+		return
+	}
+	select {
+	case s.work <- k:
+		s.inflight[k] = false
+	default:
+		// Full: the queue entry in the store stays, and a sweep finds it.
+	}
+}
+
+func (s *Service) worker(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case k := <-s.work:
+			for {
+				if _, err := s.Process(ctx, k, ProcessOptions{}); err != nil && ctx.Err() == nil {
+					s.log.WarnContext(ctx, "processing failed; the order stays queued",
+						"store", k.Store, "order_id", k.ID, "err", err)
+				}
+				s.mu.Lock()
+				again := s.inflight[k]
+				if !again || ctx.Err() != nil {
+					delete(s.inflight, k)
+					s.mu.Unlock()
+					break
+				}
+				s.inflight[k] = false
+				s.mu.Unlock()
+			}
+		}
+	}
+}

@@ -1,0 +1,81 @@
+package fulfill
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/order"
+)
+
+// Store keeps order records, delivery dedupe, the queue of pending work and
+// the per-order locks. The etcd implementation is etcdstore.Store.
+type Store interface {
+	// RecordDelivery records one webhook event of an order in one write. A
+	// delivery recorded before is a no-op and returns recorded=false. With
+	// enqueue, the order is queued for processing, due at due.
+	RecordDelivery(ctx context.Context, k order.Key, ev order.Event, enqueue bool, due time.Time) (recorded bool, err error)
+	// Get returns the record of an order with its pending events folded in,
+	// or ErrNotFound.
+	Get(ctx context.Context, k order.Key) (*order.Order, error)
+	// List returns a page of records in key order.
+	List(ctx context.Context, f ListFilter) (orders []*order.Order, next string, err error)
+	// Due returns up to limit queued orders whose work is due at now.
+	Due(ctx context.Context, now time.Time, limit int) ([]order.Key, error)
+	// Lock takes the order's distributed mutex. It returns ErrLockLost when
+	// the process's lock session has ended.
+	Lock(ctx context.Context, k order.Key) (Locked, error)
+}
+
+// Locked is an order held under its mutex. Every write is fenced: it succeeds
+// only while this process still owns the mutex and nobody else changed the
+// record since Load; otherwise it returns ErrFenced and writes nothing.
+type Locked interface {
+	// Load reads the record (nil when new), the recorded events and whether
+	// work is queued for the order.
+	Load(ctx context.Context) (Loaded, error)
+	// Save writes the record and applies q to the queue entry.
+	Save(ctx context.Context, o *order.Order, q QueueOp) error
+	// Done is closed when the lock may have been lost (the lease ended).
+	Done() <-chan struct{}
+	// Unlock releases the mutex.
+	Unlock(ctx context.Context) error
+}
+
+// Loaded is what Locked.Load read.
+type Loaded struct {
+	Order  *order.Order // nil when the order has no record yet
+	Events []order.Event
+	Queued bool
+}
+
+// QueueOp says what a Save does to the order's queue entry.
+type QueueOp struct {
+	// Done removes the entry unless an event arrived since Load.
+	Done bool
+	// At, when set, (re)schedules the entry.
+	At time.Time
+}
+
+// ListFilter selects records for List.
+type ListFilter struct {
+	Store     string      // empty: all stores
+	State     order.State // unspecified: all states
+	PageSize  int
+	PageToken string
+}
+
+// Errors of the store that callers act on.
+var (
+	// ErrNotFound: no record of the order.
+	ErrNotFound = errors.New("order not found")
+	// ErrFenced: a fenced write was refused because the mutex or the record
+	// changed hands; the caller must stop without touching the supplier.
+	ErrFenced = errors.New("write fenced: lock lost or record changed")
+	// ErrLockLost: the lock session ended (lease expired).
+	ErrLockLost = errors.New("lock session lost")
+	// ErrUnavailable: the store cannot be reached now; try again later.
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrBadPageToken: a page token that List did not issue.
+	ErrBadPageToken = errors.New("invalid page token")
+)

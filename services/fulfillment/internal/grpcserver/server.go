@@ -1,0 +1,211 @@
+// Package grpcserver implements backorder.v1.FulfillmentService on top of the
+// fulfill use case. Conversion between proto and domain, and the mapping of
+// errors to gRPC status codes, live here and nowhere else.
+package grpcserver
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	backorderv1 "github.com/backorder/backorder/gen/backorder/v1"
+	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
+	"github.com/backorder/backorder/services/fulfillment/internal/order"
+)
+
+// Info describes the replica for GetServiceStatus.
+type Info struct {
+	Replica      string
+	EmbeddedEtcd bool
+	StoreHash    string
+	StartedAt    time.Time
+}
+
+// Server is the gRPC face of a fulfill.Service.
+type Server struct {
+	backorderv1.UnimplementedFulfillmentServiceServer
+	svc  *fulfill.Service
+	info Info
+}
+
+// New returns a Server for svc.
+func New(svc *fulfill.Service, info Info) *Server { return &Server{svc: svc, info: info} }
+
+// Register adds the service to g.
+func (s *Server) Register(g *grpc.Server) { backorderv1.RegisterFulfillmentServiceServer(g, s) }
+
+// WebhookIDMetadata is the metadata key the gateway forwards the
+// Standard Webhooks webhook-id header under.
+const WebhookIDMetadata = "webhook-id"
+
+// HandleOrderWebhook implements the RPC.
+func (s *Server) HandleOrderWebhook(ctx context.Context, req *backorderv1.HandleOrderWebhookRequest) (*backorderv1.HandleOrderWebhookResponse, error) {
+	d := fulfill.Delivery{
+		Scope:    req.GetScope(),
+		StoreID:  req.GetStoreId(),
+		Producer: req.GetProducer(),
+		OrderID:  req.GetData().GetId(),
+		Hash:     req.GetHash(),
+	}
+	d.NewStatusID = req.GetData().GetStatus().GetNewStatusId()
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(WebhookIDMetadata); len(v) > 0 {
+			d.WebhookID = v[0]
+		}
+	}
+	res, err := s.svc.Intake(ctx, d)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &backorderv1.HandleOrderWebhookResponse{Recorded: res.Recorded, Duplicate: res.Duplicate, Ignored: res.Ignored}, nil
+}
+
+// ProcessOrder implements the RPC.
+func (s *Server) ProcessOrder(ctx context.Context, req *backorderv1.ProcessOrderRequest) (*backorderv1.ProcessOrderResponse, error) {
+	k, err := key(req.GetStoreHash(), req.GetOrderId())
+	if err != nil {
+		return nil, err
+	}
+	o, err := s.svc.Process(ctx, k, fulfill.ProcessOptions{Force: true, ValidateOnly: req.GetValidateOnly()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &backorderv1.ProcessOrderResponse{Order: toProto(o)}, nil
+}
+
+// GetOrder implements the RPC.
+func (s *Server) GetOrder(ctx context.Context, req *backorderv1.GetOrderRequest) (*backorderv1.GetOrderResponse, error) {
+	k, err := key(req.GetStoreHash(), req.GetOrderId())
+	if err != nil {
+		return nil, err
+	}
+	o, err := s.svc.Get(ctx, k)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &backorderv1.GetOrderResponse{Order: toProto(o)}, nil
+}
+
+// ListOrders implements the RPC.
+func (s *Server) ListOrders(ctx context.Context, req *backorderv1.ListOrdersRequest) (*backorderv1.ListOrdersResponse, error) {
+	if req.GetPageSize() < 0 {
+		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
+	}
+	orders, next, err := s.svc.List(ctx, fulfill.ListFilter{
+		Store:     req.GetStoreHash(),
+		State:     order.State(req.GetState()),
+		PageSize:  int(req.GetPageSize()),
+		PageToken: req.GetPageToken(),
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &backorderv1.ListOrdersResponse{NextPageToken: next}
+	for _, o := range orders {
+		resp.Orders = append(resp.Orders, toProto(o))
+	}
+	return resp, nil
+}
+
+// GetServiceStatus implements the RPC.
+func (s *Server) GetServiceStatus(context.Context, *backorderv1.GetServiceStatusRequest) (*backorderv1.GetServiceStatusResponse, error) {
+	return &backorderv1.GetServiceStatusResponse{
+		SupplierMode: backorderv1.SupplierMode(s.svc.Mode()),
+		Replica:      s.info.Replica,
+		EmbeddedEtcd: s.info.EmbeddedEtcd,
+		StoreHash:    s.info.StoreHash,
+		StartedAt:    timestamppb.New(s.info.StartedAt),
+	}, nil
+}
+
+func key(store string, id uint64) (order.Key, error) {
+	if store == "" {
+		return order.Key{}, status.Error(codes.InvalidArgument, "store_hash is required")
+	}
+	if id == 0 {
+		return order.Key{}, status.Error(codes.InvalidArgument, "order_id is required")
+	}
+	return order.Key{Store: store, ID: id}, nil
+}
+
+// toStatus is the one mapping of errors to gRPC codes. The codes are chosen
+// for the HTTP status the gateway turns them into, because that status
+// drives BigCommerce's retries: Unavailable (503) means "try again later",
+// and nothing recorded is ever answered with an error.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	var code codes.Code
+	switch {
+	case errors.Is(err, fulfill.ErrInvalidDelivery), errors.Is(err, fulfill.ErrBadPageToken):
+		code = codes.InvalidArgument
+	case errors.Is(err, fulfill.ErrUnknownStore):
+		code = codes.PermissionDenied
+	case errors.Is(err, fulfill.ErrNotFound):
+		code = codes.NotFound
+	case errors.Is(err, order.ErrInvalidTransition):
+		code = codes.FailedPrecondition
+	case errors.Is(err, fulfill.ErrFenced), errors.Is(err, fulfill.ErrLockLost):
+		code = codes.Aborted
+	case errors.Is(err, fulfill.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		code = codes.Unavailable
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	case errors.Is(err, fulfill.ErrOrderNotFound):
+		code = codes.NotFound
+	default:
+		var re *fulfill.RetryableError
+		if errors.As(err, &re) {
+			code = codes.Unavailable
+		} else if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
+			return err // already a status, e.g. from a validation above
+		} else {
+			code = codes.Internal
+		}
+	}
+	return status.Error(code, err.Error())
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func toProto(o *order.Order) *backorderv1.Order {
+	if o == nil {
+		return nil
+	}
+	p := &backorderv1.Order{
+		StoreHash:           o.Key.Store,
+		OrderId:             o.Key.ID,
+		State:               backorderv1.OrderState(o.State),
+		Reference:           o.Reference,
+		OfflineOrderId:      o.OfflineOrderID,
+		Attempts:            o.Attempts,
+		LastError:           o.LastError,
+		IneligibleReason:    o.IneligibleReason,
+		BigcommerceStatusId: o.StatusID,
+		Mode:                backorderv1.SupplierMode(o.Mode),
+		CreatedAt:           ts(o.CreatedAt),
+		UpdatedAt:           ts(o.UpdatedAt),
+		SubmittedAt:         ts(o.SubmittedAt),
+		NextAttemptAt:       ts(o.NextAttemptAt),
+		Pending:             o.Pending,
+		ReviewReason:        o.ReviewReason,
+	}
+	for _, e := range o.Events {
+		p.Events = append(p.Events, &backorderv1.OrderEvent{
+			Key: e.Key, Scope: e.Scope, NewStatusId: e.NewStatusID, ReceivedAt: ts(e.ReceivedAt),
+		})
+	}
+	return p
+}

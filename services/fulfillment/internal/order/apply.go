@@ -1,0 +1,92 @@
+package order
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// RetryPolicy spaces attempts when nothing was created.
+type RetryPolicy struct {
+	Base        time.Duration // first backoff (default 5 s)
+	Max         time.Duration // cap of one backoff (default 10 min)
+	MaxAttempts uint32        // attempts before FAILED (default 10)
+	// Jitter returns a number in [0,1); nil uses math/rand.
+	Jitter func() float64
+}
+
+// Backoff returns the wait before attempt n+1 after n failed attempts:
+// exponential with full jitter in its upper half, capped at Max.
+func (p RetryPolicy) Backoff(n uint32) time.Duration {
+	base, maxWait := p.Base, p.Max
+	if base <= 0 {
+		base = 5 * time.Second
+	}
+	if maxWait <= 0 {
+		maxWait = 10 * time.Minute
+	}
+	d := base
+	for i := uint32(1); i < n && d < maxWait; i++ {
+		d *= 2
+	}
+	d = min(d, maxWait)
+	j := rand.Float64
+	if p.Jitter != nil {
+		j = p.Jitter
+	}
+	return d/2 + time.Duration(j()*float64(d/2))
+}
+
+func (p RetryPolicy) maxAttempts() uint32 {
+	if p.MaxAttempts == 0 {
+		return 10
+	}
+	return p.MaxAttempts
+}
+
+// Apply moves a SUBMITTING order to the state a supplier result calls for.
+// It returns when the order should be looked at again (zero: not
+// automatically).
+func (o *Order) Apply(r Result, now time.Time, p RetryPolicy) (time.Time, error) {
+	if o.State != Submitting {
+		return time.Time{}, fmt.Errorf("%w: supplier result applied to a %s order %s", ErrInvalidTransition, o.State, o.Key)
+	}
+	live := o.Mode == ModeLive
+	var next State
+	o.LastError, o.ReviewReason, o.NextAttemptAt = "", "", time.Time{}
+	switch r.Outcome {
+	case Created:
+		o.OfflineOrderID, o.SubmittedAt = r.OfflineOrderID, now
+		next = Submitted
+	case Valid:
+		next = Validated
+	case Refused:
+		o.LastError, o.ReviewReason = r.Reason, "supplier refused the order: "+r.Reason
+		next = Rejected
+	case Ambiguous:
+		if live {
+			o.LastError = r.Reason
+			o.ReviewReason = "unknown whether the supplier created the order (" + r.Reason +
+				"); look for reference " + o.Reference + " at the supplier before resending"
+			next = NeedsReview
+			break
+		}
+		// A validation creates nothing: an unclear answer is just retried.
+		fallthrough
+	case Throttled, NotSent:
+		o.LastError = r.Reason
+		if o.Attempts >= p.maxAttempts() {
+			o.ReviewReason = fmt.Sprintf("gave up after %d attempts: %s", o.Attempts, r.Reason)
+			next = Failed
+			break
+		}
+		o.NextAttemptAt = now.Add(max(r.RetryAfter, p.Backoff(o.Attempts)))
+		next = RetryScheduled
+	default:
+		return time.Time{}, fmt.Errorf("unknown supplier outcome %d for order %s", r.Outcome, o.Key)
+	}
+	if err := o.Transition(next, now); err != nil {
+		return time.Time{}, err
+	}
+	return o.NextAttemptAt, nil
+}
