@@ -1,0 +1,216 @@
+package fulfill_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/etcdstore"
+	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
+	"github.com/backorder/backorder/services/fulfillment/internal/order"
+	"github.com/backorder/backorder/services/sandbox/etcdtest"
+)
+
+// storefront is an in-memory BigCommerce with settable statuses.
+type storefront struct {
+	mu     sync.Mutex
+	status map[uint64]uint32
+}
+
+func (s *storefront) set(id uint64, st uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.status[id] = st
+}
+
+func (s *storefront) Order(_ context.Context, k order.Key) (order.StorefrontOrder, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.status[k.ID]
+	if !ok {
+		return order.StorefrontOrder{}, fulfill.ErrOrderNotFound
+	}
+	return order.StorefrontOrder{
+		ID: k.ID, StatusID: st,
+		Lines:    []order.Line{{SKU: "APP449", Quantity: 2}},
+		Shipping: []order.Address{{FirstName: "Jo", LastName: "Bloggs", Street1: "1 High St", City: "Leeds", Zip: "LS1 1AA", CountryISO2: "GB"}},
+	}, nil
+}
+
+func (s *storefront) SupplierReference(context.Context, order.Key) (string, error) { return "", nil }
+
+// supplier counts live orders per reference, like the simulator's ledger.
+type supplier struct {
+	mu          sync.Mutex
+	live        map[string]int
+	validations int
+}
+
+func (s *supplier) Submit(_ context.Context, sub order.Submission, validateOnly bool) order.Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if validateOnly {
+		s.validations++
+		return order.Result{Outcome: order.Valid}
+	}
+	s.live[sub.Reference]++
+	return order.Result{Outcome: order.Created, OfflineOrderID: fmt.Sprintf("TS-%s-%d", sub.Reference, s.live[sub.Reference])}
+}
+
+type harness struct {
+	sf  *storefront
+	sup *supplier
+	svc []*fulfill.Service
+}
+
+func start(t *testing.T, replicas int, mode order.Mode) *harness {
+	t.Helper()
+	ep := etcdtest.Start(t)
+	h := &harness{sf: &storefront{status: map[uint64]uint32{}}, sup: &supplier{live: map[string]int{}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for range replicas {
+		st, err := etcdstore.New(ctx, etcdtest.Client(t, ep), etcdstore.Options{Prefix: "/t/", LockTTL: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc := fulfill.New(fulfill.Config{
+			Store: "abc", Mode: mode, Policy: order.DefaultPolicy(),
+			SweepInterval: 50 * time.Millisecond, SweepGrace: 100 * time.Millisecond, Workers: 4,
+		}, st, h.sf, h.sup, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		h.svc = append(h.svc, svc)
+		wg.Go(func() { svc.Run(ctx) })
+	}
+	return h
+}
+
+func (h *harness) waitState(t *testing.T, k order.Key, want order.State) *order.Order {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		o, err := h.svc[0].Get(context.Background(), k)
+		if err == nil && o.State == want && !o.Pending {
+			return o
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("order %v: %+v (err %v); want %v and nothing pending", k, o, err, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func delivery(id uint64, scope string, status uint32, hash string) fulfill.Delivery {
+	return fulfill.Delivery{Scope: scope, Producer: "stores/abc", OrderID: id, NewStatusID: status, Hash: hash}
+}
+
+func TestOneOrderManyDeliveriesThreeReplicasOneSupplierOrder(t *testing.T) {
+	h := start(t, 3, order.ModeLive)
+	h.sf.set(250, 11)
+	events := []fulfill.Delivery{
+		delivery(250, "store/order/created", 0, "c"),
+		delivery(250, "store/order/statusUpdated", 11, "s"),
+		delivery(250, "store/order/updated", 0, "u"),
+	}
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			d := events[i%len(events)]
+			if _, err := h.svc[i%3].Intake(context.Background(), d); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	o := h.waitState(t, order.Key{Store: "abc", ID: 250}, order.Submitted)
+	if h.sup.live["BC-abc-250"] != 1 || o.OfflineOrderID != "TS-BC-abc-250-1" {
+		t.Fatalf("supplier orders %v, record id %q; want exactly one", h.sup.live, o.OfflineOrderID)
+	}
+	if len(o.Events) != 3 {
+		t.Fatalf("events on record = %d, want the 3 distinct ones", len(o.Events))
+	}
+}
+
+func TestManyOrdersNoDuplicates(t *testing.T) {
+	h := start(t, 3, order.ModeLive)
+	const n = 100
+	var ds []fulfill.Delivery
+	for id := uint64(1); id <= n; id++ {
+		h.sf.set(id, 11)
+		for j := range 1 + rand.IntN(5) {
+			ds = append(ds, delivery(id, "store/order/created", 0, fmt.Sprintf("h%d-%d", id, j%2)))
+		}
+	}
+	rand.Shuffle(len(ds), func(i, j int) { ds[i], ds[j] = ds[j], ds[i] })
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		wg.Go(func() { h.svc[i%3].Intake(context.Background(), d) })
+	}
+	wg.Wait()
+	for id := uint64(1); id <= n; id++ {
+		h.waitState(t, order.Key{Store: "abc", ID: id}, order.Submitted)
+	}
+	for ref, c := range h.sup.live {
+		if c != 1 {
+			t.Errorf("%s: %d supplier orders", ref, c)
+		}
+	}
+	if len(h.sup.live) != n {
+		t.Fatalf("%d supplier orders, want %d", len(h.sup.live), n)
+	}
+}
+
+func TestAwaitingPaymentThenStatusUpdated(t *testing.T) {
+	h := start(t, 1, order.ModeLive)
+	k := order.Key{Store: "abc", ID: 9}
+	h.sf.set(9, 7)
+	h.svc[0].Intake(context.Background(), delivery(9, "store/order/created", 0, "c"))
+	o := h.waitState(t, k, order.Ineligible)
+	if o.IneligibleReason == "" || h.sup.live["BC-abc-9"] != 0 {
+		t.Fatalf("ineligible order %+v, supplier %v", o, h.sup.live)
+	}
+	h.sf.set(9, 11)
+	h.svc[0].Intake(context.Background(), delivery(9, "store/order/statusUpdated", 11, "s"))
+	h.svc[0].Intake(context.Background(), delivery(9, "store/order/statusUpdated", 11, "s"))
+	h.waitState(t, k, order.Submitted)
+	if h.sup.live["BC-abc-9"] != 1 {
+		t.Fatalf("supplier orders %v, want one", h.sup.live)
+	}
+}
+
+func TestValidateModeCreatesNothing(t *testing.T) {
+	h := start(t, 1, order.ModeValidate)
+	k := order.Key{Store: "abc", ID: 5}
+	h.sf.set(5, 11)
+	h.svc[0].Intake(context.Background(), delivery(5, "store/order/created", 0, "c"))
+	h.waitState(t, k, order.Validated)
+	if len(h.sup.live) != 0 || h.sup.validations != 1 {
+		t.Fatalf("validate mode: live %v validations %d", h.sup.live, h.sup.validations)
+	}
+	// A forced validate-only run never creates, whatever the mode.
+	o, err := h.svc[0].Process(context.Background(), k, fulfill.ProcessOptions{Force: true, ValidateOnly: true})
+	if err != nil || o.State != order.Validated || len(h.sup.live) != 0 {
+		t.Fatalf("validate-only: %+v %v %v", o, err, h.sup.live)
+	}
+}
+
+func TestIntakeRejectsWhatCannotBeAnOrder(t *testing.T) {
+	h := start(t, 1, order.ModeLive)
+	ctx := context.Background()
+	if r, err := h.svc[0].Intake(ctx, delivery(1, "store/order/message/created", 0, "m")); err != nil || !r.Ignored {
+		t.Fatalf("message scope: %+v %v, want ignored", r, err)
+	}
+	if _, err := h.svc[0].Intake(ctx, delivery(0, "store/order/created", 0, "x")); err == nil {
+		t.Fatal("order id 0 accepted")
+	}
+	d := delivery(1, "store/order/created", 0, "x")
+	d.Producer = "stores/other"
+	if _, err := h.svc[0].Intake(ctx, d); err == nil {
+		t.Fatal("a delivery for another store was accepted")
+	}
+}
