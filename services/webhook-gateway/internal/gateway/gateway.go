@@ -1,0 +1,251 @@
+// Package gateway is the webhook gateway's HTTP server.
+//
+// It is the only part of the system reachable from the internet. It reads each
+// BigCommerce delivery's raw body, checks its authenticity (package verify),
+// drops scopes the fulfillment service does not act on, and hands the rest to
+// the grpc-gateway generated handlers, which call
+// FulfillmentService.HandleOrderWebhook. The same handlers serve the operator
+// API (GetOrder, ListOrders, ProcessOrder, GetServiceStatus) behind a bearer
+// token. Every gRPC error becomes an HTTP status in one place (HTTPStatus),
+// chosen for what BigCommerce does with it.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	_ "google.golang.org/grpc/health" // registers client-side health checking, used by serviceConfig
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	backorderv1 "github.com/backorder/backorder/gen/backorder/v1"
+	"github.com/backorder/backorder/services/webhook-gateway/internal/config"
+	"github.com/backorder/backorder/services/webhook-gateway/internal/verify"
+)
+
+// MaxBodyBytes is the largest webhook body accepted. BigCommerce envelopes
+// are a few hundred bytes; the limit only stops abuse.
+const MaxBodyBytes = 64 << 10
+
+// WebhookPath is the route BigCommerce delivers to.
+const WebhookPath = "/v1/webhooks/bigcommerce"
+
+// serviceConfig balances calls over every resolved fulfillment address and,
+// with client-side health checking, skips replicas that report NOT_SERVING
+// (e.g. while they drain at shutdown). The empty service name is the whole
+// server's status, which grpc's health server reports SERVING by default.
+const serviceConfig = `{
+  "loadBalancingConfig": [{"round_robin": {}}],
+  "healthCheckConfig": {"serviceName": ""}
+}`
+
+// manualScheme is the resolver scheme used for a static list of replicas.
+const manualScheme = "backorder-fulfillment"
+
+// Server is the webhook gateway. Build it with New, run it with Serve, and
+// release it with Close once Serve has returned.
+type Server struct {
+	cfg      config.Config
+	log      *slog.Logger
+	conn     *grpc.ClientConn
+	client   backorderv1.FulfillmentServiceClient
+	health   healthpb.HealthClient
+	verifier *verify.Verifier
+	handler  http.Handler
+}
+
+// New builds a Server from a validated cfg. It does not contact the
+// fulfillment service (gRPC connects lazily, and /readyz reports whether it is
+// reachable), so the gateway can start before its backend. An invalid cfg
+// gives an error wrapping config.ErrInvalid.
+func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	v, err := verify.New(verify.Options{
+		ClientSecret: cfg.ClientSecret,
+		SecretHeader: cfg.SecretHeader,
+		Secret:       cfg.Secret,
+		Insecure:     cfg.InsecureSkipVerify,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	conn, err := dialFulfillment(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      logger,
+		conn:     conn,
+		client:   backorderv1.NewFulfillmentServiceClient(conn),
+		health:   healthpb.NewHealthClient(conn),
+		verifier: v,
+	}
+	gw := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: false, UseProtoNames: true},
+			// BigCommerce may add envelope fields at any time; an unknown field
+			// must not turn into a 400 and a retry storm.
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
+		}),
+		runtime.WithIncomingHeaderMatcher(incomingHeaders),
+		// Response metadata is the fulfillment service's business, not the
+		// caller's.
+		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
+		runtime.WithErrorHandler(s.handleError),
+		runtime.WithRoutingErrorHandler(handleRoutingError),
+		// A delivery is routed by method and path only: no
+		// X-HTTP-Method-Override, no POST-to-GET fallback.
+		runtime.WithDisableHTTPMethodOverride(),
+		runtime.WithDisablePathLengthFallback(),
+	)
+	if err := backorderv1.RegisterFulfillmentServiceHandlerClient(ctx, gw, s.client); err != nil {
+		return nil, errors.Join(fmt.Errorf("gateway: register handlers: %w", err), conn.Close())
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle(WebhookPath, s.webhook(gw))
+	// Everything else under /v1/ is the operator API. Nothing reaches the
+	// grpc-gateway mux without passing either webhook verification or the
+	// bearer check.
+	mux.Handle("/v1/", s.adminOnly(gw))
+	mux.HandleFunc("GET /healthz", healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	s.handler = s.logRequests(mux)
+
+	logger.Info("webhook gateway configured", "config", cfg)
+	if !v.Enabled() {
+		logger.Warn("WARNING: WEBHOOK VERIFICATION IS DISABLED (" + config.EnvInsecureSkipVerify + "=true): " +
+			"anyone can submit deliveries; development only. Set " + config.EnvClientSecret + " and/or " +
+			config.EnvSecretHeader + "/" + config.EnvSecret + ".")
+	} else if cfg.InsecureSkipVerify {
+		logger.Warn(config.EnvInsecureSkipVerify + " is ignored: the configured verification mechanisms are enforced")
+	}
+	if cfg.AdminToken == "" {
+		logger.Info("operator API disabled: set " + config.EnvAdminToken + " to enable it")
+	}
+	return s, nil
+}
+
+// Handler returns the gateway's HTTP handler, for callers that run their own
+// http.Server.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve answers HTTP on ln until ctx is done, then shuts down gracefully:
+// in-flight requests get cfg.ShutdownTimeout to finish. It returns nil after a
+// clean shutdown. Serve takes ownership of ln.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// Long enough for the slowest gRPC call the handler can make.
+		WriteTimeout:   s.cfg.FulfillmentTimeout + 10*time.Second,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.log.Info("webhook gateway listening", "addr", ln.Addr().String())
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("gateway: serve: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		// The parent context is already done; the shutdown needs its own clock.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+		defer cancel()
+		s.log.Info("webhook gateway shutting down", "timeout", s.cfg.ShutdownTimeout)
+		if err := srv.Shutdown(sctx); err != nil {
+			return errors.Join(fmt.Errorf("gateway: graceful shutdown: %w", err), srv.Close())
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+// Close releases the connection to the fulfillment service. Call it after
+// Serve has returned, so that draining requests can still finish their calls.
+func (s *Server) Close() error {
+	if err := s.conn.Close(); err != nil {
+		return fmt.Errorf("gateway: close fulfillment connection: %w", err)
+	}
+	return nil
+}
+
+// dialFulfillment creates the client connection. One address is a gRPC target
+// resolved by DNS (a headless service name gives every replica); several
+// addresses are a static set of replicas fed to the balancer through a manual
+// resolver.
+func dialFulfillment(cfg config.Config) (*grpc.ClientConn, error) {
+	opts := []grpc.DialOption{
+		// The fulfillment service is reached over the internal network.
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(serviceConfig),
+		grpc.WithChainUnaryInterceptor(deadline(cfg.FulfillmentTimeout)),
+	}
+	var target string
+	switch addrs := cfg.FulfillmentAddrs; {
+	case len(addrs) == 1 && hasScheme(addrs[0]):
+		target = addrs[0]
+	case len(addrs) == 1:
+		target = "dns:///" + addrs[0]
+	default:
+		r := manual.NewBuilderWithScheme(manualScheme)
+		eps := make([]resolver.Endpoint, 0, len(addrs))
+		for _, a := range addrs {
+			eps = append(eps, resolver.Endpoint{Addresses: []resolver.Address{{Addr: a}}})
+		}
+		r.InitialState(resolver.State{Endpoints: eps})
+		opts = append(opts, grpc.WithResolvers(r))
+		target = manualScheme + ":///fulfillment"
+	}
+	conn, err := grpc.NewClient(target, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: fulfillment client for %q: %w", target, err)
+	}
+	return conn, nil
+}
+
+// hasScheme reports whether target is a full gRPC target such as
+// dns:///name:9090 or unix:///run/fulfillment.sock.
+func hasScheme(target string) bool { return strings.Contains(target, "://") }
+
+// deadline bounds every gRPC call the gateway makes. BigCommerce's response
+// timeout is undocumented and slow answers count against the domain's success
+// ratio, so a stuck backend must become a quick 503, not a hung request.
+func deadline(d time.Duration) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		ctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+}
+
+// incomingHeaders forwards only the delivery id: the fulfillment service uses
+// it as a dedupe key when the envelope has no hash. Nothing else from the
+// internet becomes gRPC metadata.
+func incomingHeaders(key string) (string, bool) {
+	if http.CanonicalHeaderKey(key) == "Webhook-Id" {
+		return "webhook-id", true
+	}
+	return "", false
+}

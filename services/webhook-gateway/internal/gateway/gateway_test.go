@@ -1,0 +1,532 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	backorderv1 "github.com/backorder/backorder/gen/backorder/v1"
+	"github.com/backorder/backorder/services/webhook-gateway/internal/config"
+	"github.com/backorder/backorder/services/webhook-gateway/internal/gateway"
+)
+
+const (
+	clientSecret = "bc-client-secret-0123456789"
+	secretHeader = "X-Backorder-Secret"
+	sharedSecret = "shared-secret-abcdef"
+	adminToken   = "admin-token-xyz"
+)
+
+// orderBody is a statusUpdated delivery as BigCommerce sends it, plus a field
+// BigCommerce might add one day.
+const orderBody = `{"scope":"store/order/statusUpdated","store_id":"1025646",` +
+	`"data":{"type":"order","id":250,"status":{"previous_status_id":0,"new_status_id":11}},` +
+	`"hash":"5e1cc4c4d2b0c6ae","created_at":1561479335,"producer":"stores/abc123","added_later":{"x":1}}`
+
+func testConfig(addrs ...string) config.Config {
+	return config.Config{
+		ListenAddr:         "127.0.0.1:0",
+		FulfillmentAddrs:   addrs,
+		FulfillmentTimeout: 5 * time.Second,
+		ClientSecret:       clientSecret,
+		SecretHeader:       secretHeader,
+		Secret:             sharedSecret,
+		AdminToken:         adminToken,
+		ShutdownTimeout:    5 * time.Second,
+	}
+}
+
+// startGateway runs the real gateway on 127.0.0.1:0 and returns its base URL
+// and its log. The gateway is shut down, and must shut down cleanly, when the
+// test ends.
+func startGateway(t *testing.T, cfg config.Config) (string, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(io.MultiWriter(logs, t.Output()), nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := gateway.New(ctx, cfg, logger)
+	if err != nil {
+		cancel()
+		t.Fatalf("gateway.New: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		cancel()
+		t.Fatalf("listen: %v", err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		if err := srv.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String(), logs
+}
+
+// delivery describes one webhook request; the zero value of each knob means
+// "as BigCommerce would send it".
+type delivery struct {
+	body      string
+	id        string
+	unsigned  bool
+	signKey   string        // default clientSecret
+	tsOffset  time.Duration // added to now
+	tamper    bool          // sign body, send a modified body
+	secret    string        // default sharedSecret
+	noSecret  bool
+	signature string // set after send, for the log check
+}
+
+func (d *delivery) request(t *testing.T, url string) *http.Request {
+	t.Helper()
+	body := []byte(d.body)
+	req, err := http.NewRequest(http.MethodPost, url+gateway.WebhookPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if d.id == "" {
+		d.id = "msg_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
+	if !d.unsigned {
+		key := d.signKey
+		if key == "" {
+			key = clientSecret
+		}
+		wh, err := standardwebhooks.NewWebhookRaw([]byte(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := time.Now().Add(d.tsOffset)
+		sig, err := wh.Sign(d.id, ts, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.signature = sig
+		req.Header.Set(standardwebhooks.HeaderWebhookID, d.id)
+		req.Header.Set(standardwebhooks.HeaderWebhookTimestamp, strconv.FormatInt(ts.Unix(), 10))
+		req.Header.Set(standardwebhooks.HeaderWebhookSignature, sig)
+	}
+	if d.tamper {
+		body = bytes.Replace(body, []byte(`"id":250`), []byte(`"id":251`), 1)
+	}
+	if !d.noSecret {
+		s := d.secret
+		if s == "" {
+			s = sharedSecret
+		}
+		req.Header.Set(secretHeader, s)
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	req.ContentLength = int64(len(body))
+	return req
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func do(t *testing.T, req *http.Request) response {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}
+}
+
+// paddedOrder returns an order delivery of exactly n bytes.
+func paddedOrder(t *testing.T, n int) string {
+	t.Helper()
+	head := `{"scope":"store/order/created","store_id":"1","data":{"type":"order","id":7},"producer":"stores/abc123","pad":"`
+	tail := `"}`
+	if n < len(head)+len(tail) {
+		t.Fatalf("cannot pad to %d bytes", n)
+	}
+	return head + strings.Repeat("x", n-len(head)-len(tail)) + tail
+}
+
+func TestWebhook(t *testing.T) {
+	fake := startFake(t, "replica-1")
+	url, logs := startGateway(t, testConfig(fake.addr))
+
+	tests := []struct {
+		name        string
+		d           delivery
+		fakeErr     error
+		wantStatus  int
+		wantCalls   int
+		wantBody    string // a substring
+		wantRetryAf bool
+	}{
+		{name: "valid signed delivery", d: delivery{body: orderBody}, wantStatus: 200, wantCalls: 1, wantBody: `"recorded":true`},
+		{name: "forged key", d: delivery{body: orderBody, signKey: "not-the-secret"}, wantStatus: 401},
+		{name: "tampered body", d: delivery{body: orderBody, tamper: true}, wantStatus: 401},
+		{name: "unsigned", d: delivery{body: orderBody, unsigned: true}, wantStatus: 401},
+		{name: "stale timestamp", d: delivery{body: orderBody, tsOffset: -10 * time.Minute}, wantStatus: 401},
+		{name: "future timestamp", d: delivery{body: orderBody, tsOffset: 10 * time.Minute}, wantStatus: 401},
+		{name: "wrong shared secret", d: delivery{body: orderBody, secret: "shared-secret-abcdeg"}, wantStatus: 401},
+		{name: "missing shared secret", d: delivery{body: orderBody, noSecret: true}, wantStatus: 401},
+		{name: "body of 64 KiB + 1", d: delivery{body: paddedOrder(t, gateway.MaxBodyBytes+1)}, wantStatus: 413},
+		{name: "body of exactly 64 KiB", d: delivery{body: paddedOrder(t, gateway.MaxBodyBytes)}, wantStatus: 200, wantCalls: 1},
+		{name: "malformed JSON", d: delivery{body: `{"scope":"store/order/created",`}, wantStatus: 400},
+		{name: "not a JSON object", d: delivery{body: `["store/order/created"]`}, wantStatus: 400},
+		{name: "order scope with undecodable data", d: delivery{body: `{"scope":"store/order/created","data":{"id":true}}`}, wantStatus: 400},
+		{name: "non-order scope", d: delivery{body: `{"scope":"store/product/updated","store_id":"1","data":{"type":"product","id":7}}`},
+			wantStatus: 200, wantBody: `{"ignored":true}`},
+		{name: "fulfillment unavailable", d: delivery{body: orderBody}, fakeErr: status.Error(codes.Unavailable, "etcd down"),
+			wantStatus: 503, wantCalls: 1, wantRetryAf: true},
+		{name: "fulfillment internal error", d: delivery{body: orderBody}, fakeErr: status.Error(codes.Internal, "boom"),
+			wantStatus: 503, wantCalls: 1, wantRetryAf: true},
+		{name: "duplicate delivery", d: delivery{body: orderBody}, fakeErr: status.Error(codes.AlreadyExists, "seen"),
+			wantStatus: 200, wantCalls: 1, wantBody: `"duplicate":true`},
+		{name: "fulfillment rejects argument", d: delivery{body: orderBody}, fakeErr: status.Error(codes.InvalidArgument, "no producer"),
+			wantStatus: 400, wantCalls: 1, wantBody: "no producer"},
+		{name: "fulfillment failed precondition", d: delivery{body: orderBody}, fakeErr: status.Error(codes.FailedPrecondition, "other store"),
+			wantStatus: 409, wantCalls: 1},
+	}
+	var signatures []string
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake.reset(tt.fakeErr)
+			resp := do(t, tt.d.request(t, url))
+			signatures = append(signatures, tt.d.signature)
+
+			if resp.status != tt.wantStatus {
+				t.Errorf("status = %d, want %d (body %s)", resp.status, tt.wantStatus, resp.body)
+			}
+			if !strings.Contains(resp.body, tt.wantBody) {
+				t.Errorf("body = %s, want it to contain %s", resp.body, tt.wantBody)
+			}
+			if got := resp.header.Get("Retry-After") != ""; got != tt.wantRetryAf {
+				t.Errorf("Retry-After = %q, want present: %v", resp.header.Get("Retry-After"), tt.wantRetryAf)
+			}
+			if ct := resp.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+				t.Errorf("Content-Type = %q, want JSON", ct)
+			}
+			calls := fake.recorded()
+			if len(calls) != tt.wantCalls {
+				t.Fatalf("fulfillment received %d calls, want %d", len(calls), tt.wantCalls)
+			}
+			for _, c := range calls {
+				if got := c.md.Get("webhook-id"); len(got) != 1 || got[0] != tt.d.id {
+					t.Errorf("webhook-id metadata = %q, want [%q]", got, tt.d.id)
+				}
+				for _, k := range []string{"authorization", strings.ToLower(secretHeader), "webhook-signature", "grpcgateway-webhook-signature"} {
+					if v := c.md.Get(k); len(v) > 0 {
+						t.Errorf("metadata %q was forwarded to fulfillment", k)
+					}
+				}
+			}
+		})
+	}
+
+	t.Run("fields decoded", func(t *testing.T) {
+		fake.reset(nil)
+		d := delivery{body: orderBody, id: "msg_2kP9"}
+		if resp := do(t, d.request(t, url)); resp.status != 200 {
+			t.Fatalf("status = %d, body %s", resp.status, resp.body)
+		}
+		calls := fake.recorded()
+		if len(calls) != 1 {
+			t.Fatalf("got %d calls, want 1", len(calls))
+		}
+		req, ok := calls[0].req.(*backorderv1.HandleOrderWebhookRequest)
+		if !ok || calls[0].method != "HandleOrderWebhook" {
+			t.Fatalf("call = %s %T", calls[0].method, calls[0].req)
+		}
+		if req.GetScope() != "store/order/statusUpdated" || req.GetStoreId() != "1025646" ||
+			req.GetData().GetId() != 250 || req.GetData().GetType() != "order" ||
+			req.GetData().GetStatus().GetNewStatusId() != 11 || req.GetHash() != "5e1cc4c4d2b0c6ae" ||
+			req.GetProducer() != "stores/abc123" || req.GetCreatedAt() != 1561479335 {
+			t.Errorf("decoded request = %v", req)
+		}
+		if got := calls[0].md.Get("webhook-id"); len(got) != 1 || got[0] != "msg_2kP9" {
+			t.Errorf("webhook-id metadata = %q", got)
+		}
+	})
+
+	t.Run("GET on the webhook route", func(t *testing.T) {
+		fake.reset(nil)
+		req, _ := http.NewRequest(http.MethodGet, url+gateway.WebhookPath, nil)
+		if resp := do(t, req); resp.status != http.StatusMethodNotAllowed {
+			t.Errorf("status = %d, want 405", resp.status)
+		}
+		if n := len(fake.recorded()); n != 0 {
+			t.Errorf("fulfillment received %d calls, want 0", n)
+		}
+	})
+
+	t.Run("no secret in logs", func(t *testing.T) {
+		out := logs.String()
+		for _, s := range append([]string{clientSecret, sharedSecret, adminToken}, signatures...) {
+			if s != "" && strings.Contains(out, s) {
+				t.Errorf("log contains secret or signature %q", s)
+			}
+		}
+		if !strings.Contains(out, `"webhook_id"`) || !strings.Contains(out, `"reject"`) {
+			t.Errorf("log lacks the expected request attributes:\n%s", out)
+		}
+	})
+}
+
+func TestWebhookFulfillmentDown(t *testing.T) {
+	fake := startFake(t, "replica-1")
+	url, _ := startGateway(t, testConfig(fake.addr))
+	fake.stop()
+
+	d := delivery{body: orderBody}
+	resp := do(t, d.request(t, url))
+	if resp.status != http.StatusServiceUnavailable || resp.header.Get("Retry-After") == "" {
+		t.Errorf("status = %d, Retry-After = %q; want 503 with Retry-After (body %s)",
+			resp.status, resp.header.Get("Retry-After"), resp.body)
+	}
+}
+
+func TestWebhookInsecureSkipVerify(t *testing.T) {
+	fake := startFake(t, "replica-1")
+	cfg := testConfig(fake.addr)
+	cfg.ClientSecret, cfg.SecretHeader, cfg.Secret = "", "", ""
+	cfg.InsecureSkipVerify = true
+	url, logs := startGateway(t, cfg)
+
+	d := delivery{body: orderBody, unsigned: true, noSecret: true}
+	if resp := do(t, d.request(t, url)); resp.status != 200 {
+		t.Fatalf("status = %d, want 200 (body %s)", resp.status, resp.body)
+	}
+	if n := len(fake.recorded()); n != 1 {
+		t.Errorf("fulfillment received %d calls, want 1", n)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "WARNING: WEBHOOK VERIFICATION IS DISABLED") {
+		t.Errorf("no start-up warning in log:\n%s", out)
+	}
+	if !strings.Contains(out, "NOT VERIFIED") {
+		t.Errorf("no per-delivery warning in log:\n%s", out)
+	}
+}
+
+func TestAdminRoutes(t *testing.T) {
+	fake := startFake(t, "replica-1")
+	get := func(t *testing.T, url, auth string) response {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, url+"/v1/stores/abc123/orders/250", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		return do(t, req)
+	}
+
+	t.Run("no token configured", func(t *testing.T) {
+		cfg := testConfig(fake.addr)
+		cfg.AdminToken = ""
+		url, _ := startGateway(t, cfg)
+		fake.reset(nil)
+		for _, path := range []string{"/v1/orders", "/v1/status", "/v1/stores/abc123/orders/250"} {
+			req, _ := http.NewRequest(http.MethodGet, url+path, nil)
+			req.Header.Set("Authorization", "Bearer anything")
+			resp := do(t, req)
+			if resp.status != http.StatusForbidden || !strings.Contains(resp.body, "ADMIN_TOKEN") {
+				t.Errorf("GET %s: status = %d, body %s; want 403 naming ADMIN_TOKEN", path, resp.status, resp.body)
+			}
+		}
+		req, _ := http.NewRequest(http.MethodPost, url+"/v1/stores/abc123/orders/250:process", strings.NewReader(`{}`))
+		if resp := do(t, req); resp.status != http.StatusForbidden {
+			t.Errorf("ProcessOrder: status = %d, want 403", resp.status)
+		}
+		if n := len(fake.recorded()); n != 0 {
+			t.Errorf("fulfillment received %d calls, want 0", n)
+		}
+	})
+
+	url, logs := startGateway(t, testConfig(fake.addr))
+	for _, tt := range []struct {
+		name, auth string
+	}{
+		{"missing bearer", ""},
+		{"wrong bearer", "Bearer admin-token-xyw"},
+		{"token prefix", "Bearer admin-token"},
+		{"wrong scheme", "Basic " + adminToken},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fake.reset(nil)
+			resp := get(t, url, tt.auth)
+			if resp.status != http.StatusUnauthorized || resp.header.Get("WWW-Authenticate") == "" {
+				t.Errorf("status = %d, WWW-Authenticate %q; want 401 with a challenge", resp.status, resp.header.Get("WWW-Authenticate"))
+			}
+			if n := len(fake.recorded()); n != 0 {
+				t.Errorf("fulfillment received %d calls, want 0", n)
+			}
+		})
+	}
+
+	t.Run("right bearer is proxied", func(t *testing.T) {
+		fake.reset(nil)
+		resp := get(t, url, "bearer "+adminToken)
+		if resp.status != http.StatusOK {
+			t.Fatalf("status = %d, body %s", resp.status, resp.body)
+		}
+		var got struct {
+			Order struct {
+				StoreHash string `json:"store_hash"`
+				OrderID   string `json:"order_id"`
+				State     string `json:"state"`
+			} `json:"order"`
+		}
+		if err := json.Unmarshal([]byte(resp.body), &got); err != nil {
+			t.Fatalf("decode %s: %v", resp.body, err)
+		}
+		if got.Order.StoreHash != "abc123" || got.Order.OrderID != "250" || got.Order.State != "ORDER_STATE_SUBMITTED" {
+			t.Errorf("order = %+v (body %s)", got.Order, resp.body)
+		}
+		calls := fake.recorded()
+		if len(calls) != 1 || calls[0].method != "GetOrder" {
+			t.Fatalf("calls = %v, want one GetOrder", calls)
+		}
+		if v := calls[0].md.Get("authorization"); len(v) != 0 {
+			t.Errorf("the bearer token was forwarded to fulfillment")
+		}
+	})
+
+	t.Run("not found from fulfillment", func(t *testing.T) {
+		fake.reset(status.Error(codes.NotFound, "no such order"))
+		if resp := get(t, url, "Bearer "+adminToken); resp.status != http.StatusNotFound {
+			t.Errorf("status = %d, want 404 (body %s)", resp.status, resp.body)
+		}
+	})
+
+	if strings.Contains(logs.String(), adminToken) {
+		t.Errorf("log contains the admin token")
+	}
+}
+
+func TestRoundRobin(t *testing.T) {
+	a, b := startFake(t, "replica-a"), startFake(t, "replica-b")
+	url, _ := startGateway(t, testConfig(a.addr, b.addr))
+
+	// Balancing starts once both connections are up; keep delivering until
+	// both replicas have been used, bounded by a generous deadline rather
+	// than a guess at how fast connections come up.
+	deadline := time.Now().Add(30 * time.Second)
+	sent := 0
+	for len(a.recorded()) == 0 || len(b.recorded()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d deliveries: replica a got %d calls, b got %d; want both > 0",
+				sent, len(a.recorded()), len(b.recorded()))
+		}
+		d := delivery{body: orderBody}
+		if resp := do(t, d.request(t, url)); resp.status != 200 {
+			t.Fatalf("status = %d, body %s", resp.status, resp.body)
+		}
+		sent++
+	}
+	if got := len(a.recorded()) + len(b.recorded()); got != sent {
+		t.Errorf("replicas received %d calls for %d deliveries", got, sent)
+	}
+}
+
+func TestReadyz(t *testing.T) {
+	fake := startFake(t, "replica-1")
+	url, _ := startGateway(t, testConfig(fake.addr))
+	get := func(path string) response {
+		req, err := http.NewRequest(http.MethodGet, url+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return do(t, req)
+	}
+
+	if resp := get("/healthz"); resp.status != 200 {
+		t.Errorf("/healthz = %d", resp.status)
+	}
+	resp := get("/readyz")
+	if resp.status != 200 {
+		t.Fatalf("/readyz = %d, body %s", resp.status, resp.body)
+	}
+	var ready map[string]any
+	if err := json.Unmarshal([]byte(resp.body), &ready); err != nil {
+		t.Fatalf("decode %s: %v", resp.body, err)
+	}
+	if ready["status"] != "ready" || ready["supplier_mode"] != "SUPPLIER_MODE_VALIDATE" || ready["replica"] != "replica-1" {
+		t.Errorf("/readyz body = %s", resp.body)
+	}
+
+	// NOT_SERVING reaches the gateway through a health watch, asynchronously:
+	// poll until it shows.
+	fake.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	waitFor(t, "/readyz to answer 503 when NOT_SERVING", func() bool { return get("/readyz").status == 503 })
+	fake.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	waitFor(t, "/readyz to recover", func() bool { return get("/readyz").status == 200 })
+
+	fake.stop()
+	waitFor(t, "/readyz to answer 503 when fulfillment is down", func() bool { return get("/readyz").status == 503 })
+	if resp := get("/healthz"); resp.status != 200 {
+		t.Errorf("/healthz = %d with fulfillment down, want 200", resp.status)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestHTTPStatus(t *testing.T) {
+	want := map[codes.Code]int{
+		codes.OK:                 200,
+		codes.AlreadyExists:      200,
+		codes.InvalidArgument:    400,
+		codes.OutOfRange:         400,
+		codes.Unauthenticated:    401,
+		codes.PermissionDenied:   403,
+		codes.NotFound:           404,
+		codes.FailedPrecondition: 409,
+		codes.Unimplemented:      501,
+		codes.Unavailable:        503,
+		codes.ResourceExhausted:  503,
+		codes.Aborted:            503,
+		codes.DeadlineExceeded:   503,
+		codes.Canceled:           503,
+		codes.Internal:           503,
+		codes.Unknown:            503,
+		codes.DataLoss:           500,
+	}
+	for c, w := range want {
+		if got := gateway.HTTPStatus(c); got != w {
+			t.Errorf("HTTPStatus(%s) = %d, want %d", c, got, w)
+		}
+	}
+}

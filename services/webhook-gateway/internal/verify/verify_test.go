@@ -1,0 +1,85 @@
+package verify_test
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/backorder/backorder/services/webhook-gateway/internal/verify"
+)
+
+const body = `{"scope":"store/order/created","data":{"type":"order","id":1}}`
+
+func signed(t *testing.T, key string, at time.Time) http.Header {
+	t.Helper()
+	wh, err := standardwebhooks.NewWebhookRaw([]byte(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := wh.Sign("msg_1", at, []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	h.Set("webhook-id", "msg_1")
+	h.Set("webhook-timestamp", strconv.FormatInt(at.Unix(), 10))
+	h.Set("webhook-signature", sig)
+	return h
+}
+
+func TestVerify(t *testing.T) {
+	now := time.Now()
+	both := verify.Options{ClientSecret: "key", SecretHeader: "x-hook-secret", Secret: "s3cr3t"}
+	withSecret := func(h http.Header, v string) http.Header {
+		h.Set("X-Hook-Secret", v)
+		return h
+	}
+	tests := []struct {
+		name    string
+		opts    verify.Options
+		header  http.Header
+		wantErr error
+	}{
+		{"signature only, valid", verify.Options{ClientSecret: "key"}, signed(t, "key", now), nil},
+		{"signature only, wrong key", verify.Options{ClientSecret: "key"}, signed(t, "other", now), verify.ErrSignature},
+		{"signature only, too old", verify.Options{ClientSecret: "key"}, signed(t, "key", now.Add(-6*time.Minute)), verify.ErrSignature},
+		{"signature only, too new", verify.Options{ClientSecret: "key"}, signed(t, "key", now.Add(6*time.Minute)), verify.ErrSignature},
+		{"signature only, unsigned", verify.Options{ClientSecret: "key"}, http.Header{}, verify.ErrSignature},
+		{"shared secret only, valid", verify.Options{SecretHeader: "X-Hook-Secret", Secret: "s3cr3t"}, withSecret(http.Header{}, "s3cr3t"), nil},
+		{"shared secret only, wrong", verify.Options{SecretHeader: "X-Hook-Secret", Secret: "s3cr3t"}, withSecret(http.Header{}, "s3cr3"), verify.ErrSharedSecret},
+		{"shared secret only, missing", verify.Options{SecretHeader: "X-Hook-Secret", Secret: "s3cr3t"}, http.Header{}, verify.ErrSharedSecret},
+		{"both, valid", both, withSecret(signed(t, "key", now), "s3cr3t"), nil},
+		{"both, signature bad", both, withSecret(signed(t, "nope", now), "s3cr3t"), verify.ErrSignature},
+		{"both, secret missing", both, signed(t, "key", now), verify.ErrSharedSecret},
+		{"insecure accepts anything", verify.Options{Insecure: true}, http.Header{}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, err := verify.New(tt.opts)
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			err = v.Verify(tt.header, []byte(body))
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+				t.Errorf("Verify = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestNew(t *testing.T) {
+	if _, err := verify.New(verify.Options{}); !errors.Is(err, verify.ErrNoMechanism) {
+		t.Errorf("New with nothing = %v, want ErrNoMechanism", err)
+	}
+	if _, err := verify.New(verify.Options{SecretHeader: "X-A"}); err == nil {
+		t.Error("New with a header and no secret succeeded")
+	}
+	v, err := verify.New(verify.Options{Insecure: true})
+	if err != nil || v.Enabled() {
+		t.Errorf("insecure Verifier: err %v, enabled %v", err, v != nil && v.Enabled())
+	}
+}
