@@ -77,9 +77,13 @@ func Load(getenv func(string) string) (Config, error) {
 		LogLevel:              e.str("LOG_LEVEL", "info"),
 	}
 	c.Retry = order.RetryPolicy{
-		Base:        e.duration("RETRY_BASE", 5*time.Second),
-		Max:         e.duration("RETRY_MAX", 10*time.Minute),
-		MaxAttempts: uint32(e.integer("RETRY_MAX_ATTEMPTS", 10)),
+		Base: e.duration("RETRY_BASE", 5*time.Second),
+		Max:  e.duration("RETRY_MAX", 10*time.Minute),
+	}
+	if n := e.integer("RETRY_MAX_ATTEMPTS", 10); n < 1 {
+		e.fail("RETRY_MAX_ATTEMPTS", "must be at least 1")
+	} else {
+		c.Retry.MaxAttempts = uint32(n)
 	}
 	c.Policy = order.Policy{
 		EligibleStatuses: e.statuses("ELIGIBLE_STATUSES", "11"),
@@ -94,7 +98,7 @@ func Load(getenv func(string) string) (Config, error) {
 	default:
 		e.fail("TROPSHIP_MODE", fmt.Sprintf("is %q; want validate or live", m))
 	}
-	if c.TropShipURL == "" && e.get("TROPSHIP_BASE_URL") == "" {
+	if c.TropShipURL == "" && e.str("TROPSHIP_BASE_URL", "") == "" {
 		e.fail("TROPSHIP_BASE_URL", "is required (the root of the TropShip API)")
 	}
 	if c.TropShipMode == order.ModeLive {
@@ -111,8 +115,8 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.LockTTL < time.Second {
 		e.fail("LOCK_TTL", "must be at least 1s (etcd leases count whole seconds)")
 	}
-	if c.Retry.MaxAttempts < 1 {
-		e.fail("RETRY_MAX_ATTEMPTS", "must be at least 1")
+	if len(c.Policy.Countries) == 0 {
+		e.fail("SHIP_COUNTRIES", "names no country")
 	}
 	for i, code := range c.Policy.Countries {
 		c.Policy.Countries[i] = strings.ToUpper(code)
@@ -219,6 +223,7 @@ func (e *env) list(name, def string) []string {
 }
 
 func (e *env) statuses(name, def string) []uint32 {
+	before := len(e.errs)
 	var out []uint32
 	for _, s := range e.list(name, def) {
 		n, err := strconv.ParseUint(s, 10, 32)
@@ -228,7 +233,7 @@ func (e *env) statuses(name, def string) []uint32 {
 		}
 		out = append(out, uint32(n))
 	}
-	if len(out) == 0 {
+	if len(out) == 0 && len(e.errs) == before {
 		e.fail(name, "names no status")
 	}
 	return out

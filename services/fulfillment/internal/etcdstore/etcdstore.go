@@ -89,9 +89,15 @@ func (s *Store) SessionDone() <-chan struct{} { return s.session.Done() }
 // Client returns the etcd client (for health checks).
 func (s *Store) Client() *clientv3.Client { return s.cli }
 
-func (s *Store) orderKey(k order.Key) string { return fmt.Sprintf("%sorders/%s/%d", s.prefix, k.Store, k.ID) }
-func (s *Store) queueKey(k order.Key) string  { return fmt.Sprintf("%squeue/%s/%d", s.prefix, k.Store, k.ID) }
-func (s *Store) lockKey(k order.Key) string   { return fmt.Sprintf("%slocks/%s/%d/", s.prefix, k.Store, k.ID) }
+func (s *Store) orderKey(k order.Key) string {
+	return fmt.Sprintf("%sorders/%s/%d", s.prefix, k.Store, k.ID)
+}
+func (s *Store) queueKey(k order.Key) string {
+	return fmt.Sprintf("%squeue/%s/%d", s.prefix, k.Store, k.ID)
+}
+func (s *Store) lockKey(k order.Key) string {
+	return fmt.Sprintf("%slocks/%s/%d/", s.prefix, k.Store, k.ID)
+}
 func (s *Store) deliveryPrefix(k order.Key) string {
 	return fmt.Sprintf("%sdeliveries/%s/%d/", s.prefix, k.Store, k.ID)
 }

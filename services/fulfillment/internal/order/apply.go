@@ -27,6 +27,10 @@ func (p RetryPolicy) Backoff(n uint32) time.Duration {
 	}
 	d := base
 	for i := uint32(1); i < n && d < maxWait; i++ {
+		if d > maxWait/2 {
+			d = maxWait // doubling would pass the cap (or overflow)
+			break
+		}
 		d *= 2
 	}
 	d = min(d, maxWait)

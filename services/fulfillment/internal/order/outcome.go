@@ -1,6 +1,9 @@
 package order
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Outcome classifies one supplier answer (tropship.md's table).
 type Outcome int
@@ -25,6 +28,9 @@ const (
 )
 
 func (o Outcome) String() string {
+	if o < 0 || o > Ambiguous {
+		return fmt.Sprintf("Outcome(%d)", int(o))
+	}
 	return [...]string{"unspecified", "created", "valid", "refused", "throttled", "not-sent", "ambiguous"}[o]
 }
 

@@ -62,7 +62,6 @@ var transitions = map[State][]State{
 	Received:   {Ineligible, Submitting, Submitted},
 	Ineligible: {Ineligible, Submitting, Submitted},
 	Validated:  {Ineligible, Submitting, Submitted, Validated},
-	// A supplier call was made (or may have been).
 	// A supplier call was made (or may have been). Submitting -> Submitting
 	// is an interrupted validate-only attempt made again: it created nothing.
 	Submitting: {Submitted, Validated, RetryScheduled, Rejected, NeedsReview, Failed, Ineligible, Submitting},

@@ -1,0 +1,262 @@
+package config_test
+
+import (
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/config"
+	"github.com/backorder/backorder/services/fulfillment/internal/order"
+)
+
+// minimal is the smallest environment Load accepts.
+func minimal() map[string]string {
+	return map[string]string{
+		"BIGCOMMERCE_STORE_HASH":   "abc123",
+		"BIGCOMMERCE_ACCESS_TOKEN": "bc-token-SECRET",
+		"TROPSHIP_BASE_URL":        "https://tropship.example.com",
+	}
+}
+
+// load runs Load on minimal() changed by set; an empty value removes the
+// variable.
+func load(set map[string]string) (config.Config, error) {
+	env := minimal()
+	for k, v := range set {
+		if v == "" {
+			delete(env, k)
+			continue
+		}
+		env[k] = v
+	}
+	return config.Load(func(name string) string { return env[name] })
+}
+
+func TestLoadDefaults(t *testing.T) {
+	got, err := load(nil)
+	if err != nil {
+		t.Fatalf("Load(minimal env): %v", err)
+	}
+	want := config.Config{
+		ListenAddr:            ":9090",
+		EtcdEndpoints:         nil, // embedded etcd
+		EtcdDataDir:           "data/etcd",
+		EtcdEmbedURL:          "http://127.0.0.1:2379",
+		EtcdPrefix:            "/backorder/",
+		EtcdDialTimeout:       5 * time.Second,
+		LockTTL:               10 * time.Second,
+		BigCommerceURL:        "https://api.bigcommerce.com",
+		BigCommerceStore:      "abc123",
+		BigCommerceToken:      "bc-token-SECRET",
+		BigCommerceTimeout:    10 * time.Second,
+		TropShipURL:           "https://tropship.example.com",
+		TropShipTokenPath:     "/oauth/token",
+		TropShipOrdersPath:    "/v1/offline-orders",
+		TropShipMode:          order.ModeValidate,
+		TropShipValidateFirst: false,
+		TropShipTimeout:       30 * time.Second,
+		Policy:                order.Policy{EligibleStatuses: []uint32{11}, Countries: []string{"GB"}},
+		Workers:               16,
+		SweepInterval:         5 * time.Second,
+		SweepGrace:            10 * time.Second,
+		Retry:                 order.RetryPolicy{Base: 5 * time.Second, Max: 10 * time.Minute, MaxAttempts: 10},
+		ShutdownTimeout:       10 * time.Second,
+		LogLevel:              "info",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Load(minimal env) =\n%+v\nwant\n%+v", got, want)
+	}
+	// The defaults of the domain and of the configuration agree.
+	if !reflect.DeepEqual(got.Policy, order.DefaultPolicy()) {
+		t.Errorf("default policy %+v, order.DefaultPolicy() %+v", got.Policy, order.DefaultPolicy())
+	}
+}
+
+func TestLoadSettings(t *testing.T) {
+	tests := []struct {
+		name  string
+		set   map[string]string
+		check func(config.Config) bool
+	}{
+		{"listen addr", map[string]string{"LISTEN_ADDR": " :7000 "}, func(c config.Config) bool { return c.ListenAddr == ":7000" }},
+		{"blank value is the default", map[string]string{"LISTEN_ADDR": "   "}, func(c config.Config) bool { return c.ListenAddr == ":9090" }},
+		{"live mode with credentials", map[string]string{"TROPSHIP_MODE": "live", "TROPSHIP_CLIENT_ID": "id", "TROPSHIP_CLIENT_SECRET": "s"},
+			func(c config.Config) bool {
+				return c.TropShipMode == order.ModeLive && c.TropShipClientID == "id" && c.TropShipClientSecret == "s"
+			}},
+		{"mode is case-insensitive", map[string]string{"TROPSHIP_MODE": "Validate"}, func(c config.Config) bool { return c.TropShipMode == order.ModeValidate }},
+		{"trailing slash trimmed", map[string]string{"TROPSHIP_BASE_URL": "http://127.0.0.1:8081/", "BIGCOMMERCE_API_URL": "http://127.0.0.1:8082/"},
+			func(c config.Config) bool {
+				return c.TropShipURL == "http://127.0.0.1:8081" && c.BigCommerceURL == "http://127.0.0.1:8082"
+			}},
+		{"etcd endpoints", map[string]string{"ETCD_ENDPOINTS": "http://10.0.0.1:2379, http://10.0.0.2:2379,"},
+			func(c config.Config) bool {
+				return reflect.DeepEqual(c.EtcdEndpoints, []string{"http://10.0.0.1:2379", "http://10.0.0.2:2379"})
+			}},
+		{"statuses", map[string]string{"ELIGIBLE_STATUSES": "9, 11"},
+			func(c config.Config) bool { return reflect.DeepEqual(c.Policy.EligibleStatuses, []uint32{9, 11}) }},
+		{"countries upper-cased", map[string]string{"SHIP_COUNTRIES": "gb, ie"},
+			func(c config.Config) bool { return reflect.DeepEqual(c.Policy.Countries, []string{"GB", "IE"}) }},
+		{"sku prefix", map[string]string{"SKU_PREFIX": "TW-"}, func(c config.Config) bool { return c.Policy.SKUPrefix == "TW-" }},
+		{"durations", map[string]string{"LOCK_TTL": "1s", "SWEEP_INTERVAL": "2m", "RETRY_BASE": "1s", "RETRY_MAX": "1h"},
+			func(c config.Config) bool {
+				return c.LockTTL == time.Second && c.SweepInterval == 2*time.Minute &&
+					c.Retry.Base == time.Second && c.Retry.Max == time.Hour
+			}},
+		{"numbers", map[string]string{"WORKERS": "1", "RETRY_MAX_ATTEMPTS": "3"},
+			func(c config.Config) bool { return c.Workers == 1 && c.Retry.MaxAttempts == 3 }},
+		{"validate first", map[string]string{"TROPSHIP_VALIDATE_FIRST": "true"}, func(c config.Config) bool { return c.TropShipValidateFirst }},
+		{"log level", map[string]string{"LOG_LEVEL": "debug"}, func(c config.Config) bool { return c.LogLevel == "debug" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := load(tt.set)
+			if err != nil {
+				t.Fatalf("Load(%v): %v", tt.set, err)
+			}
+			if !tt.check(c) {
+				t.Errorf("Load(%v) = %+v", tt.set, c)
+			}
+		})
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		set  map[string]string
+		// every variable the error names, and no other
+		names []string
+	}{
+		{"missing store hash", map[string]string{"BIGCOMMERCE_STORE_HASH": ""}, []string{"BIGCOMMERCE_STORE_HASH"}},
+		{"missing access token", map[string]string{"BIGCOMMERCE_ACCESS_TOKEN": ""}, []string{"BIGCOMMERCE_ACCESS_TOKEN"}},
+		{"blank store hash", map[string]string{"BIGCOMMERCE_STORE_HASH": "  "}, []string{"BIGCOMMERCE_STORE_HASH"}},
+		{"bigcommerce url: not a url", map[string]string{"BIGCOMMERCE_API_URL": "not a url"}, []string{"BIGCOMMERCE_API_URL"}},
+		{"bigcommerce url: ftp", map[string]string{"BIGCOMMERCE_API_URL": "ftp://x"}, []string{"BIGCOMMERCE_API_URL"}},
+		{"bigcommerce url: no host", map[string]string{"BIGCOMMERCE_API_URL": "https://"}, []string{"BIGCOMMERCE_API_URL"}},
+		{"missing tropship url", map[string]string{"TROPSHIP_BASE_URL": ""}, []string{"TROPSHIP_BASE_URL"}},
+		{"tropship url: not a url", map[string]string{"TROPSHIP_BASE_URL": "not a url"}, []string{"TROPSHIP_BASE_URL"}},
+		{"tropship url: ftp", map[string]string{"TROPSHIP_BASE_URL": "ftp://x"}, []string{"TROPSHIP_BASE_URL"}},
+		{"tropship url: bad escape", map[string]string{"TROPSHIP_BASE_URL": "http://x/%zz"}, []string{"TROPSHIP_BASE_URL"}},
+		{"bogus mode", map[string]string{"TROPSHIP_MODE": "bogus"}, []string{"TROPSHIP_MODE"}},
+		{"live without credentials", map[string]string{"TROPSHIP_MODE": "live"}, []string{"TROPSHIP_CLIENT_ID", "TROPSHIP_CLIENT_SECRET"}},
+		{"live without client id", map[string]string{"TROPSHIP_MODE": "live", "TROPSHIP_CLIENT_SECRET": "s"}, []string{"TROPSHIP_CLIENT_ID"}},
+		{"live without client secret", map[string]string{"TROPSHIP_MODE": "live", "TROPSHIP_CLIENT_ID": "id"}, []string{"TROPSHIP_CLIENT_SECRET"}},
+		{"sweep interval abc", map[string]string{"SWEEP_INTERVAL": "abc"}, []string{"SWEEP_INTERVAL"}},
+		{"negative duration", map[string]string{"TROPSHIP_TIMEOUT": "-5s"}, []string{"TROPSHIP_TIMEOUT"}},
+		{"zero duration", map[string]string{"BIGCOMMERCE_TIMEOUT": "0s"}, []string{"BIGCOMMERCE_TIMEOUT"}},
+		{"duration without unit", map[string]string{"RETRY_BASE": "5"}, []string{"RETRY_BASE"}},
+		{"lock ttl under a second", map[string]string{"LOCK_TTL": "500ms"}, []string{"LOCK_TTL"}},
+		{"no workers", map[string]string{"WORKERS": "0"}, []string{"WORKERS"}},
+		{"negative workers", map[string]string{"WORKERS": "-3"}, []string{"WORKERS"}},
+		{"workers not a number", map[string]string{"WORKERS": "many"}, []string{"WORKERS"}},
+		{"no retry attempts", map[string]string{"RETRY_MAX_ATTEMPTS": "0"}, []string{"RETRY_MAX_ATTEMPTS"}},
+		{"unknown status", map[string]string{"ELIGIBLE_STATUSES": "99"}, []string{"ELIGIBLE_STATUSES"}},
+		{"status not a number", map[string]string{"ELIGIBLE_STATUSES": "11,x"}, []string{"ELIGIBLE_STATUSES"}},
+		{"no status", map[string]string{"ELIGIBLE_STATUSES": ","}, []string{"ELIGIBLE_STATUSES"}},
+		{"alpha-3 country", map[string]string{"SHIP_COUNTRIES": "GBR"}, []string{"SHIP_COUNTRIES"}},
+		{"etcd endpoint :::", map[string]string{"ETCD_ENDPOINTS": ":::"}, []string{"ETCD_ENDPOINTS"}},
+		{"etcd endpoint without host", map[string]string{"ETCD_ENDPOINTS": "http://10.0.0.1:2379,http://"}, []string{"ETCD_ENDPOINTS"}},
+		{"loud log level", map[string]string{"LOG_LEVEL": "loud"}, []string{"LOG_LEVEL"}},
+		{"bad boolean", map[string]string{"TROPSHIP_VALIDATE_FIRST": "sometimes"}, []string{"TROPSHIP_VALIDATE_FIRST"}},
+		{
+			"several at once",
+			map[string]string{
+				"BIGCOMMERCE_STORE_HASH": "", "BIGCOMMERCE_API_URL": "ftp://x", "TROPSHIP_MODE": "bogus",
+				"SWEEP_INTERVAL": "abc", "LOCK_TTL": "500ms", "WORKERS": "0", "ELIGIBLE_STATUSES": "99",
+				"SHIP_COUNTRIES": "GBR", "ETCD_ENDPOINTS": ":::", "LOG_LEVEL": "loud",
+			},
+			[]string{
+				"BIGCOMMERCE_STORE_HASH", "BIGCOMMERCE_API_URL", "TROPSHIP_MODE", "SWEEP_INTERVAL", "LOCK_TTL",
+				"WORKERS", "ELIGIBLE_STATUSES", "SHIP_COUNTRIES", "ETCD_ENDPOINTS", "LOG_LEVEL",
+			},
+		},
+		{
+			"everything missing",
+			map[string]string{"BIGCOMMERCE_STORE_HASH": "", "BIGCOMMERCE_ACCESS_TOKEN": "", "TROPSHIP_BASE_URL": ""},
+			[]string{"BIGCOMMERCE_STORE_HASH", "BIGCOMMERCE_ACCESS_TOKEN", "TROPSHIP_BASE_URL"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := load(tt.set)
+			checkErr(t, err, tt.names)
+		})
+	}
+}
+
+// checkErr asserts that err names every variable of names and no other
+// (one line per problem, each starting with its variable), and never leaks a
+// secret.
+func checkErr(t *testing.T, err error, names []string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("Load: no error; want one naming %v", names)
+	}
+	named := map[string]bool{}
+	for _, l := range strings.Split(err.Error(), "\n") {
+		v, _, _ := strings.Cut(l, " ")
+		if !slices.Contains(names, v) {
+			t.Errorf("error line %q names none of %v", l, names)
+		}
+		named[v] = true
+	}
+	for _, name := range names {
+		if !named[name] {
+			t.Errorf("error does not name %s:\n%v", name, err)
+		}
+	}
+	for _, secret := range []string{"bc-token-SECRET", "ts-secret-SECRET"} {
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("error leaks a secret: %v", err)
+		}
+	}
+}
+
+// Settings Load accepts although they are wrong; each case is a bug while
+// it is skipped.
+func TestLoadRejectsSilentlyWrongSettings(t *testing.T) {
+	tests := []struct {
+		name string
+		set  map[string]string
+		bug  string
+	}{
+		{
+			"negative retry attempts", map[string]string{"RETRY_MAX_ATTEMPTS": "-1"},
+			"config.go Load: RETRY_MAX_ATTEMPTS=-1 is converted with uint32(...) to 4294967295 and passes the `< 1` check; want an error naming RETRY_MAX_ATTEMPTS",
+		},
+		{
+			"blank tropship url", map[string]string{"TROPSHIP_BASE_URL": "   "},
+			`config.go Load: TROPSHIP_BASE_URL="   " trims to "" but the required check reads the raw value, so Load succeeds with TropShipURL ""; want an error naming TROPSHIP_BASE_URL`,
+		},
+		{
+			"no ship country", map[string]string{"SHIP_COUNTRIES": ","},
+			`config.go Load: SHIP_COUNTRIES="," yields an empty country list (every order ineligible) with no error, unlike ELIGIBLE_STATUSES=","; want an error naming SHIP_COUNTRIES`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := load(tt.set)
+			if err == nil {
+				t.Fatalf("%s (got Retry.MaxAttempts=%d TropShipURL=%q Countries=%q)", tt.bug, c.Retry.MaxAttempts, c.TropShipURL, c.Policy.Countries)
+			}
+			name := ""
+			for k := range tt.set {
+				name = k
+			}
+			checkErr(t, err, []string{name})
+		})
+	}
+}
+
+func TestLoadErrorHidesSecrets(t *testing.T) {
+	_, err := load(map[string]string{
+		"TROPSHIP_MODE":          "bogus",
+		"TROPSHIP_CLIENT_ID":     "id",
+		"TROPSHIP_CLIENT_SECRET": "ts-secret-SECRET",
+		"WORKERS":                "0",
+	})
+	checkErr(t, err, []string{"TROPSHIP_MODE", "WORKERS"})
+}
