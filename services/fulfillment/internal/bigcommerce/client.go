@@ -1,0 +1,358 @@
+// Package bigcommerce is the fulfillment service's client of the BigCommerce
+// store API: it reads orders (Orders API v2) and keeps the supplier's order id
+// in an order metafield (v3). It implements fulfill.Storefront.
+//
+// Every request carries a deadline and honours the store's rate limit, which
+// is one quota shared by every app on the store (bigcommerce.md): a 429 is
+// waited out and retried, and once a response says no request is left, the
+// next request waits for the reset. Failures map to the errors the use case
+// acts on: fulfill.ErrOrderNotFound, *fulfill.RetryableError for what may
+// succeed later, and ErrUnauthorized when the access token is refused.
+package bigcommerce
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
+)
+
+// Defaults of Config.
+const (
+	DefaultBaseURL            = "https://api.bigcommerce.com"
+	DefaultMetafieldNamespace = "tropship"
+	DefaultMetafieldKey       = "offline_order_id"
+	DefaultMetafieldDesc      = "TropShip offline order id, written by backorder"
+	DefaultMaxRetries         = 3
+	DefaultTimeout            = 30 * time.Second
+	// DefaultMaxRateLimitWait matches BigCommerce's 30 s quota window: a
+	// reset further away than that is not believed.
+	DefaultMaxRateLimitWait = 30 * time.Second
+	// DefaultPageLimit is the largest page the v2 Orders API serves.
+	DefaultPageLimit = 250
+)
+
+const (
+	// maxResponseBytes bounds what is read of one answer; a page of 250
+	// order lines with options is well under it.
+	maxResponseBytes = 32 << 20
+	// maxPages bounds paging, so a server that ignores `page` cannot keep
+	// the client busy for ever.
+	maxPages = 1000
+	// fallbackReset is waited after a 429 that names no reset time.
+	fallbackReset = time.Second
+)
+
+// ErrUnauthorized: BigCommerce refused the access token (401 or 403).
+// Retrying does not help; a person must fix the token or its scopes.
+var ErrUnauthorized = errors.New("bigcommerce refused the access token")
+
+// Config configures a Client.
+type Config struct {
+	// BaseURL is the API root (default DefaultBaseURL); the client appends
+	// /stores/<store hash>/v2/... and /stores/<store hash>/v3/...
+	BaseURL string
+	// StoreHash, when set, is the only store this client serves: an access
+	// token belongs to one store, so keys of other stores are refused.
+	// When empty, the store hash of each order.Key is used.
+	StoreHash string
+	// AccessToken is the store API account's token, sent as X-Auth-Token.
+	AccessToken string
+	// HTTPClient sends the requests (default: a new http.Client).
+	HTTPClient *http.Client
+	// Timeout is the deadline of each HTTP request (default 30 s).
+	Timeout time.Duration
+	// MetafieldNamespace and MetafieldKey name the order metafield holding
+	// the supplier's order id (defaults "tropship", "offline_order_id").
+	MetafieldNamespace string
+	MetafieldKey       string
+	// MetafieldDescription is written with the metafield.
+	MetafieldDescription string
+	// MaxRetries is how often a request answered 429 is retried (default 3;
+	// negative: never).
+	MaxRetries int
+	// MaxRateLimitWait caps one rate-limit wait (default 30 s).
+	MaxRateLimitWait time.Duration
+	// PageLimit is the page size of order lines (default and maximum 250).
+	PageLimit int
+}
+
+func (c Config) withDefaults() Config {
+	if c.BaseURL == "" {
+		c.BaseURL = DefaultBaseURL
+	}
+	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{}
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.MetafieldNamespace == "" {
+		c.MetafieldNamespace = DefaultMetafieldNamespace
+	}
+	if c.MetafieldKey == "" {
+		c.MetafieldKey = DefaultMetafieldKey
+	}
+	if c.MetafieldDescription == "" {
+		c.MetafieldDescription = DefaultMetafieldDesc
+	}
+	if c.MaxRetries == 0 {
+		c.MaxRetries = DefaultMaxRetries
+	} else if c.MaxRetries < 0 {
+		c.MaxRetries = 0
+	}
+	if c.MaxRateLimitWait == 0 {
+		c.MaxRateLimitWait = DefaultMaxRateLimitWait
+	}
+	if c.PageLimit == 0 {
+		c.PageLimit = DefaultPageLimit
+	}
+	return c
+}
+
+// validate checks a Config with its defaults applied.
+func (c Config) validate() error {
+	u, err := url.Parse(c.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("bigcommerce: base URL %q is not an http(s) URL", c.BaseURL)
+	}
+	if c.AccessToken == "" {
+		return errors.New("bigcommerce: access token is empty")
+	}
+	if c.Timeout < 0 || c.MaxRateLimitWait < 0 {
+		return errors.New("bigcommerce: timeouts must not be negative")
+	}
+	if c.PageLimit < 1 || c.PageLimit > DefaultPageLimit {
+		return fmt.Errorf("bigcommerce: page limit %d is outside 1..%d", c.PageLimit, DefaultPageLimit)
+	}
+	if len(c.MetafieldNamespace) > 64 || len(c.MetafieldKey) > 64 {
+		return errors.New("bigcommerce: metafield namespace and key are limited to 64 characters")
+	}
+	return nil
+}
+
+// Client talks to one BigCommerce API root. It is safe for concurrent use;
+// concurrent calls share the rate-limit pacing.
+type Client struct {
+	cfg   Config
+	pace  *pacer
+	stats counters
+}
+
+var _ fulfill.Storefront = (*Client)(nil)
+
+// New returns a Client, or an error naming the setting that is wrong.
+func New(cfg Config) (*Client, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Client{cfg: cfg, pace: newPacer()}, nil
+}
+
+// Stats counts what the client did since it was made.
+type Stats struct {
+	// Requests is the number of HTTP requests sent (retries included).
+	Requests uint64
+	// RateLimited is the number of 429 answers.
+	RateLimited uint64
+	// PacedWaits is the number of requests that first waited for a
+	// rate-limit reset.
+	PacedWaits uint64
+}
+
+type counters struct {
+	requests, rateLimited, pacedWaits atomic.Uint64
+}
+
+// Stats returns the request counters.
+func (c *Client) Stats() Stats {
+	return Stats{
+		Requests:    c.stats.requests.Load(),
+		RateLimited: c.stats.rateLimited.Load(),
+		PacedWaits:  c.stats.pacedWaits.Load(),
+	}
+}
+
+// request is one API call below /stores/<hash>.
+type request struct {
+	method string
+	path   string // e.g. /v2/orders/250
+	query  url.Values
+	body   []byte // JSON; nil for none
+}
+
+func (r request) String() string { return r.method + " " + r.path }
+
+// response is a read answer.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// storePath checks a key's store against the configuration and returns
+// /stores/<hash>.
+func (c *Client) storePath(store string) (string, error) {
+	if store == "" {
+		return "", errors.New("bigcommerce: order key has no store hash")
+	}
+	if c.cfg.StoreHash != "" && store != c.cfg.StoreHash {
+		return "", fmt.Errorf("bigcommerce: this client serves store %q, not %q", c.cfg.StoreHash, store)
+	}
+	return "/stores/" + url.PathEscape(store), nil
+}
+
+// do sends a request, waiting out rate limits: a 429 is retried up to
+// MaxRetries times, each wait longer than the last. Transport failures and an
+// exhausted 429 budget come back as *fulfill.RetryableError; any other answer
+// is returned for the caller to judge.
+func (c *Client) do(ctx context.Context, store string, req request) (*response, error) {
+	prefix, err := c.storePath(store)
+	if err != nil {
+		return nil, err
+	}
+	target := c.cfg.BaseURL + prefix + req.path
+	if len(req.query) > 0 {
+		target += "?" + req.query.Encode()
+	}
+	for attempt := 0; ; attempt++ {
+		waited, err := c.pace.wait(ctx, store)
+		if err != nil {
+			return nil, fmt.Errorf("bigcommerce: %s: %w", req, err)
+		}
+		if waited {
+			c.stats.pacedWaits.Add(1)
+		}
+		resp, err := c.send(ctx, target, req)
+		if err != nil {
+			return nil, err
+		}
+		c.pace.observe(store, resp.header, c.cfg.MaxRateLimitWait)
+		if resp.status != http.StatusTooManyRequests {
+			return resp, nil
+		}
+		c.stats.rateLimited.Add(1)
+		reset := resetDuration(resp.header)
+		if reset <= 0 {
+			reset = retryAfter(resp.header)
+		}
+		if reset <= 0 {
+			reset = fallbackReset
+		}
+		if attempt >= c.cfg.MaxRetries {
+			return nil, &fulfill.RetryableError{
+				Err:        fmt.Errorf("bigcommerce: %s: rate limited (HTTP 429) %d times", req, attempt+1),
+				RetryAfter: reset,
+			}
+		}
+		// The quota is the store's, shared with other apps: back off
+		// further each time the reset did not suffice.
+		c.pace.hold(store, time.Now().Add(backoff(reset, attempt, c.cfg.MaxRateLimitWait)))
+	}
+}
+
+// send makes one HTTP exchange under its own deadline.
+func (c *Client) send(ctx context.Context, target string, req request) (*response, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	var body io.Reader
+	if req.body != nil {
+		body = bytes.NewReader(req.body)
+	}
+	hreq, err := http.NewRequestWithContext(ctx, req.method, target, body)
+	if err != nil {
+		return nil, fmt.Errorf("bigcommerce: %s: %w", req, err)
+	}
+	hreq.Header.Set("X-Auth-Token", c.cfg.AccessToken)
+	hreq.Header.Set("Accept", "application/json")
+	if req.body != nil {
+		hreq.Header.Set("Content-Type", "application/json")
+	}
+	c.stats.requests.Add(1)
+	hresp, err := c.cfg.HTTPClient.Do(hreq)
+	if err != nil {
+		// Reads and metafield writes are safe to repeat, so every
+		// transport failure is worth retrying.
+		return nil, &fulfill.RetryableError{Err: fmt.Errorf("bigcommerce: %s: %w", req, transportError(err))}
+	}
+	defer hresp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(hresp.Body, maxResponseBytes))
+	if err != nil {
+		return nil, &fulfill.RetryableError{Err: fmt.Errorf("bigcommerce: %s: reading the answer: %w", req, transportError(err))}
+	}
+	return &response{status: hresp.StatusCode, header: hresp.Header, body: b}, nil
+}
+
+// transportError drops the URL that *url.Error repeats: the message names the
+// request already, and a URL is no place to look for secrets later.
+func transportError(err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		return uerr.Err
+	}
+	return err
+}
+
+// statusError maps an unexpected answer to an error. notFound is returned
+// for 404 (nil: a 404 is reported like any other client error).
+func (c *Client) statusError(req request, resp *response, notFound error) error {
+	switch s := resp.status; {
+	case s == http.StatusUnauthorized || s == http.StatusForbidden:
+		// The body is not quoted: nothing there helps, and the less of an
+		// authentication exchange is repeated, the better.
+		return fmt.Errorf("bigcommerce: %s: HTTP %d: %w", req, s, ErrUnauthorized)
+	case s == http.StatusNotFound && notFound != nil:
+		return fmt.Errorf("bigcommerce: %s: %w", req, notFound)
+	case s >= 500 || s == http.StatusRequestTimeout:
+		return &fulfill.RetryableError{
+			Err:        fmt.Errorf("bigcommerce: %s: HTTP %d%s", req, s, snippet(resp.body)),
+			RetryAfter: retryAfter(resp.header),
+		}
+	default:
+		return fmt.Errorf("bigcommerce: %s: unexpected HTTP %d%s", req, s, snippet(resp.body))
+	}
+}
+
+// snippet quotes the start of an error body, for a person reading the error.
+func snippet(b []byte) string {
+	s := strings.Join(strings.Fields(string(b)), " ")
+	if s == "" {
+		return ""
+	}
+	const maxLen = 200
+	if len(s) > maxLen {
+		s = s[:maxLen] + "..."
+	}
+	return ": " + s
+}
+
+// retryAfter parses Retry-After (seconds or an HTTP date); 0 when absent.
+func retryAfter(h http.Header) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}

@@ -1,0 +1,815 @@
+package bigcommerce
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
+	"github.com/backorder/backorder/services/fulfillment/internal/order"
+)
+
+const (
+	testStore = "abc123"
+	testToken = "s3cr3t-token-value"
+)
+
+// fakeStore is a BigCommerce store API following bigcommerce.md, with hooks
+// for faults. Handlers run concurrently, so everything is under mu.
+type fakeStore struct {
+	t  *testing.T
+	mu sync.Mutex
+	// orders by id
+	orders map[uint64]*fakeOrder
+	// endOfLines says how a page past the last line is answered:
+	// "204" (No Content), "empty" ([]) or "" (a short page ends it anyway).
+	endOfLines string
+	// metafields per order
+	metafields map[uint64][]map[string]any
+	nextMFID   int
+	// fault, when set, may answer a request itself (returns true).
+	fault func(w http.ResponseWriter, r *http.Request) bool
+	// log of requests: "METHOD path?query"
+	log []string
+	// bodies of metafield writes
+	writes []map[string]any
+}
+
+type fakeOrder struct {
+	order map[string]any
+	lines []map[string]any
+	addrs []map[string]any
+}
+
+func newFakeStore(t *testing.T) (*fakeStore, *httptest.Server) {
+	t.Helper()
+	fs := &fakeStore{t: t, orders: map[uint64]*fakeOrder{}, metafields: map[uint64][]map[string]any{}, nextMFID: 100}
+	srv := httptest.NewServer(http.HandlerFunc(fs.serve))
+	t.Cleanup(srv.Close)
+	return fs, srv
+}
+
+func (fs *fakeStore) requests() []string {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return append([]string(nil), fs.log...)
+}
+
+func (fs *fakeStore) serve(w http.ResponseWriter, r *http.Request) {
+	fs.mu.Lock()
+	fs.log = append(fs.log, r.Method+" "+r.URL.RequestURI())
+	fault := fs.fault
+	fs.mu.Unlock()
+	if fault != nil && fault(w, r) {
+		return
+	}
+	if r.Header.Get("X-Auth-Token") != testToken {
+		http.Error(w, `{"status":401,"title":"Unauthorized"}`, http.StatusUnauthorized)
+		return
+	}
+	if r.Header.Get("Accept") != "application/json" {
+		http.Error(w, "Accept must be application/json", http.StatusNotAcceptable)
+		return
+	}
+	prefix := "/stores/" + testStore
+	if !strings.HasPrefix(r.URL.Path, prefix+"/") {
+		http.NotFound(w, r)
+		return
+	}
+	parts := strings.Split(strings.TrimPrefix(r.URL.Path, prefix+"/"), "/")
+	// v2 orders {id} [products|shipping_addresses]; v3 orders {id} metafields [{mfid}]
+	if len(parts) < 3 || parts[1] != "orders" {
+		http.NotFound(w, r)
+		return
+	}
+	id, err := strconv.ParseUint(parts[2], 10, 64)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	o := fs.orders[id]
+	if o == nil {
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, `[{"status":404,"message":"The requested resource was not found."}]`)
+		return
+	}
+	switch {
+	case parts[0] == "v2" && len(parts) == 3 && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, o.order)
+	case parts[0] == "v2" && len(parts) == 4 && parts[3] == "products" && r.Method == http.MethodGet:
+		page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+		if page < 1 {
+			page = 1
+		}
+		if limit < 1 {
+			limit = 50
+		}
+		if limit > 250 {
+			limit = 250
+		}
+		from := (page - 1) * limit
+		if from >= len(o.lines) {
+			if fs.endOfLines == "204" {
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+			writeJSON(w, http.StatusOK, []any{})
+			return
+		}
+		writeJSON(w, http.StatusOK, o.lines[from:min(from+limit, len(o.lines))])
+	case parts[0] == "v2" && len(parts) == 4 && parts[3] == "shipping_addresses" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, o.addrs)
+	case parts[0] == "v3" && len(parts) >= 4 && parts[3] == "metafields":
+		fs.serveMetafields(w, r, id, parts[4:])
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// serveMetafields runs under fs.mu.
+func (fs *fakeStore) serveMetafields(w http.ResponseWriter, r *http.Request, id uint64, rest []string) {
+	switch {
+	case len(rest) == 0 && r.Method == http.MethodGet:
+		ns, key := r.URL.Query().Get("namespace"), r.URL.Query().Get("key")
+		data := []map[string]any{}
+		for _, mf := range fs.metafields[id] {
+			if (ns == "" || mf["namespace"] == ns) && (key == "" || mf["key"] == key) {
+				data = append(data, mf)
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"data": data, "meta": map[string]any{
+			"pagination": map[string]any{"total": len(data), "count": len(data), "per_page": 50, "current_page": 1, "total_pages": 1},
+		}})
+	case len(rest) == 0 && r.Method == http.MethodPost:
+		var body map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fs.writes = append(fs.writes, maps.Clone(body))
+		for _, mf := range fs.metafields[id] {
+			if mf["namespace"] == body["namespace"] && mf["key"] == body["key"] {
+				writeJSON(w, http.StatusConflict, map[string]any{"status": 409, "title": "A metafield with this namespace and key already exists"})
+				return
+			}
+		}
+		fs.nextMFID++
+		body["id"] = fs.nextMFID
+		body["resource_type"] = "order"
+		body["resource_id"] = id
+		fs.metafields[id] = append(fs.metafields[id], body)
+		writeJSON(w, http.StatusOK, map[string]any{"data": body, "meta": map[string]any{}})
+	case len(rest) == 1 && r.Method == http.MethodPut:
+		mfid, _ := strconv.Atoi(rest[0])
+		var body map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fs.writes = append(fs.writes, maps.Clone(body))
+		for _, mf := range fs.metafields[id] {
+			if n, _ := mf["id"].(int); n == mfid {
+				mf["value"] = body["value"]
+				writeJSON(w, http.StatusOK, map[string]any{"data": mf, "meta": map[string]any{}})
+				return
+			}
+		}
+		writeJSON(w, http.StatusNotFound, map[string]any{"status": 404, "title": "metafield not found"})
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func address(id int, country string) map[string]any {
+	return map[string]any{
+		"id": id, "first_name": "Jo", "last_name": "Bloggs", "company": "Bloggs Ltd",
+		"street_1": "1 High St", "street_2": "Flat 2", "city": "Leeds", "state": "West Yorkshire",
+		"zip": "LS1 1AA", "country": "United Kingdom", "country_iso2": country,
+		"phone": "01130000000", "email": "jo@example.com",
+		"shipping_method": "Free", "items_total": 2, "items_shipped": 0,
+	}
+}
+
+// addOrder stores an order with n lines; line i has id 1000+i and SKU
+// APP<i>. Even lines carry quantity_backordered, odd ones do not, and every
+// third line gives its numbers as strings, as the v2 API sometimes does.
+func (fs *fakeStore) addOrder(id uint64, status int, n int) {
+	o := &fakeOrder{
+		order: map[string]any{
+			"id": id, "status_id": status, "status": order.StatusName(uint32(status)),
+			"customer_message": "leave at the door", "staff_notes": "",
+			"date_created":    "Tue, 20 Nov 2012 00:00:00 +0000",
+			"billing_address": address(0, "GB"),
+			"products":        map[string]any{"url": "https://example/products", "resource": "/orders/1/products"},
+			"total_inc_tax":   "10.0000",
+		},
+		addrs: []map[string]any{address(7, "GB")},
+	}
+	for i := range n {
+		l := map[string]any{
+			"id": 1000 + i, "product_id": 50 + i, "variant_id": 3, "sku": fmt.Sprintf("APP%d", i),
+			"name": fmt.Sprintf("Product %d", i), "quantity": 2, "quantity_shipped": 0,
+			"quantity_refunded": 0, "order_address_id": 7, "is_bundled_product": false,
+			"parent_order_product_id": nil, "product_options": []any{},
+		}
+		if i%2 == 0 {
+			l["quantity_backordered"] = 1
+		}
+		if i%3 == 0 {
+			l["id"] = strconv.Itoa(1000 + i)
+			l["quantity"] = "2"
+		}
+		o.lines = append(o.lines, l)
+	}
+	fs.mu.Lock()
+	fs.orders[id] = o
+	fs.mu.Unlock()
+}
+
+func newClient(t *testing.T, srv *httptest.Server, mod func(*Config)) *Client {
+	t.Helper()
+	cfg := Config{BaseURL: srv.URL, AccessToken: testToken, HTTPClient: srv.Client(), Timeout: 5 * time.Second}
+	if mod != nil {
+		mod(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return c
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func countPrefix(log []string, prefix string) int {
+	n := 0
+	for _, l := range log {
+		if strings.HasPrefix(l, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestOrderReadsEveryPageAndDecodes(t *testing.T) {
+	fs, srv := newFakeStore(t)
+	fs.addOrder(250, 11, 260)
+	c := newClient(t, srv, nil)
+
+	o, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 250})
+	if err != nil {
+		t.Fatalf("Order: %v", err)
+	}
+	if o.ID != 250 || o.StatusID != 11 || o.Status != "Awaiting Fulfillment" || o.CustomerMessage != "leave at the door" {
+		t.Errorf("order header = %+v", o)
+	}
+	if len(o.Lines) != 260 {
+		t.Fatalf("got %d lines, want 260", len(o.Lines))
+	}
+	if o.Billing.CountryISO2 != "GB" || o.Billing.FirstName != "Jo" {
+		t.Errorf("billing = %+v", o.Billing)
+	}
+	l0 := o.Lines[0] // numbers as strings, backordered present
+	if l0.ID != 1000 || l0.ProductID != 50 || l0.SKU != "APP0" || l0.Name != "Product 0" || l0.Quantity != 2 ||
+		l0.OrderAddressID != 7 || l0.QuantityBackordered == nil || *l0.QuantityBackordered != 1 {
+		t.Errorf("line 0 = %+v", l0)
+	}
+	if l1 := o.Lines[1]; l1.ID != 1001 || l1.QuantityBackordered != nil {
+		t.Errorf("line 1 = %+v (quantity_backordered absent must be nil)", l1)
+	}
+	if last := o.Lines[259]; last.ID != 1259 || last.SKU != "APP259" {
+		t.Errorf("last line = %+v", last)
+	}
+	want := order.Address{ID: 7, FirstName: "Jo", LastName: "Bloggs", Company: "Bloggs Ltd", Street1: "1 High St",
+		Street2: "Flat 2", City: "Leeds", State: "West Yorkshire", Zip: "LS1 1AA", Country: "United Kingdom",
+		CountryISO2: "GB", Phone: "01130000000", Email: "jo@example.com"}
+	if len(o.Shipping) != 1 || o.Shipping[0] != want {
+		t.Errorf("shipping = %+v, want [%+v]", o.Shipping, want)
+	}
+
+	got := fs.requests()
+	wantLog := []string{
+		"GET /stores/abc123/v2/orders/250",
+		"GET /stores/abc123/v2/orders/250/products?limit=250&page=1",
+		"GET /stores/abc123/v2/orders/250/products?limit=250&page=2",
+		"GET /stores/abc123/v2/orders/250/shipping_addresses",
+	}
+	if strings.Join(got, "\n") != strings.Join(wantLog, "\n") {
+		t.Errorf("requests:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantLog, "\n"))
+	}
+	if s := c.Stats(); s.Requests != 4 {
+		t.Errorf("Stats = %+v, want 4 requests", s)
+	}
+}
+
+func TestOrderPagingEnds(t *testing.T) {
+	for _, tc := range []struct {
+		name, end string
+		lines     int
+		limit     int
+		wantPages int
+	}{
+		{"204 after a full page", "204", 250, 250, 2},
+		{"empty array after a full page", "empty", 250, 250, 2},
+		{"short page", "204", 260, 250, 2},
+		{"small pages", "204", 7, 3, 3},
+		{"no lines", "empty", 0, 250, 1},
+		{"no lines 204", "204", 0, 250, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs, srv := newFakeStore(t)
+			fs.endOfLines = tc.end
+			fs.addOrder(9, 11, tc.lines)
+			c := newClient(t, srv, func(c *Config) { c.PageLimit = tc.limit })
+			o, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 9})
+			if err != nil {
+				t.Fatalf("Order: %v", err)
+			}
+			if len(o.Lines) != tc.lines {
+				t.Errorf("got %d lines, want %d", len(o.Lines), tc.lines)
+			}
+			if n := countPrefix(fs.requests(), "GET /stores/abc123/v2/orders/9/products"); n != tc.wantPages {
+				t.Errorf("%d product pages read, want %d", n, tc.wantPages)
+			}
+		})
+	}
+}
+
+// A server that ignores `page` must neither loop for ever nor double lines.
+func TestOrderPagingServerIgnoresPage(t *testing.T) {
+	fs, srv := newFakeStore(t)
+	fs.addOrder(9, 11, 4)
+	fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.HasSuffix(r.URL.Path, "/products") {
+			return false
+		}
+		fs.mu.Lock()
+		lines := fs.orders[9].lines
+		fs.mu.Unlock()
+		writeJSON(w, http.StatusOK, lines)
+		return true
+	}
+	c := newClient(t, srv, func(c *Config) { c.PageLimit = 2 })
+	o, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 9})
+	if err != nil {
+		t.Fatalf("Order: %v", err)
+	}
+	if len(o.Lines) != 4 {
+		t.Errorf("got %d lines, want 4", len(o.Lines))
+	}
+}
+
+func TestOrderNotFound(t *testing.T) {
+	_, srv := newFakeStore(t)
+	c := newClient(t, srv, nil)
+	_, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 404})
+	if !errors.Is(err, fulfill.ErrOrderNotFound) {
+		t.Fatalf("err = %v, want ErrOrderNotFound", err)
+	}
+	var re *fulfill.RetryableError
+	if errors.As(err, &re) {
+		t.Errorf("a missing order is not retryable: %v", err)
+	}
+}
+
+func TestRateLimit429ThenSuccess(t *testing.T) {
+	fs, srv := newFakeStore(t)
+	fs.addOrder(1, 11, 1)
+	var throttled atomic.Int32
+	fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+		if throttled.Add(1) > 2 {
+			return false
+		}
+		w.Header().Set("X-Rate-Limit-Time-Reset-Ms", "5")
+		w.Header().Set("X-Rate-Limit-Requests-Left", "0")
+		w.WriteHeader(http.StatusTooManyRequests)
+		return true
+	}
+	c := newClient(t, srv, nil)
+	o, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 1})
+	if err != nil {
+		t.Fatalf("Order: %v", err)
+	}
+	if len(o.Lines) != 1 {
+		t.Errorf("lines = %d", len(o.Lines))
+	}
+	s := c.Stats()
+	if s.RateLimited != 2 || s.Requests != 5 {
+		t.Errorf("Stats = %+v, want 2 rate-limited of 5 requests", s)
+	}
+}
+
+func TestRateLimitExhausted(t *testing.T) {
+	fs, srv := newFakeStore(t)
+	fs.addOrder(1, 11, 1)
+	fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+		w.Header().Set("X-Rate-Limit-Time-Reset-Ms", "2")
+		w.WriteHeader(http.StatusTooManyRequests)
+		return true
+	}
+	c := newClient(t, srv, func(c *Config) { c.MaxRetries = 2 })
+	_, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 1})
+	var re *fulfill.RetryableError
+	if !errors.As(err, &re) {
+		t.Fatalf("err = %v, want *RetryableError", err)
+	}
+	if re.RetryAfter != 2*time.Millisecond {
+		t.Errorf("RetryAfter = %v, want 2ms", re.RetryAfter)
+	}
+	if n := len(fs.requests()); n != 3 {
+		t.Errorf("%d requests, want 3 (1 + 2 retries)", n)
+	}
+}
+
+// A reset beyond the caller's deadline is not slept through.
+func TestRateLimitResetBeyondDeadline(t *testing.T) {
+	fs, srv := newFakeStore(t)
+	fs.addOrder(1, 11, 1)
+	fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+		w.Header().Set("X-Rate-Limit-Time-Reset-Ms", "20000")
+		w.WriteHeader(http.StatusTooManyRequests)
+		return true
+	}
+	c := newClient(t, srv, nil)
+	ctx, cancel := context.WithTimeout(testCtx(t), 2*time.Second)
+	defer cancel()
+	_, err := c.Order(ctx, order.Key{Store: testStore, ID: 1})
+	var re *fulfill.RetryableError
+	if !errors.As(err, &re) || re.RetryAfter <= 0 {
+		t.Fatalf("err = %v, want *RetryableError with RetryAfter", err)
+	}
+	if n := len(fs.requests()); n != 1 {
+		t.Errorf("%d requests, want 1", n)
+	}
+}
+
+func TestRequestsLeftZeroPacesNextRequest(t *testing.T) {
+	fs, srv := newFakeStore(t)
+	fs.addOrder(1, 11, 1)
+	const reset = 60 * time.Millisecond
+	var mu sync.Mutex
+	var times []time.Time
+	fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		times = append(times, time.Now())
+		if len(times) == 1 {
+			w.Header().Set("X-Rate-Limit-Requests-Left", "0")
+			w.Header().Set("X-Rate-Limit-Time-Reset-Ms", strconv.Itoa(int(reset/time.Millisecond)))
+		} else {
+			w.Header().Set("X-Rate-Limit-Requests-Left", "100")
+			w.Header().Set("X-Rate-Limit-Time-Reset-Ms", "1")
+		}
+		return false
+	}
+	c := newClient(t, srv, nil)
+	if _, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 1}); err != nil {
+		t.Fatalf("Order: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(times) != 3 {
+		t.Fatalf("%d requests, want 3", len(times))
+	}
+	// The server stamped the first request before answering; the client
+	// saw the answer later still; so the gap is at least the reset.
+	if gap := times[1].Sub(times[0]); gap < reset {
+		t.Errorf("second request came %v after the first, want >= %v", gap, reset)
+	}
+	if s := c.Stats(); s.PacedWaits != 1 || s.RateLimited != 0 {
+		t.Errorf("Stats = %+v, want 1 paced wait", s)
+	}
+}
+
+// Concurrent calls share the pacing: after an answer with no request left,
+// no call goes out before the reset.
+func TestPacingIsShared(t *testing.T) {
+	fs, srv := newFakeStore(t)
+	for i := uint64(1); i <= 8; i++ {
+		fs.addOrder(i, 11, 1)
+	}
+	const reset = 50 * time.Millisecond
+	var mu sync.Mutex
+	var first time.Time
+	var early int
+	fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		now := time.Now()
+		if first.IsZero() {
+			first = now
+			w.Header().Set("X-Rate-Limit-Requests-Left", "0")
+			w.Header().Set("X-Rate-Limit-Time-Reset-Ms", strconv.Itoa(int(reset/time.Millisecond)))
+			return false
+		}
+		if now.Sub(first) < reset {
+			early++
+		}
+		return false
+	}
+	c := newClient(t, srv, nil)
+	// One call first, so the hold is known before the others start.
+	if _, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := uint64(2); i <= 8; i++ {
+		wg.Go(func() {
+			if _, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: i}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if early != 0 {
+		t.Errorf("%d requests went out before the reset", early)
+	}
+}
+
+func TestServerErrorIsRetryable(t *testing.T) {
+	fs, srv := newFakeStore(t)
+	fs.addOrder(1, 11, 1)
+	fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+		w.Header().Set("Retry-After", "3")
+		http.Error(w, "upstream unavailable", http.StatusServiceUnavailable)
+		return true
+	}
+	c := newClient(t, srv, nil)
+	_, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 1})
+	var re *fulfill.RetryableError
+	if !errors.As(err, &re) {
+		t.Fatalf("err = %v, want *RetryableError", err)
+	}
+	if re.RetryAfter != 3*time.Second {
+		t.Errorf("RetryAfter = %v, want 3s", re.RetryAfter)
+	}
+	if n := len(fs.requests()); n != 1 {
+		t.Errorf("%d requests; a 5xx is left to the caller's backoff", n)
+	}
+}
+
+func TestTransportFailuresAreRetryable(t *testing.T) {
+	t.Run("connection refused", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		c, err := New(Config{BaseURL: "http://" + addr, AccessToken: testToken, Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Order(testCtx(t), order.Key{Store: testStore, ID: 1})
+		var re *fulfill.RetryableError
+		if !errors.As(err, &re) {
+			t.Fatalf("err = %v, want *RetryableError", err)
+		}
+		if strings.Contains(err.Error(), testToken) {
+			t.Errorf("error holds the token: %v", err)
+		}
+	})
+	t.Run("timeout", func(t *testing.T) {
+		fs, srv := newFakeStore(t)
+		fs.addOrder(1, 11, 1)
+		fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+			<-r.Context().Done() // never answers; released when the client gives up
+			return true
+		}
+		c := newClient(t, srv, func(c *Config) { c.Timeout = 50 * time.Millisecond })
+		_, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 1})
+		var re *fulfill.RetryableError
+		if !errors.As(err, &re) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want *RetryableError wrapping DeadlineExceeded", err)
+		}
+	})
+}
+
+func TestUnauthorized(t *testing.T) {
+	for _, status := range []int{http.StatusUnauthorized, http.StatusForbidden} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			fs, srv := newFakeStore(t)
+			fs.addOrder(1, 11, 1)
+			fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+				http.Error(w, "token "+r.Header.Get("X-Auth-Token")+" is not valid", status)
+				return true
+			}
+			c := newClient(t, srv, nil)
+			_, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 1})
+			if !errors.Is(err, ErrUnauthorized) {
+				t.Fatalf("err = %v, want ErrUnauthorized", err)
+			}
+			var re *fulfill.RetryableError
+			if errors.As(err, &re) {
+				t.Errorf("a refused token is not retryable")
+			}
+			if strings.Contains(err.Error(), testToken) {
+				t.Errorf("error holds the token: %v", err)
+			}
+			if !strings.Contains(err.Error(), "access token") {
+				t.Errorf("error does not say the access token was refused: %v", err)
+			}
+		})
+	}
+}
+
+func TestSupplierReference(t *testing.T) {
+	fs, srv := newFakeStore(t)
+	fs.addOrder(1, 11, 1)
+	fs.addOrder(2, 11, 1)
+	fs.metafields[1] = []map[string]any{
+		{"id": 5, "namespace": "other", "key": "offline_order_id", "value": "wrong", "permission_set": "app_only"},
+		{"id": 6, "namespace": "tropship", "key": "offline_order_id", "value": "TS-777", "permission_set": "app_only"},
+	}
+	c := newClient(t, srv, nil)
+	ctx := testCtx(t)
+
+	got, err := c.SupplierReference(ctx, order.Key{Store: testStore, ID: 1})
+	if err != nil || got != "TS-777" {
+		t.Errorf("SupplierReference(1) = %q, %v; want TS-777", got, err)
+	}
+	got, err = c.SupplierReference(ctx, order.Key{Store: testStore, ID: 2})
+	if err != nil || got != "" {
+		t.Errorf("SupplierReference(2) = %q, %v; want empty", got, err)
+	}
+	if _, err := c.SupplierReference(ctx, order.Key{Store: testStore, ID: 3}); !errors.Is(err, fulfill.ErrOrderNotFound) {
+		t.Errorf("SupplierReference(3): %v, want ErrOrderNotFound", err)
+	}
+	log := fs.requests()
+	if log[0] != "GET /stores/abc123/v3/orders/1/metafields?key=offline_order_id&namespace=tropship" {
+		t.Errorf("request = %q", log[0])
+	}
+}
+
+// A server that ignores the filter must not make another namespace's value
+// pass for ours.
+func TestSupplierReferenceIgnoredFilter(t *testing.T) {
+	fs, srv := newFakeStore(t)
+	fs.addOrder(1, 11, 1)
+	fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+		writeJSON(w, http.StatusOK, map[string]any{"data": []any{
+			map[string]any{"id": 5, "namespace": "other", "key": "offline_order_id", "value": "wrong"},
+		}})
+		return true
+	}
+	c := newClient(t, srv, nil)
+	got, err := c.SupplierReference(testCtx(t), order.Key{Store: testStore, ID: 1})
+	if err != nil || got != "" {
+		t.Errorf("SupplierReference = %q, %v; want empty", got, err)
+	}
+}
+
+func TestSetSupplierReference(t *testing.T) {
+	fs, srv := newFakeStore(t)
+	fs.addOrder(1, 11, 1)
+	c := newClient(t, srv, func(c *Config) { c.MetafieldDescription = "desc" })
+	ctx := testCtx(t)
+	k := order.Key{Store: testStore, ID: 1}
+
+	if err := c.SetSupplierReference(ctx, k, "TS-1"); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	want := map[string]any{"permission_set": "app_only", "namespace": "tropship", "key": "offline_order_id", "value": "TS-1", "description": "desc"}
+	fs.mu.Lock()
+	w0 := fs.writes[0]
+	fs.mu.Unlock()
+	for k, v := range want {
+		if w0[k] != v {
+			t.Errorf("POST body %s = %v, want %v", k, w0[k], v)
+		}
+	}
+	if len(w0) != len(want) {
+		t.Errorf("POST body has fields %v, want exactly %v", w0, want)
+	}
+
+	// Second write of another value: 409, then find, then PUT.
+	if err := c.SetSupplierReference(ctx, k, "TS-2"); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	if got, _ := c.SupplierReference(ctx, k); got != "TS-2" {
+		t.Errorf("after update the metafield holds %q, want TS-2", got)
+	}
+	log := fs.requests()
+	wantTail := []string{
+		"POST /stores/abc123/v3/orders/1/metafields",
+		"GET /stores/abc123/v3/orders/1/metafields?key=offline_order_id&namespace=tropship",
+		"PUT /stores/abc123/v3/orders/1/metafields/101",
+	}
+	if got := strings.Join(log[1:4], "\n"); got != strings.Join(wantTail, "\n") {
+		t.Errorf("requests:\n%s\nwant:\n%s", got, strings.Join(wantTail, "\n"))
+	}
+
+	// The same value again: 409, found equal, no PUT.
+	before := len(fs.requests())
+	if err := c.SetSupplierReference(ctx, k, "TS-2"); err != nil {
+		t.Fatalf("repeat: %v", err)
+	}
+	if n := len(fs.requests()) - before; n != 2 {
+		t.Errorf("repeat made %d requests, want 2 (POST, GET)", n)
+	}
+
+	if err := c.SetSupplierReference(ctx, order.Key{Store: testStore, ID: 99}, "TS-3"); !errors.Is(err, fulfill.ErrOrderNotFound) {
+		t.Errorf("missing order: %v, want ErrOrderNotFound", err)
+	}
+	if err := c.SetSupplierReference(ctx, k, ""); err == nil {
+		t.Error("an empty reference was accepted")
+	}
+}
+
+func TestStoreHashGuard(t *testing.T) {
+	fs, srv := newFakeStore(t)
+	c := newClient(t, srv, func(c *Config) { c.StoreHash = testStore })
+	if _, err := c.Order(testCtx(t), order.Key{Store: "other", ID: 1}); err == nil {
+		t.Fatal("an order of another store was read")
+	}
+	if _, err := c.Order(testCtx(t), order.Key{ID: 1}); err == nil {
+		t.Fatal("a key without a store was accepted")
+	}
+	if n := len(fs.requests()); n != 0 {
+		t.Errorf("%d requests sent", n)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	c, err := New(Config{AccessToken: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.cfg.BaseURL != DefaultBaseURL || c.cfg.MetafieldNamespace != "tropship" || c.cfg.MetafieldKey != "offline_order_id" ||
+		c.cfg.MaxRetries != 3 || c.cfg.PageLimit != 250 || c.cfg.Timeout != DefaultTimeout {
+		t.Errorf("defaults = %+v", c.cfg)
+	}
+	for _, bad := range []Config{
+		{},
+		{AccessToken: "x", BaseURL: "ftp://x"},
+		{AccessToken: "x", BaseURL: "::"},
+		{AccessToken: "x", PageLimit: 251},
+		{AccessToken: "x", MetafieldKey: strings.Repeat("k", 65)},
+	} {
+		if _, err := New(bad); err == nil {
+			t.Errorf("New(%+v) accepted", bad)
+		}
+	}
+	if c, _ := New(Config{AccessToken: "x", MaxRetries: -1}); c.cfg.MaxRetries != 0 {
+		t.Errorf("MaxRetries -1 -> %d, want 0", c.cfg.MaxRetries)
+	}
+}
+
+func TestDecodeTolerance(t *testing.T) {
+	var l lineJSON
+	in := `{"id":"12","product_id":3.0,"sku":123,"quantity":"4","quantity_shipped":null,"quantity_backordered":null,"is_bundled_product":"true","order_address_id":""}`
+	if err := json.Unmarshal([]byte(in), &l); err != nil {
+		t.Fatal(err)
+	}
+	got := l.domain()
+	if got.ID != 12 || got.ProductID != 3 || got.SKU != "123" || got.Quantity != 4 || got.QuantityBackordered != nil || !got.IsBundledProduct {
+		t.Errorf("decoded %+v", got)
+	}
+	if err := json.Unmarshal([]byte(`{"quantity":"many"}`), &l); err == nil {
+		t.Error("a non-numeric quantity was accepted")
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		reset   time.Duration
+		attempt int
+		want    time.Duration
+	}{
+		{5 * time.Millisecond, 0, 5 * time.Millisecond},
+		{5 * time.Millisecond, 2, 20 * time.Millisecond},
+		{time.Second, 50, 30 * time.Second},
+		{time.Minute, 0, 30 * time.Second},
+	} {
+		if got := backoff(tc.reset, tc.attempt, 30*time.Second); got != tc.want {
+			t.Errorf("backoff(%v, %d) = %v, want %v", tc.reset, tc.attempt, got, tc.want)
+		}
+	}
+}

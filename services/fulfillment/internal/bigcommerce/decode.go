@@ -1,0 +1,221 @@
+package bigcommerce
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/order"
+)
+
+// The v2 API is loose with types: ids and quantities are numbers, but some
+// numbers arrive as strings and text fields may arrive as numbers. These
+// types accept either, and null, so that a change of representation does
+// not stop orders.
+
+// flexUint is a non-negative integer given as a number or a string.
+type flexUint uint64
+
+func (n *flexUint) UnmarshalJSON(b []byte) error {
+	s, null, err := scalar(b)
+	if err != nil || null {
+		*n = 0
+		return err
+	}
+	v, err := parseInt(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("not a non-negative integer: %s", b)
+	}
+	*n = flexUint(v)
+	return nil
+}
+
+// flexInt is an integer given as a number or a string.
+type flexInt int
+
+func (n *flexInt) UnmarshalJSON(b []byte) error {
+	s, null, err := scalar(b)
+	if err != nil || null {
+		*n = 0
+		return err
+	}
+	v, err := parseInt(s)
+	if err != nil {
+		return fmt.Errorf("not an integer: %s", b)
+	}
+	*n = flexInt(v)
+	return nil
+}
+
+// flexBool is a boolean given as true/false, "true"/"false" or 0/1.
+type flexBool bool
+
+func (v *flexBool) UnmarshalJSON(b []byte) error {
+	s, null, err := scalar(b)
+	if err != nil || null {
+		*v = false
+		return err
+	}
+	switch strings.ToLower(s) {
+	case "true", "1":
+		*v = true
+	case "false", "0", "":
+		*v = false
+	default:
+		return fmt.Errorf("not a boolean: %s", b)
+	}
+	return nil
+}
+
+// flexString is text given as a string, a number or a boolean.
+type flexString string
+
+func (v *flexString) UnmarshalJSON(b []byte) error {
+	s, _, err := scalar(b)
+	*v = flexString(s)
+	return err
+}
+
+// scalar returns the text of a JSON string, number or boolean, and whether it
+// was null.
+func scalar(b []byte) (string, bool, error) {
+	b = bytes.TrimSpace(b)
+	switch {
+	case bytes.Equal(b, []byte("null")):
+		return "", true, nil
+	case len(b) > 0 && b[0] == '"':
+		var s string
+		err := json.Unmarshal(b, &s)
+		return strings.TrimSpace(s), false, err
+	case len(b) > 0 && (b[0] == '{' || b[0] == '['):
+		return "", false, fmt.Errorf("expected a scalar, got %.20s", b)
+	}
+	return string(b), false, nil
+}
+
+// parseInt accepts "12", "12.0" and "" (zero).
+func parseInt(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if v, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return v, nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+		return 0, fmt.Errorf("not an integer: %q", s)
+	}
+	return int64(f), nil
+}
+
+// orderJSON is GET /v2/orders/{id}, the fields this service uses.
+type orderJSON struct {
+	ID              flexUint    `json:"id"`
+	StatusID        flexUint    `json:"status_id"`
+	Status          flexString  `json:"status"`
+	CustomerMessage flexString  `json:"customer_message"`
+	BillingAddress  addressJSON `json:"billing_address"`
+}
+
+// lineJSON is one element of GET /v2/orders/{id}/products.
+type lineJSON struct {
+	ID               flexUint   `json:"id"`
+	ProductID        flexUint   `json:"product_id"`
+	SKU              flexString `json:"sku"`
+	Name             flexString `json:"name"`
+	Quantity         flexInt    `json:"quantity"`
+	QuantityShipped  flexInt    `json:"quantity_shipped"`
+	QuantityRefunded flexInt    `json:"quantity_refunded"`
+	// QuantityBackordered is a beta field: nil when absent or null.
+	QuantityBackordered *flexInt `json:"quantity_backordered"`
+	OrderAddressID      flexUint `json:"order_address_id"`
+	IsBundledProduct    flexBool `json:"is_bundled_product"`
+}
+
+// addressJSON is a billing address or an element of
+// GET /v2/orders/{id}/shipping_addresses.
+type addressJSON struct {
+	ID          flexUint   `json:"id"`
+	FirstName   flexString `json:"first_name"`
+	LastName    flexString `json:"last_name"`
+	Company     flexString `json:"company"`
+	Street1     flexString `json:"street_1"`
+	Street2     flexString `json:"street_2"`
+	City        flexString `json:"city"`
+	State       flexString `json:"state"`
+	Zip         flexString `json:"zip"`
+	Country     flexString `json:"country"`
+	CountryISO2 flexString `json:"country_iso2"`
+	Phone       flexString `json:"phone"`
+	Email       flexString `json:"email"`
+}
+
+func (a addressJSON) domain() order.Address {
+	return order.Address{
+		ID:          uint64(a.ID),
+		FirstName:   string(a.FirstName),
+		LastName:    string(a.LastName),
+		Company:     string(a.Company),
+		Street1:     string(a.Street1),
+		Street2:     string(a.Street2),
+		City:        string(a.City),
+		State:       string(a.State),
+		Zip:         string(a.Zip),
+		Country:     string(a.Country),
+		CountryISO2: string(a.CountryISO2),
+		Phone:       string(a.Phone),
+		Email:       string(a.Email),
+	}
+}
+
+func (l lineJSON) domain() order.Line {
+	line := order.Line{
+		ID:               uint64(l.ID),
+		ProductID:        uint64(l.ProductID),
+		SKU:              string(l.SKU),
+		Name:             string(l.Name),
+		Quantity:         int(l.Quantity),
+		QuantityShipped:  int(l.QuantityShipped),
+		QuantityRefunded: int(l.QuantityRefunded),
+		OrderAddressID:   uint64(l.OrderAddressID),
+		IsBundledProduct: bool(l.IsBundledProduct),
+	}
+	if l.QuantityBackordered != nil {
+		q := int(*l.QuantityBackordered)
+		line.QuantityBackordered = &q
+	}
+	return line
+}
+
+// metafieldJSON is one v3 order metafield.
+type metafieldJSON struct {
+	ID            flexUint   `json:"id"`
+	Namespace     flexString `json:"namespace"`
+	Key           flexString `json:"key"`
+	Value         flexString `json:"value"`
+	PermissionSet flexString `json:"permission_set,omitempty"`
+	Description   flexString `json:"description,omitempty"`
+}
+
+// metafieldsJSON is the v3 list envelope.
+type metafieldsJSON struct {
+	Data []metafieldJSON `json:"data"`
+	Meta struct {
+		Pagination struct {
+			CurrentPage flexInt `json:"current_page"`
+			TotalPages  flexInt `json:"total_pages"`
+		} `json:"pagination"`
+	} `json:"meta"`
+}
+
+// metafieldWrite is the body of POST and PUT /v3/orders/{id}/metafields.
+type metafieldWrite struct {
+	PermissionSet string `json:"permission_set"`
+	Namespace     string `json:"namespace"`
+	Key           string `json:"key"`
+	Value         string `json:"value"`
+	Description   string `json:"description"`
+}

@@ -1,0 +1,113 @@
+package bigcommerce
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
+	"github.com/backorder/backorder/services/fulfillment/internal/order"
+)
+
+// Order reads an order, all pages of its lines and its shipping addresses
+// (three or more requests). It returns an error wrapping
+// fulfill.ErrOrderNotFound when the store has no such order, a
+// *fulfill.RetryableError for failures worth retrying, and an error wrapping
+// ErrUnauthorized when the access token is refused.
+func (c *Client) Order(ctx context.Context, k order.Key) (order.StorefrontOrder, error) {
+	base := "/v2/orders/" + strconv.FormatUint(k.ID, 10)
+
+	var o orderJSON
+	if err := c.getJSON(ctx, k.Store, request{method: http.MethodGet, path: base}, &o); err != nil {
+		return order.StorefrontOrder{}, err
+	}
+	lines, err := c.lines(ctx, k.Store, base+"/products")
+	if err != nil {
+		return order.StorefrontOrder{}, err
+	}
+	var addrs []addressJSON
+	if err := c.getJSON(ctx, k.Store, request{method: http.MethodGet, path: base + "/shipping_addresses"}, &addrs); err != nil {
+		return order.StorefrontOrder{}, err
+	}
+
+	so := order.StorefrontOrder{
+		ID:              uint64(o.ID),
+		StatusID:        uint32(o.StatusID),
+		Status:          string(o.Status),
+		CustomerMessage: string(o.CustomerMessage),
+		Billing:         o.BillingAddress.domain(),
+		Lines:           lines,
+	}
+	if so.ID == 0 {
+		so.ID = k.ID
+	}
+	if so.ID != k.ID {
+		return order.StorefrontOrder{}, fmt.Errorf("bigcommerce: asked for order %d, got order %d", k.ID, so.ID)
+	}
+	for _, a := range addrs {
+		so.Shipping = append(so.Shipping, a.domain())
+	}
+	return so, nil
+}
+
+// lines reads every page of an order's lines. Paging ends on 204 No Content,
+// an empty page or a short page. A page that brings only lines already seen
+// also ends it: a server that ignores `page` must not be read for ever, nor
+// double the quantities.
+func (c *Client) lines(ctx context.Context, store, path string) ([]order.Line, error) {
+	var lines []order.Line
+	seen := map[uint64]bool{}
+	for page := 1; ; page++ {
+		if page > maxPages {
+			return nil, fmt.Errorf("bigcommerce: GET %s: more than %d pages of lines", path, maxPages)
+		}
+		req := request{method: http.MethodGet, path: path, query: url.Values{
+			"page":  {strconv.Itoa(page)},
+			"limit": {strconv.Itoa(c.cfg.PageLimit)},
+		}}
+		var batch []lineJSON
+		if err := c.getJSON(ctx, store, req, &batch); err != nil {
+			return nil, err
+		}
+		added := 0
+		for _, l := range batch {
+			if l.ID != 0 {
+				if seen[uint64(l.ID)] {
+					continue
+				}
+				seen[uint64(l.ID)] = true
+			}
+			lines = append(lines, l.domain())
+			added++
+		}
+		if len(batch) < c.cfg.PageLimit || added == 0 {
+			return lines, nil
+		}
+	}
+}
+
+// getJSON GETs an order resource and decodes it into v. 204 No Content
+// leaves v untouched (an empty list); 404 means the order does not exist.
+func (c *Client) getJSON(ctx context.Context, store string, req request, v any) error {
+	resp, err := c.do(ctx, store, req)
+	if err != nil {
+		return err
+	}
+	switch resp.status {
+	case http.StatusOK:
+	case http.StatusNoContent:
+		return nil
+	default:
+		return c.statusError(req, resp, fulfill.ErrOrderNotFound)
+	}
+	if len(resp.body) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(resp.body, v); err != nil {
+		return fmt.Errorf("bigcommerce: %s: decoding the answer: %w", req, err)
+	}
+	return nil
+}
