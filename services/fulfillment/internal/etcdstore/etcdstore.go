@@ -49,6 +49,7 @@ type Store struct {
 	prefix  string
 	session *concurrency.Session
 	ttl     time.Duration
+	local   localLocks
 
 	leaseMu      sync.Mutex
 	lease        clientv3.LeaseID

@@ -221,3 +221,38 @@ func TestListByStateAndPages(t *testing.T) {
 		t.Fatalf("bad token: %v", err)
 	}
 }
+
+// A concurrency.Mutex of one session does not exclude another goroutine of
+// the same process (they share the key): the store must.
+func TestLockExcludesGoroutinesOfOneProcess(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, etcdtest.Client(t, etcdtest.Start(t)))
+	k := order.Key{Store: "s", ID: 1}
+	first, err := s.Lock(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan fulfill.Locked)
+	go func() {
+		l, err := s.Lock(ctx, k)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- l
+	}()
+	select {
+	case <-got:
+		t.Fatal("a second goroutine took a lock that is held")
+	case <-time.After(200 * time.Millisecond):
+	}
+	first.Unlock(ctx)
+	second := <-got
+	second.Unlock(ctx)
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	held, _ := s.Lock(ctx, k)
+	defer held.Unlock(ctx)
+	if _, err := s.Lock(cctx, k); err == nil {
+		t.Fatal("Lock with a cancelled context must fail while the lock is held")
+	}
+}

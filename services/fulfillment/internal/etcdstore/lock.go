@@ -26,31 +26,41 @@ func (s *Store) Lock(ctx context.Context, k order.Key) (fulfill.Locked, error) {
 		return nil, fulfill.ErrLockLost
 	default:
 	}
+	unlockLocal, err := s.local.lock(ctx, s.lockKey(k))
+	if err != nil {
+		return nil, fmt.Errorf("lock order %s: %w", k, unavailable(err))
+	}
 	m := concurrency.NewMutex(s.session, s.lockKey(k))
 	if err := m.Lock(ctx); err != nil {
+		unlockLocal()
 		if errors.Is(err, concurrency.ErrSessionExpired) {
 			return nil, fulfill.ErrLockLost
 		}
 		return nil, fmt.Errorf("lock order %s: %w", k, unavailable(err))
 	}
-	return &locked{s: s, k: k, m: m}, nil
+	return &locked{s: s, k: k, m: m, unlockLocal: unlockLocal}, nil
 }
 
 // locked is one held mutex and the revisions read under it, which every
 // write compares: IsOwner() fences a holder whose lease ended, and the
 // record's mod revision fences any other writer.
 type locked struct {
-	s        *Store
-	k        order.Key
-	m        *concurrency.Mutex
-	recRev   int64 // mod revision of the record at Load (0: none)
-	queueRev int64 // mod revision of the queue entry at Load (0: none)
-	state    order.State
+	s *Store
+	k order.Key
+	m *concurrency.Mutex
+	// unlockLocal releases the process-local lock taken with the mutex.
+	unlockLocal func()
+	recRev      int64 // mod revision of the record at Load (0: none)
+	queueRev    int64 // mod revision of the queue entry at Load (0: none)
+	state       order.State
 }
 
 func (l *locked) Done() <-chan struct{} { return l.s.session.Done() }
 
-func (l *locked) Unlock(ctx context.Context) error { return l.m.Unlock(ctx) }
+func (l *locked) Unlock(ctx context.Context) error {
+	defer l.unlockLocal()
+	return l.m.Unlock(ctx)
+}
 
 // Load implements fulfill.Locked.
 func (l *locked) Load(ctx context.Context) (fulfill.Loaded, error) {

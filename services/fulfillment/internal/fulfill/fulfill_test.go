@@ -214,3 +214,23 @@ func TestIntakeRejectsWhatCannotBeAnOrder(t *testing.T) {
 		t.Fatal("a delivery for another store was accepted")
 	}
 }
+
+// Concurrent ProcessOrder calls in one process (one etcd session) must not
+// both submit.
+func TestConcurrentForcedProcessInOneReplica(t *testing.T) {
+	h := start(t, 1, order.ModeLive)
+	h.sf.set(12, 11)
+	k := order.Key{Store: "abc", ID: 12}
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			if _, err := h.svc[0].Process(context.Background(), k, fulfill.ProcessOptions{Force: true}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if h.sup.live["BC-abc-12"] != 1 {
+		t.Fatalf("supplier orders %v, want exactly one", h.sup.live)
+	}
+}

@@ -1,0 +1,209 @@
+// Package stack builds the two services and runs them as real processes
+// beside the simulators: for whole-process tests and for the local demo.
+package stack
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// Binaries are the built commands.
+type Binaries struct {
+	Fulfillment string
+	Gateway     string
+	Grpcurl     string
+}
+
+// ModuleRoot returns the directory of the project's go.mod.
+func ModuleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("not inside the project's Go module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// Build compiles the services (and grpcurl, pinned in go.mod) into dir.
+// With race, the services are built with the race detector.
+func Build(ctx context.Context, dir string, race bool) (Binaries, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return Binaries{}, err
+	}
+	b := Binaries{
+		Fulfillment: filepath.Join(dir, "fulfillment"),
+		Gateway:     filepath.Join(dir, "webhook-gateway"),
+		Grpcurl:     filepath.Join(dir, "grpcurl"),
+	}
+	args := []string{"build"}
+	if race {
+		args = append(args, "-race")
+	}
+	for _, c := range [][]string{
+		append(append([]string{}, args...), "-o", dir, "./services/fulfillment", "./services/webhook-gateway"),
+		{"build", "-o", b.Grpcurl, "github.com/fullstorydev/grpcurl/cmd/grpcurl"},
+	} {
+		cmd := exec.CommandContext(ctx, "go", c...)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return Binaries{}, fmt.Errorf("go %s: %w\n%s", strings.Join(c, " "), err, out)
+		}
+	}
+	return b, nil
+}
+
+// FreeAddr returns a loopback address with a port free at the time of the
+// call.
+func FreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// Proc is one running service process.
+type Proc struct {
+	Name string
+	Addr string // its LISTEN_ADDR
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+	err  error
+}
+
+// Output returns what the process wrote to stdout and stderr so far.
+func (p *Proc) Output() string { return p.out.String() }
+
+// Exited is closed when the process has ended.
+func (p *Proc) Exited() <-chan struct{} { return p.done }
+
+// Err is the process's exit error, once Exited is closed.
+func (p *Proc) Err() error { <-p.done; return p.err }
+
+// Stop asks the process to shut down gracefully (SIGTERM) and waits.
+func (p *Proc) Stop() error {
+	if p.cmd.Process == nil {
+		return nil
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	return p.err
+}
+
+// Kill ends the process at once (SIGKILL), as a crash would.
+func (p *Proc) Kill() {
+	if p.cmd.Process != nil {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// Start runs bin with env added to the current environment. It returns
+// once the process started; see WaitGRPC and WaitHTTP for readiness.
+func Start(name, bin string, env map[string]string, tee *os.File) (*Proc, error) {
+	cmd := exec.Command(bin)
+	cmd.Env = os.Environ()
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	p := &Proc{Name: name, Addr: env["LISTEN_ADDR"], cmd: cmd, out: &syncBuffer{tee: tee}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	return p, nil
+}
+
+// WaitGRPC waits until the process serves grpc.health.v1 as SERVING.
+func (p *Proc) WaitGRPC(ctx context.Context) error {
+	conn, err := grpc.NewClient(p.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	return p.poll(ctx, func(ctx context.Context) bool {
+		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		return err == nil && r.Status == healthpb.HealthCheckResponse_SERVING
+	})
+}
+
+// WaitHTTP waits until GET path on the process answers 200.
+func (p *Proc) WaitHTTP(ctx context.Context, path string) error {
+	return p.poll(ctx, func(ctx context.Context) bool {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.Addr+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+func (p *Proc) poll(ctx context.Context, ok func(context.Context) bool) error {
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		good := ok(cctx)
+		cancel()
+		if good {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited: %v\n%s", p.Name, p.err, p.Output())
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready: %w\n%s", p.Name, ctx.Err(), p.Output())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// syncBuffer collects a process's output, and copies it to tee if set.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	tee *os.File
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.tee != nil {
+		b.tee.Write(p)
+	}
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
