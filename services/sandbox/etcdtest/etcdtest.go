@@ -52,4 +52,3 @@ func Client(tb testing.TB, endpoint string) *clientv3.Client {
 	tb.Cleanup(func() { c.Close() })
 	return c
 }
-
