@@ -215,3 +215,10 @@ func (s *Sender) now() time.Time {
 	}
 	return time.Now()
 }
+
+// SignRequest signs an arbitrary body the way BigCommerce signs deliveries
+// (Standard Webhooks, the raw client secret as key) and sets the headers on
+// req: for tests that send bodies no Event can make (malformed, oversized).
+func SignRequest(req *http.Request, clientSecret, id string, at time.Time, body []byte) error {
+	return sign(req.Header, []byte(clientSecret), id, at, body)
+}
