@@ -194,8 +194,10 @@ type Order struct {
 	// Whether work is pending for the order (an event not yet processed, or a
 	// scheduled retry).
 	Pending bool `protobuf:"varint,16,opt,name=pending,proto3" json:"pending,omitempty"`
-	// Why the order waits for a person, when NEEDS_REVIEW or REJECTED.
-	ReviewReason  string `protobuf:"bytes,17,opt,name=review_reason,json=reviewReason,proto3" json:"review_reason,omitempty"`
+	// Why the order waits for a person, when NEEDS_REVIEW, REJECTED or FAILED.
+	ReviewReason string `protobuf:"bytes,17,opt,name=review_reason,json=reviewReason,proto3" json:"review_reason,omitempty"`
+	// What people did to the order, oldest first.
+	Actions       []*OperatorAction `protobuf:"bytes,18,rep,name=actions,proto3" json:"actions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -349,6 +351,110 @@ func (x *Order) GetReviewReason() string {
 	return ""
 }
 
+func (x *Order) GetActions() []*OperatorAction {
+	if x != nil {
+		return x.Actions
+	}
+	return nil
+}
+
+// OperatorAction is one thing a person did to an order.
+type OperatorAction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "retry", "resolve-found" or "resolve-not-at-supplier".
+	Action string `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
+	// Who acted (as given in the request).
+	Actor string `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
+	// Why, in the person's words.
+	Note      string                 `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	At        *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	FromState OrderState             `protobuf:"varint,5,opt,name=from_state,json=fromState,proto3,enum=backorder.v1.OrderState" json:"from_state,omitempty"`
+	ToState   OrderState             `protobuf:"varint,6,opt,name=to_state,json=toState,proto3,enum=backorder.v1.OrderState" json:"to_state,omitempty"`
+	// For resolve-found: the supplier's id the person found.
+	OfflineOrderId string `protobuf:"bytes,7,opt,name=offline_order_id,json=offlineOrderId,proto3" json:"offline_order_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *OperatorAction) Reset() {
+	*x = OperatorAction{}
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OperatorAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OperatorAction) ProtoMessage() {}
+
+func (x *OperatorAction) ProtoReflect() protoreflect.Message {
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OperatorAction.ProtoReflect.Descriptor instead.
+func (*OperatorAction) Descriptor() ([]byte, []int) {
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *OperatorAction) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *OperatorAction) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *OperatorAction) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *OperatorAction) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *OperatorAction) GetFromState() OrderState {
+	if x != nil {
+		return x.FromState
+	}
+	return OrderState_ORDER_STATE_UNSPECIFIED
+}
+
+func (x *OperatorAction) GetToState() OrderState {
+	if x != nil {
+		return x.ToState
+	}
+	return OrderState_ORDER_STATE_UNSPECIFIED
+}
+
+func (x *OperatorAction) GetOfflineOrderId() string {
+	if x != nil {
+		return x.OfflineOrderId
+	}
+	return ""
+}
+
 // OrderEvent is one webhook event recorded for an order.
 type OrderEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -365,7 +471,7 @@ type OrderEvent struct {
 
 func (x *OrderEvent) Reset() {
 	*x = OrderEvent{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[1]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -377,7 +483,7 @@ func (x *OrderEvent) String() string {
 func (*OrderEvent) ProtoMessage() {}
 
 func (x *OrderEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[1]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -390,7 +496,7 @@ func (x *OrderEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderEvent.ProtoReflect.Descriptor instead.
 func (*OrderEvent) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{1}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *OrderEvent) GetKey() string {
@@ -442,7 +548,7 @@ type HandleOrderWebhookRequest struct {
 
 func (x *HandleOrderWebhookRequest) Reset() {
 	*x = HandleOrderWebhookRequest{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[2]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -454,7 +560,7 @@ func (x *HandleOrderWebhookRequest) String() string {
 func (*HandleOrderWebhookRequest) ProtoMessage() {}
 
 func (x *HandleOrderWebhookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[2]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -467,7 +573,7 @@ func (x *HandleOrderWebhookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandleOrderWebhookRequest.ProtoReflect.Descriptor instead.
 func (*HandleOrderWebhookRequest) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{2}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *HandleOrderWebhookRequest) GetScope() string {
@@ -527,7 +633,7 @@ type WebhookData struct {
 
 func (x *WebhookData) Reset() {
 	*x = WebhookData{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[3]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -539,7 +645,7 @@ func (x *WebhookData) String() string {
 func (*WebhookData) ProtoMessage() {}
 
 func (x *WebhookData) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[3]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -552,7 +658,7 @@ func (x *WebhookData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookData.ProtoReflect.Descriptor instead.
 func (*WebhookData) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{3}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *WebhookData) GetType() string {
@@ -587,7 +693,7 @@ type WebhookStatus struct {
 
 func (x *WebhookStatus) Reset() {
 	*x = WebhookStatus{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[4]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -599,7 +705,7 @@ func (x *WebhookStatus) String() string {
 func (*WebhookStatus) ProtoMessage() {}
 
 func (x *WebhookStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[4]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -612,7 +718,7 @@ func (x *WebhookStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookStatus.ProtoReflect.Descriptor instead.
 func (*WebhookStatus) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{4}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *WebhookStatus) GetPreviousStatusId() uint32 {
@@ -644,7 +750,7 @@ type HandleOrderWebhookResponse struct {
 
 func (x *HandleOrderWebhookResponse) Reset() {
 	*x = HandleOrderWebhookResponse{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[5]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -656,7 +762,7 @@ func (x *HandleOrderWebhookResponse) String() string {
 func (*HandleOrderWebhookResponse) ProtoMessage() {}
 
 func (x *HandleOrderWebhookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[5]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -669,7 +775,7 @@ func (x *HandleOrderWebhookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandleOrderWebhookResponse.ProtoReflect.Descriptor instead.
 func (*HandleOrderWebhookResponse) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{5}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HandleOrderWebhookResponse) GetRecorded() bool {
@@ -706,7 +812,7 @@ type ProcessOrderRequest struct {
 
 func (x *ProcessOrderRequest) Reset() {
 	*x = ProcessOrderRequest{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[6]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -718,7 +824,7 @@ func (x *ProcessOrderRequest) String() string {
 func (*ProcessOrderRequest) ProtoMessage() {}
 
 func (x *ProcessOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[6]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -731,7 +837,7 @@ func (x *ProcessOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessOrderRequest.ProtoReflect.Descriptor instead.
 func (*ProcessOrderRequest) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{6}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ProcessOrderRequest) GetStoreHash() string {
@@ -765,7 +871,7 @@ type ProcessOrderResponse struct {
 
 func (x *ProcessOrderResponse) Reset() {
 	*x = ProcessOrderResponse{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[7]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +883,7 @@ func (x *ProcessOrderResponse) String() string {
 func (*ProcessOrderResponse) ProtoMessage() {}
 
 func (x *ProcessOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[7]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +896,7 @@ func (x *ProcessOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessOrderResponse.ProtoReflect.Descriptor instead.
 func (*ProcessOrderResponse) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{7}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ProcessOrderResponse) GetOrder() *Order {
@@ -811,7 +917,7 @@ type GetOrderRequest struct {
 
 func (x *GetOrderRequest) Reset() {
 	*x = GetOrderRequest{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[8]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +929,7 @@ func (x *GetOrderRequest) String() string {
 func (*GetOrderRequest) ProtoMessage() {}
 
 func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[8]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +942,7 @@ func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderRequest.ProtoReflect.Descriptor instead.
 func (*GetOrderRequest) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{8}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetOrderRequest) GetStoreHash() string {
@@ -863,7 +969,7 @@ type GetOrderResponse struct {
 
 func (x *GetOrderResponse) Reset() {
 	*x = GetOrderResponse{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[9]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +981,7 @@ func (x *GetOrderResponse) String() string {
 func (*GetOrderResponse) ProtoMessage() {}
 
 func (x *GetOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[9]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +994,7 @@ func (x *GetOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderResponse.ProtoReflect.Descriptor instead.
 func (*GetOrderResponse) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{9}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetOrderResponse) GetOrder() *Order {
@@ -915,7 +1021,7 @@ type ListOrdersRequest struct {
 
 func (x *ListOrdersRequest) Reset() {
 	*x = ListOrdersRequest{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[10]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1033,7 @@ func (x *ListOrdersRequest) String() string {
 func (*ListOrdersRequest) ProtoMessage() {}
 
 func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[10]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1046,7 @@ func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrdersRequest.ProtoReflect.Descriptor instead.
 func (*ListOrdersRequest) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{10}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListOrdersRequest) GetStoreHash() string {
@@ -983,7 +1089,7 @@ type ListOrdersResponse struct {
 
 func (x *ListOrdersResponse) Reset() {
 	*x = ListOrdersResponse{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[11]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1101,7 @@ func (x *ListOrdersResponse) String() string {
 func (*ListOrdersResponse) ProtoMessage() {}
 
 func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[11]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1114,7 @@ func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrdersResponse.ProtoReflect.Descriptor instead.
 func (*ListOrdersResponse) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{11}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListOrdersResponse) GetOrders() []*Order {
@@ -1034,7 +1140,7 @@ type GetServiceStatusRequest struct {
 
 func (x *GetServiceStatusRequest) Reset() {
 	*x = GetServiceStatusRequest{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[12]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +1152,7 @@ func (x *GetServiceStatusRequest) String() string {
 func (*GetServiceStatusRequest) ProtoMessage() {}
 
 func (x *GetServiceStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[12]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +1165,7 @@ func (x *GetServiceStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceStatusRequest) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{12}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{13}
 }
 
 // GetServiceStatusResponse describes the replica that answered.
@@ -1080,7 +1186,7 @@ type GetServiceStatusResponse struct {
 
 func (x *GetServiceStatusResponse) Reset() {
 	*x = GetServiceStatusResponse{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[13]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1198,7 @@ func (x *GetServiceStatusResponse) String() string {
 func (*GetServiceStatusResponse) ProtoMessage() {}
 
 func (x *GetServiceStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[13]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1211,7 @@ func (x *GetServiceStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceStatusResponse) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{13}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetServiceStatusResponse) GetSupplierMode() SupplierMode {
@@ -1143,11 +1249,291 @@ func (x *GetServiceStatusResponse) GetStartedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// RetryOrderRequest names a REJECTED or FAILED order to send again.
+type RetryOrderRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	StoreHash string                 `protobuf:"bytes,1,opt,name=store_hash,json=storeHash,proto3" json:"store_hash,omitempty"`
+	OrderId   uint64                 `protobuf:"varint,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// Who is acting, e.g. an e-mail address. Required.
+	Actor string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	// Why, e.g. "fixed the postcode in BigCommerce".
+	Note          string `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryOrderRequest) Reset() {
+	*x = RetryOrderRequest{}
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryOrderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryOrderRequest) ProtoMessage() {}
+
+func (x *RetryOrderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryOrderRequest.ProtoReflect.Descriptor instead.
+func (*RetryOrderRequest) Descriptor() ([]byte, []int) {
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RetryOrderRequest) GetStoreHash() string {
+	if x != nil {
+		return x.StoreHash
+	}
+	return ""
+}
+
+func (x *RetryOrderRequest) GetOrderId() uint64 {
+	if x != nil {
+		return x.OrderId
+	}
+	return 0
+}
+
+func (x *RetryOrderRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *RetryOrderRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// RetryOrderResponse carries the record after the action.
+type RetryOrderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Order         *Order                 `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryOrderResponse) Reset() {
+	*x = RetryOrderResponse{}
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryOrderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryOrderResponse) ProtoMessage() {}
+
+func (x *RetryOrderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryOrderResponse.ProtoReflect.Descriptor instead.
+func (*RetryOrderResponse) Descriptor() ([]byte, []int) {
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RetryOrderResponse) GetOrder() *Order {
+	if x != nil {
+		return x.Order
+	}
+	return nil
+}
+
+// ResolveOrderRequest settles a NEEDS_REVIEW order.
+type ResolveOrderRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	StoreHash string                 `protobuf:"bytes,1,opt,name=store_hash,json=storeHash,proto3" json:"store_hash,omitempty"`
+	OrderId   uint64                 `protobuf:"varint,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// Types that are valid to be assigned to Resolution:
+	//
+	//	*ResolveOrderRequest_OfflineOrderId
+	//	*ResolveOrderRequest_SupplierHasNoOrder
+	Resolution isResolveOrderRequest_Resolution `protobuf_oneof:"resolution"`
+	// Who is acting, e.g. an e-mail address. Required.
+	Actor string `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
+	// Why, e.g. "checked the TropShip portal".
+	Note          string `protobuf:"bytes,6,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveOrderRequest) Reset() {
+	*x = ResolveOrderRequest{}
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveOrderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveOrderRequest) ProtoMessage() {}
+
+func (x *ResolveOrderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveOrderRequest.ProtoReflect.Descriptor instead.
+func (*ResolveOrderRequest) Descriptor() ([]byte, []int) {
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ResolveOrderRequest) GetStoreHash() string {
+	if x != nil {
+		return x.StoreHash
+	}
+	return ""
+}
+
+func (x *ResolveOrderRequest) GetOrderId() uint64 {
+	if x != nil {
+		return x.OrderId
+	}
+	return 0
+}
+
+func (x *ResolveOrderRequest) GetResolution() isResolveOrderRequest_Resolution {
+	if x != nil {
+		return x.Resolution
+	}
+	return nil
+}
+
+func (x *ResolveOrderRequest) GetOfflineOrderId() string {
+	if x != nil {
+		if x, ok := x.Resolution.(*ResolveOrderRequest_OfflineOrderId); ok {
+			return x.OfflineOrderId
+		}
+	}
+	return ""
+}
+
+func (x *ResolveOrderRequest) GetSupplierHasNoOrder() bool {
+	if x != nil {
+		if x, ok := x.Resolution.(*ResolveOrderRequest_SupplierHasNoOrder); ok {
+			return x.SupplierHasNoOrder
+		}
+	}
+	return false
+}
+
+func (x *ResolveOrderRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *ResolveOrderRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+type isResolveOrderRequest_Resolution interface {
+	isResolveOrderRequest_Resolution()
+}
+
+type ResolveOrderRequest_OfflineOrderId struct {
+	// The supplier's id of the order, found by a person.
+	OfflineOrderId string `protobuf:"bytes,3,opt,name=offline_order_id,json=offlineOrderId,proto3,oneof"`
+}
+
+type ResolveOrderRequest_SupplierHasNoOrder struct {
+	// A person confirmed the supplier has no order with the reference.
+	SupplierHasNoOrder bool `protobuf:"varint,4,opt,name=supplier_has_no_order,json=supplierHasNoOrder,proto3,oneof"`
+}
+
+func (*ResolveOrderRequest_OfflineOrderId) isResolveOrderRequest_Resolution() {}
+
+func (*ResolveOrderRequest_SupplierHasNoOrder) isResolveOrderRequest_Resolution() {}
+
+// ResolveOrderResponse carries the record after the action.
+type ResolveOrderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Order         *Order                 `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveOrderResponse) Reset() {
+	*x = ResolveOrderResponse{}
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveOrderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveOrderResponse) ProtoMessage() {}
+
+func (x *ResolveOrderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveOrderResponse.ProtoReflect.Descriptor instead.
+func (*ResolveOrderResponse) Descriptor() ([]byte, []int) {
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ResolveOrderResponse) GetOrder() *Order {
+	if x != nil {
+		return x.Order
+	}
+	return nil
+}
+
 var File_backorder_v1_fulfillment_proto protoreflect.FileDescriptor
 
 const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\n" +
-	"\x1ebackorder/v1/fulfillment.proto\x12\fbackorder.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\x05\n" +
+	"\x1ebackorder/v1/fulfillment.proto\x12\fbackorder.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x06\n" +
 	"\x05Order\x12\x1d\n" +
 	"\n" +
 	"store_hash\x18\x01 \x01(\tR\tstoreHash\x12\x19\n" +
@@ -1170,7 +1556,17 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\fsubmitted_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\vsubmittedAt\x12B\n" +
 	"\x0fnext_attempt_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x12\x18\n" +
 	"\apending\x18\x10 \x01(\bR\apending\x12#\n" +
-	"\rreview_reason\x18\x11 \x01(\tR\freviewReason\"\x95\x01\n" +
+	"\rreview_reason\x18\x11 \x01(\tR\freviewReason\x126\n" +
+	"\aactions\x18\x12 \x03(\v2\x1c.backorder.v1.OperatorActionR\aactions\"\x96\x02\n" +
+	"\x0eOperatorAction\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12\x14\n" +
+	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x12\n" +
+	"\x04note\x18\x03 \x01(\tR\x04note\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x127\n" +
+	"\n" +
+	"from_state\x18\x05 \x01(\x0e2\x18.backorder.v1.OrderStateR\tfromState\x123\n" +
+	"\bto_state\x18\x06 \x01(\x0e2\x18.backorder.v1.OrderStateR\atoState\x12(\n" +
+	"\x10offline_order_id\x18\a \x01(\tR\x0eofflineOrderId\"\x95\x01\n" +
 	"\n" +
 	"OrderEvent\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -1228,7 +1624,27 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\n" +
 	"store_hash\x18\x04 \x01(\tR\tstoreHash\x129\n" +
 	"\n" +
-	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt*\xc0\x02\n" +
+	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"w\n" +
+	"\x11RetryOrderRequest\x12\x1d\n" +
+	"\n" +
+	"store_hash\x18\x01 \x01(\tR\tstoreHash\x12\x19\n" +
+	"\border_id\x18\x02 \x01(\x04R\aorderId\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x12\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\"?\n" +
+	"\x12RetryOrderResponse\x12)\n" +
+	"\x05order\x18\x01 \x01(\v2\x13.backorder.v1.OrderR\x05order\"\xe8\x01\n" +
+	"\x13ResolveOrderRequest\x12\x1d\n" +
+	"\n" +
+	"store_hash\x18\x01 \x01(\tR\tstoreHash\x12\x19\n" +
+	"\border_id\x18\x02 \x01(\x04R\aorderId\x12*\n" +
+	"\x10offline_order_id\x18\x03 \x01(\tH\x00R\x0eofflineOrderId\x123\n" +
+	"\x15supplier_has_no_order\x18\x04 \x01(\bH\x00R\x12supplierHasNoOrder\x12\x14\n" +
+	"\x05actor\x18\x05 \x01(\tR\x05actor\x12\x12\n" +
+	"\x04note\x18\x06 \x01(\tR\x04noteB\f\n" +
+	"\n" +
+	"resolution\"A\n" +
+	"\x14ResolveOrderResponse\x12)\n" +
+	"\x05order\x18\x01 \x01(\v2\x13.backorder.v1.OrderR\x05order*\xc0\x02\n" +
 	"\n" +
 	"OrderState\x12\x1b\n" +
 	"\x17ORDER_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
@@ -1246,13 +1662,16 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\fSupplierMode\x12\x1d\n" +
 	"\x19SUPPLIER_MODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SUPPLIER_MODE_VALIDATE\x10\x01\x12\x16\n" +
-	"\x12SUPPLIER_MODE_LIVE\x10\x022\xd3\x03\n" +
+	"\x12SUPPLIER_MODE_LIVE\x10\x022\xfb\x04\n" +
 	"\x12FulfillmentService\x12g\n" +
 	"\x12HandleOrderWebhook\x12'.backorder.v1.HandleOrderWebhookRequest\x1a(.backorder.v1.HandleOrderWebhookResponse\x12U\n" +
 	"\fProcessOrder\x12!.backorder.v1.ProcessOrderRequest\x1a\".backorder.v1.ProcessOrderResponse\x12I\n" +
 	"\bGetOrder\x12\x1d.backorder.v1.GetOrderRequest\x1a\x1e.backorder.v1.GetOrderResponse\x12O\n" +
 	"\n" +
-	"ListOrders\x12\x1f.backorder.v1.ListOrdersRequest\x1a .backorder.v1.ListOrdersResponse\x12a\n" +
+	"ListOrders\x12\x1f.backorder.v1.ListOrdersRequest\x1a .backorder.v1.ListOrdersResponse\x12O\n" +
+	"\n" +
+	"RetryOrder\x12\x1f.backorder.v1.RetryOrderRequest\x1a .backorder.v1.RetryOrderResponse\x12U\n" +
+	"\fResolveOrder\x12!.backorder.v1.ResolveOrderRequest\x1a\".backorder.v1.ResolveOrderResponse\x12a\n" +
 	"\x10GetServiceStatus\x12%.backorder.v1.GetServiceStatusRequest\x1a&.backorder.v1.GetServiceStatusResponseB=Z;github.com/backorder/backorder/gen/backorder/v1;backorderv1b\x06proto3"
 
 var (
@@ -1268,58 +1687,73 @@ func file_backorder_v1_fulfillment_proto_rawDescGZIP() []byte {
 }
 
 var file_backorder_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_backorder_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_backorder_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_backorder_v1_fulfillment_proto_goTypes = []any{
 	(OrderState)(0),                    // 0: backorder.v1.OrderState
 	(SupplierMode)(0),                  // 1: backorder.v1.SupplierMode
 	(*Order)(nil),                      // 2: backorder.v1.Order
-	(*OrderEvent)(nil),                 // 3: backorder.v1.OrderEvent
-	(*HandleOrderWebhookRequest)(nil),  // 4: backorder.v1.HandleOrderWebhookRequest
-	(*WebhookData)(nil),                // 5: backorder.v1.WebhookData
-	(*WebhookStatus)(nil),              // 6: backorder.v1.WebhookStatus
-	(*HandleOrderWebhookResponse)(nil), // 7: backorder.v1.HandleOrderWebhookResponse
-	(*ProcessOrderRequest)(nil),        // 8: backorder.v1.ProcessOrderRequest
-	(*ProcessOrderResponse)(nil),       // 9: backorder.v1.ProcessOrderResponse
-	(*GetOrderRequest)(nil),            // 10: backorder.v1.GetOrderRequest
-	(*GetOrderResponse)(nil),           // 11: backorder.v1.GetOrderResponse
-	(*ListOrdersRequest)(nil),          // 12: backorder.v1.ListOrdersRequest
-	(*ListOrdersResponse)(nil),         // 13: backorder.v1.ListOrdersResponse
-	(*GetServiceStatusRequest)(nil),    // 14: backorder.v1.GetServiceStatusRequest
-	(*GetServiceStatusResponse)(nil),   // 15: backorder.v1.GetServiceStatusResponse
-	(*timestamppb.Timestamp)(nil),      // 16: google.protobuf.Timestamp
+	(*OperatorAction)(nil),             // 3: backorder.v1.OperatorAction
+	(*OrderEvent)(nil),                 // 4: backorder.v1.OrderEvent
+	(*HandleOrderWebhookRequest)(nil),  // 5: backorder.v1.HandleOrderWebhookRequest
+	(*WebhookData)(nil),                // 6: backorder.v1.WebhookData
+	(*WebhookStatus)(nil),              // 7: backorder.v1.WebhookStatus
+	(*HandleOrderWebhookResponse)(nil), // 8: backorder.v1.HandleOrderWebhookResponse
+	(*ProcessOrderRequest)(nil),        // 9: backorder.v1.ProcessOrderRequest
+	(*ProcessOrderResponse)(nil),       // 10: backorder.v1.ProcessOrderResponse
+	(*GetOrderRequest)(nil),            // 11: backorder.v1.GetOrderRequest
+	(*GetOrderResponse)(nil),           // 12: backorder.v1.GetOrderResponse
+	(*ListOrdersRequest)(nil),          // 13: backorder.v1.ListOrdersRequest
+	(*ListOrdersResponse)(nil),         // 14: backorder.v1.ListOrdersResponse
+	(*GetServiceStatusRequest)(nil),    // 15: backorder.v1.GetServiceStatusRequest
+	(*GetServiceStatusResponse)(nil),   // 16: backorder.v1.GetServiceStatusResponse
+	(*RetryOrderRequest)(nil),          // 17: backorder.v1.RetryOrderRequest
+	(*RetryOrderResponse)(nil),         // 18: backorder.v1.RetryOrderResponse
+	(*ResolveOrderRequest)(nil),        // 19: backorder.v1.ResolveOrderRequest
+	(*ResolveOrderResponse)(nil),       // 20: backorder.v1.ResolveOrderResponse
+	(*timestamppb.Timestamp)(nil),      // 21: google.protobuf.Timestamp
 }
 var file_backorder_v1_fulfillment_proto_depIdxs = []int32{
 	0,  // 0: backorder.v1.Order.state:type_name -> backorder.v1.OrderState
 	1,  // 1: backorder.v1.Order.mode:type_name -> backorder.v1.SupplierMode
-	3,  // 2: backorder.v1.Order.events:type_name -> backorder.v1.OrderEvent
-	16, // 3: backorder.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	16, // 4: backorder.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
-	16, // 5: backorder.v1.Order.submitted_at:type_name -> google.protobuf.Timestamp
-	16, // 6: backorder.v1.Order.next_attempt_at:type_name -> google.protobuf.Timestamp
-	16, // 7: backorder.v1.OrderEvent.received_at:type_name -> google.protobuf.Timestamp
-	5,  // 8: backorder.v1.HandleOrderWebhookRequest.data:type_name -> backorder.v1.WebhookData
-	6,  // 9: backorder.v1.WebhookData.status:type_name -> backorder.v1.WebhookStatus
-	2,  // 10: backorder.v1.ProcessOrderResponse.order:type_name -> backorder.v1.Order
-	2,  // 11: backorder.v1.GetOrderResponse.order:type_name -> backorder.v1.Order
-	0,  // 12: backorder.v1.ListOrdersRequest.state:type_name -> backorder.v1.OrderState
-	2,  // 13: backorder.v1.ListOrdersResponse.orders:type_name -> backorder.v1.Order
-	1,  // 14: backorder.v1.GetServiceStatusResponse.supplier_mode:type_name -> backorder.v1.SupplierMode
-	16, // 15: backorder.v1.GetServiceStatusResponse.started_at:type_name -> google.protobuf.Timestamp
-	4,  // 16: backorder.v1.FulfillmentService.HandleOrderWebhook:input_type -> backorder.v1.HandleOrderWebhookRequest
-	8,  // 17: backorder.v1.FulfillmentService.ProcessOrder:input_type -> backorder.v1.ProcessOrderRequest
-	10, // 18: backorder.v1.FulfillmentService.GetOrder:input_type -> backorder.v1.GetOrderRequest
-	12, // 19: backorder.v1.FulfillmentService.ListOrders:input_type -> backorder.v1.ListOrdersRequest
-	14, // 20: backorder.v1.FulfillmentService.GetServiceStatus:input_type -> backorder.v1.GetServiceStatusRequest
-	7,  // 21: backorder.v1.FulfillmentService.HandleOrderWebhook:output_type -> backorder.v1.HandleOrderWebhookResponse
-	9,  // 22: backorder.v1.FulfillmentService.ProcessOrder:output_type -> backorder.v1.ProcessOrderResponse
-	11, // 23: backorder.v1.FulfillmentService.GetOrder:output_type -> backorder.v1.GetOrderResponse
-	13, // 24: backorder.v1.FulfillmentService.ListOrders:output_type -> backorder.v1.ListOrdersResponse
-	15, // 25: backorder.v1.FulfillmentService.GetServiceStatus:output_type -> backorder.v1.GetServiceStatusResponse
-	21, // [21:26] is the sub-list for method output_type
-	16, // [16:21] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	4,  // 2: backorder.v1.Order.events:type_name -> backorder.v1.OrderEvent
+	21, // 3: backorder.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	21, // 4: backorder.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
+	21, // 5: backorder.v1.Order.submitted_at:type_name -> google.protobuf.Timestamp
+	21, // 6: backorder.v1.Order.next_attempt_at:type_name -> google.protobuf.Timestamp
+	3,  // 7: backorder.v1.Order.actions:type_name -> backorder.v1.OperatorAction
+	21, // 8: backorder.v1.OperatorAction.at:type_name -> google.protobuf.Timestamp
+	0,  // 9: backorder.v1.OperatorAction.from_state:type_name -> backorder.v1.OrderState
+	0,  // 10: backorder.v1.OperatorAction.to_state:type_name -> backorder.v1.OrderState
+	21, // 11: backorder.v1.OrderEvent.received_at:type_name -> google.protobuf.Timestamp
+	6,  // 12: backorder.v1.HandleOrderWebhookRequest.data:type_name -> backorder.v1.WebhookData
+	7,  // 13: backorder.v1.WebhookData.status:type_name -> backorder.v1.WebhookStatus
+	2,  // 14: backorder.v1.ProcessOrderResponse.order:type_name -> backorder.v1.Order
+	2,  // 15: backorder.v1.GetOrderResponse.order:type_name -> backorder.v1.Order
+	0,  // 16: backorder.v1.ListOrdersRequest.state:type_name -> backorder.v1.OrderState
+	2,  // 17: backorder.v1.ListOrdersResponse.orders:type_name -> backorder.v1.Order
+	1,  // 18: backorder.v1.GetServiceStatusResponse.supplier_mode:type_name -> backorder.v1.SupplierMode
+	21, // 19: backorder.v1.GetServiceStatusResponse.started_at:type_name -> google.protobuf.Timestamp
+	2,  // 20: backorder.v1.RetryOrderResponse.order:type_name -> backorder.v1.Order
+	2,  // 21: backorder.v1.ResolveOrderResponse.order:type_name -> backorder.v1.Order
+	5,  // 22: backorder.v1.FulfillmentService.HandleOrderWebhook:input_type -> backorder.v1.HandleOrderWebhookRequest
+	9,  // 23: backorder.v1.FulfillmentService.ProcessOrder:input_type -> backorder.v1.ProcessOrderRequest
+	11, // 24: backorder.v1.FulfillmentService.GetOrder:input_type -> backorder.v1.GetOrderRequest
+	13, // 25: backorder.v1.FulfillmentService.ListOrders:input_type -> backorder.v1.ListOrdersRequest
+	17, // 26: backorder.v1.FulfillmentService.RetryOrder:input_type -> backorder.v1.RetryOrderRequest
+	19, // 27: backorder.v1.FulfillmentService.ResolveOrder:input_type -> backorder.v1.ResolveOrderRequest
+	15, // 28: backorder.v1.FulfillmentService.GetServiceStatus:input_type -> backorder.v1.GetServiceStatusRequest
+	8,  // 29: backorder.v1.FulfillmentService.HandleOrderWebhook:output_type -> backorder.v1.HandleOrderWebhookResponse
+	10, // 30: backorder.v1.FulfillmentService.ProcessOrder:output_type -> backorder.v1.ProcessOrderResponse
+	12, // 31: backorder.v1.FulfillmentService.GetOrder:output_type -> backorder.v1.GetOrderResponse
+	14, // 32: backorder.v1.FulfillmentService.ListOrders:output_type -> backorder.v1.ListOrdersResponse
+	18, // 33: backorder.v1.FulfillmentService.RetryOrder:output_type -> backorder.v1.RetryOrderResponse
+	20, // 34: backorder.v1.FulfillmentService.ResolveOrder:output_type -> backorder.v1.ResolveOrderResponse
+	16, // 35: backorder.v1.FulfillmentService.GetServiceStatus:output_type -> backorder.v1.GetServiceStatusResponse
+	29, // [29:36] is the sub-list for method output_type
+	22, // [22:29] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_backorder_v1_fulfillment_proto_init() }
@@ -1327,13 +1761,17 @@ func file_backorder_v1_fulfillment_proto_init() {
 	if File_backorder_v1_fulfillment_proto != nil {
 		return
 	}
+	file_backorder_v1_fulfillment_proto_msgTypes[17].OneofWrappers = []any{
+		(*ResolveOrderRequest_OfflineOrderId)(nil),
+		(*ResolveOrderRequest_SupplierHasNoOrder)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backorder_v1_fulfillment_proto_rawDesc), len(file_backorder_v1_fulfillment_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   14,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,8 @@ const (
 	FulfillmentService_ProcessOrder_FullMethodName       = "/backorder.v1.FulfillmentService/ProcessOrder"
 	FulfillmentService_GetOrder_FullMethodName           = "/backorder.v1.FulfillmentService/GetOrder"
 	FulfillmentService_ListOrders_FullMethodName         = "/backorder.v1.FulfillmentService/ListOrders"
+	FulfillmentService_RetryOrder_FullMethodName         = "/backorder.v1.FulfillmentService/RetryOrder"
+	FulfillmentService_ResolveOrder_FullMethodName       = "/backorder.v1.FulfillmentService/ResolveOrder"
 	FulfillmentService_GetServiceStatus_FullMethodName   = "/backorder.v1.FulfillmentService/GetServiceStatus"
 )
 
@@ -50,6 +52,16 @@ type FulfillmentServiceClient interface {
 	// ListOrders lists stored orders, optionally of one store and one state,
 	// in key order, a page at a time.
 	ListOrders(ctx context.Context, in *ListOrdersRequest, opts ...grpc.CallOption) (*ListOrdersResponse, error)
+	// RetryOrder puts a REJECTED or FAILED order back on the queue, after a
+	// person fixed what was wrong. Other states are refused with
+	// FAILED_PRECONDITION. The action is recorded on the order.
+	RetryOrder(ctx context.Context, in *RetryOrderRequest, opts ...grpc.CallOption) (*RetryOrderResponse, error)
+	// ResolveOrder settles a NEEDS_REVIEW order: either a person found the
+	// supplier's order (offline_order_id: the order becomes SUBMITTED), or
+	// confirmed that the supplier has no order with the reference
+	// (supplier_has_no_order: the order is queued and sent again). Other states
+	// are refused with FAILED_PRECONDITION. The action is recorded on the order.
+	ResolveOrder(ctx context.Context, in *ResolveOrderRequest, opts ...grpc.CallOption) (*ResolveOrderResponse, error)
 	// GetServiceStatus says how this replica runs: above all whether supplier
 	// calls are live (charging the card) or validate-only.
 	GetServiceStatus(ctx context.Context, in *GetServiceStatusRequest, opts ...grpc.CallOption) (*GetServiceStatusResponse, error)
@@ -103,6 +115,26 @@ func (c *fulfillmentServiceClient) ListOrders(ctx context.Context, in *ListOrder
 	return out, nil
 }
 
+func (c *fulfillmentServiceClient) RetryOrder(ctx context.Context, in *RetryOrderRequest, opts ...grpc.CallOption) (*RetryOrderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetryOrderResponse)
+	err := c.cc.Invoke(ctx, FulfillmentService_RetryOrder_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fulfillmentServiceClient) ResolveOrder(ctx context.Context, in *ResolveOrderRequest, opts ...grpc.CallOption) (*ResolveOrderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResolveOrderResponse)
+	err := c.cc.Invoke(ctx, FulfillmentService_ResolveOrder_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *fulfillmentServiceClient) GetServiceStatus(ctx context.Context, in *GetServiceStatusRequest, opts ...grpc.CallOption) (*GetServiceStatusResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetServiceStatusResponse)
@@ -137,6 +169,16 @@ type FulfillmentServiceServer interface {
 	// ListOrders lists stored orders, optionally of one store and one state,
 	// in key order, a page at a time.
 	ListOrders(context.Context, *ListOrdersRequest) (*ListOrdersResponse, error)
+	// RetryOrder puts a REJECTED or FAILED order back on the queue, after a
+	// person fixed what was wrong. Other states are refused with
+	// FAILED_PRECONDITION. The action is recorded on the order.
+	RetryOrder(context.Context, *RetryOrderRequest) (*RetryOrderResponse, error)
+	// ResolveOrder settles a NEEDS_REVIEW order: either a person found the
+	// supplier's order (offline_order_id: the order becomes SUBMITTED), or
+	// confirmed that the supplier has no order with the reference
+	// (supplier_has_no_order: the order is queued and sent again). Other states
+	// are refused with FAILED_PRECONDITION. The action is recorded on the order.
+	ResolveOrder(context.Context, *ResolveOrderRequest) (*ResolveOrderResponse, error)
 	// GetServiceStatus says how this replica runs: above all whether supplier
 	// calls are live (charging the card) or validate-only.
 	GetServiceStatus(context.Context, *GetServiceStatusRequest) (*GetServiceStatusResponse, error)
@@ -161,6 +203,12 @@ func (UnimplementedFulfillmentServiceServer) GetOrder(context.Context, *GetOrder
 }
 func (UnimplementedFulfillmentServiceServer) ListOrders(context.Context, *ListOrdersRequest) (*ListOrdersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListOrders not implemented")
+}
+func (UnimplementedFulfillmentServiceServer) RetryOrder(context.Context, *RetryOrderRequest) (*RetryOrderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetryOrder not implemented")
+}
+func (UnimplementedFulfillmentServiceServer) ResolveOrder(context.Context, *ResolveOrderRequest) (*ResolveOrderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResolveOrder not implemented")
 }
 func (UnimplementedFulfillmentServiceServer) GetServiceStatus(context.Context, *GetServiceStatusRequest) (*GetServiceStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetServiceStatus not implemented")
@@ -258,6 +306,42 @@ func _FulfillmentService_ListOrders_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FulfillmentService_RetryOrder_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetryOrderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FulfillmentServiceServer).RetryOrder(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FulfillmentService_RetryOrder_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FulfillmentServiceServer).RetryOrder(ctx, req.(*RetryOrderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FulfillmentService_ResolveOrder_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResolveOrderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FulfillmentServiceServer).ResolveOrder(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FulfillmentService_ResolveOrder_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FulfillmentServiceServer).ResolveOrder(ctx, req.(*ResolveOrderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _FulfillmentService_GetServiceStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetServiceStatusRequest)
 	if err := dec(in); err != nil {
@@ -298,6 +382,14 @@ var FulfillmentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListOrders",
 			Handler:    _FulfillmentService_ListOrders_Handler,
+		},
+		{
+			MethodName: "RetryOrder",
+			Handler:    _FulfillmentService_RetryOrder_Handler,
+		},
+		{
+			MethodName: "ResolveOrder",
+			Handler:    _FulfillmentService_ResolveOrder_Handler,
 		},
 		{
 			MethodName: "GetServiceStatus",
