@@ -132,16 +132,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 		ready <- lis.Addr()
 	}
 	g.Go(func() error {
-		select {
-		case <-gctx.Done():
-		case <-store.SessionDone():
-			// Without a lock session nothing can be processed safely.
-			log.Error("etcd lock session lost; shutting down so a supervisor restarts the service")
-			hs.Shutdown()
-			stopAll(srv, cfg.ShutdownTimeout)
-			stopWork()
-			return errors.New("etcd lock session lost")
-		}
+		<-gctx.Done()
 		hs.Shutdown()
 		stopAll(srv, cfg.ShutdownTimeout)
 		stopWork()

@@ -37,6 +37,8 @@ type Config struct {
 	TropShipMode          order.Mode
 	TropShipValidateFirst bool
 	TropShipTimeout       time.Duration
+	TropShipLookup        bool
+	TropShipLookupSettle  time.Duration
 
 	Policy          order.Policy
 	Workers         int
@@ -79,6 +81,9 @@ func Load(getenv func(string) string) (Config, error) {
 	c.Retry = order.RetryPolicy{
 		Base: e.duration("RETRY_BASE", 5*time.Second),
 		Max:  e.duration("RETRY_MAX", 10*time.Minute),
+	}
+	if c.TropShipLookup {
+		c.Retry.LookupSettle = c.TropShipLookupSettle
 	}
 	if n := e.integer("RETRY_MAX_ATTEMPTS", 10); n < 1 {
 		e.fail("RETRY_MAX_ATTEMPTS", "must be at least 1")

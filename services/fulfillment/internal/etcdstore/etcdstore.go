@@ -45,11 +45,18 @@ type Options struct {
 
 // Store is the etcd implementation of fulfill.Store.
 type Store struct {
-	cli     *clientv3.Client
-	prefix  string
-	session *concurrency.Session
-	ttl     time.Duration
-	local   localLocks
+	cli    *clientv3.Client
+	prefix string
+	ttl    time.Duration
+
+	// The lock session is renewed when its lease is lost (a long pause, a
+	// partition): locks of the old session are void, and every fenced write
+	// made under them fails.
+	sessMu     sync.Mutex
+	session    *concurrency.Session
+	sessionCtx context.Context // lives as long as the store
+	lockTTL    int
+	local      localLocks
 
 	leaseMu      sync.Mutex
 	lease        clientv3.LeaseID
@@ -74,18 +81,47 @@ func New(ctx context.Context, cli *clientv3.Client, opts Options) (*Store, error
 	if ttl < 1 {
 		ttl = 1
 	}
-	sess, err := concurrency.NewSession(cli, concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
+	s := &Store{cli: cli, prefix: opts.Prefix, ttl: opts.DeliveryTTL, sessionCtx: ctx, lockTTL: ttl}
+	if _, err := s.currentSession(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// currentSession returns the live lock session, starting a new one when the
+// last one ended.
+func (s *Store) currentSession(ctx context.Context) (*concurrency.Session, error) {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	if s.session != nil {
+		select {
+		case <-s.session.Done():
+		default:
+			return s.session, nil
+		}
+	}
+	// Grant under the caller's deadline, keep alive for the store's life.
+	g, err := s.cli.Grant(ctx, int64(s.lockTTL))
 	if err != nil {
 		return nil, fmt.Errorf("etcd lock session: %w", unavailable(err))
 	}
-	return &Store{cli: cli, prefix: opts.Prefix, session: sess, ttl: opts.DeliveryTTL}, nil
+	sess, err := concurrency.NewSession(s.cli, concurrency.WithLease(g.ID), concurrency.WithContext(s.sessionCtx))
+	if err != nil {
+		return nil, fmt.Errorf("etcd lock session: %w", unavailable(err))
+	}
+	s.session = sess
+	return sess, nil
 }
 
 // Close ends the lock session, releasing every lock this process holds.
-func (s *Store) Close() error { return s.session.Close() }
-
-// SessionDone is closed when the lock session ended.
-func (s *Store) SessionDone() <-chan struct{} { return s.session.Done() }
+func (s *Store) Close() error {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	if s.session == nil {
+		return nil
+	}
+	return s.session.Close()
+}
 
 // Client returns the etcd client (for health checks).
 func (s *Store) Client() *clientv3.Client { return s.cli }

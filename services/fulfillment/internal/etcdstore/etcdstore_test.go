@@ -256,3 +256,35 @@ func TestLockExcludesGoroutinesOfOneProcess(t *testing.T) {
 		t.Fatal("Lock with a cancelled context must fail while the lock is held")
 	}
 }
+
+// After its lease is lost, the store starts a new session by itself: the
+// process goes on working without a restart.
+func TestLockSessionIsRenewedAfterLeaseLoss(t *testing.T) {
+	ctx := context.Background()
+	cli := etcdtest.Client(t, etcdtest.Start(t))
+	s := newStore(t, cli)
+	k := order.Key{Store: "s", ID: 1}
+	old, err := s.Lock(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Load(ctx)
+	leases, _ := cli.Leases(ctx)
+	for _, l := range leases.Leases {
+		cli.Revoke(ctx, l.ID)
+	}
+	<-old.Done() // the keep-alive notices the lease is gone
+	if err := old.Save(ctx, order.New(k, time.Now()), fulfill.QueueOp{}); err == nil {
+		t.Fatal("a save under a lost session succeeded")
+	}
+	old.Unlock(ctx)
+	lk, err := s.Lock(ctx, k)
+	if err != nil {
+		t.Fatalf("lock after renewal: %v", err)
+	}
+	defer lk.Unlock(ctx)
+	lk.Load(ctx)
+	if err := lk.Save(ctx, order.New(k, time.Now()), fulfill.QueueOp{}); err != nil {
+		t.Fatalf("save under the new session: %v", err)
+	}
+}

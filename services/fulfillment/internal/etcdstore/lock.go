@@ -21,16 +21,16 @@ import (
 // Lock implements fulfill.Store with a concurrency.Mutex on the process's
 // one long-lived session.
 func (s *Store) Lock(ctx context.Context, k order.Key) (fulfill.Locked, error) {
-	select {
-	case <-s.session.Done():
-		return nil, fulfill.ErrLockLost
-	default:
-	}
 	unlockLocal, err := s.local.lock(ctx, s.lockKey(k))
 	if err != nil {
 		return nil, fmt.Errorf("lock order %s: %w", k, unavailable(err))
 	}
-	m := concurrency.NewMutex(s.session, s.lockKey(k))
+	sess, err := s.currentSession(ctx)
+	if err != nil {
+		unlockLocal()
+		return nil, err
+	}
+	m := concurrency.NewMutex(sess, s.lockKey(k))
 	if err := m.Lock(ctx); err != nil {
 		unlockLocal()
 		if errors.Is(err, concurrency.ErrSessionExpired) {
@@ -38,16 +38,17 @@ func (s *Store) Lock(ctx context.Context, k order.Key) (fulfill.Locked, error) {
 		}
 		return nil, fmt.Errorf("lock order %s: %w", k, unavailable(err))
 	}
-	return &locked{s: s, k: k, m: m, unlockLocal: unlockLocal}, nil
+	return &locked{s: s, k: k, m: m, sess: sess, unlockLocal: unlockLocal}, nil
 }
 
 // locked is one held mutex and the revisions read under it, which every
 // write compares: IsOwner() fences a holder whose lease ended, and the
 // record's mod revision fences any other writer.
 type locked struct {
-	s *Store
-	k order.Key
-	m *concurrency.Mutex
+	s    *Store
+	k    order.Key
+	m    *concurrency.Mutex
+	sess *concurrency.Session // the session m belongs to
 	// unlockLocal releases the process-local lock taken with the mutex.
 	unlockLocal func()
 	recRev      int64 // mod revision of the record at Load (0: none)
@@ -55,7 +56,7 @@ type locked struct {
 	state       order.State
 }
 
-func (l *locked) Done() <-chan struct{} { return l.s.session.Done() }
+func (l *locked) Done() <-chan struct{} { return l.sess.Done() }
 
 func (l *locked) Unlock(ctx context.Context) error {
 	defer l.unlockLocal()
@@ -93,7 +94,7 @@ func (l *locked) Load(ctx context.Context) (fulfill.Loaded, error) {
 // its state index and the queue entry.
 func (l *locked) Save(ctx context.Context, o *order.Order, q fulfill.QueueOp) error {
 	select {
-	case <-l.s.session.Done():
+	case <-l.sess.Done():
 		return fulfill.ErrLockLost
 	default:
 	}

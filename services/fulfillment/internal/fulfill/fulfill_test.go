@@ -62,6 +62,15 @@ func (s *supplier) Submit(_ context.Context, sub order.Submission, validateOnly 
 	return order.Result{Outcome: order.Created, OfflineOrderID: fmt.Sprintf("TS-%s-%d", sub.Reference, s.live[sub.Reference])}
 }
 
+func (s *supplier) Lookup(_ context.Context, ref string) (string, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.live[ref]; n > 0 {
+		return fmt.Sprintf("TS-%s-%d", ref, n), true, nil
+	}
+	return "", false, nil
+}
+
 type harness struct {
 	sf  *storefront
 	sup *supplier

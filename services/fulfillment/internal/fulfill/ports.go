@@ -25,6 +25,9 @@ type Supplier interface {
 	// Submit sends one order, validate-only or live, and classifies the
 	// answer. It never returns an error: every failure is an Outcome.
 	Submit(ctx context.Context, s order.Submission, validateOnly bool) order.Result
+	// Lookup asks the supplier for its order with a reference. found=false
+	// with a nil error means the supplier has none: safe to send again.
+	Lookup(ctx context.Context, reference string) (offlineOrderID string, found bool, err error)
 }
 
 // ErrOrderNotFound: the storefront has no such order.

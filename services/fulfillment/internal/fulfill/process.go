@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/backorder/backorder/services/fulfillment/internal/failpoint"
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
 )
 
@@ -28,6 +29,7 @@ func (s *Service) Process(ctx context.Context, k order.Key, opt ProcessOptions) 
 	if err != nil {
 		return nil, err
 	}
+	failpoint.Inject("after-lock")
 	defer func() {
 		// Unlock even when ctx ended: a held lock blocks the order until
 		// the session lease runs out.
@@ -100,12 +102,10 @@ func (p *run) step(ctx context.Context) error {
 	}
 	switch p.o.State {
 	case order.Submitting:
-		// The holder before us wrote its intent and never its result: it
-		// died or lost its lock mid-call.
 		if p.o.Mode == order.ModeLive {
-			return p.apply(ctx, order.Result{Outcome: order.Ambiguous,
-				Reason: "an earlier live attempt was interrupted before its answer was stored"})
+			return p.unknownOutcome(ctx)
 		}
+		// An interrupted validation created nothing: just go on.
 	case order.Rejected, order.NeedsReview, order.Failed:
 		// Waiting for a person: never resent automatically.
 		return p.done(ctx)
@@ -169,6 +169,7 @@ func (p *run) submitAndApply(ctx context.Context, sub order.Submission, mode ord
 	if err := p.save(ctx, QueueOp{}); err != nil {
 		return err
 	}
+	failpoint.Inject("after-intent")
 	if err := context.Cause(ctx); err != nil {
 		return err // lock lost between the intent and the call: do not call
 	}
@@ -177,6 +178,9 @@ func (p *run) submitAndApply(ctx context.Context, sub order.Submission, mode ord
 		r = *known
 	} else {
 		r = p.s.supplier.Submit(ctx, sub, mode == order.ModeValidate)
+		if r.Outcome == order.Created {
+			failpoint.Inject("after-supplier-created")
+		}
 	}
 	p.now = p.s.cfg.Now()
 	return p.apply(ctx, r)
@@ -203,9 +207,46 @@ func (p *run) apply(ctx context.Context, r order.Result) error {
 		}
 		return err
 	}
+	failpoint.Inject("after-store")
 	p.log().InfoContext(ctx, "supplier answered", "outcome", r.Outcome.String(),
 		"offline_order_id", p.o.OfflineOrderID, "mode", p.o.Mode.String())
 	return nil
+}
+
+// unknownOutcome handles a SUBMITTING live order found under the lock: the
+// holder before us wrote its intent and never its result (it died, lost its
+// lock, or got an ambiguous answer). It is never resent on a guess: with
+// lookup on, the reference is looked up once the settle delay passed; with
+// it off, the order waits for a person.
+func (p *run) unknownOutcome(ctx context.Context) error {
+	settle := p.s.cfg.Retry.LookupSettle
+	if settle <= 0 {
+		return p.apply(ctx, order.Result{Outcome: order.Ambiguous,
+			Reason: "an earlier live attempt ended before its answer was stored"})
+	}
+	due := p.o.NextAttemptAt
+	if due.IsZero() {
+		due = p.o.UpdatedAt.Add(settle)
+	}
+	if p.now.Before(due) {
+		p.o.NextAttemptAt = due
+		return p.save(ctx, QueueOp{At: due})
+	}
+	id, found, err := p.s.supplier.Lookup(ctx, p.o.Reference)
+	switch {
+	case err != nil:
+		// The lookup failed: the outcome is still unknown. Ask again later.
+		p.o.LastError = "looking up reference " + p.o.Reference + ": " + err.Error()
+		p.o.NextAttemptAt = p.now.Add(p.s.cfg.Retry.Backoff(p.o.Attempts))
+		p.o.UpdatedAt = p.now
+		return p.save(ctx, QueueOp{At: p.o.NextAttemptAt})
+	case found:
+		return p.apply(ctx, order.Result{Outcome: order.Created, OfflineOrderID: id,
+			Reason: "found at the supplier by reference"})
+	default:
+		return p.apply(ctx, order.Result{Outcome: order.NotSent,
+			Reason: "the supplier has no order with reference " + p.o.Reference + "; safe to send again"})
+	}
 }
 
 func (p *run) ineligible(ctx context.Context, reason string) error {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/backorder/backorder/services/fulfillment/internal/failpoint"
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
 )
 
@@ -148,6 +149,7 @@ func (s *Service) Intake(ctx context.Context, d Delivery) (IntakeResult, error) 
 	if err != nil {
 		return IntakeResult{}, err
 	}
+	failpoint.Inject("after-intake")
 	if recorded && enqueue {
 		s.schedule(k)
 	}

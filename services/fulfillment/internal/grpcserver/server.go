@@ -113,6 +113,44 @@ func (s *Server) ListOrders(ctx context.Context, req *backorderv1.ListOrdersRequ
 	return resp, nil
 }
 
+// RetryOrder implements the RPC.
+func (s *Server) RetryOrder(ctx context.Context, req *backorderv1.RetryOrderRequest) (*backorderv1.RetryOrderResponse, error) {
+	k, err := key(req.GetStoreHash(), req.GetOrderId())
+	if err != nil {
+		return nil, err
+	}
+	o, err := s.svc.Act(ctx, k, fulfill.Action{Kind: order.ActionRetry, Actor: req.GetActor(), Note: req.GetNote()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &backorderv1.RetryOrderResponse{Order: toProto(o)}, nil
+}
+
+// ResolveOrder implements the RPC.
+func (s *Server) ResolveOrder(ctx context.Context, req *backorderv1.ResolveOrderRequest) (*backorderv1.ResolveOrderResponse, error) {
+	k, err := key(req.GetStoreHash(), req.GetOrderId())
+	if err != nil {
+		return nil, err
+	}
+	a := fulfill.Action{Actor: req.GetActor(), Note: req.GetNote()}
+	switch r := req.GetResolution().(type) {
+	case *backorderv1.ResolveOrderRequest_OfflineOrderId:
+		a.Kind, a.OfflineOrderID = order.ActionResolveFound, r.OfflineOrderId
+	case *backorderv1.ResolveOrderRequest_SupplierHasNoOrder:
+		if !r.SupplierHasNoOrder {
+			return nil, status.Error(codes.InvalidArgument, "supplier_has_no_order must be true when given")
+		}
+		a.Kind = order.ActionResolveNotAtSupplier
+	default:
+		return nil, status.Error(codes.InvalidArgument, "give either offline_order_id or supplier_has_no_order")
+	}
+	o, err := s.svc.Act(ctx, k, a)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &backorderv1.ResolveOrderResponse{Order: toProto(o)}, nil
+}
+
 // GetServiceStatus implements the RPC.
 func (s *Server) GetServiceStatus(context.Context, *backorderv1.GetServiceStatusRequest) (*backorderv1.GetServiceStatusResponse, error) {
 	return &backorderv1.GetServiceStatusResponse{
@@ -144,7 +182,8 @@ func toStatus(err error) error {
 	}
 	var code codes.Code
 	switch {
-	case errors.Is(err, fulfill.ErrInvalidDelivery), errors.Is(err, fulfill.ErrBadPageToken):
+	case errors.Is(err, fulfill.ErrInvalidDelivery), errors.Is(err, fulfill.ErrBadPageToken),
+		errors.Is(err, order.ErrActorRequired):
 		code = codes.InvalidArgument
 	case errors.Is(err, fulfill.ErrUnknownStore):
 		code = codes.PermissionDenied
@@ -201,6 +240,13 @@ func toProto(o *order.Order) *backorderv1.Order {
 		NextAttemptAt:       ts(o.NextAttemptAt),
 		Pending:             o.Pending,
 		ReviewReason:        o.ReviewReason,
+	}
+	for _, a := range o.Actions {
+		p.Actions = append(p.Actions, &backorderv1.OperatorAction{
+			Action: a.Kind, Actor: a.Actor, Note: a.Note, At: ts(a.At),
+			FromState: backorderv1.OrderState(a.From), ToState: backorderv1.OrderState(a.To),
+			OfflineOrderId: a.OfflineOrderID,
+		})
 	}
 	for _, e := range o.Events {
 		p.Events = append(p.Events, &backorderv1.OrderEvent{

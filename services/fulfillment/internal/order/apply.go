@@ -13,6 +13,10 @@ type RetryPolicy struct {
 	MaxAttempts uint32        // attempts before FAILED (default 10)
 	// Jitter returns a number in [0,1); nil uses math/rand.
 	Jitter func() float64
+	// LookupSettle, when positive, resolves an ambiguous live answer by
+	// looking the reference up at the supplier after this long, instead of
+	// holding the order for a person (TROPSHIP_LOOKUP).
+	LookupSettle time.Duration
 }
 
 // Backoff returns the wait before attempt n+1 after n failed attempts:
@@ -68,6 +72,13 @@ func (o *Order) Apply(r Result, now time.Time, p RetryPolicy) (time.Time, error)
 		o.LastError, o.ReviewReason = r.Reason, "supplier refused the order: "+r.Reason
 		next = Rejected
 	case Ambiguous:
+		if live && p.LookupSettle > 0 {
+			// Still SUBMITTING: the next pass looks the reference up.
+			o.LastError = r.Reason + "; the reference will be looked up at the supplier"
+			o.NextAttemptAt = now.Add(p.LookupSettle)
+			o.UpdatedAt = now
+			return o.NextAttemptAt, nil
+		}
 		if live {
 			o.LastError = r.Reason
 			o.ReviewReason = "unknown whether the supplier created the order (" + r.Reason +

@@ -66,6 +66,7 @@ type Order struct {
 	UpdatedAt        time.Time `json:"updated_at"`
 	SubmittedAt      time.Time `json:"submitted_at,omitzero"`
 	NextAttemptAt    time.Time `json:"next_attempt_at,omitzero"`
+	Actions          []Action  `json:"actions,omitempty"`
 	// Pending is not stored: it says whether work is queued for the order.
 	Pending bool `json:"-"`
 }

@@ -1,0 +1,68 @@
+package fulfill
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/order"
+)
+
+// Action is an operator's request about one order.
+type Action struct {
+	Kind           string // order.ActionRetry, ActionResolveFound or ActionResolveNotAtSupplier
+	Actor          string
+	Note           string
+	OfflineOrderID string // for ActionResolveFound
+}
+
+// Act applies an operator action under the order's mutex, records it on the
+// order, and queues the order where the action sends it back to work. It
+// returns ErrNotFound for an unknown order and order.ErrInvalidTransition
+// (or order.ErrActorRequired) for an action the order's state forbids.
+func (s *Service) Act(ctx context.Context, k order.Key, a Action) (*order.Order, error) {
+	lk, err := s.store.Lock(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = lk.Unlock(uctx)
+	}()
+	loaded, err := lk.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	o := loaded.Order
+	if o == nil {
+		return nil, fmt.Errorf("order %s: %w", k, ErrNotFound)
+	}
+	o.AddEvents(loaded.Events...)
+	now := s.cfg.Now()
+	q := QueueOp{At: now}
+	switch a.Kind {
+	case order.ActionRetry:
+		err = o.Retry(a.Actor, a.Note, now)
+	case order.ActionResolveFound:
+		err = o.ResolveFound(a.OfflineOrderID, a.Actor, a.Note, now)
+		q = QueueOp{Done: true}
+	case order.ActionResolveNotAtSupplier:
+		err = o.ResolveNotAtSupplier(a.Actor, a.Note, now)
+	default:
+		err = fmt.Errorf("%w: unknown action %q", order.ErrInvalidTransition, a.Kind)
+	}
+	if err != nil {
+		return o, err
+	}
+	if err := lk.Save(ctx, o, q); err != nil {
+		return o, err
+	}
+	s.log.InfoContext(ctx, "operator action", "store", k.Store, "order_id", k.ID,
+		"action", a.Kind, "actor", a.Actor, "state", o.State.String())
+	if !q.At.IsZero() {
+		o.Pending = true
+		s.schedule(k) // a worker takes the lock once Unlock ran
+	}
+	return o, nil
+}
