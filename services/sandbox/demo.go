@@ -88,7 +88,7 @@ func runDemo(ctx context.Context, args []string) error {
 	}
 	defer os.RemoveAll(dir)
 	say("building the services (the first build takes a minute or two)...")
-	bins, err := stack.Build(ctx, dir, false)
+	bins, err := stack.Build(ctx, dir, false, false)
 	if err != nil {
 		return err
 	}

@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	bins, err = stack.Build(ctx, dir, raceEnabled)
+	bins, err = stack.Build(ctx, dir, raceEnabled, true)
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -70,25 +70,39 @@ type env struct {
 	replicas []*stack.Proc
 	gateway  *stack.Proc
 	client   backorderv1.FulfillmentServiceClient
+	opts     options
 }
 
 type options struct {
 	replicas int
 	mode     string // validate or live
+	// env is added to every replica's environment (e.g. TROPSHIP_LOOKUP).
+	env map[string]string
+	// etcd, when set, are the endpoints of an etcd the test runs itself
+	// (e.g. a three-member cluster); otherwise a single member is started.
+	etcd []string
+	// tropship are the simulator's options (ClientID and ClientSecret are
+	// filled in).
+	tropship tropsim.Options
 }
 
 func newEnv(t *testing.T, o options) *env {
 	t.Helper()
-	e := &env{t: t, prefix: "/" + strings.ReplaceAll(t.Name(), "/", "_") + "/"}
+	e := &env{t: t, prefix: "/" + strings.ReplaceAll(t.Name(), "/", "_") + "/", opts: o}
 	e.bc = bcsim.New(bcsim.Options{Tokens: map[string]string{storeHash: bcToken}})
 	bcs := httptest.NewServer(e.bc)
 	t.Cleanup(bcs.Close)
-	e.ts = tropsim.New(tropsim.Options{ClientID: tsClientID, ClientSecret: tsSecret})
+	o.tropship.ClientID, o.tropship.ClientSecret = tsClientID, tsSecret
+	e.ts = tropsim.New(o.tropship)
 	tss := httptest.NewServer(e.ts)
 	t.Cleanup(tss.Close)
 	t.Cleanup(e.ts.Close)
 	e.bcURL, e.tsURL = bcs.URL, tss.URL
-	e.etcd = etcdtest.Start(t)
+	if len(o.etcd) > 0 {
+		e.etcd = strings.Join(o.etcd, ",")
+	} else {
+		e.etcd = etcdtest.Start(t)
+	}
 	for range o.replicas {
 		e.startReplica(o.mode)
 	}
@@ -97,7 +111,7 @@ func newEnv(t *testing.T, o options) *env {
 }
 
 func (e *env) fulfillmentEnv(mode string) map[string]string {
-	return map[string]string{
+	vars := map[string]string{
 		"ETCD_ENDPOINTS":           e.etcd,
 		"ETCD_PREFIX":              e.prefix,
 		"BIGCOMMERCE_API_URL":      e.bcURL,
@@ -112,9 +126,20 @@ func (e *env) fulfillmentEnv(mode string) map[string]string {
 		"LOCK_TTL":                 "5s",
 		"LOG_LEVEL":                "warn",
 	}
+	for k, v := range e.opts.env {
+		vars[k] = v
+	}
+	return vars
 }
 
 func (e *env) startReplica(mode string) *stack.Proc {
+	e.t.Helper()
+	return e.startReplicaWith(mode, bins.Fulfillment, nil)
+}
+
+// startReplicaWith starts a replica from bin (e.g. bins.FulfillmentFailpoints)
+// with extra environment, and waits until it serves.
+func (e *env) startReplicaWith(mode, bin string, extra map[string]string) *stack.Proc {
 	e.t.Helper()
 	addr, err := stack.FreeAddr()
 	if err != nil {
@@ -122,7 +147,10 @@ func (e *env) startReplica(mode string) *stack.Proc {
 	}
 	vars := e.fulfillmentEnv(mode)
 	vars["LISTEN_ADDR"] = addr
-	p, err := stack.Start(fmt.Sprintf("fulfillment-%d", len(e.replicas)), bins.Fulfillment, vars, nil)
+	for k, v := range extra {
+		vars[k] = v
+	}
+	p, err := stack.Start(fmt.Sprintf("fulfillment-%d", len(e.replicas)), bin, vars, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}

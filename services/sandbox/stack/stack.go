@@ -27,6 +27,9 @@ type Binaries struct {
 	Fulfillment string
 	Gateway     string
 	Grpcurl     string
+	// FulfillmentFailpoints is fulfillment built with -tags failpoints
+	// (only when Build was asked for it).
+	FulfillmentFailpoints string
 }
 
 // ModuleRoot returns the directory of the project's go.mod.
@@ -43,8 +46,10 @@ func ModuleRoot() (string, error) {
 }
 
 // Build compiles the services (and grpcurl, pinned in go.mod) into dir.
-// With race, the services are built with the race detector.
-func Build(ctx context.Context, dir string, race bool) (Binaries, error) {
+// With race, the services are built with the race detector; with
+// failpoints, a second fulfillment binary has its crash points armed by the
+// FAILPOINTS variable.
+func Build(ctx context.Context, dir string, race, failpoints bool) (Binaries, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return Binaries{}, err
@@ -58,10 +63,16 @@ func Build(ctx context.Context, dir string, race bool) (Binaries, error) {
 	if race {
 		args = append(args, "-race")
 	}
-	for _, c := range [][]string{
+	builds := [][]string{
 		append(append([]string{}, args...), "-o", dir, "./services/fulfillment", "./services/webhook-gateway"),
 		{"build", "-o", b.Grpcurl, "github.com/fullstorydev/grpcurl/cmd/grpcurl"},
-	} {
+	}
+	if failpoints {
+		b.FulfillmentFailpoints = filepath.Join(dir, "fulfillment-failpoints")
+		builds = append(builds, append(append([]string{}, args...),
+			"-tags", "failpoints", "-o", b.FulfillmentFailpoints, "./services/fulfillment"))
+	}
+	for _, c := range builds {
 		cmd := exec.CommandContext(ctx, "go", c...)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
