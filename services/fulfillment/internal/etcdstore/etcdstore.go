@@ -223,6 +223,18 @@ func (s *Store) Get(ctx context.Context, k order.Key) (*order.Order, error) {
 	return o, nil
 }
 
+// Record implements fulfill.Store.
+func (s *Store) Record(ctx context.Context, k order.Key) (*order.Order, error) {
+	resp, err := s.cli.Get(ctx, s.orderKey(k))
+	if err != nil {
+		return nil, fmt.Errorf("get order %s: %w", k, unavailable(err))
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, fmt.Errorf("order %s: %w", k, fulfill.ErrNotFound)
+	}
+	return decodeOrder(resp.Kvs[0].Value)
+}
+
 // List implements fulfill.Store. With a state, it walks the state index;
 // otherwise the records themselves.
 func (s *Store) List(ctx context.Context, f fulfill.ListFilter) ([]*order.Order, string, error) {

@@ -14,7 +14,7 @@ import (
 	"github.com/backorder/backorder/services/sandbox/etcdtest"
 )
 
-func newStore(t *testing.T, cli *clientv3.Client) *etcdstore.Store {
+func newStore(t testing.TB, cli *clientv3.Client) *etcdstore.Store {
 	t.Helper()
 	s, err := etcdstore.New(context.Background(), cli, etcdstore.Options{Prefix: "/t/", LockTTL: 5 * time.Second})
 	if err != nil {

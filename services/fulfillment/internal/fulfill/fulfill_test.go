@@ -77,7 +77,7 @@ type harness struct {
 	svc []*fulfill.Service
 }
 
-func start(t *testing.T, replicas int, mode order.Mode) *harness {
+func start(t testing.TB, replicas int, mode order.Mode) *harness {
 	t.Helper()
 	ep := etcdtest.Start(t)
 	h := &harness{sf: &storefront{status: map[uint64]uint32{}}, sup: &supplier{live: map[string]int{}}}
@@ -99,7 +99,7 @@ func start(t *testing.T, replicas int, mode order.Mode) *harness {
 	return h
 }
 
-func (h *harness) waitState(t *testing.T, k order.Key, want order.State) *order.Order {
+func (h *harness) waitState(t testing.TB, k order.Key, want order.State) *order.Order {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {

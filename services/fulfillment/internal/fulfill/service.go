@@ -140,7 +140,7 @@ func (s *Service) Intake(ctx context.Context, d Delivery) (IntakeResult, error) 
 	// change that, so the event is only remembered (one write) and no work is
 	// queued.
 	enqueue := true
-	if o, err := s.store.Get(ctx, k); err == nil && o.HasSupplierOrder() {
+	if o, err := s.store.Record(ctx, k); err == nil && o.HasSupplierOrder() {
 		enqueue = false
 	} else if err != nil && !errors.Is(err, ErrNotFound) {
 		return IntakeResult{}, err

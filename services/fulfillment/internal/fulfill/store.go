@@ -18,6 +18,9 @@ type Store interface {
 	// Get returns the record of an order with its pending events folded in,
 	// or ErrNotFound.
 	Get(ctx context.Context, k order.Key) (*order.Order, error)
+	// Record returns the stored record alone (no events), or ErrNotFound:
+	// the cheap read of the intake's duplicate fast path.
+	Record(ctx context.Context, k order.Key) (*order.Order, error)
 	// List returns a page of records in key order.
 	List(ctx context.Context, f ListFilter) (orders []*order.Order, next string, err error)
 	// Due returns up to limit queued orders whose work is due at now.

@@ -1,0 +1,53 @@
+package fulfill_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
+	"github.com/backorder/backorder/services/fulfillment/internal/order"
+)
+
+// BenchmarkDuplicateOfSubmitted is a new delivery for an order the supplier
+// already has: one read and one write in etcd, no BigCommerce or TropShip
+// call, nothing queued.
+func BenchmarkDuplicateOfSubmitted(b *testing.B) {
+	h := start(b, 1, order.ModeLive)
+	h.sf.set(1, 11)
+	k := order.Key{Store: "abc", ID: 1}
+	if _, err := h.svc[0].Process(context.Background(), k, fulfill.ProcessOptions{Force: true}); err != nil {
+		b.Fatal(err)
+	}
+	i := 0
+	for b.Loop() {
+		i++
+		r, err := h.svc[0].Intake(context.Background(), delivery(1, "store/order/updated", 0, fmt.Sprint("u", i)))
+		if err != nil || !r.Recorded {
+			b.Fatal(r, err)
+		}
+	}
+	b.StopTimer()
+	if o, _ := h.svc[0].Get(context.Background(), k); o.Pending {
+		b.Fatal("a duplicate of a submitted order queued work")
+	}
+	if h.sup.live["BC-abc-1"] != 1 {
+		b.Fatalf("supplier orders %v", h.sup.live)
+	}
+}
+
+// BenchmarkOneOrder is the whole flow of one fresh order under its lock:
+// lock, load, storefront read, intent, supplier call, result, unlock
+// (storefront and supplier in memory, etcd real).
+func BenchmarkOneOrder(b *testing.B) {
+	h := start(b, 1, order.ModeLive)
+	i := uint64(0)
+	for b.Loop() {
+		i++
+		h.sf.set(i, 11)
+		o, err := h.svc[0].Process(context.Background(), order.Key{Store: "abc", ID: i}, fulfill.ProcessOptions{Force: true})
+		if err != nil || o.State != order.Submitted {
+			b.Fatal(o, err)
+		}
+	}
+}
