@@ -154,6 +154,7 @@ func TestWrongConfigurationNamesTheSetting(t *testing.T) {
 		"LISTEN_ADDR": "127.0.0.1:0", "ETCD_ENDPOINTS": etcd, "ETCD_DIAL_TIMEOUT": "2s",
 		"BIGCOMMERCE_STORE_HASH": storeHash, "BIGCOMMERCE_ACCESS_TOKEN": bcToken,
 		"BIGCOMMERCE_API_URL": "http://127.0.0.1:1", "TROPSHIP_BASE_URL": "http://127.0.0.1:1",
+		"TROPSHIP_CLIENT_ID": tsClientID, "TROPSHIP_CLIENT_SECRET": tsSecret,
 	}
 	for _, c := range []struct {
 		name    string
@@ -162,7 +163,7 @@ func TestWrongConfigurationNamesTheSetting(t *testing.T) {
 	}{
 		{"bad BigCommerce URL", map[string]string{"BIGCOMMERCE_API_URL": "api.bigcommerce.com"}, "BIGCOMMERCE_API_URL"},
 		{"bad TropShip URL", map[string]string{"TROPSHIP_BASE_URL": "ftp://tropicana"}, "TROPSHIP_BASE_URL"},
-		{"live without credentials", map[string]string{"TROPSHIP_MODE": "live"}, "TROPSHIP_CLIENT_ID"},
+		{"no TropShip credentials", map[string]string{"TROPSHIP_MODE": "live", "TROPSHIP_CLIENT_ID": ""}, "TROPSHIP_CLIENT_ID"},
 		{"unknown mode", map[string]string{"TROPSHIP_MODE": "yolo"}, "TROPSHIP_MODE"},
 		{"no access token", map[string]string{"BIGCOMMERCE_ACCESS_TOKEN": ""}, "BIGCOMMERCE_ACCESS_TOKEN"},
 		{"unreachable etcd", map[string]string{"ETCD_ENDPOINTS": "http://" + dead}, "ETCD_ENDPOINTS"},

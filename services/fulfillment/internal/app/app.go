@@ -163,9 +163,6 @@ func announceMode(log *slog.Logger, cfg config.Config) {
 	}
 	log.Warn("TROPSHIP_MODE=validate: orders are only validated (validate_only=true); nothing is created or charged. Set TROPSHIP_MODE=live to submit.",
 		"tropship", cfg.TropShipURL)
-	if cfg.TropShipClientID == "" || cfg.TropShipClientSecret == "" {
-		log.Warn("TROPSHIP_CLIENT_ID or TROPSHIP_CLIENT_SECRET is empty: validation calls will be refused until they are set")
-	}
 }
 
 // logCalls logs each call once, with its code and duration.

@@ -72,6 +72,8 @@ func Load(getenv func(string) string) (Config, error) {
 		TropShipClientSecret:  e.str("TROPSHIP_CLIENT_SECRET", ""),
 		TropShipValidateFirst: e.boolean("TROPSHIP_VALIDATE_FIRST", false),
 		TropShipTimeout:       e.duration("TROPSHIP_TIMEOUT", 30*time.Second),
+		TropShipLookup:        e.boolean("TROPSHIP_LOOKUP", false),
+		TropShipLookupSettle:  e.duration("TROPSHIP_LOOKUP_SETTLE", 10*time.Second),
 		Workers:               e.integer("WORKERS", 16),
 		SweepInterval:         e.duration("SWEEP_INTERVAL", 5*time.Second),
 		SweepGrace:            e.duration("SWEEP_GRACE", 10*time.Second),
@@ -106,13 +108,13 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.TropShipURL == "" && e.str("TROPSHIP_BASE_URL", "") == "" {
 		e.fail("TROPSHIP_BASE_URL", "is required (the root of the TropShip API)")
 	}
-	if c.TropShipMode == order.ModeLive {
-		if c.TropShipClientID == "" {
-			e.fail("TROPSHIP_CLIENT_ID", "is required when TROPSHIP_MODE=live")
-		}
-		if c.TropShipClientSecret == "" {
-			e.fail("TROPSHIP_CLIENT_SECRET", "is required when TROPSHIP_MODE=live")
-		}
+	// Validation calls need a token too, so the credentials are required in
+	// both modes.
+	if c.TropShipClientID == "" {
+		e.fail("TROPSHIP_CLIENT_ID", "is required (validate and live modes both call TropShip)")
+	}
+	if c.TropShipClientSecret == "" {
+		e.fail("TROPSHIP_CLIENT_SECRET", "is required (validate and live modes both call TropShip)")
 	}
 	if c.Workers < 1 {
 		e.fail("WORKERS", "must be at least 1")

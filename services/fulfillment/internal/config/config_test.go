@@ -17,6 +17,8 @@ func minimal() map[string]string {
 		"BIGCOMMERCE_STORE_HASH":   "abc123",
 		"BIGCOMMERCE_ACCESS_TOKEN": "bc-token-SECRET",
 		"TROPSHIP_BASE_URL":        "https://tropship.example.com",
+		"TROPSHIP_CLIENT_ID":       "ts-id",
+		"TROPSHIP_CLIENT_SECRET":   "ts-secret-SECRET",
 	}
 }
 
@@ -54,9 +56,12 @@ func TestLoadDefaults(t *testing.T) {
 		TropShipURL:           "https://tropship.example.com",
 		TropShipTokenPath:     "/oauth/token",
 		TropShipOrdersPath:    "/v1/offline-orders",
+		TropShipClientID:      "ts-id",
+		TropShipClientSecret:  "ts-secret-SECRET",
 		TropShipMode:          order.ModeValidate,
 		TropShipValidateFirst: false,
 		TropShipTimeout:       30 * time.Second,
+		TropShipLookupSettle:  10 * time.Second,
 		Policy:                order.Policy{EligibleStatuses: []uint32{11}, Countries: []string{"GB"}},
 		Workers:               16,
 		SweepInterval:         5 * time.Second,
@@ -141,9 +146,12 @@ func TestLoadErrors(t *testing.T) {
 		{"tropship url: ftp", map[string]string{"TROPSHIP_BASE_URL": "ftp://x"}, []string{"TROPSHIP_BASE_URL"}},
 		{"tropship url: bad escape", map[string]string{"TROPSHIP_BASE_URL": "http://x/%zz"}, []string{"TROPSHIP_BASE_URL"}},
 		{"bogus mode", map[string]string{"TROPSHIP_MODE": "bogus"}, []string{"TROPSHIP_MODE"}},
-		{"live without credentials", map[string]string{"TROPSHIP_MODE": "live"}, []string{"TROPSHIP_CLIENT_ID", "TROPSHIP_CLIENT_SECRET"}},
-		{"live without client id", map[string]string{"TROPSHIP_MODE": "live", "TROPSHIP_CLIENT_SECRET": "s"}, []string{"TROPSHIP_CLIENT_ID"}},
-		{"live without client secret", map[string]string{"TROPSHIP_MODE": "live", "TROPSHIP_CLIENT_ID": "id"}, []string{"TROPSHIP_CLIENT_SECRET"}},
+		{"live without credentials", map[string]string{"TROPSHIP_MODE": "live", "TROPSHIP_CLIENT_ID": "", "TROPSHIP_CLIENT_SECRET": ""}, []string{"TROPSHIP_CLIENT_ID", "TROPSHIP_CLIENT_SECRET"}},
+		{"validate without credentials", map[string]string{"TROPSHIP_CLIENT_ID": "", "TROPSHIP_CLIENT_SECRET": ""}, []string{"TROPSHIP_CLIENT_ID", "TROPSHIP_CLIENT_SECRET"}},
+		{"live without client id", map[string]string{"TROPSHIP_MODE": "live", "TROPSHIP_CLIENT_ID": ""}, []string{"TROPSHIP_CLIENT_ID"}},
+		{"live without client secret", map[string]string{"TROPSHIP_MODE": "live", "TROPSHIP_CLIENT_SECRET": ""}, []string{"TROPSHIP_CLIENT_SECRET"}},
+		{"bad lookup flag", map[string]string{"TROPSHIP_LOOKUP": "maybe"}, []string{"TROPSHIP_LOOKUP"}},
+		{"bad lookup settle", map[string]string{"TROPSHIP_LOOKUP_SETTLE": "soon"}, []string{"TROPSHIP_LOOKUP_SETTLE"}},
 		{"sweep interval abc", map[string]string{"SWEEP_INTERVAL": "abc"}, []string{"SWEEP_INTERVAL"}},
 		{"negative duration", map[string]string{"TROPSHIP_TIMEOUT": "-5s"}, []string{"TROPSHIP_TIMEOUT"}},
 		{"zero duration", map[string]string{"BIGCOMMERCE_TIMEOUT": "0s"}, []string{"BIGCOMMERCE_TIMEOUT"}},
@@ -259,4 +267,17 @@ func TestLoadErrorHidesSecrets(t *testing.T) {
 		"WORKERS":                "0",
 	})
 	checkErr(t, err, []string{"TROPSHIP_MODE", "WORKERS"})
+}
+
+// TROPSHIP_LOOKUP switches ambiguity resolution on through the retry policy;
+// off (the default), ambiguous orders wait for a person.
+func TestLookupSetting(t *testing.T) {
+	c, err := load(map[string]string{"TROPSHIP_LOOKUP": "true", "TROPSHIP_LOOKUP_SETTLE": "3s"})
+	if err != nil || !c.TropShipLookup || c.Retry.LookupSettle != 3*time.Second {
+		t.Fatalf("lookup on: %+v %v", c.Retry, err)
+	}
+	c, err = load(map[string]string{"TROPSHIP_LOOKUP_SETTLE": "3s"})
+	if err != nil || c.Retry.LookupSettle != 0 {
+		t.Fatalf("lookup off must leave LookupSettle 0: %+v %v", c.Retry, err)
+	}
 }

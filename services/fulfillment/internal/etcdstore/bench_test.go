@@ -39,4 +39,3 @@ func BenchmarkRecordDeliveryDuplicate(b *testing.B) {
 		}
 	}
 }
-

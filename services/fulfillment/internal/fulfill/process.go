@@ -165,8 +165,9 @@ func (p *run) submitAndApply(ctx context.Context, sub order.Submission, mode ord
 	p.o.Reference, p.o.Mode = sub.Reference, mode
 	p.o.Attempts++
 	// The intent is stored before the call, so that whoever holds the order
-	// next sees that an attempt may have been made.
-	if err := p.save(ctx, QueueOp{}); err != nil {
+	// next sees that an attempt may have been made; and it is queued, so
+	// that a sweep finds it if this process dies before storing the answer.
+	if err := p.save(ctx, QueueOp{At: p.now.Add(p.s.cfg.SweepGrace)}); err != nil {
 		return err
 	}
 	failpoint.Inject("after-intent")
