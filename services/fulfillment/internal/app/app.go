@@ -103,6 +103,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 		Store: cfg.BigCommerceStore, Mode: cfg.TropShipMode, ValidateFirst: cfg.TropShipValidateFirst,
 		Policy: cfg.Policy, Retry: cfg.Retry, Workers: cfg.Workers,
 		SweepInterval: cfg.SweepInterval, SweepGrace: cfg.SweepGrace,
+		SupplierTimeout: cfg.TropShipTimeout,
 	}, store, bc, ts, log)
 
 	host, _ := os.Hostname()

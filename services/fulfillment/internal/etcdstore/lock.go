@@ -63,6 +63,24 @@ func (l *locked) Unlock(ctx context.Context) error {
 	return l.m.Unlock(ctx)
 }
 
+// Check implements fulfill.Locked with a read-only transaction comparing
+// the mutex's ownership.
+func (l *locked) Check(ctx context.Context) error {
+	select {
+	case <-l.sess.Done():
+		return fulfill.ErrLockLost
+	default:
+	}
+	resp, err := l.s.cli.Txn(ctx).If(l.m.IsOwner()).Commit()
+	if err != nil {
+		return fmt.Errorf("check lock of order %s: %w", l.k, unavailable(err))
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("lock of order %s: %w", l.k, fulfill.ErrFenced)
+	}
+	return nil
+}
+
 // Load implements fulfill.Locked.
 func (l *locked) Load(ctx context.Context) (fulfill.Loaded, error) {
 	resp, err := l.s.cli.Txn(ctx).Then(

@@ -49,3 +49,24 @@ func (e *RetryableError) Error() string {
 }
 
 func (e *RetryableError) Unwrap() error { return e.Err }
+
+// sendGuardKey carries a send guard in a context.
+type sendGuardKey struct{}
+
+// WithSendGuard returns a context whose supplier calls check guard right
+// before the request leaves (after the token is in hand), and are not sent
+// when it fails. The flow guards every live call with the order's lock, so a
+// holder that lost its lock while it waited (for a token, or paused) does
+// not send.
+func WithSendGuard(ctx context.Context, guard func(context.Context) error) context.Context {
+	return context.WithValue(ctx, sendGuardKey{}, guard)
+}
+
+// CheckSendGuard runs the guard of ctx, if any. Supplier implementations
+// call it immediately before sending a request that can create an order.
+func CheckSendGuard(ctx context.Context) error {
+	if g, ok := ctx.Value(sendGuardKey{}).(func(context.Context) error); ok {
+		return g(ctx)
+	}
+	return nil
+}

@@ -77,6 +77,46 @@ func (p *run) save(ctx context.Context, q QueueOp) error {
 	return p.lk.Save(ctx, p.o, q)
 }
 
+// saveSure saves like save, but rides out etcd being briefly unavailable (a
+// leader election, a lost member) by trying again until ctx ends. An attempt
+// that failed on the wire may still have committed; the next attempt then
+// meets its own write as a fence, which is told apart from a real one by
+// reading the record back.
+func (p *run) saveSure(ctx context.Context, q QueueOp) error {
+	uncertain := false
+	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
+		err := p.save(ctx, q)
+		switch {
+		case err == nil:
+			return nil
+		case uncertain && errors.Is(err, ErrFenced):
+			if p.landed(ctx) {
+				return nil
+			}
+			return err
+		case !errors.Is(err, ErrUnavailable):
+			return err
+		}
+		uncertain = true
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+	}
+}
+
+// landed reports whether the stored record is the one this run wrote.
+func (p *run) landed(ctx context.Context) bool {
+	loaded, err := p.lk.Load(ctx)
+	if err != nil || loaded.Order == nil {
+		return false
+	}
+	got := loaded.Order
+	return got.State == p.o.State && got.Attempts == p.o.Attempts &&
+		got.OfflineOrderID == p.o.OfflineOrderID && got.UpdatedAt.Equal(p.o.UpdatedAt)
+}
+
 // done saves the record and takes the order off the queue.
 func (p *run) done(ctx context.Context) error { return p.save(ctx, QueueOp{Done: true}) }
 
@@ -164,10 +204,16 @@ func (p *run) submitAndApply(ctx context.Context, sub order.Submission, mode ord
 	}
 	p.o.Reference, p.o.Mode = sub.Reference, mode
 	p.o.Attempts++
+	// The call must be over by this deadline, counted from before the
+	// intent is written: a holder paused past it (and past its lock) finds
+	// its context expired when it resumes and never starts the call, and a
+	// successor waits for the deadline before it looks the reference up.
+	deadline := p.now.Add(p.s.cfg.SupplierTimeout)
+	p.o.CallDeadline = deadline
 	// The intent is stored before the call, so that whoever holds the order
 	// next sees that an attempt may have been made; and it is queued, so
 	// that a sweep finds it if this process dies before storing the answer.
-	if err := p.save(ctx, QueueOp{At: p.now.Add(p.s.cfg.SweepGrace)}); err != nil {
+	if err := p.saveSure(ctx, QueueOp{At: p.now.Add(p.s.cfg.SweepGrace)}); err != nil {
 		return err
 	}
 	failpoint.Inject("after-intent")
@@ -178,7 +224,12 @@ func (p *run) submitAndApply(ctx context.Context, sub order.Submission, mode ord
 	if known != nil {
 		r = *known
 	} else {
-		r = p.s.supplier.Submit(ctx, sub, mode == order.ModeValidate)
+		cctx, cancel := context.WithDeadline(ctx, deadline)
+		if mode == order.ModeLive {
+			cctx = WithSendGuard(cctx, p.lk.Check)
+		}
+		r = p.s.supplier.Submit(cctx, sub, mode == order.ModeValidate)
+		cancel()
 		if r.Outcome == order.Created {
 			failpoint.Inject("after-supplier-created")
 		}
@@ -201,7 +252,7 @@ func (p *run) apply(ctx context.Context, r order.Result) error {
 	if !next.IsZero() {
 		q = QueueOp{At: next}
 	}
-	if err := p.save(sctx, q); err != nil {
+	if err := p.saveSure(sctx, q); err != nil {
 		if r.Outcome == order.Created {
 			p.log().ErrorContext(ctx, "the supplier created the order but its id could not be stored",
 				"offline_order_id", r.OfflineOrderID, "err", err)
@@ -225,9 +276,16 @@ func (p *run) unknownOutcome(ctx context.Context) error {
 		return p.apply(ctx, order.Result{Outcome: order.Ambiguous,
 			Reason: "an earlier live attempt ended before its answer was stored"})
 	}
-	due := p.o.NextAttemptAt
+	due := p.o.NextAttemptAt // set when an ambiguous answer came back
 	if due.IsZero() {
-		due = p.o.UpdatedAt.Add(settle)
+		// The holder was interrupted: never look before its call's
+		// deadline has passed (plus the settle delay), since until then it
+		// may still be sending it.
+		due = p.o.UpdatedAt
+		if d := p.o.CallDeadline; d.After(due) {
+			due = d
+		}
+		due = due.Add(settle)
 	}
 	if p.now.Before(due) {
 		p.o.NextAttemptAt = due

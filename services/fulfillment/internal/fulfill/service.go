@@ -36,6 +36,9 @@ type Config struct {
 	// SweepGrace leaves a fresh event to the replica that recorded it for
 	// this long before other replicas' sweeps take it (default 10 s).
 	SweepGrace time.Duration
+	// SupplierTimeout bounds one supplier call, from the moment its intent
+	// is written (default 30 s).
+	SupplierTimeout time.Duration
 	// StorefrontRetry is the wait after a transient BigCommerce failure
 	// (default 30 s).
 	StorefrontRetry time.Duration
@@ -67,6 +70,9 @@ func New(cfg Config, store Store, sf Storefront, sup Supplier, log *slog.Logger)
 	}
 	if cfg.SweepGrace <= 0 {
 		cfg.SweepGrace = 10 * time.Second
+	}
+	if cfg.SupplierTimeout <= 0 {
+		cfg.SupplierTimeout = 30 * time.Second
 	}
 	if cfg.StorefrontRetry <= 0 {
 		cfg.StorefrontRetry = 30 * time.Second

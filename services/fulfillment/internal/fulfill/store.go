@@ -39,6 +39,9 @@ type Locked interface {
 	Load(ctx context.Context) (Loaded, error)
 	// Save writes the record and applies q to the queue entry.
 	Save(ctx context.Context, o *order.Order, q QueueOp) error
+	// Check returns nil while this process still owns the mutex (asked of
+	// etcd), else ErrFenced or ErrLockLost.
+	Check(ctx context.Context) error
 	// Done is closed when the lock may have been lost (the lease ended).
 	Done() <-chan struct{}
 	// Unlock releases the mutex.

@@ -6,6 +6,7 @@ package grpcserver
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -135,6 +136,9 @@ func (s *Server) ResolveOrder(ctx context.Context, req *backorderv1.ResolveOrder
 	a := fulfill.Action{Actor: req.GetActor(), Note: req.GetNote()}
 	switch r := req.GetResolution().(type) {
 	case *backorderv1.ResolveOrderRequest_OfflineOrderId:
+		if strings.TrimSpace(r.OfflineOrderId) == "" {
+			return nil, status.Error(codes.InvalidArgument, "offline_order_id is empty: give the supplier's id, or supplier_has_no_order")
+		}
 		a.Kind, a.OfflineOrderID = order.ActionResolveFound, r.OfflineOrderId
 	case *backorderv1.ResolveOrderRequest_SupplierHasNoOrder:
 		if !r.SupplierHasNoOrder {

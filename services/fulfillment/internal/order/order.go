@@ -66,7 +66,11 @@ type Order struct {
 	UpdatedAt        time.Time `json:"updated_at"`
 	SubmittedAt      time.Time `json:"submitted_at,omitzero"`
 	NextAttemptAt    time.Time `json:"next_attempt_at,omitzero"`
-	Actions          []Action  `json:"actions,omitempty"`
+	// CallDeadline is written with the intent: the supplier call of that
+	// attempt is never started after it. A successor that must find out
+	// whether the call happened waits until after it.
+	CallDeadline time.Time `json:"call_deadline,omitzero"`
+	Actions      []Action  `json:"actions,omitempty"`
 	// Pending is not stored: it says whether work is queued for the order.
 	Pending bool `json:"-"`
 }

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
 )
 
 // reply is an answer of the orders endpoint.
@@ -35,6 +37,12 @@ type tokenError struct{ err error }
 
 func (e *tokenError) Error() string { return "getting a token: " + e.err.Error() }
 func (e *tokenError) Unwrap() error { return e.err }
+
+// guardError: the caller's send guard refused, so nothing was sent.
+type guardError struct{ err error }
+
+func (e *guardError) Error() string { return "refused before sending: " + e.err.Error() }
+func (e *guardError) Unwrap() error { return e.err }
 
 // sendError: the orders request failed in transport. sent says whether the
 // request may have reached the supplier.
@@ -58,6 +66,13 @@ func (c *Client) exchange(ctx context.Context, method, target string, body []byt
 			return nil, used, &tokenError{err: err}
 		}
 		used = append(used, tok.AccessToken)
+		if method == http.MethodPost {
+			// The caller's last word before anything that can create an
+			// order leaves: e.g. the order's lock is still held.
+			if err := fulfill.CheckSendGuard(ctx); err != nil {
+				return nil, used, &guardError{err: err}
+			}
+		}
 		rep, err := c.send(ctx, method, target, body, tok, count)
 		if err != nil {
 			return nil, used, err

@@ -96,6 +96,10 @@ func classifyError(err error, validateOnly bool) order.Result {
 	if errors.As(err, &te) {
 		return order.Result{Outcome: order.NotSent, Reason: "nothing sent: " + describeTokenError(te.err)}
 	}
+	var ge *guardError
+	if errors.As(err, &ge) {
+		return order.Result{Outcome: order.NotSent, Reason: "nothing sent: " + ge.Error()}
+	}
 	var se *sendError
 	if errors.As(err, &se) && !se.sent {
 		return order.Result{Outcome: order.NotSent, Reason: "nothing sent: " + se.Error()}
