@@ -135,6 +135,30 @@ func (p *Proc) Kill() {
 	}
 }
 
+// Pause stops the process where it stands (SIGSTOP), as a long GC pause,
+// a stalled VM or a debugger would: it keeps its sockets but runs nothing,
+// not even its lease keep-alives, until Resume.
+func (p *Proc) Pause() error {
+	if p.cmd.Process == nil {
+		return nil
+	}
+	return p.cmd.Process.Signal(syscall.SIGSTOP)
+}
+
+// Resume lets a paused process run again (SIGCONT). Resuming a process that
+// is not paused, or has ended, does nothing.
+func (p *Proc) Resume() error {
+	if p.cmd.Process == nil {
+		return nil
+	}
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	return p.cmd.Process.Signal(syscall.SIGCONT)
+}
+
 // Start runs bin with env added to the current environment. It returns
 // once the process started; see WaitGRPC and WaitHTTP for readiness.
 func Start(name, bin string, env map[string]string, tee *os.File) (*Proc, error) {
