@@ -1,0 +1,283 @@
+package etcdtest
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// Cluster is a multi-member etcd of embedded members on loopback, for tests
+// of member loss and quorum loss. Every member keeps its name, data
+// directory and URLs for the life of the test, so a stopped member can be
+// restarted and rejoin as itself.
+type Cluster struct {
+	tb      testing.TB
+	token   string
+	initial string // the initial-cluster flag: name=peerURL,...
+
+	mu      sync.Mutex
+	members []*member
+}
+
+type member struct {
+	name   string
+	dir    string
+	client url.URL
+	peer   url.URL
+	etcd   *embed.Etcd // nil while stopped
+}
+
+// StartCluster starts an n-member cluster and waits until every member is
+// ready. The members are stopped when the test ends.
+func StartCluster(tb testing.TB, n int) *Cluster {
+	tb.Helper()
+	if n < 1 {
+		tb.Fatalf("etcdtest: a cluster needs at least one member, got %d", n)
+	}
+	c := &Cluster{tb: tb, token: fmt.Sprintf("etcdtest-%d", rand.Uint64())}
+	ports, err := freePorts(2 * n)
+	if err != nil {
+		tb.Fatalf("etcdtest: %v", err)
+	}
+	var initial []string
+	for i := range n {
+		m := &member{
+			name:   fmt.Sprintf("m%d", i),
+			dir:    tb.TempDir(),
+			client: url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[2*i]))},
+			peer:   url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[2*i+1]))},
+		}
+		c.members = append(c.members, m)
+		initial = append(initial, m.name+"="+m.peer.String())
+	}
+	c.initial = strings.Join(initial, ",")
+	tb.Cleanup(c.stopAll)
+
+	// A new member waits for its peers before it is ready: start them all,
+	// then wait.
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = c.start(i) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			tb.Fatalf("etcdtest: start member %d: %v", i, err)
+		}
+	}
+	for i := range n {
+		if err := c.waitReady(i); err != nil {
+			tb.Fatalf("etcdtest: %v", err)
+		}
+	}
+	return c
+}
+
+// Endpoints returns the client URLs of every member, running or not, in
+// member order.
+func (c *Cluster) Endpoints() []string {
+	out := make([]string, len(c.members))
+	for i, m := range c.members {
+		out[i] = m.client.String()
+	}
+	return out
+}
+
+// Endpoint returns the client URL of member i.
+func (c *Cluster) Endpoint(i int) string { return c.members[i].client.String() }
+
+// Running reports whether member i is running.
+func (c *Cluster) Running(i int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.members[i].etcd != nil
+}
+
+// Leader returns the index of the running member that is the leader as far
+// as it knows, or -1 when no running member says it leads.
+func (c *Cluster) Leader() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, m := range c.members {
+		if m.etcd == nil {
+			continue
+		}
+		s := m.etcd.Server
+		if s.Leader() == s.MemberID() {
+			return i
+		}
+	}
+	return -1
+}
+
+// WaitLeader waits until a running member leads and returns its index. It
+// fails the test if none does within timeout (a cluster without a quorum
+// never elects one).
+func (c *Cluster) WaitLeader(timeout time.Duration) int {
+	c.tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if l := c.Leader(); l >= 0 {
+			return l
+		}
+		if time.Now().After(deadline) {
+			c.tb.Fatalf("etcdtest: no leader within %s", timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop ends member i as a crash would, as far as its peers can tell: the
+// raft node stops at once (a leader hands nothing over), then its listeners
+// close. Its data directory is kept for Restart. Stopping a stopped member
+// does nothing.
+func (c *Cluster) Stop(i int) {
+	c.tb.Helper()
+	c.mu.Lock()
+	m := c.members[i]
+	e := m.etcd
+	m.etcd = nil
+	c.mu.Unlock()
+	if e == nil {
+		return
+	}
+	// HardStop skips the leadership transfer that Close would attempt;
+	// Close then releases the listeners and the data directory.
+	e.Server.HardStop()
+	e.Close()
+}
+
+// Restart starts member i again from its data directory, with the same
+// name and URLs, and waits until it is ready. Ready means it has joined a
+// quorum: restart enough members for one, or the call fails the test after
+// a minute.
+func (c *Cluster) Restart(i int) {
+	c.tb.Helper()
+	if c.Running(i) {
+		c.tb.Fatalf("etcdtest: member %d is running", i)
+	}
+	var err error
+	// The ports were free when chosen, outside the range the kernel hands
+	// out for port 0; retry briefly in case a closing socket still holds one.
+	for range 50 {
+		if err = c.start(i); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		c.tb.Fatalf("etcdtest: restart member %d: %v", i, err)
+	}
+	if err := c.waitReady(i); err != nil {
+		c.tb.Fatalf("etcdtest: %v", err)
+	}
+}
+
+// Client returns a client of every member, closed when the test ends.
+func (c *Cluster) Client() *clientv3.Client {
+	c.tb.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		c.tb.Fatalf("etcd client: %v", err)
+	}
+	c.tb.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+func (c *Cluster) config(m *member) *embed.Config {
+	cfg := embed.NewConfig()
+	cfg.Name = m.name
+	cfg.Dir = m.dir
+	cfg.Logger = "zap"
+	cfg.LogLevel = "error"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	cfg.ListenClientUrls = []url.URL{m.client}
+	cfg.AdvertiseClientUrls = []url.URL{m.client}
+	cfg.ListenPeerUrls = []url.URL{m.peer}
+	cfg.AdvertisePeerUrls = []url.URL{m.peer}
+	// With a data directory from an earlier run these are ignored: the
+	// member restarts from its write-ahead log.
+	cfg.InitialCluster = c.initial
+	cfg.InitialClusterToken = c.token
+	cfg.ClusterState = embed.ClusterStateFlagNew
+	// Tests run beside race-built processes on small machines: a longer
+	// election timeout keeps a busy leader from being deposed by mistake.
+	cfg.TickMs = 100
+	cfg.ElectionMs = 2000
+	return cfg
+}
+
+func (c *Cluster) start(i int) error {
+	m := c.members[i]
+	e, err := embed.StartEtcd(c.config(m))
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	m.etcd = e
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *Cluster) waitReady(i int) error {
+	c.mu.Lock()
+	e := c.members[i].etcd
+	c.mu.Unlock()
+	if e == nil {
+		return fmt.Errorf("member %d is stopped", i)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+		return nil
+	case err := <-e.Err():
+		return fmt.Errorf("member %d: %v", i, err)
+	case <-time.After(time.Minute):
+		return fmt.Errorf("member %d not ready within a minute (no quorum?)", i)
+	}
+}
+
+func (c *Cluster) stopAll() {
+	var wg sync.WaitGroup
+	for i := range c.members {
+		wg.Go(func() { c.Stop(i) })
+	}
+	wg.Wait()
+}
+
+// freePorts returns n distinct loopback ports that are free now. They are
+// picked below the kernel's ephemeral range (32768 and up on Linux), where
+// port-0 listeners and outgoing connections never land, so they stay free
+// for a member's restart.
+func freePorts(n int) ([]int, error) {
+	const lo, hi = 20000, 32000
+	seen := map[int]bool{}
+	var out []int
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 1000 {
+			return nil, fmt.Errorf("no %d free ports in [%d, %d)", n, lo, hi)
+		}
+		p := lo + rand.IntN(hi-lo)
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		out = append(out, p)
+	}
+	return out, nil
+}
