@@ -288,3 +288,28 @@ func TestLockSessionIsRenewedAfterLeaseLoss(t *testing.T) {
 		t.Fatalf("save under the new session: %v", err)
 	}
 }
+
+// TryLock never waits: an order held in this process or another is
+// reported as ErrLocked at once.
+func TestTryLock(t *testing.T) {
+	ctx := context.Background()
+	cli := etcdtest.Client(t, etcdtest.Start(t))
+	a, b := newStore(t, cli), newStore(t, cli)
+	k := order.Key{Store: "s", ID: 1}
+	held, err := a.TryLock(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.TryLock(ctx, k); !errors.Is(err, fulfill.ErrLocked) {
+		t.Fatalf("same process: %v, want ErrLocked", err)
+	}
+	if _, err := b.TryLock(ctx, k); !errors.Is(err, fulfill.ErrLocked) {
+		t.Fatalf("other process: %v, want ErrLocked", err)
+	}
+	held.Unlock(ctx)
+	lk, err := b.TryLock(ctx, k)
+	if err != nil {
+		t.Fatalf("after unlock: %v", err)
+	}
+	lk.Unlock(ctx)
+}

@@ -19,8 +19,9 @@ type localLock struct {
 	refs int
 }
 
-// lock waits for the order's local lock or for ctx to end.
-func (l *localLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
+// lock waits for the order's local lock or for ctx to end. With noWait it
+// returns ok=false at once instead of waiting.
+func (l *localLocks) lock(ctx context.Context, key string, noWait bool) (unlock func(), ok bool, err error) {
 	l.mu.Lock()
 	if l.m == nil {
 		l.m = map[string]*localLock{}
@@ -40,11 +41,20 @@ func (l *localLocks) lock(ctx context.Context, key string) (unlock func(), err e
 		}
 		l.mu.Unlock()
 	}
+	if noWait {
+		select {
+		case e.ch <- struct{}{}:
+			return func() { <-e.ch; release() }, true, nil
+		default:
+			release()
+			return nil, false, nil
+		}
+	}
 	select {
 	case e.ch <- struct{}{}:
-		return func() { <-e.ch; release() }, nil
+		return func() { <-e.ch; release() }, true, nil
 	case <-ctx.Done():
 		release()
-		return nil, ctx.Err()
+		return nil, false, ctx.Err()
 	}
 }

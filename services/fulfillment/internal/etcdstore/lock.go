@@ -21,9 +21,21 @@ import (
 // Lock implements fulfill.Store with a concurrency.Mutex on the process's
 // one long-lived session.
 func (s *Store) Lock(ctx context.Context, k order.Key) (fulfill.Locked, error) {
-	unlockLocal, err := s.local.lock(ctx, s.lockKey(k))
+	return s.lock(ctx, k, false)
+}
+
+// TryLock implements fulfill.Store: Lock without waiting.
+func (s *Store) TryLock(ctx context.Context, k order.Key) (fulfill.Locked, error) {
+	return s.lock(ctx, k, true)
+}
+
+func (s *Store) lock(ctx context.Context, k order.Key, noWait bool) (fulfill.Locked, error) {
+	unlockLocal, ok, err := s.local.lock(ctx, s.lockKey(k), noWait)
 	if err != nil {
 		return nil, fmt.Errorf("lock order %s: %w", k, unavailable(err))
+	}
+	if !ok {
+		return nil, fmt.Errorf("order %s: %w", k, fulfill.ErrLocked)
 	}
 	sess, err := s.currentSession(ctx)
 	if err != nil {
@@ -31,9 +43,17 @@ func (s *Store) Lock(ctx context.Context, k order.Key) (fulfill.Locked, error) {
 		return nil, err
 	}
 	m := concurrency.NewMutex(sess, s.lockKey(k))
-	if err := m.Lock(ctx); err != nil {
+	if noWait {
+		err = m.TryLock(ctx)
+	} else {
+		err = m.Lock(ctx)
+	}
+	if err != nil {
 		unlockLocal()
-		if errors.Is(err, concurrency.ErrSessionExpired) {
+		switch {
+		case errors.Is(err, concurrency.ErrLocked):
+			return nil, fmt.Errorf("order %s: %w", k, fulfill.ErrLocked)
+		case errors.Is(err, concurrency.ErrSessionExpired):
 			return nil, fulfill.ErrLockLost
 		}
 		return nil, fmt.Errorf("lock order %s: %w", k, unavailable(err))

@@ -18,6 +18,11 @@ type ProcessOptions struct {
 	Force bool
 	// ValidateOnly asks the supplier to validate only, whatever the mode.
 	ValidateOnly bool
+	// NoWait skips the order (returning nil, nil) when another holder has
+	// it, instead of waiting: for queued work, which stays queued and is
+	// found again by a sweep, so replicas do not queue up behind each other
+	// on one backlog.
+	NoWait bool
 }
 
 // Process is steps 3 to 10 of design.md for one order, under its mutex, and
@@ -25,7 +30,14 @@ type ProcessOptions struct {
 // this process lost the order to another, and then has changed nothing.
 func (s *Service) Process(ctx context.Context, k order.Key, opt ProcessOptions) (*order.Order, error) {
 	// Step 3: the per-order mutex.
-	lk, err := s.store.Lock(ctx, k)
+	lock := s.store.Lock
+	if opt.NoWait {
+		lock = s.store.TryLock
+	}
+	lk, err := lock(ctx, k)
+	if opt.NoWait && errors.Is(err, ErrLocked) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -260,7 +260,7 @@ func (s *Service) worker(ctx context.Context) {
 			return
 		case k := <-s.work:
 			for {
-				if _, err := s.Process(ctx, k, ProcessOptions{}); err != nil && ctx.Err() == nil {
+				if _, err := s.Process(ctx, k, ProcessOptions{NoWait: true}); err != nil && ctx.Err() == nil {
 					s.log.WarnContext(ctx, "processing failed; the order stays queued",
 						"store", k.Store, "order_id", k.ID, "err", err)
 				}

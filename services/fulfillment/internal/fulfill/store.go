@@ -28,6 +28,9 @@ type Store interface {
 	// Lock takes the order's distributed mutex. It returns ErrLockLost when
 	// the process's lock session has ended.
 	Lock(ctx context.Context, k order.Key) (Locked, error)
+	// TryLock is Lock without waiting: it returns ErrLocked at once when
+	// another holder (in this process or another) has the order.
+	TryLock(ctx context.Context, k order.Key) (Locked, error)
 }
 
 // Locked is an order held under its mutex. Every write is fenced: it succeeds
@@ -78,6 +81,8 @@ var (
 	// ErrFenced: a fenced write was refused because the mutex or the record
 	// changed hands; the caller must stop without touching the supplier.
 	ErrFenced = errors.New("write fenced: lock lost or record changed")
+	// ErrLocked: TryLock found the order held by someone else.
+	ErrLocked = errors.New("order is locked by another holder")
 	// ErrLockLost: the lock session ended (lease expired).
 	ErrLockLost = errors.New("lock session lost")
 	// ErrUnavailable: the store cannot be reached now; try again later.
