@@ -4,6 +4,7 @@
 //	sandbox serve   run both simulators (see sandbox serve -h)
 //	sandbox send    send one signed webhook event, N times, in parallel
 //	sandbox demo    run the end-to-end demonstration
+//	sandbox load    drive the real gateway with many orders and report the figures
 //
 // Settings come from flags, whose defaults come from the environment
 // variables the services use (BIGCOMMERCE_STORE_HASH, TROPSHIP_CLIENT_ID, ...),
@@ -36,6 +37,7 @@ var commands = map[string]command{
 	"serve": {"run the BigCommerce and TropShip simulators", runServe},
 	"send":  {"send one signed BigCommerce webhook event, N times, in parallel", runSend},
 	"demo":  {"run the end-to-end demonstration", runDemo},
+	"load":  {"drive the gateway with many orders and duplicates, and measure", runLoad},
 }
 
 // errUsage reports a command line that could not be understood; the usage

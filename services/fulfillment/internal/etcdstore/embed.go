@@ -32,6 +32,10 @@ func StartEmbedded(ctx context.Context, dir, clientURL string) (*Embedded, error
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	// Keep an hour of history: without compaction every revision of every
+	// record is kept for ever and the data grows without bound.
+	cfg.AutoCompactionMode = "periodic"
+	cfg.AutoCompactionRetention = "1h"
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded etcd in ETCD_DATA_DIR %q: %w", dir, err)

@@ -1,0 +1,1597 @@
+package main
+
+// load.go is "sandbox load": it drives the real webhook gateway over HTTP
+// with many orders and duplicate deliveries, against fulfillment replicas
+// sharing one etcd and the TropShip simulator, and measures what that costs
+// (acknowledgement latency, orders per second to SUBMITTED, etcd requests
+// per order, BigCommerce and supplier calls, resident memory) next to what
+// the same etcd does with bare puts and bare mutex cycles in the same run.
+// It measures; it asserts nothing about speed. See PERFORMANCE.md.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	backorderv1 "github.com/backorder/backorder/gen/backorder/v1"
+	"github.com/backorder/backorder/services/sandbox/bcsim"
+	"github.com/backorder/backorder/services/sandbox/stack"
+	"github.com/backorder/backorder/services/sandbox/tropsim"
+	"github.com/backorder/backorder/services/sandbox/webhook"
+)
+
+const (
+	loadStore      = "load1"
+	loadStoreID    = "1000002"
+	loadBCToken    = "load-bc-token"
+	loadSecret     = "load-client-secret"
+	loadTSID       = "load-tropship-id"
+	loadTSSecret   = "load-tropship-secret"
+	loadAdminToken = "load-admin"
+	// loadFirstOrder is the id of the first seeded order.
+	loadFirstOrder = 10000
+	// loadAttempts bounds the tries of one delivery that is not answered
+	// 200 (BigCommerce retries too); every try's latency is recorded.
+	loadAttempts = 5
+)
+
+// loadConfig are the load command's flags.
+type loadConfig struct {
+	Orders          int
+	Dup             int
+	Mix             []string // scopes, e.g. store/order/created
+	Rate            float64  // deliveries per second; 0: closed loop at Concurrency
+	Concurrency     int
+	Replicas        int
+	SupplierLatency time.Duration
+	EtcdEndpoints   string
+	JSONPath        string
+	KeepLogs        bool
+	BenchOps        int
+	AfterSubmit     bool
+	Lines           int
+	Timeout         time.Duration
+	Seed            uint64
+	Verbose         bool
+}
+
+func defaultLoadConfig() loadConfig {
+	return loadConfig{
+		Orders: 1000, Dup: 3,
+		Mix:         []string{webhook.ScopeOrderCreated, webhook.ScopeOrderStatusUpdated, webhook.ScopeOrderUpdated},
+		Concurrency: 32, Replicas: 2, BenchOps: 2000, AfterSubmit: true, Lines: 2,
+		Timeout: 15 * time.Minute, Seed: 1,
+	}
+}
+
+func parseLoad(args []string) (loadConfig, error) {
+	c := defaultLoadConfig()
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.IntVar(&c.Orders, "orders", c.Orders, "number of orders (each seeded in status 11, UK address)")
+	fs.IntVar(&c.Dup, "dup", c.Dup, "deliveries of each event (1: no duplicates)")
+	mix := fs.String("mix", "created,statusUpdated,updated", "events each order gets (comma-separated: created, statusUpdated, updated)")
+	fs.Float64Var(&c.Rate, "rate", 0, "target deliveries per second (open loop, at most -concurrency in flight); 0: as fast as -concurrency allows")
+	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "deliveries in flight (with -rate: the cap); also the concurrency of the bare etcd benchmark")
+	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "fulfillment replicas sharing etcd")
+	fs.DurationVar(&c.SupplierLatency, "supplier-latency", 0, "latency the TropShip simulator adds to every /v1/ answer")
+	fs.StringVar(&c.EtcdEndpoints, "etcd-endpoints", "", "comma-separated etcd client URLs; empty: an embedded etcd in this process, in a temporary directory")
+	fs.StringVar(&c.JSONPath, "json", "", "write the report as JSON to this file")
+	fs.BoolVar(&c.KeepLogs, "keep-logs", false, "keep the temporary directory with the services' logs")
+	fs.IntVar(&c.BenchOps, "bench-ops", c.BenchOps, "operations of each bare etcd benchmark (puts, mutex cycles); 0 skips them")
+	fs.BoolVar(&c.AfterSubmit, "after-submit", c.AfterSubmit, "once all are SUBMITTED, deliver one exact duplicate and one new event per order and measure their cost")
+	fs.IntVar(&c.Lines, "lines", c.Lines, "product lines per order")
+	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "how long to wait for every order to be SUBMITTED")
+	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the delivery shuffle")
+	fs.BoolVar(&c.Verbose, "v", false, "show the services' logs")
+	if err := parseFlags(fs, args); err != nil {
+		return c, err
+	}
+	c.Mix = nil
+	for _, m := range strings.Split(*mix, ",") {
+		m = strings.TrimSpace(m)
+		scope, ok := scopeAliases[m]
+		if !ok || m == "archived" {
+			fmt.Fprintf(fs.Output(), "-mix: unknown event %q (want created, statusUpdated, updated)\n", m)
+			return c, errUsage
+		}
+		if !slices.Contains(c.Mix, scope) {
+			c.Mix = append(c.Mix, scope)
+		}
+	}
+	switch {
+	case c.Orders < 1, c.Dup < 1, c.Concurrency < 1, c.Replicas < 1, c.Rate < 0, c.Lines < 1, c.BenchOps < 0:
+		fmt.Fprintln(fs.Output(), "-orders, -dup, -concurrency, -replicas and -lines must be at least 1; -rate and -bench-ops at least 0")
+		return c, errUsage
+	}
+	return c, nil
+}
+
+// runLoad is "sandbox load".
+func runLoad(ctx context.Context, args []string) error {
+	c, err := parseLoad(args)
+	if err != nil {
+		return err
+	}
+	rep, err := runLoadTest(ctx, c, os.Stderr)
+	if rep != nil {
+		rep.writeTable(os.Stdout)
+		if c.JSONPath != "" {
+			b, _ := json.MarshalIndent(rep, "", "  ")
+			if werr := os.WriteFile(c.JSONPath, append(b, '\n'), 0o644); werr != nil {
+				err = errors.Join(err, werr)
+			}
+		}
+	}
+	return err
+}
+
+// loadReport is what a run measured. Times are in milliseconds or seconds
+// as the field names say.
+type loadReport struct {
+	Conditions struct {
+		Start        time.Time `json:"start"`
+		GoVersion    string    `json:"go_version"`
+		CPUs         int       `json:"cpus"`
+		LoadAvgStart string    `json:"loadavg_start"`
+		LoadAvgEnd   string    `json:"loadavg_end"`
+		// CPU is how busy the machine was from the first delivery until
+		// writes went quiet after the last SUBMITTED, in cores (of CPUs):
+		// the whole machine, this run's processes, and steal.
+		CPU         machineCPU `json:"cpu"`
+		Etcd        string     `json:"etcd"`
+		EtcdDataDir string     `json:"etcd_data_dir,omitempty"`
+		Prefix      string     `json:"etcd_prefix"`
+	} `json:"conditions"`
+	Config struct {
+		Orders            int      `json:"orders"`
+		Dup               int      `json:"dup"`
+		Mix               []string `json:"mix"`
+		Rate              float64  `json:"rate"`
+		Concurrency       int      `json:"concurrency"`
+		Replicas          int      `json:"replicas"`
+		SupplierLatencyMs float64  `json:"supplier_latency_ms"`
+		Lines             int      `json:"lines"`
+		BenchOps          int      `json:"bench_ops"`
+		Seed              uint64   `json:"seed"`
+	} `json:"config"`
+	Deliveries deliveryStats `json:"deliveries"`
+	EndToEnd   struct {
+		Submitted int  `json:"submitted"`
+		All       bool `json:"all_submitted"`
+		// Seconds from the first delivery sent until every order was
+		// SUBMITTED.
+		Seconds      float64 `json:"seconds"`
+		OrdersPerSec float64 `json:"orders_per_sec"`
+		// ListedSubmitted is what ListOrders(SUBMITTED), paged, returned
+		// at the end.
+		ListedSubmitted int `json:"listed_submitted"`
+	} `json:"end_to_end"`
+	Supplier struct {
+		LiveOrders          int `json:"live_orders"`
+		ExtraOrders         int `json:"extra_orders"`
+		DuplicateReferences int `json:"duplicate_references"`
+		Requests            int `json:"requests"`
+		TokensIssued        int `json:"tokens_issued"`
+	} `json:"supplier"`
+	BigCommerce struct {
+		Calls         int         `json:"calls"`
+		CallsPerOrder float64     `json:"calls_per_order"`
+		Stats         bcsim.Stats `json:"stats"`
+	} `json:"bigcommerce"`
+	// Etcd is what the etcd server counted between the first delivery and
+	// the moment writes went quiet after the last order was SUBMITTED,
+	// divided by the number of orders. The load tool's own polling is
+	// subtracted.
+	Etcd struct {
+		Total    etcdCounts `json:"total"`
+		PerOrder etcdCounts `json:"per_order"`
+		Polls    int        `json:"polls_subtracted"`
+		// DBBytes and Keys are the whole etcd's database size and live
+		// keys once every order was SUBMITTED (nothing compacts the
+		// history during a run).
+		DBBytes float64 `json:"db_bytes"`
+		Keys    float64 `json:"keys"`
+	} `json:"etcd"`
+	// AfterSubmit is the cost of deliveries for orders already SUBMITTED:
+	// one exact duplicate of an event seen before and one new event per
+	// order.
+	AfterSubmit *afterSubmitStats `json:"after_submit,omitempty"`
+	Bare        struct {
+		Ops               int     `json:"ops"`
+		Concurrency       int     `json:"concurrency"`
+		PutsPerSec        float64 `json:"puts_per_sec"`
+		MutexCyclesPerSec float64 `json:"mutex_cycles_per_sec"`
+		ValueBytes        int     `json:"value_bytes"`
+	} `json:"bare_etcd"`
+	Ratios struct {
+		// OrdersVsMutex is end-to-end orders/s over bare mutex cycles/s
+		// (target at least 0.5).
+		OrdersVsMutex float64 `json:"orders_per_sec_vs_mutex_cycles_per_sec"`
+		// DeliveriesVsPuts is deliveries/s over bare puts/s.
+		DeliveriesVsPuts float64 `json:"deliveries_per_sec_vs_puts_per_sec"`
+	} `json:"ratios"`
+	Memory struct {
+		// End is VmRSS per process at the end, in KiB; "load" is this
+		// process (simulators, load generator and, if embedded, etcd).
+		End map[string]int `json:"end_rss_kib"`
+		// CPUSeconds is user+system CPU time per process at the end.
+		CPUSeconds map[string]float64 `json:"cpu_seconds"`
+		// AtHalf is the first sample taken once half of the deliveries
+		// were answered; AtSent right after the last one.
+		AtHalf  *rssSample  `json:"at_half_deliveries,omitempty"`
+		AtSent  *rssSample  `json:"at_all_deliveries,omitempty"`
+		Samples []rssSample `json:"samples"`
+	} `json:"memory"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+type deliveryStats struct {
+	Planned    int                       `json:"planned"`
+	Attempts   int                       `json:"attempts"`
+	Retries    int                       `json:"retries"`
+	Failed     int                       `json:"failed"`
+	Statuses   map[string]int            `json:"statuses"`
+	Recorded   int                       `json:"recorded"`
+	Duplicate  int                       `json:"duplicate"`
+	Ignored    int                       `json:"ignored"`
+	Seconds    float64                   `json:"seconds"`
+	PerSec     float64                   `json:"per_sec"`
+	AckLatency latencySummary            `json:"ack_latency_ms"`
+	ByKind     map[string]latencySummary `json:"ack_latency_ms_by_answer"`
+}
+
+type latencySummary struct {
+	Count int     `json:"count"`
+	Mean  float64 `json:"mean"`
+	P50   float64 `json:"p50"`
+	P90   float64 `json:"p90"`
+	P99   float64 `json:"p99"`
+	Max   float64 `json:"max"`
+}
+
+type afterSubmitStats struct {
+	Deliveries deliveryStats `json:"deliveries"`
+	// Per delivery:
+	SupplierCalls    float64    `json:"supplier_calls_per_delivery"`
+	BigCommerceCalls float64    `json:"bigcommerce_calls_per_delivery"`
+	Etcd             etcdCounts `json:"etcd_per_delivery"`
+	Total            etcdCounts `json:"etcd_total"`
+}
+
+// etcdCounts are counters of the etcd server. Requests are gRPC calls
+// handled (any code); Writes are raft proposals committed (every Put,
+// DeleteRange, non-read-only Txn, LeaseGrant and LeaseRevoke is one);
+// Reads are Range calls plus read-only Txn calls; Mvcc* count the key
+// operations inside them (a Txn of 3 ops counts 3).
+type etcdCounts struct {
+	Requests        float64 `json:"requests"`
+	Reads           float64 `json:"reads"`
+	Writes          float64 `json:"writes"`
+	Range           float64 `json:"range"`
+	Txn             float64 `json:"txn"`
+	Put             float64 `json:"put"`
+	DeleteRange     float64 `json:"delete_range"`
+	LeaseGrant      float64 `json:"lease_grant"`
+	LeaseRevoke     float64 `json:"lease_revoke"`
+	WatchStreams    float64 `json:"watch_streams"`
+	MvccRange       float64 `json:"mvcc_range"`
+	MvccPut         float64 `json:"mvcc_put"`
+	MvccDelete      float64 `json:"mvcc_delete"`
+	MvccTxn         float64 `json:"mvcc_multi_op_txn"`
+	LeaseKeepAlives float64 `json:"lease_keepalives"`
+	// WALFsyncs and WALFsyncSeconds are the server's write-ahead-log
+	// fsyncs and the time they took (in a per-order view: per order).
+	WALFsyncs       float64 `json:"wal_fsyncs"`
+	WALFsyncSeconds float64 `json:"wal_fsync_seconds"`
+	// Gauges, not counters: left out of sub and div.
+	dbBytes, keys float64
+}
+
+// meanFsyncMs is the mean WAL fsync time.
+func (c etcdCounts) meanFsyncMs() float64 {
+	if c.WALFsyncs == 0 {
+		return 0
+	}
+	return round3(c.WALFsyncSeconds / c.WALFsyncs * 1000)
+}
+
+type machineCPU struct {
+	Seconds    float64 `json:"seconds"`
+	BusyCores  float64 `json:"machine_busy_cores"`
+	OurCores   float64 `json:"our_processes_cores"`
+	OtherCores float64 `json:"other_processes_cores"`
+	StealCores float64 `json:"steal_cores"`
+}
+
+// cpuMark is a reading of the machine's and this run's CPU time.
+type cpuMark struct {
+	at          time.Time
+	busy, steal float64 // seconds, all CPUs
+	ours        float64
+}
+
+func (r *loadRun) markCPU() cpuMark {
+	m := cpuMark{at: time.Now()}
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+		for i := 1; i < len(f); i++ {
+			v, _ := strconv.ParseFloat(f[i], 64)
+			switch i {
+			case 4, 5: // idle, iowait
+			case 8:
+				m.steal = v / 100
+			default:
+				if i <= 7 {
+					m.busy += v / 100
+				}
+			}
+		}
+	}
+	for _, pid := range r.pidsWithSelf() {
+		if c, ok := procCPU(pid); ok {
+			m.ours += c
+		}
+	}
+	return m
+}
+
+func cpuBetween(a, b cpuMark) machineCPU {
+	sec := b.at.Sub(a.at).Seconds()
+	if sec <= 0 {
+		return machineCPU{}
+	}
+	c := machineCPU{
+		Seconds:    round3(sec),
+		BusyCores:  round3((b.busy - a.busy) / sec),
+		OurCores:   round3((b.ours - a.ours) / sec),
+		StealCores: round3((b.steal - a.steal) / sec),
+	}
+	c.OtherCores = round3(max(c.BusyCores-c.OurCores, 0))
+	return c
+}
+
+type rssSample struct {
+	Seconds   float64        `json:"seconds"`
+	Delivered int64          `json:"delivered"`
+	Submitted int            `json:"submitted"`
+	RSSKiB    map[string]int `json:"rss_kib"`
+}
+
+// loadRun is the state of one run.
+type loadRun struct {
+	cfg      loadConfig
+	say      func(format string, a ...any)
+	rep      *loadReport
+	dir      string
+	prefix   string
+	etcdURLs []string
+	embedded *embed.Etcd
+	cli      *clientv3.Client
+	bc       *bcsim.Server
+	ts       *tropsim.Server
+	servers  []*http.Server
+	procs    []*stack.Proc // replicas, then the gateway
+	pids     map[string]int
+	sender   *webhook.Sender
+	hc       *http.Client
+	polls    atomic.Int64 // count-only reads of the state index, subtracted
+
+	delivered atomic.Int64
+	sampleMu  sync.Mutex
+	samples   []rssSample
+}
+
+// runLoadTest runs one load test and returns its report; progress goes to
+// progress. The report is returned with what was measured even when the
+// run failed part way.
+func runLoadTest(ctx context.Context, cfg loadConfig, progress io.Writer) (rep *loadReport, err error) {
+	r := &loadRun{cfg: cfg, rep: &loadReport{}}
+	r.say = func(format string, a ...any) { fmt.Fprintf(progress, "load: "+format+"\n", a...) }
+	rep = r.rep
+	rep.Conditions.Start = time.Now().UTC()
+	rep.Conditions.GoVersion = runtime.Version()
+	rep.Conditions.CPUs = runtime.NumCPU()
+	rep.Conditions.LoadAvgStart = loadAvg()
+	rep.Config.Orders, rep.Config.Dup, rep.Config.Mix = cfg.Orders, cfg.Dup, cfg.Mix
+	rep.Config.Rate, rep.Config.Concurrency, rep.Config.Replicas = cfg.Rate, cfg.Concurrency, cfg.Replicas
+	rep.Config.SupplierLatencyMs = ms(cfg.SupplierLatency)
+	rep.Config.Lines, rep.Config.BenchOps, rep.Config.Seed = cfg.Lines, cfg.BenchOps, cfg.Seed
+	rep.Memory.End = map[string]int{}
+	rep.Memory.CPUSeconds = map[string]float64{}
+	// A stable prefix would leave the last run's keys in an external etcd.
+	r.prefix = fmt.Sprintf("/backorder-load-%d-%x/", time.Now().Unix(), rand.Uint32())
+	rep.Conditions.Prefix = r.prefix
+
+	r.dir, err = os.MkdirTemp("", "backorder-load-")
+	if err != nil {
+		return rep, err
+	}
+	defer func() {
+		if cerr := r.close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		rep.Conditions.LoadAvgEnd = loadAvg()
+		if cfg.KeepLogs {
+			r.say("logs and binaries kept in %s", r.dir)
+		} else {
+			os.RemoveAll(r.dir)
+		}
+	}()
+	if err := r.start(ctx); err != nil {
+		return rep, err
+	}
+	if err := r.measure(ctx); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
+
+// start builds and starts everything.
+func (r *loadRun) start(ctx context.Context) error {
+	cfg := r.cfg
+	r.say("building the services...")
+	bins, err := stack.Build(ctx, r.dir, false, false)
+	if err != nil {
+		return err
+	}
+
+	// etcd: the one given, or an embedded member in this process.
+	if cfg.EtcdEndpoints != "" {
+		for _, e := range strings.Split(cfg.EtcdEndpoints, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				r.etcdURLs = append(r.etcdURLs, e)
+			}
+		}
+		r.rep.Conditions.Etcd = "external: " + strings.Join(r.etcdURLs, ",")
+	} else {
+		r.rep.Conditions.EtcdDataDir = filepath.Join(r.dir, "etcd")
+		e, err := startLoadEtcd(ctx, r.rep.Conditions.EtcdDataDir)
+		if err != nil {
+			return err
+		}
+		r.embedded = e
+		r.etcdURLs = []string{"http://" + e.Clients[0].Addr().String()}
+		r.rep.Conditions.Etcd = "embedded single member in the load process (" + r.etcdURLs[0] + "), data on " + fsOf(r.rep.Conditions.EtcdDataDir)
+	}
+	r.cli, err = clientv3.New(clientv3.Config{Endpoints: r.etcdURLs, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return fmt.Errorf("etcd client: %w", err)
+	}
+	if _, err := r.fetchEtcdMetrics(ctx); err != nil {
+		return fmt.Errorf("etcd metrics (needed to count requests): %w", err)
+	}
+	r.say("etcd: %s", r.rep.Conditions.Etcd)
+
+	// The simulators, in this process.
+	r.bc = bcsim.New(bcsim.Options{Tokens: map[string]string{loadStore: loadBCToken}})
+	r.ts = tropsim.New(tropsim.Options{ClientID: loadTSID, ClientSecret: loadTSSecret})
+	r.ts.SetFaults(tropsim.Faults{Latency: cfg.SupplierLatency})
+	var simURLs []string
+	for _, h := range []http.Handler{r.bc, r.ts} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(l)
+		r.servers = append(r.servers, srv)
+		simURLs = append(simURLs, "http://"+l.Addr().String())
+	}
+	lines := bcsim.Lines(cfg.Lines)
+	for i := range cfg.Orders {
+		r.bc.AddOrder(loadStore, bcsim.NewUKOrder(uint64(loadFirstOrder+i), bcsim.StatusAwaitingFulfillment, lines...))
+	}
+	r.say("simulators: BigCommerce %s (%d orders seeded, status 11), TropShip %s (latency %s, live)", simURLs[0], cfg.Orders, simURLs[1], cfg.SupplierLatency)
+
+	// The services, as processes.
+	var tee *os.File
+	if cfg.Verbose {
+		tee = os.Stderr
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	var targets []string
+	for i := range cfg.Replicas {
+		addr, err := stack.FreeAddr()
+		if err != nil {
+			return err
+		}
+		p, err := stack.Start(fmt.Sprintf("fulfillment-%d", i), bins.Fulfillment, map[string]string{
+			"LISTEN_ADDR":    addr,
+			"ETCD_ENDPOINTS": strings.Join(r.etcdURLs, ","), "ETCD_PREFIX": r.prefix,
+			"BIGCOMMERCE_API_URL": simURLs[0], "BIGCOMMERCE_STORE_HASH": loadStore,
+			"BIGCOMMERCE_ACCESS_TOKEN": loadBCToken,
+			"TROPSHIP_BASE_URL":        simURLs[1], "TROPSHIP_CLIENT_ID": loadTSID,
+			"TROPSHIP_CLIENT_SECRET": loadTSSecret, "TROPSHIP_MODE": "live",
+			"LOG_LEVEL": "warn", "SWEEP_INTERVAL": "1s",
+		}, tee)
+		if err != nil {
+			return err
+		}
+		r.procs = append(r.procs, p)
+		targets = append(targets, addr)
+	}
+	for _, p := range r.procs {
+		if err := p.WaitGRPC(wctx); err != nil {
+			return err
+		}
+	}
+	gwAddr, err := stack.FreeAddr()
+	if err != nil {
+		return err
+	}
+	gw, err := stack.Start("webhook-gateway", bins.Gateway, map[string]string{
+		"LISTEN_ADDR": gwAddr, "FULFILLMENT_ADDR": strings.Join(targets, ","),
+		"BIGCOMMERCE_CLIENT_SECRET": loadSecret, "ADMIN_TOKEN": loadAdminToken,
+	}, tee)
+	if err != nil {
+		return err
+	}
+	r.procs = append(r.procs, gw)
+	if err := gw.WaitHTTP(wctx, "/readyz"); err != nil {
+		return err
+	}
+	r.pids = childPIDs()
+	r.say("services: %d fulfillment replicas %v, gateway http://%s", cfg.Replicas, targets, gwAddr)
+
+	r.hc = &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			MaxIdleConns: 2 * cfg.Concurrency, MaxIdleConnsPerHost: 2 * cfg.Concurrency,
+			IdleConnTimeout: 90 * time.Second, DisableCompression: true,
+		},
+	}
+	r.sender = &webhook.Sender{URL: "http://" + gwAddr + "/v1/webhooks/bigcommerce", ClientSecret: loadSecret, Client: r.hc}
+	return nil
+}
+
+// measure runs the phases and fills the report.
+func (r *loadRun) measure(ctx context.Context) error {
+	cfg, rep := r.cfg, r.rep
+
+	// The deliveries: every event of every order, Dup times, shuffled.
+	var deliveries []webhook.Event
+	first := map[uint64]webhook.Event{}
+	for i := range cfg.Orders {
+		id := uint64(loadFirstOrder + i)
+		for _, scope := range cfg.Mix {
+			ev := webhook.New(scope, loadStore, loadStoreID, id)
+			if scope == webhook.ScopeOrderStatusUpdated {
+				ev.Data.Status = &webhook.StatusChange{PreviousStatusID: bcsim.StatusPending, NewStatusID: bcsim.StatusAwaitingFulfillment}
+			}
+			if _, ok := first[id]; !ok {
+				first[id] = ev
+			}
+			for range cfg.Dup {
+				deliveries = append(deliveries, ev)
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed))
+	rng.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
+	mode := fmt.Sprintf("closed loop, %d in flight", cfg.Concurrency)
+	if cfg.Rate > 0 {
+		mode = fmt.Sprintf("open loop at %.0f/s, at most %d in flight", cfg.Rate, cfg.Concurrency)
+	}
+	r.say("sending %d deliveries (%d orders x %d events x %d), %s...", len(deliveries), cfg.Orders, len(cfg.Mix), cfg.Dup, mode)
+
+	before, err := r.fetchEtcdMetrics(ctx)
+	if err != nil {
+		return err
+	}
+	bcBefore, tsBefore := r.bc.Stats(), r.ts.Ledger().Counts
+	cpu0 := r.markCPU()
+
+	sctx, stopSampling := context.WithCancel(ctx)
+	samplingDone := make(chan struct{})
+	go func() { defer close(samplingDone); r.sampleRSS(sctx, len(deliveries)) }()
+
+	// Until every order is SUBMITTED, watched from the first delivery on
+	// (orders may all be SUBMITTED before the last duplicate is sent),
+	// with one count-only range on the state index every 100 ms; those
+	// reads are subtracted from the counts below. ListOrders would cost
+	// etcd one read per listed order per poll and swamp what is being
+	// measured; it is used once, at the end.
+	start := time.Now()
+	type watched struct {
+		n      int
+		doneAt time.Time
+		err    error
+	}
+	watch := make(chan watched, 1)
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go func() {
+		n, doneAt, err := r.waitSubmitted(wctx)
+		watch <- watched{n, doneAt, err}
+	}()
+	rep.Deliveries = r.send(ctx, deliveries)
+	sent := time.Now()
+	rep.Memory.AtSent = r.takeSample(start)
+	r.say("sent in %.1f s: %.0f deliveries/s, ack p50 %.1f ms, p99 %.1f ms; statuses %v",
+		rep.Deliveries.Seconds, rep.Deliveries.PerSec, rep.Deliveries.AckLatency.P50, rep.Deliveries.AckLatency.P99, rep.Deliveries.Statuses)
+	if ctx.Err() != nil {
+		stopSampling()
+		return ctx.Err()
+	}
+	var w watched
+	select {
+	case w = <-watch:
+	case <-time.After(cfg.Timeout):
+		stopWatch()
+		w = <-watch
+		w.err = fmt.Errorf("not all SUBMITTED %s after the last delivery (-timeout)", cfg.Timeout)
+	}
+	rep.EndToEnd.Submitted, rep.EndToEnd.All = w.n, w.n == cfg.Orders
+	if !w.doneAt.IsZero() {
+		rep.EndToEnd.Seconds = w.doneAt.Sub(start).Seconds()
+		rep.EndToEnd.OrdersPerSec = float64(cfg.Orders) / rep.EndToEnd.Seconds
+		r.say("all %d orders SUBMITTED %.1f s after the first delivery (%+.1f s from the last): %.1f orders/s",
+			w.n, rep.EndToEnd.Seconds, w.doneAt.Sub(sent).Seconds(), rep.EndToEnd.OrdersPerSec)
+	} else {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("only %d of %d orders SUBMITTED: %v", w.n, cfg.Orders, w.err))
+		r.say("only %d of %d orders SUBMITTED: %v", w.n, cfg.Orders, w.err)
+	}
+	after, err := r.quiesce(ctx)
+	if err != nil {
+		stopSampling()
+		return err
+	}
+	rep.Conditions.CPU = cpuBetween(cpu0, r.markCPU())
+	rep.Etcd.DBBytes, rep.Etcd.Keys = after.dbBytes, after.keys
+	total := after.sub(before)
+	polls := r.polls.Load()
+	total.Range -= float64(polls)
+	total.MvccRange -= float64(polls)
+	total.finish()
+	rep.Etcd.Total, rep.Etcd.PerOrder, rep.Etcd.Polls = total, total.div(float64(cfg.Orders)), int(polls)
+	bcAfter, ledger := r.bc.Stats(), r.ts.Ledger()
+	rep.BigCommerce.Stats = subStats(bcAfter, bcBefore)
+	rep.BigCommerce.Calls = rep.BigCommerce.Stats.Total
+	rep.BigCommerce.CallsPerOrder = float64(rep.BigCommerce.Calls) / float64(cfg.Orders)
+	rep.Supplier.LiveOrders, rep.Supplier.ExtraOrders = len(ledger.Orders), ledger.ExtraOrders
+	rep.Supplier.DuplicateReferences = ledger.DuplicateReferences
+	rep.Supplier.Requests = ledger.Requests - tsBefore.Requests
+	rep.Supplier.TokensIssued = ledger.TokensIssued - tsBefore.TokensIssued
+	if ledger.ExtraOrders != 0 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("the supplier ledger has %d duplicate orders", ledger.ExtraOrders))
+	}
+	listed, err := r.listSubmitted(ctx)
+	if err != nil {
+		rep.Problems = append(rep.Problems, "ListOrders: "+err.Error())
+	}
+	rep.EndToEnd.ListedSubmitted = listed
+
+	if cfg.AfterSubmit && rep.EndToEnd.All {
+		if err := r.afterSubmit(ctx, first); err != nil {
+			stopSampling()
+			return err
+		}
+		if l := r.ts.Ledger(); l.ExtraOrders != 0 {
+			rep.Supplier.ExtraOrders, rep.Supplier.DuplicateReferences = l.ExtraOrders, l.DuplicateReferences
+			rep.Problems = append(rep.Problems, fmt.Sprintf("after the after-submit phase the supplier ledger has %d duplicate orders", l.ExtraOrders))
+		}
+	}
+
+	stopSampling()
+	<-samplingDone
+	end := r.takeSample(start)
+	r.sampleMu.Lock()
+	rep.Memory.Samples = slices.Clone(r.samples)
+	r.sampleMu.Unlock()
+	rep.Memory.End = end.RSSKiB
+	for name, pid := range r.pidsWithSelf() {
+		if cpu, ok := procCPU(pid); ok {
+			rep.Memory.CPUSeconds[name] = cpu
+		}
+	}
+
+	if cfg.BenchOps > 0 {
+		if err := r.bench(ctx); err != nil {
+			return err
+		}
+	}
+	if rep.Bare.MutexCyclesPerSec > 0 {
+		rep.Ratios.OrdersVsMutex = rep.EndToEnd.OrdersPerSec / rep.Bare.MutexCyclesPerSec
+	}
+	if rep.Bare.PutsPerSec > 0 {
+		rep.Ratios.DeliveriesVsPuts = rep.Deliveries.PerSec / rep.Bare.PutsPerSec
+	}
+	return nil
+}
+
+// send delivers every event (retrying answers other than 200 a few times,
+// as BigCommerce does) at the configured rate or concurrency.
+func (r *loadRun) send(ctx context.Context, deliveries []webhook.Event) deliveryStats {
+	cfg := r.cfg
+	type result struct {
+		lat    []time.Duration // one per try
+		status []int
+		answer string // recorded, duplicate, ignored, or "" (failed)
+	}
+	results := make([]result, len(deliveries))
+	one := func(i int) {
+		defer r.delivered.Add(1)
+		res := &results[i]
+		for attempt := range loadAttempts {
+			req, err := r.sender.Request(ctx, deliveries[i])
+			if err != nil {
+				res.status = append(res.status, 0)
+				return
+			}
+			t0 := time.Now()
+			resp, err := r.hc.Do(req)
+			var body []byte
+			if err == nil {
+				body, _ = io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+				resp.Body.Close()
+			}
+			res.lat = append(res.lat, time.Since(t0))
+			if err != nil {
+				res.status = append(res.status, 0)
+			} else {
+				res.status = append(res.status, resp.StatusCode)
+			}
+			if err == nil && resp.StatusCode == http.StatusOK {
+				var a struct{ Recorded, Duplicate, Ignored bool }
+				_ = json.Unmarshal(body, &a)
+				switch {
+				case a.Duplicate:
+					res.answer = "duplicate"
+				case a.Recorded:
+					res.answer = "recorded"
+				case a.Ignored:
+					res.answer = "ignored"
+				default:
+					res.answer = "other"
+				}
+				break
+			}
+			if ctx.Err() != nil || attempt == loadAttempts-1 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
+			}
+		}
+	}
+
+	start := time.Now()
+	if cfg.Rate > 0 {
+		sem := make(chan struct{}, cfg.Concurrency)
+		var wg sync.WaitGroup
+	pace:
+		for i := range deliveries {
+			due := start.Add(time.Duration(float64(i) / cfg.Rate * float64(time.Second)))
+			if d := time.Until(due); d > 0 {
+				select {
+				case <-ctx.Done():
+					break pace
+				case <-time.After(d):
+				}
+			}
+			select {
+			case <-ctx.Done():
+				break pace
+			case sem <- struct{}{}:
+			}
+			wg.Go(func() { defer func() { <-sem }(); one(i) })
+		}
+		wg.Wait()
+	} else {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range cfg.Concurrency {
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					i := int(next.Add(1) - 1)
+					if i >= len(deliveries) {
+						return
+					}
+					one(i)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	elapsed := time.Since(start)
+
+	st := deliveryStats{Planned: len(deliveries), Statuses: map[string]int{}, Seconds: elapsed.Seconds(), ByKind: map[string]latencySummary{}}
+	var all []time.Duration
+	byKind := map[string][]time.Duration{}
+	for _, res := range results {
+		st.Attempts += len(res.lat)
+		if len(res.status) > 1 {
+			st.Retries += len(res.status) - 1
+		}
+		for _, s := range res.status {
+			st.Statuses[strconv.Itoa(s)]++
+		}
+		all = append(all, res.lat...)
+		switch res.answer {
+		case "recorded":
+			st.Recorded++
+		case "duplicate":
+			st.Duplicate++
+		case "ignored":
+			st.Ignored++
+		case "":
+			st.Failed++
+		}
+		if res.answer != "" && len(res.lat) > 0 {
+			byKind[res.answer] = append(byKind[res.answer], res.lat[len(res.lat)-1])
+		}
+	}
+	st.PerSec = float64(len(deliveries)) / elapsed.Seconds()
+	st.AckLatency = summarize(all)
+	for k, v := range byKind {
+		st.ByKind[k] = summarize(v)
+	}
+	return st
+}
+
+// waitSubmitted polls a count of the SUBMITTED state index until it
+// reaches the number of orders, or ctx ends.
+func (r *loadRun) waitSubmitted(ctx context.Context) (int, time.Time, error) {
+	n := 0
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		c, err := r.countSubmitted(cctx)
+		cancel()
+		if err == nil {
+			n = c
+			if n >= r.cfg.Orders {
+				return n, time.Now(), nil
+			}
+		}
+		if err := r.exited(); err != nil {
+			return n, time.Time{}, err
+		}
+		select {
+		case <-ctx.Done():
+			return n, time.Time{}, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// countSubmitted counts the SUBMITTED state index with one count-only
+// range, which is counted to be subtracted from etcd's figures.
+func (r *loadRun) countSubmitted(ctx context.Context) (int, error) {
+	r.polls.Add(1)
+	resp, err := r.cli.Get(ctx, r.prefix+"index/state/SUBMITTED/"+loadStore+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, err
+	}
+	return int(resp.Count), nil
+}
+
+// quiesce waits until the etcd server has committed no proposal for two
+// seconds (work left after the last SUBMITTED: re-runs for events that came
+// during processing, unlocks), at most 30 s, and returns its counters.
+func (r *loadRun) quiesce(ctx context.Context) (etcdCounts, error) {
+	last, err := r.fetchEtcdMetrics(ctx)
+	if err != nil {
+		return last, err
+	}
+	stable := time.Now()
+	for limit := time.Now().Add(30 * time.Second); time.Now().Before(limit); {
+		select {
+		case <-ctx.Done():
+			return last, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+		cur, err := r.fetchEtcdMetrics(ctx)
+		if err != nil {
+			return last, err
+		}
+		if cur.Writes != last.Writes {
+			stable = time.Now()
+		}
+		last = cur
+		if time.Since(stable) >= 2*time.Second {
+			break
+		}
+	}
+	return last, nil
+}
+
+// listSubmitted counts SUBMITTED orders with ListOrders, a page of 500 at a
+// time, from the first replica.
+func (r *loadRun) listSubmitted(ctx context.Context) (int, error) {
+	conn, err := grpc.NewClient(r.procs[0].Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	client := backorderv1.NewFulfillmentServiceClient(conn)
+	n, token := 0, ""
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		resp, err := client.ListOrders(cctx, &backorderv1.ListOrdersRequest{
+			StoreHash: loadStore, State: backorderv1.OrderState_ORDER_STATE_SUBMITTED, PageSize: 500, PageToken: token,
+		})
+		cancel()
+		if err != nil {
+			return n, err
+		}
+		for _, o := range resp.GetOrders() {
+			if o.GetOfflineOrderId() != "" {
+				n++
+			}
+		}
+		if token = resp.GetNextPageToken(); token == "" {
+			return n, nil
+		}
+	}
+}
+
+// afterSubmit delivers, for every order (now SUBMITTED), one exact
+// duplicate of an event seen before and one new event, and measures what
+// they cost.
+func (r *loadRun) afterSubmit(ctx context.Context, first map[uint64]webhook.Event) error {
+	var deliveries []webhook.Event
+	for i := range r.cfg.Orders {
+		id := uint64(loadFirstOrder + i)
+		deliveries = append(deliveries, first[id], webhook.Updated(loadStore, loadStoreID, id))
+	}
+	rng := rand.New(rand.NewPCG(r.cfg.Seed+1, r.cfg.Seed+1))
+	rng.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
+	r.say("after-submit: %d deliveries to SUBMITTED orders (one exact duplicate, one new event each)...", len(deliveries))
+	before, err := r.fetchEtcdMetrics(ctx)
+	if err != nil {
+		return err
+	}
+	bcBefore, tsBefore := r.bc.Stats(), r.ts.Ledger().Counts
+	polls := r.polls.Load()
+	st := r.send(ctx, deliveries)
+	after, err := r.quiesce(ctx)
+	if err != nil {
+		return err
+	}
+	total := after.sub(before)
+	total.Range -= float64(r.polls.Load() - polls)
+	total.MvccRange -= float64(r.polls.Load() - polls)
+	total.finish()
+	n := float64(len(deliveries))
+	a := &afterSubmitStats{
+		Deliveries:       st,
+		SupplierCalls:    float64(r.ts.Ledger().Requests-tsBefore.Requests) / n,
+		BigCommerceCalls: float64(r.bc.Stats().Total-bcBefore.Total) / n,
+		Etcd:             total.div(n),
+		Total:            total,
+	}
+	r.rep.AfterSubmit = a
+	r.say("after-submit: per delivery %.2f supplier calls, %.2f BigCommerce calls, %.2f etcd writes, %.2f etcd reads; ack p99 %.1f ms",
+		a.SupplierCalls, a.BigCommerceCalls, a.Etcd.Writes, a.Etcd.Reads, st.AckLatency.P99)
+	return nil
+}
+
+// bench measures bare puts and bare mutex cycles (lock, one fenced put,
+// unlock) on the same etcd, at the same concurrency, under a fresh prefix.
+func (r *loadRun) bench(ctx context.Context) error {
+	cfg := r.cfg
+	prefix := r.prefix + "bench/"
+	val := strings.Repeat("v", 256)
+	r.rep.Bare.Ops, r.rep.Bare.Concurrency, r.rep.Bare.ValueBytes = cfg.BenchOps, cfg.Concurrency, len(val)
+	run := func(op func(ctx context.Context, i int) error) (float64, error) {
+		var next atomic.Int64
+		g, gctx := errgroup.WithContext(ctx)
+		start := time.Now()
+		for range cfg.Concurrency {
+			g.Go(func() error {
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= cfg.BenchOps {
+						return nil
+					}
+					if err := op(gctx, i); err != nil {
+						return err
+					}
+				}
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return 0, err
+		}
+		return float64(cfg.BenchOps) / time.Since(start).Seconds(), nil
+	}
+	var err error
+	r.rep.Bare.PutsPerSec, err = run(func(ctx context.Context, i int) error {
+		_, err := r.cli.Put(ctx, fmt.Sprintf("%sput/%d", prefix, i), val)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("bare puts: %w", err)
+	}
+	// One session, as one fulfillment replica has.
+	sess, err := concurrency.NewSession(r.cli, concurrency.WithTTL(10))
+	if err != nil {
+		return fmt.Errorf("bare mutex: %w", err)
+	}
+	defer sess.Close()
+	r.rep.Bare.MutexCyclesPerSec, err = run(func(ctx context.Context, i int) error {
+		m := concurrency.NewMutex(sess, fmt.Sprintf("%slocks/%d/", prefix, i))
+		if err := m.Lock(ctx); err != nil {
+			return err
+		}
+		resp, err := r.cli.Txn(ctx).If(m.IsOwner()).Then(clientv3.OpPut(fmt.Sprintf("%srec/%d", prefix, i), val)).Commit()
+		if err == nil && !resp.Succeeded {
+			err = errors.New("fenced put refused")
+		}
+		return errors.Join(err, m.Unlock(ctx))
+	})
+	if err != nil {
+		return fmt.Errorf("bare mutex cycles: %w", err)
+	}
+	r.say("bare etcd at concurrency %d: %.0f puts/s, %.0f mutex cycles/s", cfg.Concurrency, r.rep.Bare.PutsPerSec, r.rep.Bare.MutexCyclesPerSec)
+	_, err = r.cli.Delete(ctx, prefix, clientv3.WithPrefix())
+	return err
+}
+
+// exited reports a service process that ended.
+func (r *loadRun) exited() error {
+	for _, p := range r.procs {
+		select {
+		case <-p.Exited():
+			return fmt.Errorf("%s exited: %v\n%s", p.Name, p.Err(), tail(p.Output(), 4000))
+		default:
+		}
+	}
+	return nil
+}
+
+// close stops everything, gracefully, in order: the gateway, the replicas,
+// the simulators, the client, etcd.
+func (r *loadRun) close() error {
+	var errs []error
+	for _, p := range slices.Backward(r.procs) {
+		if err := p.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w\n%s", p.Name, err, tail(p.Output(), 2000)))
+		}
+		if r.cfg.KeepLogs {
+			_ = os.WriteFile(filepath.Join(r.dir, p.Name+".log"), []byte(p.Output()), 0o644)
+		}
+	}
+	for _, s := range r.servers {
+		s.Close()
+	}
+	if r.ts != nil {
+		r.ts.Close()
+	}
+	if r.cli != nil {
+		if r.embedded == nil && r.prefix != "" {
+			// An external etcd keeps no trace of the run.
+			dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			_, _ = r.cli.Delete(dctx, r.prefix, clientv3.WithPrefix())
+			cancel()
+		}
+		r.cli.Close()
+	}
+	if r.embedded != nil {
+		r.embedded.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// startLoadEtcd starts a single-member etcd in this process on free ports.
+func startLoadEtcd(ctx context.Context, dir string) (*embed.Etcd, error) {
+	cu, _ := url.Parse("http://127.0.0.1:0")
+	pu, _ := url.Parse("http://127.0.0.1:0")
+	cfg := embed.NewConfig()
+	cfg.Name = "load"
+	cfg.Dir = dir
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd: %w", err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+		return e, nil
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd: %w", err)
+	case <-ctx.Done():
+		e.Close()
+		return nil, ctx.Err()
+	case <-time.After(time.Minute):
+		e.Close()
+		return nil, errors.New("embedded etcd not ready within a minute")
+	}
+}
+
+// fetchEtcdMetrics reads the counters of the first etcd endpoint's
+// Prometheus /metrics (served on the client URL).
+func (r *loadRun) fetchEtcdMetrics(ctx context.Context) (etcdCounts, error) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(cctx, http.MethodGet, strings.TrimSuffix(r.etcdURLs[0], "/")+"/metrics", nil)
+	if err != nil {
+		return etcdCounts{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return etcdCounts{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return etcdCounts{}, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	samples, err := parseMetrics(resp.Body)
+	if err != nil {
+		return etcdCounts{}, err
+	}
+	return countsFrom(samples), nil
+}
+
+// metricSample is one line of the Prometheus text format.
+type metricSample struct {
+	name   string
+	labels map[string]string
+	value  float64
+}
+
+// parseMetrics reads the Prometheus text exposition format (what etcd's
+// /metrics serves), skipping comments.
+func parseMetrics(rd io.Reader) ([]metricSample, error) {
+	var out []metricSample
+	sc := bufio.NewScanner(rd)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		s := metricSample{labels: map[string]string{}}
+		rest := line
+		if i := strings.IndexAny(line, "{ "); i < 0 {
+			continue
+		} else {
+			s.name, rest = line[:i], line[i:]
+		}
+		if strings.HasPrefix(rest, "{") {
+			var ok bool
+			rest, ok = parseLabels(rest[1:], s.labels)
+			if !ok {
+				return nil, fmt.Errorf("metrics: cannot read line %q", line)
+			}
+		}
+		fields := strings.Fields(rest)
+		if len(fields) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil {
+			continue
+		}
+		s.value = v
+		out = append(out, s)
+	}
+	return out, sc.Err()
+}
+
+// parseLabels reads `a="x",b="y"}` into m and returns what follows the
+// closing brace.
+func parseLabels(s string, m map[string]string) (string, bool) {
+	for {
+		s = strings.TrimLeft(s, " ,")
+		if strings.HasPrefix(s, "}") {
+			return s[1:], true
+		}
+		eq := strings.IndexByte(s, '=')
+		if eq < 0 || len(s) < eq+2 || s[eq+1] != '"' {
+			return "", false
+		}
+		name := strings.TrimSpace(s[:eq])
+		s = s[eq+2:]
+		var val strings.Builder
+		i := 0
+		for ; i < len(s) && s[i] != '"'; i++ {
+			if s[i] == '\\' && i+1 < len(s) {
+				i++
+				switch s[i] {
+				case 'n':
+					val.WriteByte('\n')
+				default:
+					val.WriteByte(s[i])
+				}
+				continue
+			}
+			val.WriteByte(s[i])
+		}
+		if i >= len(s) {
+			return "", false
+		}
+		m[name] = val.String()
+		s = s[i+1:]
+	}
+}
+
+// countsFrom picks etcd's counters out of its metrics.
+func countsFrom(samples []metricSample) etcdCounts {
+	var c etcdCounts
+	for _, s := range samples {
+		switch s.name {
+		case "grpc_server_handled_total":
+			switch s.labels["grpc_method"] {
+			case "Range":
+				c.Range += s.value
+			case "Txn":
+				c.Txn += s.value
+			case "Put":
+				c.Put += s.value
+			case "DeleteRange":
+				c.DeleteRange += s.value
+			case "LeaseGrant":
+				c.LeaseGrant += s.value
+			case "LeaseRevoke":
+				c.LeaseRevoke += s.value
+			}
+		case "grpc_server_started_total":
+			if s.labels["grpc_method"] == "Watch" {
+				c.WatchStreams += s.value
+			}
+		case "grpc_server_msg_received_total":
+			if s.labels["grpc_method"] == "LeaseKeepAlive" {
+				c.LeaseKeepAlives += s.value
+			}
+		case "etcd_server_proposals_committed_total":
+			c.Writes += s.value
+		case "etcd_mvcc_range_total":
+			c.MvccRange += s.value
+		case "etcd_mvcc_put_total":
+			c.MvccPut += s.value
+		case "etcd_mvcc_delete_total":
+			c.MvccDelete += s.value
+		case "etcd_mvcc_txn_total":
+			c.MvccTxn += s.value
+		case "etcd_mvcc_db_total_size_in_bytes":
+			c.dbBytes = s.value
+		case "etcd_debugging_mvcc_keys_total":
+			c.keys = s.value
+		case "etcd_disk_wal_fsync_duration_seconds_count":
+			c.WALFsyncs += s.value
+		case "etcd_disk_wal_fsync_duration_seconds_sum":
+			c.WALFsyncSeconds += s.value
+		}
+	}
+	return c
+}
+
+func (c etcdCounts) sub(o etcdCounts) etcdCounts {
+	return etcdCounts{
+		Writes: c.Writes - o.Writes, Range: c.Range - o.Range, Txn: c.Txn - o.Txn, Put: c.Put - o.Put,
+		DeleteRange: c.DeleteRange - o.DeleteRange, LeaseGrant: c.LeaseGrant - o.LeaseGrant,
+		LeaseRevoke: c.LeaseRevoke - o.LeaseRevoke, WatchStreams: c.WatchStreams - o.WatchStreams,
+		MvccRange: c.MvccRange - o.MvccRange, MvccPut: c.MvccPut - o.MvccPut,
+		MvccDelete: c.MvccDelete - o.MvccDelete, MvccTxn: c.MvccTxn - o.MvccTxn,
+		LeaseKeepAlives: c.LeaseKeepAlives - o.LeaseKeepAlives,
+		WALFsyncs:       c.WALFsyncs - o.WALFsyncs, WALFsyncSeconds: c.WALFsyncSeconds - o.WALFsyncSeconds,
+	}
+}
+
+// finish derives Requests and Reads: a Txn that is not a proposal was
+// read-only.
+func (c *etcdCounts) finish() {
+	c.Requests = c.Range + c.Txn + c.Put + c.DeleteRange + c.LeaseGrant + c.LeaseRevoke
+	writeTxns := c.Writes - c.Put - c.DeleteRange - c.LeaseGrant - c.LeaseRevoke
+	c.Reads = c.Range + max(c.Txn-writeTxns, 0)
+}
+
+func (c etcdCounts) div(n float64) etcdCounts {
+	r := func(v float64) float64 { return math.Round(v/n*1000) / 1000 }
+	return etcdCounts{
+		Requests: r(c.Requests), Reads: r(c.Reads), Writes: r(c.Writes), Range: r(c.Range), Txn: r(c.Txn),
+		Put: r(c.Put), DeleteRange: r(c.DeleteRange), LeaseGrant: r(c.LeaseGrant), LeaseRevoke: r(c.LeaseRevoke),
+		WatchStreams: r(c.WatchStreams), MvccRange: r(c.MvccRange), MvccPut: r(c.MvccPut),
+		MvccDelete: r(c.MvccDelete), MvccTxn: r(c.MvccTxn), LeaseKeepAlives: r(c.LeaseKeepAlives),
+		WALFsyncs: r(c.WALFsyncs), WALFsyncSeconds: round3(c.WALFsyncSeconds / n),
+	}
+}
+
+func subStats(a, b bcsim.Stats) bcsim.Stats {
+	return bcsim.Stats{
+		Order: a.Order - b.Order, Products: a.Products - b.Products, ShippingAddresses: a.ShippingAddresses - b.ShippingAddresses,
+		List: a.List - b.List, PutOrder: a.PutOrder - b.PutOrder, MetafieldsGet: a.MetafieldsGet - b.MetafieldsGet,
+		MetafieldsPost: a.MetafieldsPost - b.MetafieldsPost, MetafieldsPut: a.MetafieldsPut - b.MetafieldsPut,
+		MetafieldsDelete: a.MetafieldsDelete - b.MetafieldsDelete, Total: a.Total - b.Total,
+		Unauthorized: a.Unauthorized - b.Unauthorized, RateLimited: a.RateLimited - b.RateLimited,
+		Faulted: a.Faulted - b.Faulted, PutOrderExtraFields: a.PutOrderExtraFields - b.PutOrderExtraFields,
+	}
+}
+
+func summarize(d []time.Duration) latencySummary {
+	if len(d) == 0 {
+		return latencySummary{}
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	q := func(p float64) float64 {
+		i := int(math.Ceil(p*float64(len(s)))) - 1
+		return ms(s[min(max(i, 0), len(s)-1)])
+	}
+	var sum time.Duration
+	for _, v := range s {
+		sum += v
+	}
+	return latencySummary{
+		Count: len(s), Mean: round3(ms(sum) / float64(len(s))),
+		P50: round3(q(0.50)), P90: round3(q(0.90)), P99: round3(q(0.99)), Max: round3(ms(s[len(s)-1])),
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
+
+// sampleRSS records every process's VmRSS, and how many orders are
+// SUBMITTED, every second until ctx ends.
+func (r *loadRun) sampleRSS(ctx context.Context, total int) {
+	start := time.Now()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s := r.takeSample(start)
+			if r.rep.Memory.AtHalf == nil && s.Delivered*2 >= int64(total) {
+				r.rep.Memory.AtHalf = s
+			}
+		}
+	}
+}
+
+func (r *loadRun) takeSample(start time.Time) *rssSample {
+	s := rssSample{Seconds: round3(time.Since(start).Seconds()), Delivered: r.delivered.Load(), RSSKiB: map[string]int{}}
+	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	s.Submitted, _ = r.countSubmitted(cctx)
+	cancel()
+	for name, pid := range r.pidsWithSelf() {
+		if kib, ok := procRSS(pid); ok {
+			s.RSSKiB[name] = kib
+		}
+	}
+	r.sampleMu.Lock()
+	r.samples = append(r.samples, s)
+	r.sampleMu.Unlock()
+	return &s
+}
+
+func (r *loadRun) pidsWithSelf() map[string]int {
+	m := map[string]int{"load": os.Getpid()}
+	for _, p := range r.procs {
+		if pid, ok := r.pids[p.Addr]; ok {
+			m[p.Name] = pid
+		}
+	}
+	return m
+}
+
+// childPIDs maps the LISTEN_ADDR of each child process of this one to its
+// pid (stack.Proc does not expose its pid).
+func childPIDs() map[string]int {
+	out := map[string]int{}
+	entries, _ := os.ReadDir("/proc")
+	self := os.Getpid()
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 2 || f[1] != strconv.Itoa(self) {
+			continue
+		}
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err != nil {
+			continue
+		}
+		addr := ""
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if v, ok := bytes.CutPrefix(kv, []byte("LISTEN_ADDR=")); ok {
+				addr = string(v) // the last one is the one in effect
+			}
+		}
+		if addr != "" {
+			out[addr] = pid
+		}
+	}
+	return out
+}
+
+// procRSS returns VmRSS of a process in KiB.
+func procRSS(pid int) (int, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				n, err := strconv.Atoi(f[0])
+				return n, err == nil
+			}
+		}
+	}
+	return 0, false
+}
+
+// procCPU returns user+system CPU seconds of a process (clock ticks of
+// 1/100 s, Linux's USER_HZ).
+func procCPU(pid int) (float64, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, err1 := strconv.ParseFloat(f[11], 64)
+	s, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return (u + s) / 100, true
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// fsOf names the file system type that holds dir (from /proc/mounts).
+func fsOf(dir string) string {
+	b, err := os.ReadFile("/proc/mounts")
+	if err != nil {
+		return "unknown file system"
+	}
+	best, typ := "", "unknown"
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		if (dir == f[1] || strings.HasPrefix(dir, strings.TrimSuffix(f[1], "/")+"/")) && len(f[1]) > len(best) {
+			best, typ = f[1], f[2]
+		}
+	}
+	return fmt.Sprintf("%s (%s, fsync on)", best, typ)
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
+}
+
+// writeTable prints the report for people.
+func (rep *loadReport) writeTable(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "  %s\t%s\n", k, fmt.Sprintf(format, a...)) }
+	head := func(s string) { fmt.Fprintf(tw, "%s\t\n", s) }
+	c, d := rep.Config, rep.Deliveries
+	mode := fmt.Sprintf("concurrency %d", c.Concurrency)
+	if c.Rate > 0 {
+		mode = fmt.Sprintf("rate %.0f/s (at most %d in flight)", c.Rate, c.Concurrency)
+	}
+	mix := make([]string, len(c.Mix))
+	for i, m := range c.Mix {
+		mix[i] = strings.TrimPrefix(m, "store/order/")
+	}
+	head("RUN")
+	row("orders x events x dup", "%d x %d (%s) x %d = %d deliveries, %s", c.Orders, len(c.Mix), strings.Join(mix, ","), c.Dup, d.Planned, mode)
+	row("fulfillment replicas", "%d; supplier latency %.0f ms; %d lines per order", c.Replicas, c.SupplierLatencyMs, c.Lines)
+	row("etcd", "%s", rep.Conditions.Etcd)
+	row("machine", "%d CPUs, %s, load average %s at start, %s at end", rep.Conditions.CPUs, rep.Conditions.GoVersion, rep.Conditions.LoadAvgStart, rep.Conditions.LoadAvgEnd)
+	if u := rep.Conditions.CPU; u.Seconds > 0 {
+		row("CPU while measured", "machine busy %.2f cores: this run %.2f, other processes %.2f; steal %.2f (over %.1f s)", u.BusyCores, u.OurCores, u.OtherCores, u.StealCores, u.Seconds)
+	}
+	head("DELIVERIES (gateway acknowledgements)")
+	row("deliveries/s", "%.0f (%d in %.2f s)", d.PerSec, d.Planned, d.Seconds)
+	row("answers", "recorded %d, duplicate %d, ignored %d, failed %d; HTTP %v; retries %d", d.Recorded, d.Duplicate, d.Ignored, d.Failed, d.Statuses, d.Retries)
+	row("ack latency ms", "p50 %.2f  p90 %.2f  p99 %.2f  max %.2f  (mean %.2f)", d.AckLatency.P50, d.AckLatency.P90, d.AckLatency.P99, d.AckLatency.Max, d.AckLatency.Mean)
+	for _, k := range []string{"recorded", "duplicate"} {
+		if l, ok := d.ByKind[k]; ok {
+			row("  answered "+k, "p50 %.2f  p90 %.2f  p99 %.2f  max %.2f", l.P50, l.P90, l.P99, l.Max)
+		}
+	}
+	head("END TO END")
+	e := rep.EndToEnd
+	row("orders SUBMITTED", "%d of %d (ListOrders confirms %d)", e.Submitted, c.Orders, e.ListedSubmitted)
+	row("orders/s to SUBMITTED", "%.1f (%.2f s from the first delivery)", e.OrdersPerSec, e.Seconds)
+	s := rep.Supplier
+	row("supplier ledger", "live orders %d, duplicates %d (extra orders), requests %d (tokens %d)", s.LiveOrders, s.ExtraOrders, s.Requests, s.TokensIssued)
+	b := rep.BigCommerce
+	row("BigCommerce calls/order", "%.2f (%d: order %d, products %d, addresses %d, metafields get %d post %d, put order %d)",
+		b.CallsPerOrder, b.Calls, b.Stats.Order, b.Stats.Products, b.Stats.ShippingAddresses, b.Stats.MetafieldsGet, b.Stats.MetafieldsPost, b.Stats.PutOrder)
+	head("ETCD PER ORDER (reads and writes)")
+	p := rep.Etcd.PerOrder
+	row("requests", "%.2f: reads %.2f, writes (raft proposals) %.2f", p.Requests, p.Reads, p.Writes)
+	row("by call", "Range %.2f, Txn %.2f, Put %.2f, DeleteRange %.2f, LeaseGrant %.3f; Watch streams %.2f", p.Range, p.Txn, p.Put, p.DeleteRange, p.LeaseGrant, p.WatchStreams)
+	row("key operations", "range %.2f, put %.2f, delete %.2f (multi-op txns %.2f)", p.MvccRange, p.MvccPut, p.MvccDelete, p.MvccTxn)
+	row("WAL fsyncs", "%.2f per order, mean %.2f ms (%.0f in the run)", p.WALFsyncs, rep.Etcd.Total.meanFsyncMs(), rep.Etcd.Total.WALFsyncs)
+	row("etcd size after", "%.1f MiB database, %.0f live keys", rep.Etcd.DBBytes/(1<<20), rep.Etcd.Keys)
+	if a := rep.AfterSubmit; a != nil {
+		head("DELIVERIES TO SUBMITTED ORDERS (per delivery)")
+		row("deliveries", "%d at %.0f/s; ack p50 %.2f  p99 %.2f  max %.2f ms", a.Deliveries.Planned, a.Deliveries.PerSec, a.Deliveries.AckLatency.P50, a.Deliveries.AckLatency.P99, a.Deliveries.AckLatency.Max)
+		row("supplier / BigCommerce calls", "%.3f / %.3f", a.SupplierCalls, a.BigCommerceCalls)
+		row("etcd", "writes %.3f (key puts %.3f), reads %.3f, requests %.3f", a.Etcd.Writes, a.Etcd.MvccPut, a.Etcd.Reads, a.Etcd.Requests)
+	}
+	head("BARE ETCD (same etcd, same run)")
+	row("puts/s", "%.0f (%d ops, concurrency %d, %d-byte values)", rep.Bare.PutsPerSec, rep.Bare.Ops, rep.Bare.Concurrency, rep.Bare.ValueBytes)
+	row("mutex cycles/s", "%.0f (lock, one fenced put, unlock)", rep.Bare.MutexCyclesPerSec)
+	row("orders/s vs mutex cycles/s", "%.3f (target >= 0.5)", rep.Ratios.OrdersVsMutex)
+	row("deliveries/s vs puts/s", "%.3f", rep.Ratios.DeliveriesVsPuts)
+	head("MEMORY (VmRSS, MiB) AND CPU (s)")
+	for _, name := range slices.Sorted(maps.Keys(rep.Memory.End)) {
+		half, sent := "-", "-"
+		if rep.Memory.AtHalf != nil {
+			half = mib(rep.Memory.AtHalf.RSSKiB[name])
+		}
+		if rep.Memory.AtSent != nil {
+			sent = mib(rep.Memory.AtSent.RSSKiB[name])
+		}
+		row(name, "%s at half the deliveries, %s after all, %s at the end; CPU %.1f s", half, sent, mib(rep.Memory.End[name]), rep.Memory.CPUSeconds[name])
+	}
+	for _, p := range rep.Problems {
+		row("PROBLEM", "%s", p)
+	}
+	tw.Flush()
+}
+
+func mib(kib int) string { return fmt.Sprintf("%.1f", float64(kib)/1024) }

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backorder/backorder/services/sandbox/webhook"
+)
+
+// TestLoadSmoke runs the load command's whole pipeline small: the built
+// services, an embedded etcd, the simulators.
+func TestLoadSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the services; skipped in -short mode")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c := defaultLoadConfig()
+	c.Orders, c.Dup, c.Concurrency, c.BenchOps, c.Timeout = 20, 2, 8, 50, 3*time.Minute
+	var progress bytes.Buffer
+	rep, err := runLoadTest(ctx, c, &progress)
+	t.Log(progress.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table bytes.Buffer
+	rep.writeTable(&table)
+	t.Log("\n" + table.String())
+
+	if rep.Supplier.ExtraOrders != 0 || rep.Supplier.DuplicateReferences != 0 {
+		t.Errorf("supplier duplicates: %d extra orders, %d references", rep.Supplier.ExtraOrders, rep.Supplier.DuplicateReferences)
+	}
+	if rep.Supplier.LiveOrders != c.Orders {
+		t.Errorf("supplier has %d live orders, want %d", rep.Supplier.LiveOrders, c.Orders)
+	}
+	if !rep.EndToEnd.All || rep.EndToEnd.Submitted != c.Orders || rep.EndToEnd.ListedSubmitted != c.Orders {
+		t.Errorf("SUBMITTED: %d (listed %d) of %d", rep.EndToEnd.Submitted, rep.EndToEnd.ListedSubmitted, c.Orders)
+	}
+	if want := c.Orders * len(c.Mix) * c.Dup; rep.Deliveries.Planned != want || rep.Deliveries.Failed != 0 {
+		t.Errorf("deliveries: %d planned, %d failed; want %d, 0", rep.Deliveries.Planned, rep.Deliveries.Failed, want)
+	}
+	if rep.Deliveries.Recorded != c.Orders*len(c.Mix) {
+		t.Errorf("%d deliveries recorded, want one per event (%d)", rep.Deliveries.Recorded, c.Orders*len(c.Mix))
+	}
+	if rep.Etcd.PerOrder.Writes <= 0 || rep.Etcd.PerOrder.Reads <= 0 {
+		t.Errorf("etcd per order not counted: %+v", rep.Etcd.PerOrder)
+	}
+	if a := rep.AfterSubmit; a == nil {
+		t.Error("no after-submit phase")
+	} else if a.SupplierCalls != 0 || a.BigCommerceCalls != 0 {
+		t.Errorf("deliveries to SUBMITTED orders made %v supplier and %v BigCommerce calls each", a.SupplierCalls, a.BigCommerceCalls)
+	}
+	if rep.Bare.PutsPerSec <= 0 || rep.Bare.MutexCyclesPerSec <= 0 {
+		t.Errorf("bare etcd not measured: %+v", rep.Bare)
+	}
+	for _, name := range []string{"fulfillment-0", "fulfillment-1", "webhook-gateway", "load"} {
+		if rep.Memory.End[name] <= 0 {
+			t.Errorf("no resident memory for %s: %v", name, rep.Memory.End)
+		}
+	}
+	if _, err := json.Marshal(rep); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestParseLoadFlags(t *testing.T) {
+	c, err := parseLoad([]string{"-orders", "5", "-mix", "created,updated", "-rate", "500"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Orders != 5 || c.Rate != 500 || len(c.Mix) != 2 || c.Mix[1] != webhook.ScopeOrderUpdated {
+		t.Errorf("parsed %+v", c)
+	}
+	for _, bad := range [][]string{{"-mix", "archived"}, {"-orders", "0"}, {"-dup", "0"}} {
+		if _, err := parseLoad(bad); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}
+
+func TestParseMetrics(t *testing.T) {
+	const text = `# HELP grpc_server_handled_total Total number of RPCs completed on the server.
+# TYPE grpc_server_handled_total counter
+grpc_server_handled_total{grpc_code="OK",grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary"} 12
+grpc_server_handled_total{grpc_code="Unavailable",grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary"} 1
+grpc_server_handled_total{grpc_code="OK",grpc_method="Txn",grpc_service="etcdserverpb.KV",grpc_type="unary"} 7
+grpc_server_handled_total{grpc_code="OK",grpc_method="DeleteRange",grpc_service="etcdserverpb.KV",grpc_type="unary"} 2
+grpc_server_started_total{grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"} 3
+etcd_server_proposals_committed_total 9
+etcd_mvcc_put_total 6
+weird{a="x\"y,z}"} 1.5e3
+`
+	samples, err := parseMetrics(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(samples) != 8 || samples[7].labels["a"] != `x"y,z}` || samples[7].value != 1500 {
+		t.Fatalf("parsed %+v", samples)
+	}
+	c := countsFrom(samples)
+	c.finish()
+	// 9 proposals: 2 deletes and 7 write txns; 13 ranges; no read-only txn.
+	if c.Range != 13 || c.Txn != 7 || c.Writes != 9 || c.Reads != 13 || c.WatchStreams != 3 || c.MvccPut != 6 || c.Requests != 22 {
+		t.Errorf("counts %+v", c)
+	}
+}
