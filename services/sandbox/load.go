@@ -22,7 +22,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -44,6 +43,7 @@ import (
 
 	backorderv1 "github.com/backorder/backorder/gen/backorder/v1"
 	"github.com/backorder/backorder/services/sandbox/bcsim"
+	"github.com/backorder/backorder/services/sandbox/etcdtest"
 	"github.com/backorder/backorder/services/sandbox/stack"
 	"github.com/backorder/backorder/services/sandbox/tropsim"
 	"github.com/backorder/backorder/services/sandbox/webhook"
@@ -475,7 +475,7 @@ func (r *loadRun) start(ctx context.Context) error {
 		r.rep.Conditions.Etcd = "external: " + strings.Join(r.etcdURLs, ",")
 	} else {
 		r.rep.Conditions.EtcdDataDir = filepath.Join(r.dir, "etcd")
-		e, err := startLoadEtcd(ctx, r.rep.Conditions.EtcdDataDir)
+		e, err := etcdtest.StartSingle(ctx, "load", r.rep.Conditions.EtcdDataDir)
 		if err != nil {
 			return err
 		}
@@ -1103,36 +1103,6 @@ func (r *loadRun) close() error {
 		r.embedded.Close()
 	}
 	return errors.Join(errs...)
-}
-
-// startLoadEtcd starts a single-member etcd in this process on free ports.
-func startLoadEtcd(ctx context.Context, dir string) (*embed.Etcd, error) {
-	cu, _ := url.Parse("http://127.0.0.1:0")
-	pu, _ := url.Parse("http://127.0.0.1:0")
-	cfg := embed.NewConfig()
-	cfg.Name = "load"
-	cfg.Dir = dir
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("embedded etcd: %w", err)
-	}
-	select {
-	case <-e.Server.ReadyNotify():
-		return e, nil
-	case err := <-e.Err():
-		e.Close()
-		return nil, fmt.Errorf("embedded etcd: %w", err)
-	case <-ctx.Done():
-		e.Close()
-		return nil, ctx.Err()
-	case <-time.After(time.Minute):
-		e.Close()
-		return nil, errors.New("embedded etcd not ready within a minute")
-	}
 }
 
 // fetchEtcdMetrics reads the counters of the first etcd endpoint's

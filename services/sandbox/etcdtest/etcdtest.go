@@ -1,8 +1,11 @@
-// Package etcdtest starts real embedded etcd servers on loopback for tests:
-// never a mock of etcd.
+// Package etcdtest starts real embedded etcd servers on loopback for tests
+// (never a mock of etcd) and for the load tool.
 package etcdtest
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net/url"
 	"testing"
 	"time"
@@ -12,33 +15,45 @@ import (
 	"go.uber.org/zap"
 )
 
+// StartSingle runs a single-member etcd named name, keeping its data in dir,
+// on free loopback ports, and returns once it serves.
+func StartSingle(ctx context.Context, name, dir string) (*embed.Etcd, error) {
+	u, _ := url.Parse("http://127.0.0.1:0")
+	cfg := embed.NewConfig()
+	cfg.Name = name
+	cfg.Dir = dir
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*u}, []url.URL{*u}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*u}, []url.URL{*u}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd: %w", err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+		return e, nil
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd: %w", err)
+	case <-ctx.Done():
+		e.Close()
+		return nil, ctx.Err()
+	case <-time.After(time.Minute):
+		e.Close()
+		return nil, errors.New("embedded etcd not ready within a minute")
+	}
+}
+
 // Start runs a single-member etcd in a temporary directory, stopped when the
 // test ends, and returns its client URL.
 func Start(tb testing.TB) string {
 	tb.Helper()
-	cfg := embed.NewConfig()
-	cfg.Name = "test"
-	cfg.Dir = tb.TempDir()
-	cfg.Logger = "zap"
-	cfg.LogLevel = "error"
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	lc, _ := url.Parse("http://127.0.0.1:0")
-	lp, _ := url.Parse("http://127.0.0.1:0")
-	cfg.ListenClientUrls = []url.URL{*lc}
-	cfg.AdvertiseClientUrls = []url.URL{*lc}
-	cfg.ListenPeerUrls = []url.URL{*lp}
-	cfg.AdvertisePeerUrls = []url.URL{*lp}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	e, err := embed.StartEtcd(cfg)
+	e, err := StartSingle(context.Background(), "test", tb.TempDir())
 	if err != nil {
 		tb.Fatalf("start embedded etcd: %v", err)
 	}
 	tb.Cleanup(e.Close)
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(60 * time.Second):
-		tb.Fatal("embedded etcd did not become ready")
-	}
 	return "http://" + e.Clients[0].Addr().String()
 }
 
