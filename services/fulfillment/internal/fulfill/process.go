@@ -62,7 +62,7 @@ func (s *Service) Process(ctx context.Context, k order.Key, opt ProcessOptions) 
 
 	p := &run{s: s, lk: lk, k: k, opt: opt, now: s.cfg.Now()}
 	if err := p.step(ctx); err != nil {
-		if cause := context.Cause(ctx); cause != nil && errors.Is(cause, ErrLockLost) {
+		if cause := context.Cause(ctx); errors.Is(cause, ErrLockLost) && !errors.Is(err, ErrLockLost) {
 			err = fmt.Errorf("%w: %w", ErrLockLost, err)
 		}
 		return p.o, err
@@ -266,8 +266,10 @@ func (p *run) apply(ctx context.Context, r order.Result) error {
 	}
 	if err := p.saveSure(sctx, q); err != nil {
 		if r.Outcome == order.Created {
+			// The record still says SUBMITTING: the next holder looks the
+			// reference up or holds the order for a person.
 			p.log().ErrorContext(ctx, "the supplier created the order but its id could not be stored",
-				"offline_order_id", r.OfflineOrderID, "err", err)
+				"offline_order_id", r.OfflineOrderID, "stored_state", order.Submitting.String(), "err", err)
 		}
 		return err
 	}
