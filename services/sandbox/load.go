@@ -82,6 +82,8 @@ type loadConfig struct {
 	Timeout         time.Duration
 	Seed            uint64
 	Verbose         bool
+	ProfileDir      string
+	ProfileSeconds  int
 }
 
 func defaultLoadConfig() loadConfig {
@@ -112,6 +114,8 @@ func parseLoad(args []string) (loadConfig, error) {
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "how long to wait for every order to be SUBMITTED")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the delivery shuffle")
 	fs.BoolVar(&c.Verbose, "v", false, "show the services' logs")
+	fs.StringVar(&c.ProfileDir, "profile", "", "write CPU profiles of every process (each service through DEBUG_ADDR, and this process) to this directory, from the first delivery on")
+	fs.IntVar(&c.ProfileSeconds, "profile-seconds", 10, "length of the -profile window in seconds")
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
 	}
@@ -405,6 +409,7 @@ type loadRun struct {
 	sender   *webhook.Sender
 	hc       *http.Client
 	polls    atomic.Int64 // count-only reads of the state index, subtracted
+	prof     *profiler    // nil unless -profile
 
 	delivered atomic.Int64
 	sampleMu  sync.Mutex
@@ -520,13 +525,32 @@ func (r *loadRun) start(ctx context.Context) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	if cfg.ProfileDir != "" {
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			return err
+		}
+		r.prof = &profiler{dir: cfg.ProfileDir, seconds: max(1, cfg.ProfileSeconds), addrs: map[string]string{}}
+	}
+	// debugEnv gives a service a DEBUG_ADDR when profiles are taken.
+	debugEnv := func(name string, env map[string]string) (map[string]string, error) {
+		if r.prof == nil {
+			return env, nil
+		}
+		a, err := stack.FreeAddr()
+		if err != nil {
+			return nil, err
+		}
+		env["DEBUG_ADDR"], r.prof.addrs[name] = a, a
+		return env, nil
+	}
 	var targets []string
 	for i := range cfg.Replicas {
 		addr, err := stack.FreeAddr()
 		if err != nil {
 			return err
 		}
-		p, err := stack.Start(fmt.Sprintf("fulfillment-%d", i), bins.Fulfillment, map[string]string{
+		name := fmt.Sprintf("fulfillment-%d", i)
+		env, err := debugEnv(name, map[string]string{
 			"LISTEN_ADDR":    addr,
 			"ETCD_ENDPOINTS": strings.Join(r.etcdURLs, ","), "ETCD_PREFIX": r.prefix,
 			"BIGCOMMERCE_API_URL": simURLs[0], "BIGCOMMERCE_STORE_HASH": loadStore,
@@ -534,7 +558,11 @@ func (r *loadRun) start(ctx context.Context) error {
 			"TROPSHIP_BASE_URL":        simURLs[1], "TROPSHIP_CLIENT_ID": loadTSID,
 			"TROPSHIP_CLIENT_SECRET": loadTSSecret, "TROPSHIP_MODE": "live",
 			"LOG_LEVEL": "warn", "SWEEP_INTERVAL": "1s",
-		}, tee)
+		})
+		if err != nil {
+			return err
+		}
+		p, err := stack.Start(name, bins.Fulfillment, env, tee)
 		if err != nil {
 			return err
 		}
@@ -550,10 +578,14 @@ func (r *loadRun) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	gw, err := stack.Start("webhook-gateway", bins.Gateway, map[string]string{
+	gwEnv, err := debugEnv("webhook-gateway", map[string]string{
 		"LISTEN_ADDR": gwAddr, "FULFILLMENT_ADDR": strings.Join(targets, ","),
 		"BIGCOMMERCE_CLIENT_SECRET": loadSecret, "ADMIN_TOKEN": loadAdminToken,
-	}, tee)
+	})
+	if err != nil {
+		return err
+	}
+	gw, err := stack.Start("webhook-gateway", bins.Gateway, gwEnv, tee)
 	if err != nil {
 		return err
 	}
@@ -634,6 +666,17 @@ func (r *loadRun) measure(ctx context.Context) error {
 	go func() {
 		n, doneAt, err := r.waitSubmitted(wctx)
 		watch <- watched{n, doneAt, err}
+	}()
+	r.prof.start(ctx)
+	defer func() {
+		if r.prof == nil {
+			return
+		}
+		if err := r.prof.wait(); err != nil {
+			rep.Problems = append(rep.Problems, err.Error())
+		} else {
+			r.say("CPU profiles of the first %d s written to %s (go tool pprof -top FILE)", r.prof.seconds, r.prof.dir)
+		}
 	}()
 	rep.Deliveries = r.send(ctx, deliveries)
 	sent := time.Now()

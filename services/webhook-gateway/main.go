@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/backorder/backorder/services/internal/debugserver"
 	"github.com/backorder/backorder/services/webhook-gateway/internal/config"
 	"github.com/backorder/backorder/services/webhook-gateway/internal/gateway"
 )
@@ -45,6 +46,9 @@ func run(ctx context.Context, getenv func(string) string, logger *slog.Logger) (
 	ln, err := lc.Listen(ctx, "tcp", cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s (%s): %w", cfg.ListenAddr, config.EnvListenAddr, err)
+	}
+	if err := debugserver.Start(ctx, cfg.DebugAddr, logger); err != nil {
+		return errors.Join(err, ln.Close())
 	}
 	srv, err := gateway.New(ctx, cfg, logger)
 	if err != nil {

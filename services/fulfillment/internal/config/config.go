@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
+	"github.com/backorder/backorder/services/internal/debugserver"
 )
 
 // Config is every setting of the fulfillment service. The README lists them
@@ -47,6 +48,7 @@ type Config struct {
 	Retry           order.RetryPolicy
 	ShutdownTimeout time.Duration
 	LogLevel        string
+	DebugAddr       string
 }
 
 // Load reads the settings through getenv (os.Getenv in main) and validates
@@ -79,6 +81,7 @@ func Load(getenv func(string) string) (Config, error) {
 		SweepGrace:            e.duration("SWEEP_GRACE", 10*time.Second),
 		ShutdownTimeout:       e.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
 		LogLevel:              e.str("LOG_LEVEL", "info"),
+		DebugAddr:             e.str(debugserver.EnvAddr, ""),
 	}
 	c.Retry = order.RetryPolicy{
 		Base: e.duration("RETRY_BASE", 5*time.Second),
@@ -135,6 +138,9 @@ func Load(getenv func(string) string) (Config, error) {
 		if u, err := url.Parse(ep); err != nil || u.Host == "" {
 			e.fail("ETCD_ENDPOINTS", fmt.Sprintf("has %q; want URLs like http://10.0.0.1:2379", ep))
 		}
+	}
+	if err := debugserver.Validate(c.DebugAddr); err != nil {
+		e.errs = append(e.errs, err)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/backorder/backorder/services/internal/debugserver"
 )
 
 // Environment variable names. They are shared with the rest of the team's
@@ -66,6 +68,8 @@ type Config struct {
 	AdminToken string
 	// ShutdownTimeout bounds the graceful shutdown (SHUTDOWN_TIMEOUT).
 	ShutdownTimeout time.Duration
+	// DebugAddr, when set, serves Go's profiles (pprof) there (DEBUG_ADDR).
+	DebugAddr string
 }
 
 // Load reads the configuration through getenv (os.Getenv in production, a map
@@ -80,6 +84,7 @@ func Load(getenv func(string) string) (Config, error) {
 		SecretHeader:       strings.TrimSpace(getenv(EnvSecretHeader)),
 		Secret:             getenv(EnvSecret),
 		AdminToken:         getenv(EnvAdminToken),
+		DebugAddr:          strings.TrimSpace(getenv(debugserver.EnvAddr)),
 		ShutdownTimeout:    defaultShutdownTimeout,
 	}
 	var errs []error
@@ -117,6 +122,7 @@ func (cfg Config) Validate() error {
 		errs = append(errs, fmt.Errorf("%s: %q is not a host:port address (e.g. :8080): %w", EnvListenAddr, cfg.ListenAddr, err))
 	}
 	errs = append(errs, validateFulfillmentAddrs(cfg.FulfillmentAddrs))
+	errs = append(errs, debugserver.Validate(cfg.DebugAddr))
 	if cfg.FulfillmentTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("%s: must be positive, got %s", EnvFulfillmentTimeout, cfg.FulfillmentTimeout))
 	}

@@ -1,0 +1,61 @@
+// Package debugserver serves Go's runtime profiles (net/http/pprof) on a
+// separate listener of either service, for measuring where CPU and memory
+// go. It is off unless DEBUG_ADDR is set, and should listen on loopback only:
+// profiles reveal internals and cost CPU while they run.
+package debugserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+)
+
+// EnvAddr is the setting that turns the debug listener on.
+const EnvAddr = "DEBUG_ADDR"
+
+// Validate checks a DEBUG_ADDR value ("" means off).
+func Validate(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%s: %q is not a host:port address (e.g. 127.0.0.1:6060): %w", EnvAddr, addr, err)
+	}
+	return nil
+}
+
+// Start listens on addr and serves /debug/pprof/ until ctx ends. With an
+// empty addr it does nothing.
+func Start(ctx context.Context, addr string, log *slog.Logger) error {
+	if addr == "" {
+		return nil
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", EnvAddr, addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("debug listener (pprof) started", "addr", ln.Addr().String())
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("debug listener stopped", "err", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	return nil
+}
