@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"github.com/backorder/backorder/services/fulfillment/internal/grpcserver"
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
 	"github.com/backorder/backorder/services/fulfillment/internal/tropship"
+	"github.com/backorder/backorder/services/internal/debugserver"
 )
 
 // LogLevel turns LOG_LEVEL into a slog level.
@@ -48,6 +50,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 		return fmt.Errorf("LISTEN_ADDR %q: %w", cfg.ListenAddr, err)
 	}
 	defer lis.Close()
+	if err := debugserver.Start(ctx, cfg.DebugAddr, log); err != nil {
+		return err
+	}
 
 	endpoints, embedded := cfg.EtcdEndpoints, false
 	if len(endpoints) == 0 {
@@ -86,6 +91,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	bc, err := bigcommerce.New(bigcommerce.Config{
 		BaseURL: cfg.BigCommerceURL, StoreHash: cfg.BigCommerceStore,
 		AccessToken: cfg.BigCommerceToken, Timeout: cfg.BigCommerceTimeout,
+		HTTPClient: pooledClient(cfg.Workers),
 	})
 	if err != nil {
 		return fmt.Errorf("BigCommerce client: %w", err)
@@ -93,6 +99,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	ts, err := tropship.New(tropship.Config{
 		BaseURL: cfg.TropShipURL, TokenPath: cfg.TropShipTokenPath, OrdersPath: cfg.TropShipOrdersPath,
 		ClientID: cfg.TropShipClientID, ClientSecret: cfg.TropShipClientSecret, Timeout: cfg.TropShipTimeout,
+		HTTPClient: pooledClient(cfg.Workers),
 	})
 	if err != nil {
 		return fmt.Errorf("TropShip client: %w", err)
@@ -142,6 +149,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	err = g.Wait()
 	log.Info("fulfillment stopped")
 	return err
+}
+
+// pooledClient keeps up to one idle connection per worker to each host.
+// net/http's default keeps two, so under load every concurrent call beyond
+// two opened a new TCP connection and closed it afterwards.
+func pooledClient(workers int) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = max(workers, 2)
+	return &http.Client{Transport: t}
 }
 
 // stopAll drains in-flight calls, then forces the rest after timeout.

@@ -19,22 +19,22 @@ func BenchmarkRecordDelivery(b *testing.B) {
 	for b.Loop() {
 		i++
 		k := order.Key{Store: "s", ID: uint64(i)}
-		if _, err := s.RecordDelivery(ctx, k, order.Event{Key: fmt.Sprint("h", i), Scope: "store/order/created", ReceivedAt: time.Now()}, true, time.Now()); err != nil {
+		if _, _, err := s.RecordDelivery(ctx, k, order.Event{Key: fmt.Sprint("h", i), Scope: "store/order/created", ReceivedAt: time.Now()}, time.Now(), order.SupplierHolds); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-// BenchmarkRecordDeliveryDuplicate is a delivery seen before: the
-// transaction's compare fails and nothing is written.
+// BenchmarkRecordDeliveryDuplicate is a delivery seen before: one
+// serializable read, and nothing is written.
 func BenchmarkRecordDeliveryDuplicate(b *testing.B) {
 	ctx := context.Background()
 	s := newStore(b, etcdtest.Client(b, etcdtest.Start(b)))
 	k := order.Key{Store: "s", ID: 1}
 	ev := order.Event{Key: "h", Scope: "store/order/created", ReceivedAt: time.Now()}
-	s.RecordDelivery(ctx, k, ev, true, time.Now())
+	s.RecordDelivery(ctx, k, ev, time.Now(), order.SupplierHolds)
 	for b.Loop() {
-		if rec, err := s.RecordDelivery(ctx, k, ev, true, time.Now()); err != nil || rec {
+		if rec, _, err := s.RecordDelivery(ctx, k, ev, time.Now(), order.SupplierHolds); err != nil || rec {
 			b.Fatal(rec, err)
 		}
 	}

@@ -159,34 +159,56 @@ func (s *Store) deliveryLease(ctx context.Context) (clientv3.LeaseID, error) {
 	return s.lease, nil
 }
 
-// RecordDelivery implements fulfill.Store: one transaction, a no-op when the
-// delivery key exists.
-func (s *Store) RecordDelivery(ctx context.Context, k order.Key, ev order.Event, enqueue bool, due time.Time) (bool, error) {
+// RecordDelivery implements fulfill.Store. A duplicate costs one
+// serializable read; a new delivery one transaction, which writes its key
+// and, unless the record is in a skip state, the queue entry.
+func (s *Store) RecordDelivery(ctx context.Context, k order.Key, ev order.Event, due time.Time, skip []order.State) (recorded, queued bool, err error) {
+	dk := s.deliveryPrefix(k) + ev.Key
+	// A serializable read is answered from the member's own applied state,
+	// with no round of consensus and no wait behind a WAL fsync. A key it
+	// has is committed, so "seen" is always right; a member that lags may
+	// miss a key, and then the transaction's compare still refuses to
+	// write it twice.
+	seen, err := s.cli.Get(ctx, dk, clientv3.WithSerializable(), clientv3.WithCountOnly())
+	if err != nil {
+		return false, false, fmt.Errorf("record delivery: %w", unavailable(err))
+	}
+	if seen.Count > 0 {
+		return false, false, nil
+	}
 	lease, err := s.deliveryLease(ctx)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	val, err := json.Marshal(ev)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
-	dk := s.deliveryPrefix(k) + ev.Key
-	ops := []clientv3.Op{clientv3.OpPut(dk, string(val), clientv3.WithLease(lease))}
-	if enqueue {
-		ops = append(ops, clientv3.OpPut(s.queueKey(k), strconv.FormatInt(due.UnixNano(), 10)))
+	// The queue entry is put only while the record is in none of the skip
+	// states; the state index is written in the same transaction as the
+	// record, so it is exact.
+	notSkipped := make([]clientv3.Cmp, 0, len(skip))
+	for _, st := range skip {
+		notSkipped = append(notSkipped, clientv3.Compare(clientv3.CreateRevision(s.stateKey(st, k)), "=", 0))
 	}
-	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(dk), "=", 0)).Then(ops...).Commit()
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(dk), "=", 0)).Then(
+		clientv3.OpPut(dk, string(val), clientv3.WithLease(lease)),
+		clientv3.OpTxn(notSkipped, []clientv3.Op{clientv3.OpPut(s.queueKey(k), strconv.FormatInt(due.UnixNano(), 10))}, nil),
+	).Commit()
 	if err != nil {
 		if isLeaseNotFound(err) {
 			// The shared lease expired or was revoked: take a new one.
 			s.leaseMu.Lock()
 			s.lease = 0
 			s.leaseMu.Unlock()
-			return s.RecordDelivery(ctx, k, ev, enqueue, due)
+			return s.RecordDelivery(ctx, k, ev, due, skip)
 		}
-		return false, fmt.Errorf("record delivery: %w", unavailable(err))
+		return false, false, fmt.Errorf("record delivery: %w", unavailable(err))
 	}
-	return resp.Succeeded, nil
+	if !resp.Succeeded {
+		return false, false, nil
+	}
+	return true, resp.Responses[1].GetResponseTxn().GetSucceeded(), nil
 }
 
 // Get implements fulfill.Store.
@@ -221,18 +243,6 @@ func (s *Store) Get(ctx context.Context, k order.Key) (*order.Order, error) {
 	}
 	o.Pending = resp.Responses[2].GetResponseRange().Count > 0
 	return o, nil
-}
-
-// Record implements fulfill.Store.
-func (s *Store) Record(ctx context.Context, k order.Key) (*order.Order, error) {
-	resp, err := s.cli.Get(ctx, s.orderKey(k))
-	if err != nil {
-		return nil, fmt.Errorf("get order %s: %w", k, unavailable(err))
-	}
-	if len(resp.Kvs) == 0 {
-		return nil, fmt.Errorf("order %s: %w", k, fulfill.ErrNotFound)
-	}
-	return decodeOrder(resp.Kvs[0].Value)
 }
 
 // List implements fulfill.Store. With a state, it walks the state index;

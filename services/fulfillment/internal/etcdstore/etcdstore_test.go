@@ -34,12 +34,12 @@ func TestRecordDeliveryIsOnceAndQueues(t *testing.T) {
 	s := newStore(t, cli)
 	k := order.Key{Store: "abc", ID: 7}
 	for i, want := range []bool{true, false, false} {
-		got, err := s.RecordDelivery(ctx, k, ev("h1"), true, time.Now())
-		if err != nil || got != want {
+		got, queued, err := s.RecordDelivery(ctx, k, ev("h1"), time.Now(), order.SupplierHolds)
+		if err != nil || got != want || queued != want {
 			t.Fatalf("delivery %d: recorded=%v err=%v, want %v", i, got, err, want)
 		}
 	}
-	if got, _ := s.RecordDelivery(ctx, k, ev("h2"), false, time.Time{}); !got {
+	if got, _, _ := s.RecordDelivery(ctx, k, ev("h2"), time.Now(), nil); !got {
 		t.Fatal("a different event must be recorded")
 	}
 	r, err := cli.Get(ctx, "/t/deliveries/abc/7/", clientv3.WithPrefix(), clientv3.WithCountOnly())
@@ -62,12 +62,61 @@ func TestRecordDeliveryIsOnceAndQueues(t *testing.T) {
 	}
 }
 
+// A delivery seen before writes nothing; an event of an order the supplier
+// has is remembered but queues no work.
+func TestRecordDeliveryFastPaths(t *testing.T) {
+	ctx := context.Background()
+	cli := etcdtest.Client(t, etcdtest.Start(t))
+	s := newStore(t, cli)
+	k := order.Key{Store: "abc", ID: 9}
+	if rec, queued, err := s.RecordDelivery(ctx, k, ev("a"), time.Now(), order.SupplierHolds); err != nil || !rec || !queued {
+		t.Fatalf("first delivery: recorded=%v queued=%v err=%v", rec, queued, err)
+	}
+	lk, err := s.Lock(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lk.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o := order.New(k, time.Now())
+	o.State, o.OfflineOrderID = order.Submitted, "TS-1"
+	if err := lk.Save(ctx, o, fulfill.QueueOp{Done: true}); err != nil {
+		t.Fatal(err)
+	}
+	lk.Unlock(ctx)
+
+	rev := func() int64 {
+		r, err := cli.Get(ctx, "any")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Header.Revision
+	}
+	before := rev()
+	if rec, queued, err := s.RecordDelivery(ctx, k, ev("a"), time.Now(), order.SupplierHolds); err != nil || rec || queued {
+		t.Fatalf("duplicate: recorded=%v queued=%v err=%v", rec, queued, err)
+	}
+	if after := rev(); after != before {
+		t.Fatalf("a duplicate wrote to etcd: revision %d -> %d", before, after)
+	}
+	if rec, queued, err := s.RecordDelivery(ctx, k, ev("b"), time.Now(), order.SupplierHolds); err != nil || !rec || queued {
+		t.Fatalf("new event of a SUBMITTED order: recorded=%v queued=%v err=%v, want recorded and not queued", rec, queued, err)
+	}
+	if due, _ := s.Due(ctx, time.Now(), 10); len(due) != 0 {
+		t.Fatalf("queue = %v, want empty", due)
+	}
+	if got, _ := s.Get(ctx, k); len(got.Events) != 2 || got.State != order.Submitted {
+		t.Fatalf("record = %+v, want SUBMITTED with both events", got)
+	}
+}
+
 func TestDueSkipsFutureWork(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t, etcdtest.Client(t, etcdtest.Start(t)))
 	now := time.Now()
-	s.RecordDelivery(ctx, order.Key{Store: "s", ID: 1}, ev("a"), true, now.Add(-time.Second))
-	s.RecordDelivery(ctx, order.Key{Store: "s", ID: 2}, ev("b"), true, now.Add(time.Hour))
+	s.RecordDelivery(ctx, order.Key{Store: "s", ID: 1}, ev("a"), now.Add(-time.Second), nil)
+	s.RecordDelivery(ctx, order.Key{Store: "s", ID: 2}, ev("b"), now.Add(time.Hour), nil)
 	due, err := s.Due(ctx, now, 10)
 	if err != nil || len(due) != 1 || due[0].ID != 1 {
 		t.Fatalf("due = %v %v, want only order 1", due, err)
@@ -137,14 +186,14 @@ func TestQueueDoneKeepsAnEventThatArrivedMeanwhile(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t, etcdtest.Client(t, etcdtest.Start(t)))
 	k := order.Key{Store: "s", ID: 1}
-	s.RecordDelivery(ctx, k, ev("e1"), true, time.Now())
+	s.RecordDelivery(ctx, k, ev("e1"), time.Now(), nil)
 	lk, _ := s.Lock(ctx, k)
 	defer lk.Unlock(ctx)
 	l, _ := lk.Load(ctx)
 	if !l.Queued || len(l.Events) != 1 {
 		t.Fatalf("load = %+v", l)
 	}
-	s.RecordDelivery(ctx, k, ev("e2"), true, time.Now()) // arrives mid-processing
+	s.RecordDelivery(ctx, k, ev("e2"), time.Now(), nil) // arrives mid-processing
 	o := order.New(k, time.Now())
 	if err := lk.Save(ctx, o, fulfill.QueueOp{Done: true}); err != nil {
 		t.Fatal(err)
@@ -312,4 +361,53 @@ func TestTryLock(t *testing.T) {
 		t.Fatalf("after unlock: %v", err)
 	}
 	lk.Unlock(ctx)
+}
+
+// SaveAndUnlock writes and releases in one transaction: another process's
+// waiting Lock goes on, and the later Unlock writes nothing.
+func TestSaveAndUnlockReleasesInTheSameWrite(t *testing.T) {
+	ctx := context.Background()
+	cli := etcdtest.Client(t, etcdtest.Start(t))
+	a, b := newStore(t, cli), newStore(t, cli)
+	k := order.Key{Store: "s", ID: 1}
+	la, err := a.Lock(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := la.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		lb, err := b.Lock(ctx, k)
+		if err == nil {
+			err = lb.Unlock(ctx)
+		}
+		got <- err
+	}()
+	o := order.New(k, time.Now())
+	o.State = order.Ineligible
+	if err := la.SaveAndUnlock(ctx, o, fulfill.QueueOp{Done: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("the other process's Lock after SaveAndUnlock: %v", err)
+	}
+	r, _ := cli.Get(ctx, "any")
+	before := r.Header.Revision
+	if err := la.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := cli.Get(ctx, "any"); r.Header.Revision != before {
+		t.Fatal("Unlock after SaveAndUnlock wrote to etcd")
+	}
+	if rec, err := a.Get(ctx, k); err != nil || rec.State != order.Ineligible {
+		t.Fatalf("record = %+v, %v", rec, err)
+	}
+	// The process-local lock is free again too.
+	if l, err := a.TryLock(ctx, k); err != nil {
+		t.Fatalf("TryLock after Unlock: %v", err)
+	} else {
+		l.Unlock(ctx)
+	}
 }

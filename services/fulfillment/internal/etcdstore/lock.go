@@ -71,6 +71,7 @@ type locked struct {
 	sess *concurrency.Session // the session m belongs to
 	// unlockLocal releases the process-local lock taken with the mutex.
 	unlockLocal func()
+	released    bool  // SaveAndUnlock deleted the mutex key
 	recRev      int64 // mod revision of the record at Load (0: none)
 	queueRev    int64 // mod revision of the queue entry at Load (0: none)
 	state       order.State
@@ -80,6 +81,9 @@ func (l *locked) Done() <-chan struct{} { return l.sess.Done() }
 
 func (l *locked) Unlock(ctx context.Context) error {
 	defer l.unlockLocal()
+	if l.released {
+		return nil
+	}
 	return l.m.Unlock(ctx)
 }
 
@@ -131,6 +135,17 @@ func (l *locked) Load(ctx context.Context) (fulfill.Loaded, error) {
 // Save implements fulfill.Locked: one fenced transaction writes the record,
 // its state index and the queue entry.
 func (l *locked) Save(ctx context.Context, o *order.Order, q fulfill.QueueOp) error {
+	return l.save(ctx, o, q, false)
+}
+
+// SaveAndUnlock implements fulfill.Locked: Save's transaction also deletes
+// the mutex key, which is all that concurrency.Mutex.Unlock does, so the
+// next holder (waiting on that key's deletion) goes on at once.
+func (l *locked) SaveAndUnlock(ctx context.Context, o *order.Order, q fulfill.QueueOp) error {
+	return l.save(ctx, o, q, true)
+}
+
+func (l *locked) save(ctx context.Context, o *order.Order, q fulfill.QueueOp, release bool) error {
 	select {
 	case <-l.sess.Done():
 		return fulfill.ErrLockLost
@@ -159,6 +174,9 @@ func (l *locked) Save(ctx context.Context, o *order.Order, q fulfill.QueueOp) er
 			[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(qk), "=", l.queueRev)},
 			[]clientv3.Op{clientv3.OpDelete(qk)}, nil))
 	}
+	if release {
+		ops = append(ops, clientv3.OpDelete(l.m.Key()))
+	}
 	resp, err := l.s.cli.Txn(ctx).If(
 		l.m.IsOwner(),
 		clientv3.Compare(clientv3.ModRevision(ok), "=", l.recRev),
@@ -170,6 +188,7 @@ func (l *locked) Save(ctx context.Context, o *order.Order, q fulfill.QueueOp) er
 		return fmt.Errorf("save order %s: %w", l.k, fulfill.ErrFenced)
 	}
 	l.recRev, l.state = resp.Header.Revision, o.State
+	l.released = l.released || release
 	if q.Done || !q.At.IsZero() {
 		// The entry was deleted or rewritten by this transaction.
 		l.queueRev = 0

@@ -10,8 +10,9 @@ import (
 )
 
 // BenchmarkDuplicateOfSubmitted is a new delivery for an order the supplier
-// already has: one read and one write in etcd, no BigCommerce or TropShip
-// call, nothing queued.
+// already has: one serializable read and one write in etcd (an exact
+// duplicate would skip the write), no BigCommerce or TropShip call, nothing
+// queued.
 func BenchmarkDuplicateOfSubmitted(b *testing.B) {
 	h := start(b, 1, order.ModeLive)
 	h.sf.set(1, 11)

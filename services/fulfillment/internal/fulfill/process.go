@@ -84,9 +84,10 @@ func (p *run) log() *slog.Logger {
 	return p.s.log.With("store", p.k.Store, "order_id", p.k.ID, "state", p.o.State.String(), "reference", p.o.Reference)
 }
 
-// save writes the record (fenced) and says what to do with the queue entry.
+// save writes the record (fenced), says what to do with the queue entry,
+// and releases the mutex in the same write: it is the run's last write.
 func (p *run) save(ctx context.Context, q QueueOp) error {
-	return p.lk.Save(ctx, p.o, q)
+	return p.lk.SaveAndUnlock(ctx, p.o, q)
 }
 
 // saveSure saves like save, but rides out etcd being briefly unavailable (a
@@ -94,10 +95,17 @@ func (p *run) save(ctx context.Context, q QueueOp) error {
 // that failed on the wire may still have committed; the next attempt then
 // meets its own write as a fence, which is told apart from a real one by
 // reading the record back.
-func (p *run) saveSure(ctx context.Context, q QueueOp) error {
+//
+// With last, it is the run's last write and releases the mutex (as save);
+// without, the mutex stays held (the intent, before the supplier call).
+func (p *run) saveSure(ctx context.Context, q QueueOp, last bool) error {
+	write := p.lk.Save
+	if last {
+		write = p.lk.SaveAndUnlock
+	}
 	uncertain := false
 	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
-		err := p.save(ctx, q)
+		err := write(ctx, p.o, q)
 		switch {
 		case err == nil:
 			return nil
@@ -225,7 +233,7 @@ func (p *run) submitAndApply(ctx context.Context, sub order.Submission, mode ord
 	// The intent is stored before the call, so that whoever holds the order
 	// next sees that an attempt may have been made; and it is queued, so
 	// that a sweep finds it if this process dies before storing the answer.
-	if err := p.saveSure(ctx, QueueOp{At: p.now.Add(p.s.cfg.SweepGrace)}); err != nil {
+	if err := p.saveSure(ctx, QueueOp{At: p.now.Add(p.s.cfg.SweepGrace)}, false); err != nil {
 		return err
 	}
 	failpoint.Inject("after-intent")
@@ -264,7 +272,7 @@ func (p *run) apply(ctx context.Context, r order.Result) error {
 	if !next.IsZero() {
 		q = QueueOp{At: next}
 	}
-	if err := p.saveSure(sctx, q); err != nil {
+	if err := p.saveSure(sctx, q, true); err != nil {
 		if r.Outcome == order.Created {
 			// The record still says SUBMITTING: the next holder looks the
 			// reference up or holds the order for a person.

@@ -122,8 +122,9 @@ var actedOn = map[string]bool{
 	"store/order/statusUpdated": true,
 }
 
-// Intake is steps 1 and 2: record the event durably in one write, queue the
-// order, and return. Processing goes on asynchronously in Run.
+// Intake is steps 1 and 2: record the event durably in one write (none for
+// a delivery seen before), queue the order, and return. Processing goes on
+// asynchronously in Run.
 func (s *Service) Intake(ctx context.Context, d Delivery) (IntakeResult, error) {
 	if !actedOn[d.Scope] {
 		return IntakeResult{Ignored: true}, nil
@@ -142,21 +143,15 @@ func (s *Service) Intake(ctx context.Context, d Delivery) (IntakeResult, error) 
 	now := s.cfg.Now()
 	ev := order.Event{Key: deliveryKey(d), Scope: d.Scope, NewStatusID: d.NewStatusID, ReceivedAt: now}
 
-	// The duplicate fast path: once the supplier holds the order nothing can
-	// change that, so the event is only remembered (one write) and no work is
-	// queued.
-	enqueue := true
-	if o, err := s.store.Record(ctx, k); err == nil && o.HasSupplierOrder() {
-		enqueue = false
-	} else if err != nil && !errors.Is(err, ErrNotFound) {
-		return IntakeResult{}, err
-	}
-	recorded, err := s.store.RecordDelivery(ctx, k, ev, enqueue, now.Add(s.cfg.SweepGrace))
+	// The duplicate fast path is in the store: a delivery seen before costs
+	// one read and no write, and an event of an order the supplier already
+	// has is remembered without queueing work.
+	recorded, queued, err := s.store.RecordDelivery(ctx, k, ev, now.Add(s.cfg.SweepGrace), order.SupplierHolds)
 	if err != nil {
 		return IntakeResult{}, err
 	}
 	failpoint.Inject("after-intake")
-	if recorded && enqueue {
+	if queued {
 		s.schedule(k)
 	}
 	return IntakeResult{Recorded: recorded, Duplicate: !recorded}, nil

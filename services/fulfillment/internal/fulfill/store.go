@@ -11,16 +11,15 @@ import (
 // Store keeps order records, delivery dedupe, the queue of pending work and
 // the per-order locks. The etcd implementation is etcdstore.Store.
 type Store interface {
-	// RecordDelivery records one webhook event of an order in one write. A
-	// delivery recorded before is a no-op and returns recorded=false. With
-	// enqueue, the order is queued for processing, due at due.
-	RecordDelivery(ctx context.Context, k order.Key, ev order.Event, enqueue bool, due time.Time) (recorded bool, err error)
+	// RecordDelivery records one webhook event of an order. A delivery
+	// recorded before is a no-op (recorded=false) that writes nothing. A new
+	// one is written in one transaction, which also queues the order, due
+	// at due, unless its record is in one of the states of skip: then the
+	// event is only remembered (queued=false).
+	RecordDelivery(ctx context.Context, k order.Key, ev order.Event, due time.Time, skip []order.State) (recorded, queued bool, err error)
 	// Get returns the record of an order with its pending events folded in,
 	// or ErrNotFound.
 	Get(ctx context.Context, k order.Key) (*order.Order, error)
-	// Record returns the stored record alone (no events), or ErrNotFound:
-	// the cheap read of the intake's duplicate fast path.
-	Record(ctx context.Context, k order.Key) (*order.Order, error)
 	// List returns a page of records in key order.
 	List(ctx context.Context, f ListFilter) (orders []*order.Order, next string, err error)
 	// Due returns up to limit queued orders whose work is due at now.
@@ -42,6 +41,9 @@ type Locked interface {
 	Load(ctx context.Context) (Loaded, error)
 	// Save writes the record and applies q to the queue entry.
 	Save(ctx context.Context, o *order.Order, q QueueOp) error
+	// SaveAndUnlock is Save and Unlock in one write: the last write of a
+	// run. Once it succeeded, Unlock only drops what the process holds.
+	SaveAndUnlock(ctx context.Context, o *order.Order, q QueueOp) error
 	// Check returns nil while this process still owns the mutex (asked of
 	// etcd), else ErrFenced or ErrLockLost.
 	Check(ctx context.Context) error

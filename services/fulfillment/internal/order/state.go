@@ -96,6 +96,12 @@ func (o *Order) Transition(to State, now time.Time) error {
 	return nil
 }
 
+// SupplierHolds are the states in which the supplier has the order and the
+// record carries its offline_order_id (HasSupplierOrder): no webhook can
+// change what happens next, so intake only remembers such an order's events
+// and queues no work for them.
+var SupplierHolds = []State{Submitted, WrittenBack}
+
 // Final reports whether nothing more will happen to the order without a
 // person: the supplier holds it, or it waits for review, or it failed.
 func (s State) Final() bool {
