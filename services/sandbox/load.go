@@ -580,7 +580,7 @@ func (r *loadRun) start(ctx context.Context) error {
 	}
 	gwEnv, err := debugEnv("webhook-gateway", map[string]string{
 		"LISTEN_ADDR": gwAddr, "FULFILLMENT_ADDR": strings.Join(targets, ","),
-		"BIGCOMMERCE_CLIENT_SECRET": loadSecret, "ADMIN_TOKEN": loadAdminToken,
+		"BIGCOMMERCE_CLIENT_SECRET": loadSecret, "ADMIN_TOKEN": loadAdminToken, "LOG_LEVEL": "warn",
 	})
 	if err != nil {
 		return err

@@ -24,8 +24,9 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	err := run(ctx, os.Getenv, logger)
+	var level slog.LevelVar
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: &level}))
+	err := run(ctx, os.Getenv, logger, &level)
 	stop()
 	if err != nil {
 		logger.Error("webhook gateway failed", "error", err)
@@ -33,12 +34,16 @@ func main() {
 	}
 }
 
-// run loads and validates the configuration, opens the listener, builds the
-// gateway and serves until ctx is done.
-func run(ctx context.Context, getenv func(string) string, logger *slog.Logger) (err error) {
+// run loads and validates the configuration, sets level (when not nil) to
+// LOG_LEVEL, opens the listener, builds the gateway and serves until ctx is
+// done.
+func run(ctx context.Context, getenv func(string) string, logger *slog.Logger, level *slog.LevelVar) (err error) {
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return err
+	}
+	if level != nil {
+		level.Set(cfg.LogLevel)
 	}
 	// The listener comes first so that a taken port fails fast, and port 0
 	// works: Serve logs the address actually bound.
@@ -47,7 +52,7 @@ func run(ctx context.Context, getenv func(string) string, logger *slog.Logger) (
 	if err != nil {
 		return fmt.Errorf("listen on %s (%s): %w", cfg.ListenAddr, config.EnvListenAddr, err)
 	}
-	if err := debugserver.Start(ctx, cfg.DebugAddr, logger); err != nil {
+	if _, err := debugserver.Start(ctx, cfg.DebugAddr, logger); err != nil {
 		return errors.Join(err, ln.Close())
 	}
 	srv, err := gateway.New(ctx, cfg, logger)

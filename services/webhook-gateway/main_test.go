@@ -19,7 +19,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	getenv := func(k string) string {
 		return map[string]string{"LISTEN_ADDR": "127.0.0.1:0"}[k]
 	}
-	err := run(t.Context(), getenv, slog.New(slog.DiscardHandler))
+	err := run(t.Context(), getenv, slog.New(slog.DiscardHandler), nil)
 	if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "BIGCOMMERCE_CLIENT_SECRET") {
 		t.Fatalf("run = %v, want a config error naming BIGCOMMERCE_CLIENT_SECRET", err)
 	}
@@ -38,7 +38,7 @@ func TestRunServesAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, func(k string) string { return env[k] }, logger)
+		done <- run(ctx, func(k string) string { return env[k] }, logger, nil)
 		pw.Close()
 	}()
 

@@ -18,27 +18,29 @@ import (
 // EnvAddr is the setting that turns the debug listener on.
 const EnvAddr = "DEBUG_ADDR"
 
-// Validate checks a DEBUG_ADDR value ("" means off).
+// Validate checks a DEBUG_ADDR value ("" means off). Its error says what is
+// wrong; the caller names the setting in its own style.
 func Validate(addr string) error {
 	if addr == "" {
 		return nil
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return fmt.Errorf("%s: %q is not a host:port address (e.g. 127.0.0.1:6060): %w", EnvAddr, addr, err)
+		return fmt.Errorf("%q is not a host:port address (e.g. 127.0.0.1:6060)", addr)
 	}
 	return nil
 }
 
-// Start listens on addr and serves /debug/pprof/ until ctx ends. With an
-// empty addr it does nothing.
-func Start(ctx context.Context, addr string, log *slog.Logger) error {
+// Start listens on addr and serves /debug/pprof/ until ctx ends, and
+// returns the address bound. With an empty addr it does nothing and returns
+// nil.
+func Start(ctx context.Context, addr string, log *slog.Logger) (net.Addr, error) {
 	if addr == "" {
-		return nil
+		return nil, nil
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("%s %q: %w", EnvAddr, addr, err)
+		return nil, fmt.Errorf("%s %q: %w", EnvAddr, addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -57,5 +59,5 @@ func Start(ctx context.Context, addr string, log *slog.Logger) error {
 		<-ctx.Done()
 		_ = srv.Close()
 	}()
-	return nil
+	return ln.Addr(), nil
 }

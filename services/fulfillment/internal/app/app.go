@@ -50,7 +50,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 		return fmt.Errorf("LISTEN_ADDR %q: %w", cfg.ListenAddr, err)
 	}
 	defer lis.Close()
-	if err := debugserver.Start(ctx, cfg.DebugAddr, log); err != nil {
+	if _, err := debugserver.Start(ctx, cfg.DebugAddr, log); err != nil {
 		return err
 	}
 

@@ -140,7 +140,7 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 	}
 	if err := debugserver.Validate(c.DebugAddr); err != nil {
-		e.errs = append(e.errs, err)
+		e.fail(debugserver.EnvAddr, "is "+err.Error())
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

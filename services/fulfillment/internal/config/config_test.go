@@ -114,6 +114,7 @@ func TestLoadSettings(t *testing.T) {
 			func(c config.Config) bool { return c.Workers == 1 && c.Retry.MaxAttempts == 3 }},
 		{"validate first", map[string]string{"TROPSHIP_VALIDATE_FIRST": "true"}, func(c config.Config) bool { return c.TropShipValidateFirst }},
 		{"log level", map[string]string{"LOG_LEVEL": "debug"}, func(c config.Config) bool { return c.LogLevel == "debug" }},
+		{"debug address", map[string]string{"DEBUG_ADDR": "127.0.0.1:6060"}, func(c config.Config) bool { return c.DebugAddr == "127.0.0.1:6060" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -168,6 +169,7 @@ func TestLoadErrors(t *testing.T) {
 		{"etcd endpoint :::", map[string]string{"ETCD_ENDPOINTS": ":::"}, []string{"ETCD_ENDPOINTS"}},
 		{"etcd endpoint without host", map[string]string{"ETCD_ENDPOINTS": "http://10.0.0.1:2379,http://"}, []string{"ETCD_ENDPOINTS"}},
 		{"loud log level", map[string]string{"LOG_LEVEL": "loud"}, []string{"LOG_LEVEL"}},
+		{"debug address without port", map[string]string{"DEBUG_ADDR": "6060"}, []string{"DEBUG_ADDR"}},
 		{"bad boolean", map[string]string{"TROPSHIP_VALIDATE_FIRST": "sometimes"}, []string{"TROPSHIP_VALIDATE_FIRST"}},
 		{
 			"several at once",

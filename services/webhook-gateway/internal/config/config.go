@@ -30,6 +30,7 @@ const (
 	EnvInsecureSkipVerify  = "WEBHOOK_INSECURE_SKIP_VERIFY"
 	EnvAdminToken          = "ADMIN_TOKEN"
 	EnvShutdownTimeout     = "SHUTDOWN_TIMEOUT"
+	EnvLogLevel            = "LOG_LEVEL"
 	defaultListenAddr      = ":8080"
 	defaultFulfillmentAddr = "localhost:9090"
 	defaultTimeout         = 5 * time.Second
@@ -70,6 +71,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// DebugAddr, when set, serves Go's profiles (pprof) there (DEBUG_ADDR).
 	DebugAddr string
+	// LogLevel is the lowest level logged (LOG_LEVEL: debug, info, warn or
+	// error). Every request is logged at info, rejected and failed ones at
+	// warn.
+	LogLevel slog.Level
 }
 
 // Load reads the configuration through getenv (os.Getenv in production, a map
@@ -88,6 +93,18 @@ func Load(getenv func(string) string) (Config, error) {
 		ShutdownTimeout:    defaultShutdownTimeout,
 	}
 	var errs []error
+	switch v := strings.ToLower(strings.TrimSpace(getenv(EnvLogLevel))); v {
+	case "", "info":
+		cfg.LogLevel = slog.LevelInfo
+	case "debug":
+		cfg.LogLevel = slog.LevelDebug
+	case "warn":
+		cfg.LogLevel = slog.LevelWarn
+	case "error":
+		cfg.LogLevel = slog.LevelError
+	default:
+		errs = append(errs, fmt.Errorf("%s: %q is not a log level (use debug, info, warn or error)", EnvLogLevel, v))
+	}
 	if v := getenv(EnvFulfillmentTimeout); v != "" {
 		d, err := parseDuration(EnvFulfillmentTimeout, v)
 		errs = append(errs, err)
@@ -122,7 +139,9 @@ func (cfg Config) Validate() error {
 		errs = append(errs, fmt.Errorf("%s: %q is not a host:port address (e.g. :8080): %w", EnvListenAddr, cfg.ListenAddr, err))
 	}
 	errs = append(errs, validateFulfillmentAddrs(cfg.FulfillmentAddrs))
-	errs = append(errs, debugserver.Validate(cfg.DebugAddr))
+	if err := debugserver.Validate(cfg.DebugAddr); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", debugserver.EnvAddr, err))
+	}
 	if cfg.FulfillmentTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("%s: must be positive, got %s", EnvFulfillmentTimeout, cfg.FulfillmentTimeout))
 	}

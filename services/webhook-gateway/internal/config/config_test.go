@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -54,6 +55,25 @@ func TestLoad(t *testing.T) {
 			name:    "insecure flag false is not enough",
 			env:     map[string]string{"WEBHOOK_INSECURE_SKIP_VERIFY": "false"},
 			wantErr: []string{"BIGCOMMERCE_CLIENT_SECRET"},
+		},
+		{
+			name:    "bad log level",
+			env:     map[string]string{"BIGCOMMERCE_CLIENT_SECRET": "s", "LOG_LEVEL": "loud"},
+			wantErr: []string{"LOG_LEVEL", "loud", "debug, info, warn or error"},
+		},
+		{
+			name:    "bad debug address",
+			env:     map[string]string{"BIGCOMMERCE_CLIENT_SECRET": "s", "DEBUG_ADDR": "6060"},
+			wantErr: []string{"DEBUG_ADDR", "host:port"},
+		},
+		{
+			name: "log level and debug address",
+			env:  map[string]string{"BIGCOMMERCE_CLIENT_SECRET": "s", "LOG_LEVEL": "WARN", "DEBUG_ADDR": "127.0.0.1:6060"},
+			check: func(t *testing.T, cfg config.Config) {
+				if cfg.LogLevel != slog.LevelWarn || cfg.DebugAddr != "127.0.0.1:6060" {
+					t.Errorf("LogLevel %v DebugAddr %q", cfg.LogLevel, cfg.DebugAddr)
+				}
+			},
 		},
 		{
 			name:    "bad bool",
