@@ -11,6 +11,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -72,6 +73,7 @@ type loadConfig struct {
 	Rate            float64  // deliveries per second; 0: closed loop at Concurrency
 	Concurrency     int
 	Replicas        int
+	Workers         int // WORKERS of each replica; 0: the service's default
 	SupplierLatency time.Duration
 	EtcdEndpoints   string
 	JSONPath        string
@@ -81,6 +83,7 @@ type loadConfig struct {
 	Lines           int
 	Timeout         time.Duration
 	Seed            uint64
+	Spread          int // 0: shuffle every delivery; else see arrange
 	Verbose         bool
 	ProfileDir      string
 	ProfileSeconds  int
@@ -104,6 +107,7 @@ func parseLoad(args []string) (loadConfig, error) {
 	fs.Float64Var(&c.Rate, "rate", 0, "target deliveries per second (open loop, at most -concurrency in flight); 0: as fast as -concurrency allows")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "deliveries in flight (with -rate: the cap); also the concurrency of the bare etcd benchmark")
 	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "fulfillment replicas sharing etcd")
+	fs.IntVar(&c.Workers, "workers", 0, "WORKERS of each replica (orders processed concurrently); 0: the service's default (16)")
 	fs.DurationVar(&c.SupplierLatency, "supplier-latency", 0, "latency the TropShip simulator adds to every /v1/ answer")
 	fs.StringVar(&c.EtcdEndpoints, "etcd-endpoints", "", "comma-separated etcd client URLs; empty: an embedded etcd in this process, in a temporary directory")
 	fs.StringVar(&c.JSONPath, "json", "", "write the report as JSON to this file")
@@ -113,6 +117,7 @@ func parseLoad(args []string) (loadConfig, error) {
 	fs.IntVar(&c.Lines, "lines", c.Lines, "product lines per order")
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "how long to wait for every order to be SUBMITTED")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the delivery shuffle")
+	fs.IntVar(&c.Spread, "spread", 0, "0: shuffle all deliveries (most orders' first events come early: a surge of new orders at the start); N: orders arrive at a steady pace and each delivery lands up to N places after its order's turn")
 	fs.BoolVar(&c.Verbose, "v", false, "show the services' logs")
 	fs.StringVar(&c.ProfileDir, "profile", "", "write CPU profiles of every process (each service through DEBUG_ADDR, and this process) to this directory, from the first delivery on")
 	fs.IntVar(&c.ProfileSeconds, "profile-seconds", 10, "length of the -profile window in seconds")
@@ -182,10 +187,12 @@ type loadReport struct {
 		Rate              float64  `json:"rate"`
 		Concurrency       int      `json:"concurrency"`
 		Replicas          int      `json:"replicas"`
+		Workers           int      `json:"workers_per_replica"`
 		SupplierLatencyMs float64  `json:"supplier_latency_ms"`
 		Lines             int      `json:"lines"`
 		BenchOps          int      `json:"bench_ops"`
 		Seed              uint64   `json:"seed"`
+		Spread            int      `json:"spread"`
 	} `json:"config"`
 	Deliveries deliveryStats `json:"deliveries"`
 	EndToEnd   struct {
@@ -198,6 +205,10 @@ type loadReport struct {
 		// ListedSubmitted is what ListOrders(SUBMITTED), paged, returned
 		// at the end.
 		ListedSubmitted int `json:"listed_submitted"`
+		// CPUMsPerOrder is the CPU time of all of this run's processes
+		// over the measured window (deliveries, processing, and the 2 s of
+		// quiet that end it) per order.
+		CPUMsPerOrder float64 `json:"cpu_ms_per_order"`
 	} `json:"end_to_end"`
 	Supplier struct {
 		LiveOrders          int `json:"live_orders"`
@@ -235,6 +246,9 @@ type loadReport struct {
 		PutsPerSec        float64 `json:"puts_per_sec"`
 		MutexCyclesPerSec float64 `json:"mutex_cycles_per_sec"`
 		ValueBytes        int     `json:"value_bytes"`
+		// MutexCycleCPUMs is the CPU time (all of this run's processes)
+		// per bare mutex cycle.
+		MutexCycleCPUMs float64 `json:"mutex_cycle_cpu_ms"`
 	} `json:"bare_etcd"`
 	Ratios struct {
 		// OrdersVsMutex is end-to-end orders/s over bare mutex cycles/s
@@ -242,6 +256,10 @@ type loadReport struct {
 		OrdersVsMutex float64 `json:"orders_per_sec_vs_mutex_cycles_per_sec"`
 		// DeliveriesVsPuts is deliveries/s over bare puts/s.
 		DeliveriesVsPuts float64 `json:"deliveries_per_sec_vs_puts_per_sec"`
+		// CPUCeiling is the CPU time of a bare mutex cycle over that of an
+		// order (all deliveries and processing): the highest OrdersVsMutex
+		// a CPU-bound machine allows.
+		CPUCeiling float64 `json:"cpu_ceiling_orders_vs_mutex_cycles"`
 	} `json:"ratios"`
 	Memory struct {
 		// End is VmRSS per process at the end, in KiB; "load" is this
@@ -271,7 +289,14 @@ type deliveryStats struct {
 	PerSec     float64                   `json:"per_sec"`
 	AckLatency latencySummary            `json:"ack_latency_ms"`
 	ByKind     map[string]latencySummary `json:"ack_latency_ms_by_answer"`
+	// Windows is the acknowledgement latency of the tries started in each
+	// successive window of loadWindow, to tell a start-up transient or a
+	// passing disturbance from a steady tail.
+	Windows []latencySummary `json:"ack_latency_ms_by_window"`
 }
+
+// loadWindow is the width of the windows of deliveryStats.Windows.
+const loadWindow = 5 * time.Second
 
 type latencySummary struct {
 	Count int     `json:"count"`
@@ -429,6 +454,8 @@ func runLoadTest(ctx context.Context, cfg loadConfig, progress io.Writer) (rep *
 	rep.Conditions.LoadAvgStart = loadAvg()
 	rep.Config.Orders, rep.Config.Dup, rep.Config.Mix = cfg.Orders, cfg.Dup, cfg.Mix
 	rep.Config.Rate, rep.Config.Concurrency, rep.Config.Replicas = cfg.Rate, cfg.Concurrency, cfg.Replicas
+	rep.Config.Workers = cmp.Or(cfg.Workers, 16)
+	rep.Config.Spread = cfg.Spread
 	rep.Config.SupplierLatencyMs = ms(cfg.SupplierLatency)
 	rep.Config.Lines, rep.Config.BenchOps, rep.Config.Seed = cfg.Lines, cfg.BenchOps, cfg.Seed
 	rep.Memory.End = map[string]int{}
@@ -559,6 +586,9 @@ func (r *loadRun) start(ctx context.Context) error {
 			"TROPSHIP_CLIENT_SECRET": loadTSSecret, "TROPSHIP_MODE": "live",
 			"LOG_LEVEL": "warn", "SWEEP_INTERVAL": "1s",
 		})
+		if cfg.Workers > 0 {
+			env["WORKERS"] = strconv.Itoa(cfg.Workers)
+		}
 		if err != nil {
 			return err
 		}
@@ -629,8 +659,7 @@ func (r *loadRun) measure(ctx context.Context) error {
 			}
 		}
 	}
-	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed))
-	rng.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
+	deliveries = arrange(deliveries, cfg.Spread, cfg.Seed)
 	mode := fmt.Sprintf("closed loop, %d in flight", cfg.Concurrency)
 	if cfg.Rate > 0 {
 		mode = fmt.Sprintf("open loop at %.0f/s, at most %d in flight", cfg.Rate, cfg.Concurrency)
@@ -711,6 +740,7 @@ func (r *loadRun) measure(ctx context.Context) error {
 		return err
 	}
 	rep.Conditions.CPU = cpuBetween(cpu0, r.markCPU())
+	rep.EndToEnd.CPUMsPerOrder = round3(rep.Conditions.CPU.OurCores * rep.Conditions.CPU.Seconds / float64(cfg.Orders) * 1000)
 	rep.Etcd.DBBytes, rep.Etcd.Keys = after.dbBytes, after.keys
 	total := after.sub(before)
 	polls := r.polls.Load()
@@ -770,7 +800,38 @@ func (r *loadRun) measure(ctx context.Context) error {
 	if rep.Bare.PutsPerSec > 0 {
 		rep.Ratios.DeliveriesVsPuts = rep.Deliveries.PerSec / rep.Bare.PutsPerSec
 	}
+	if rep.EndToEnd.CPUMsPerOrder > 0 {
+		rep.Ratios.CPUCeiling = round3(rep.Bare.MutexCycleCPUMs / rep.EndToEnd.CPUMsPerOrder)
+	}
 	return nil
+}
+
+// arrange orders the deliveries, which come grouped by order. With spread
+// 0 they are shuffled whole: a delivery of any order can come at any time,
+// so most orders' first events come in the first part of the run, a surge
+// of new orders. With spread N, each delivery moves from its place in the
+// grouped list to a random place at most N positions away: orders arrive at
+// a steady pace, as in a flash sale, and each one's events and duplicates
+// come within about N deliveries of each other.
+func arrange(d []webhook.Event, spread int, seed uint64) []webhook.Event {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	if spread <= 0 {
+		rng.Shuffle(len(d), func(i, j int) { d[i], d[j] = d[j], d[i] })
+		return d
+	}
+	type placed struct {
+		at float64
+		ev webhook.Event
+	}
+	p := make([]placed, len(d))
+	for i, ev := range d {
+		p[i] = placed{at: float64(i) + rng.Float64()*float64(spread), ev: ev}
+	}
+	slices.SortStableFunc(p, func(a, b placed) int { return cmp.Compare(a.at, b.at) })
+	for i := range p {
+		d[i] = p[i].ev
+	}
+	return d
 }
 
 // send delivers every event (retrying answers other than 200 a few times,
@@ -779,10 +840,12 @@ func (r *loadRun) send(ctx context.Context, deliveries []webhook.Event) delivery
 	cfg := r.cfg
 	type result struct {
 		lat    []time.Duration // one per try
+		at     []time.Duration // when each try started, from start
 		status []int
 		answer string // recorded, duplicate, ignored, or "" (failed)
 	}
 	results := make([]result, len(deliveries))
+	var start time.Time // set before the first try
 	one := func(i int) {
 		defer r.delivered.Add(1)
 		res := &results[i]
@@ -793,6 +856,7 @@ func (r *loadRun) send(ctx context.Context, deliveries []webhook.Event) delivery
 				return
 			}
 			t0 := time.Now()
+			res.at = append(res.at, t0.Sub(start))
 			resp, err := r.hc.Do(req)
 			var body []byte
 			if err == nil {
@@ -830,14 +894,24 @@ func (r *loadRun) send(ctx context.Context, deliveries []webhook.Event) delivery
 		}
 	}
 
-	start := time.Now()
+	start = time.Now()
 	if cfg.Rate > 0 {
-		sem := make(chan struct{}, cfg.Concurrency)
+		// A fixed pool of Concurrency senders, fed on schedule: a delivery
+		// that finds every sender busy waits for one (at most Concurrency
+		// in flight), and no goroutine is started per delivery.
+		due := make(chan int)
 		var wg sync.WaitGroup
+		for range cfg.Concurrency {
+			wg.Go(func() {
+				for i := range due {
+					one(i)
+				}
+			})
+		}
 	pace:
 		for i := range deliveries {
-			due := start.Add(time.Duration(float64(i) / cfg.Rate * float64(time.Second)))
-			if d := time.Until(due); d > 0 {
+			at := start.Add(time.Duration(float64(i) / cfg.Rate * float64(time.Second)))
+			if d := time.Until(at); d > 0 {
 				select {
 				case <-ctx.Done():
 					break pace
@@ -847,10 +921,10 @@ func (r *loadRun) send(ctx context.Context, deliveries []webhook.Event) delivery
 			select {
 			case <-ctx.Done():
 				break pace
-			case sem <- struct{}{}:
+			case due <- i:
 			}
-			wg.Go(func() { defer func() { <-sem }(); one(i) })
 		}
+		close(due)
 		wg.Wait()
 	} else {
 		var next atomic.Int64
@@ -873,7 +947,15 @@ func (r *loadRun) send(ctx context.Context, deliveries []webhook.Event) delivery
 	st := deliveryStats{Planned: len(deliveries), Statuses: map[string]int{}, Seconds: elapsed.Seconds(), ByKind: map[string]latencySummary{}}
 	var all []time.Duration
 	byKind := map[string][]time.Duration{}
+	var windows [][]time.Duration
 	for _, res := range results {
+		for j, at := range res.at {
+			w := int(at / loadWindow)
+			for len(windows) <= w {
+				windows = append(windows, nil)
+			}
+			windows[w] = append(windows[w], res.lat[j])
+		}
 		st.Attempts += len(res.lat)
 		if len(res.status) > 1 {
 			st.Retries += len(res.status) - 1
@@ -900,6 +982,9 @@ func (r *loadRun) send(ctx context.Context, deliveries []webhook.Event) delivery
 	st.AckLatency = summarize(all)
 	for k, v := range byKind {
 		st.ByKind[k] = summarize(v)
+	}
+	for _, w := range windows {
+		st.Windows = append(st.Windows, summarize(w))
 	}
 	return st
 }
@@ -1084,6 +1169,7 @@ func (r *loadRun) bench(ctx context.Context) error {
 		return fmt.Errorf("bare mutex: %w", err)
 	}
 	defer sess.Close()
+	cpu0 := r.markCPU()
 	r.rep.Bare.MutexCyclesPerSec, err = run(func(ctx context.Context, i int) error {
 		m := concurrency.NewMutex(sess, fmt.Sprintf("%slocks/%d/", prefix, i))
 		if err := m.Lock(ctx); err != nil {
@@ -1098,6 +1184,7 @@ func (r *loadRun) bench(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bare mutex cycles: %w", err)
 	}
+	r.rep.Bare.MutexCycleCPUMs = round3((r.markCPU().ours - cpu0.ours) / float64(cfg.BenchOps) * 1000)
 	r.say("bare etcd at concurrency %d: %.0f puts/s, %.0f mutex cycles/s", cfg.Concurrency, r.rep.Bare.PutsPerSec, r.rep.Bare.MutexCyclesPerSec)
 	_, err = r.cli.Delete(ctx, prefix, clientv3.WithPrefix())
 	return err
@@ -1548,7 +1635,7 @@ func (rep *loadReport) writeTable(w io.Writer) {
 	}
 	head("RUN")
 	row("orders x events x dup", "%d x %d (%s) x %d = %d deliveries, %s", c.Orders, len(c.Mix), strings.Join(mix, ","), c.Dup, d.Planned, mode)
-	row("fulfillment replicas", "%d; supplier latency %.0f ms; %d lines per order", c.Replicas, c.SupplierLatencyMs, c.Lines)
+	row("fulfillment replicas", "%d with %d workers each; supplier latency %.0f ms; %d lines per order", c.Replicas, c.Workers, c.SupplierLatencyMs, c.Lines)
 	row("etcd", "%s", rep.Conditions.Etcd)
 	row("machine", "%d CPUs, %s, load average %s at start, %s at end", rep.Conditions.CPUs, rep.Conditions.GoVersion, rep.Conditions.LoadAvgStart, rep.Conditions.LoadAvgEnd)
 	if u := rep.Conditions.CPU; u.Seconds > 0 {
@@ -1562,6 +1649,13 @@ func (rep *loadReport) writeTable(w io.Writer) {
 		if l, ok := d.ByKind[k]; ok {
 			row("  answered "+k, "p50 %.2f  p90 %.2f  p99 %.2f  max %.2f", l.P50, l.P90, l.P99, l.Max)
 		}
+	}
+	if len(d.Windows) > 1 {
+		var p99s []string
+		for _, w := range d.Windows {
+			p99s = append(p99s, fmt.Sprintf("%.1f", w.P99))
+		}
+		row(fmt.Sprintf("  p99 by %s window", loadWindow), "%s", strings.Join(p99s, " "))
 	}
 	head("END TO END")
 	e := rep.EndToEnd
@@ -1589,6 +1683,7 @@ func (rep *loadReport) writeTable(w io.Writer) {
 	row("puts/s", "%.0f (%d ops, concurrency %d, %d-byte values)", rep.Bare.PutsPerSec, rep.Bare.Ops, rep.Bare.Concurrency, rep.Bare.ValueBytes)
 	row("mutex cycles/s", "%.0f (lock, one fenced put, unlock)", rep.Bare.MutexCyclesPerSec)
 	row("orders/s vs mutex cycles/s", "%.3f (target >= 0.5)", rep.Ratios.OrdersVsMutex)
+	row("CPU per mutex cycle / per order", "%.3f ms / %.3f ms: a CPU-bound machine allows at most %.3f", rep.Bare.MutexCycleCPUMs, rep.EndToEnd.CPUMsPerOrder, rep.Ratios.CPUCeiling)
 	row("deliveries/s vs puts/s", "%.3f", rep.Ratios.DeliveriesVsPuts)
 	head("MEMORY (VmRSS, MiB) AND CPU (s)")
 	for _, name := range slices.Sorted(maps.Keys(rep.Memory.End)) {

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +24,7 @@ func TestLoadSmoke(t *testing.T) {
 	defer cancel()
 	c := defaultLoadConfig()
 	c.Orders, c.Dup, c.Concurrency, c.BenchOps, c.Timeout = 20, 2, 8, 50, 3*time.Minute
+	c.ProfileDir, c.ProfileSeconds = t.TempDir(), 1
 	var progress bytes.Buffer
 	rep, err := runLoadTest(ctx, c, &progress)
 	t.Log(progress.String())
@@ -51,8 +55,25 @@ func TestLoadSmoke(t *testing.T) {
 	}
 	if a := rep.AfterSubmit; a == nil {
 		t.Error("no after-submit phase")
-	} else if a.SupplierCalls != 0 || a.BigCommerceCalls != 0 {
-		t.Errorf("deliveries to SUBMITTED orders made %v supplier and %v BigCommerce calls each", a.SupplierCalls, a.BigCommerceCalls)
+	} else {
+		if a.SupplierCalls != 0 || a.BigCommerceCalls != 0 {
+			t.Errorf("deliveries to SUBMITTED orders made %v supplier and %v BigCommerce calls each", a.SupplierCalls, a.BigCommerceCalls)
+		}
+		// Half of them are exact duplicates, which write nothing; the
+		// other half write their dedupe key. (The margin is for a stray
+		// write of the quiet window, such as a lease grant.)
+		if a.Etcd.Writes > 0.6 {
+			t.Errorf("deliveries to SUBMITTED orders cost %.3f etcd writes each, want 0.5 (duplicates write nothing)", a.Etcd.Writes)
+		}
+	}
+	if len(rep.Deliveries.Windows) == 0 || rep.EndToEnd.CPUMsPerOrder <= 0 || rep.Bare.MutexCycleCPUMs <= 0 || rep.Ratios.CPUCeiling <= 0 {
+		t.Errorf("windows %v, CPU per order %v, per mutex cycle %v, ceiling %v: not measured",
+			rep.Deliveries.Windows, rep.EndToEnd.CPUMsPerOrder, rep.Bare.MutexCycleCPUMs, rep.Ratios.CPUCeiling)
+	}
+	for _, name := range []string{"fulfillment-0", "fulfillment-1", "webhook-gateway", "load"} {
+		if fi, err := os.Stat(filepath.Join(c.ProfileDir, name+".pprof")); err != nil || fi.Size() == 0 {
+			t.Errorf("CPU profile of %s: %v", name, err)
+		}
 	}
 	if rep.Bare.PutsPerSec <= 0 || rep.Bare.MutexCyclesPerSec <= 0 {
 		t.Errorf("bare etcd not measured: %+v", rep.Bare)
@@ -106,5 +127,46 @@ weird{a="x\"y,z}"} 1.5e3
 	// 9 proposals: 2 deletes and 7 write txns; 13 ranges; no read-only txn.
 	if c.Range != 13 || c.Txn != 7 || c.Writes != 9 || c.Reads != 13 || c.WatchStreams != 3 || c.MvccPut != 6 || c.Requests != 22 {
 		t.Errorf("counts %+v", c)
+	}
+}
+
+func TestArrange(t *testing.T) {
+	const orders, per, spread = 200, 9, 50
+	var d []webhook.Event
+	for i := range orders {
+		for range per {
+			d = append(d, webhook.New(webhook.ScopeOrderCreated, "s", "1", uint64(i)))
+		}
+	}
+	pos := func(d []webhook.Event) map[uint64][]int {
+		m := map[uint64][]int{}
+		for i, ev := range d {
+			m[ev.Data.ID] = append(m[ev.Data.ID], i)
+		}
+		return m
+	}
+	got := pos(arrange(slices.Clone(d), spread, 1))
+	for id, at := range got {
+		if len(at) != per {
+			t.Fatalf("order %d has %d deliveries, want %d", id, len(at), per)
+		}
+		// Every delivery moved at most spread places from where its
+		// order's group stood.
+		lo, hi := int(id)*per-spread, int(id)*per+per-1+spread
+		for _, i := range at {
+			if i < lo || i > hi {
+				t.Errorf("order %d: a delivery at %d, outside [%d, %d]", id, i, lo, hi)
+			}
+		}
+	}
+	// Spread 0 shuffles whole: some order's deliveries end up far apart.
+	far := false
+	for _, at := range pos(arrange(slices.Clone(d), 0, 1)) {
+		if at[len(at)-1]-at[0] > len(d)/2 {
+			far = true
+		}
+	}
+	if !far {
+		t.Error("spread 0 did not shuffle across the run")
 	}
 }
