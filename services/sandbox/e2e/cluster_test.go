@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -312,9 +313,12 @@ func TestClusterMemberLostDuringRun(t *testing.T) {
 		"SUBMITTING and parked it for a person. A single member loss must not need one.", len(r.parked), n)
 }
 
-// TestClusterQuorumLost: two members of three die. Deliveries are refused
-// with 503 and Retry-After within the gateway's deadline (nothing hangs);
-// once the members are back, BigCommerce's retries are accepted, the orders
+// TestClusterQuorumLost: two members of three die. New deliveries are
+// refused with 503 and Retry-After within the gateway's deadline (nothing
+// hangs); a retry of an event recorded before the outage is answered 200 as
+// a duplicate, since the surviving member holds its committed dedupe key and
+// nothing needs writing. Once the members are back, BigCommerce's retries
+// are accepted, the orders
 // accepted before the outage are processed without anyone's help (the lock
 // sessions that expired meanwhile are renewed), and every order reaches
 // the supplier exactly once.
@@ -343,8 +347,8 @@ func TestClusterQuorumLost(t *testing.T) {
 	e.bc.SetFaults(bcsim.Faults{})
 	t.Logf("stopped members %d (leader) and %d", leader, other)
 
-	// Every delivery now is refused with 503 and Retry-After: new orders,
-	// and BigCommerce's retries of events accepted before.
+	// New orders are refused with 503 and Retry-After; BigCommerce's
+	// retries of events accepted before are answered as duplicates.
 	late := e.backorders(fromDuring, during)
 	probe := append(append([]webhook.Event{}, late...), early[:10]...)
 	type answer struct {
@@ -354,6 +358,8 @@ func TestClusterQuorumLost(t *testing.T) {
 		err        error
 	}
 	answers := make([]answer, len(probe))
+	type ack struct{ Recorded, Duplicate bool }
+	acks := make([]ack, len(probe))
 	var wg sync.WaitGroup
 	client := &http.Client{Timeout: 30 * time.Second}
 	for i, ev := range probe {
@@ -370,6 +376,7 @@ func TestClusterQuorumLost(t *testing.T) {
 				answers[i].err = err
 				return
 			}
+			_ = json.NewDecoder(resp.Body).Decode(&acks[i])
 			resp.Body.Close()
 			answers[i].status, answers[i].retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
 		})
@@ -384,6 +391,10 @@ func TestClusterQuorumLost(t *testing.T) {
 			t.Errorf("BUG? delivery %d hung past 30 s without quorum (the gateway's deadline is 5 s): %v", i, a.err)
 		case a.err != nil:
 			t.Errorf("delivery %d without quorum: %v", i, a.err)
+		case i >= len(late):
+			if a.status != http.StatusOK || !acks[i].Duplicate {
+				t.Errorf("retry %d of an event recorded before the outage: status %d %+v, want 200 duplicate", i, a.status, acks[i])
+			}
 		case a.status != http.StatusServiceUnavailable:
 			t.Errorf("delivery %d without quorum: status %d, want 503", i, a.status)
 		case a.retryAfter == "":
@@ -394,7 +405,8 @@ func TestClusterQuorumLost(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("without quorum: %d deliveries refused, slowest answer %s", len(probe), slowest.Round(time.Millisecond))
+	t.Logf("without quorum: %d new deliveries refused, %d retries answered as duplicates, slowest answer %s",
+		len(late), len(probe)-len(late), slowest.Round(time.Millisecond))
 	if t.Failed() {
 		t.FailNow()
 	}
