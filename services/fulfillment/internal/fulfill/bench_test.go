@@ -37,6 +37,22 @@ func BenchmarkDuplicateOfSubmitted(b *testing.B) {
 	}
 }
 
+// BenchmarkExactDuplicate is a delivery seen before (BigCommerce's retry,
+// or a parallel copy): one serializable etcd read, no write, nothing queued.
+func BenchmarkExactDuplicate(b *testing.B) {
+	h := start(b, 1, order.ModeLive)
+	d := delivery(1, "store/order/created", 0, "h1")
+	if r, err := h.svc[0].Intake(context.Background(), d); err != nil || !r.Recorded {
+		b.Fatal(r, err)
+	}
+	for b.Loop() {
+		r, err := h.svc[0].Intake(context.Background(), d)
+		if err != nil || !r.Duplicate {
+			b.Fatal(r, err)
+		}
+	}
+}
+
 // BenchmarkOneOrder is the whole flow of one fresh order under its lock:
 // lock, load, storefront read, intent, supplier call, result, unlock
 // (storefront and supplier in memory, etcd real).
