@@ -49,7 +49,12 @@ func Start(ctx context.Context, addr string, log *slog.Logger) (net.Addr, error)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	log.Info("debug listener (pprof) started", "addr", ln.Addr().String())
+	if host, _, _ := net.SplitHostPort(addr); !isLoopback(host) {
+		log.Warn("debug listener (pprof) is reachable beyond this host; profiles expose internals and cost CPU: prefer 127.0.0.1",
+			"setting", EnvAddr, "addr", ln.Addr().String())
+	} else {
+		log.Info("debug listener (pprof) started", "addr", ln.Addr().String())
+	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Warn("debug listener stopped", "err", err)
@@ -60,4 +65,13 @@ func Start(ctx context.Context, addr string, log *slog.Logger) (net.Addr, error)
 		_ = srv.Close()
 	}()
 	return ln.Addr(), nil
+}
+
+// isLoopback reports whether host (from DEBUG_ADDR) names only this machine.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

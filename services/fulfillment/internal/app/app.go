@@ -155,8 +155,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 // net/http's default keeps two, so under load every concurrent call beyond
 // two opened a new TCP connection and closed it afterwards.
 func pooledClient(workers int) *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
+	t := &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true}
+	if d, ok := http.DefaultTransport.(*http.Transport); ok {
+		t = d.Clone()
+	}
 	t.MaxIdleConnsPerHost = max(workers, 2)
+	t.MaxIdleConns = max(t.MaxIdleConns, 2*t.MaxIdleConnsPerHost)
 	return &http.Client{Transport: t}
 }
 

@@ -80,7 +80,7 @@ func Load(getenv func(string) string) (Config, error) {
 		SweepInterval:         e.duration("SWEEP_INTERVAL", 5*time.Second),
 		SweepGrace:            e.duration("SWEEP_GRACE", 10*time.Second),
 		ShutdownTimeout:       e.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
-		LogLevel:              e.str("LOG_LEVEL", "info"),
+		LogLevel:              strings.ToLower(e.str("LOG_LEVEL", "info")),
 		DebugAddr:             e.str(debugserver.EnvAddr, ""),
 	}
 	c.Retry = order.RetryPolicy{

@@ -114,6 +114,7 @@ func TestLoadSettings(t *testing.T) {
 			func(c config.Config) bool { return c.Workers == 1 && c.Retry.MaxAttempts == 3 }},
 		{"validate first", map[string]string{"TROPSHIP_VALIDATE_FIRST": "true"}, func(c config.Config) bool { return c.TropShipValidateFirst }},
 		{"log level", map[string]string{"LOG_LEVEL": "debug"}, func(c config.Config) bool { return c.LogLevel == "debug" }},
+		{"log level in capitals", map[string]string{"LOG_LEVEL": "WARN"}, func(c config.Config) bool { return c.LogLevel == "warn" }},
 		{"debug address", map[string]string{"DEBUG_ADDR": "127.0.0.1:6060"}, func(c config.Config) bool { return c.DebugAddr == "127.0.0.1:6060" }},
 	}
 	for _, tt := range tests {

@@ -163,6 +163,10 @@ func (s *Store) deliveryLease(ctx context.Context) (clientv3.LeaseID, error) {
 // serializable read; a new delivery one transaction, which writes its key
 // and, unless the record is in a skip state, the queue entry.
 func (s *Store) RecordDelivery(ctx context.Context, k order.Key, ev order.Event, due time.Time, skip []order.State) (recorded, queued bool, err error) {
+	return s.recordDelivery(ctx, k, ev, due, skip, false)
+}
+
+func (s *Store) recordDelivery(ctx context.Context, k order.Key, ev order.Event, due time.Time, skip []order.State, retried bool) (recorded, queued bool, err error) {
 	dk := s.deliveryPrefix(k) + ev.Key
 	// A serializable read is answered from the member's own applied state,
 	// with no round of consensus and no wait behind a WAL fsync. A key it
@@ -196,12 +200,15 @@ func (s *Store) RecordDelivery(ctx context.Context, k order.Key, ev order.Event,
 		clientv3.OpTxn(notSkipped, []clientv3.Op{clientv3.OpPut(s.queueKey(k), strconv.FormatInt(due.UnixNano(), 10))}, nil),
 	).Commit()
 	if err != nil {
-		if isLeaseNotFound(err) {
-			// The shared lease expired or was revoked: take a new one.
+		if isLeaseNotFound(err) && !retried {
+			// The shared lease expired or was revoked: take a new one (unless
+			// a concurrent delivery already did) and try once more.
 			s.leaseMu.Lock()
-			s.lease = 0
+			if s.lease == lease {
+				s.lease = 0
+			}
 			s.leaseMu.Unlock()
-			return s.RecordDelivery(ctx, k, ev, due, skip)
+			return s.recordDelivery(ctx, k, ev, due, skip, true)
 		}
 		return false, false, fmt.Errorf("record delivery: %w", unavailable(err))
 	}

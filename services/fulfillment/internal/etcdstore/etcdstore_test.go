@@ -411,3 +411,28 @@ func TestSaveAndUnlockReleasesInTheSameWrite(t *testing.T) {
 		l.Unlock(ctx)
 	}
 }
+
+// The deliveries' shared lease can end (revoked, or expired while etcd was
+// away): the next delivery takes a new lease and is recorded.
+func TestRecordDeliveryAfterTheSharedLeaseEnded(t *testing.T) {
+	ctx := context.Background()
+	cli := etcdtest.Client(t, etcdtest.Start(t))
+	s := newStore(t, cli)
+	k := order.Key{Store: "s", ID: 1}
+	if rec, _, err := s.RecordDelivery(ctx, k, ev("a"), time.Now(), nil); err != nil || !rec {
+		t.Fatalf("first delivery: %v %v", rec, err)
+	}
+	leases, err := cli.Leases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leases.Leases {
+		cli.Revoke(ctx, l.ID)
+	}
+	if rec, _, err := s.RecordDelivery(ctx, k, ev("b"), time.Now(), nil); err != nil || !rec {
+		t.Fatalf("delivery after the lease ended: recorded=%v err=%v", rec, err)
+	}
+	if r, _ := cli.Get(ctx, "/t/deliveries/s/1/b"); len(r.Kvs) != 1 || r.Kvs[0].Lease == 0 {
+		t.Fatalf("the new delivery must be stored on a (new) lease: %v", r.Kvs)
+	}
+}

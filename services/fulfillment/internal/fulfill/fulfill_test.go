@@ -243,3 +243,64 @@ func TestConcurrentForcedProcessInOneReplica(t *testing.T) {
 		t.Fatalf("supplier orders %v, want exactly one", h.sup.live)
 	}
 }
+
+// refuseFirst refuses each reference's first live submission, then creates.
+type refuseFirst struct{ supplier }
+
+func (s *refuseFirst) Submit(ctx context.Context, sub order.Submission, validateOnly bool) order.Result {
+	s.mu.Lock()
+	first := s.validations == 0 && !validateOnly
+	if first {
+		s.validations++ // marks the refusal
+	}
+	s.mu.Unlock()
+	if first {
+		return order.Result{Outcome: order.Refused, Reason: "unknown product code"}
+	}
+	return s.supplier.Submit(ctx, sub, validateOnly)
+}
+
+// An operator's retry is processed at once by this replica's workers, not
+// only by a later sweep: with sweeps an hour apart, the order still reaches
+// the supplier.
+func TestRetryIsProcessedWithoutWaitingForASweep(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := etcdstore.New(ctx, etcdtest.Client(t, etcdtest.Start(t)), etcdstore.Options{Prefix: "/t/", LockTTL: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf := &storefront{status: map[uint64]uint32{7: 11}}
+	sup := &refuseFirst{supplier{live: map[string]int{}}}
+	svc := fulfill.New(fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
+		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 2,
+	}, st, sf, sup, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { svc.Run(ctx) })
+
+	k := order.Key{Store: "abc", ID: 7}
+	o, err := svc.Process(ctx, k, fulfill.ProcessOptions{Force: true})
+	if err != nil || o.State != order.Rejected {
+		t.Fatalf("first run: %+v, %v; want REJECTED", o, err)
+	}
+	if _, err := svc.Act(ctx, k, fulfill.Action{Kind: order.ActionRetry, Actor: "ops@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		o, err := svc.Get(ctx, k)
+		if err == nil && o.State == order.Submitted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after the retry the order is %+v (err %v); want SUBMITTED without a sweep", o, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := sup.live["BC-abc-7"]; n != 1 {
+		t.Fatalf("supplier has %d live orders for the order, want 1", n)
+	}
+}

@@ -25,11 +25,17 @@ func (s *Service) Act(ctx context.Context, k order.Key, a Action) (*order.Order,
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
+	unlocked := false
+	unlock := func() {
+		if unlocked {
+			return
+		}
+		unlocked = true
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = lk.Unlock(uctx)
-	}()
+	}
+	defer unlock()
 	loaded, err := lk.Load(ctx)
 	if err != nil {
 		return nil, err
@@ -55,14 +61,17 @@ func (s *Service) Act(ctx context.Context, k order.Key, a Action) (*order.Order,
 	if err != nil {
 		return o, err
 	}
-	if err := lk.Save(ctx, o, q); err != nil {
+	if err := lk.SaveAndUnlock(ctx, o, q); err != nil {
 		return o, err
 	}
 	s.log.InfoContext(ctx, "operator action", "store", k.Store, "order_id", k.ID,
 		"action", a.Kind, "actor", a.Actor, "state", o.State.String())
 	if !q.At.IsZero() {
 		o.Pending = true
-		s.schedule(k) // a worker takes the lock once Unlock ran
+		// Workers only try the lock: release this process's hold on the
+		// order first, or the worker would skip it until a sweep.
+		unlock()
+		s.schedule(k)
 	}
 	return o, nil
 }

@@ -126,13 +126,19 @@ func (p *run) saveSure(ctx context.Context, q QueueOp, last bool) error {
 	}
 }
 
-// landed reports whether the stored record is the one this run wrote.
+// landed reports whether the stored record is the one this run wrote. A
+// last write also released the mutex, so another holder may have written
+// after it: a stored offline_order_id equal to the one this run stores
+// counts as landed too.
 func (p *run) landed(ctx context.Context) bool {
 	loaded, err := p.lk.Load(ctx)
 	if err != nil || loaded.Order == nil {
 		return false
 	}
 	got := loaded.Order
+	if p.o.OfflineOrderID != "" && got.OfflineOrderID == p.o.OfflineOrderID {
+		return true
+	}
 	return got.State == p.o.State && got.Attempts == p.o.Attempts &&
 		got.OfflineOrderID == p.o.OfflineOrderID && got.UpdatedAt.Equal(p.o.UpdatedAt)
 }
