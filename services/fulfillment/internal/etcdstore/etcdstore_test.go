@@ -24,6 +24,30 @@ func newStore(t testing.TB, cli *clientv3.Client) *etcdstore.Store {
 	return s
 }
 
+// revision is etcd's current revision: unchanged means nothing was written.
+func revision(t testing.TB, cli *clientv3.Client) int64 {
+	t.Helper()
+	r, err := cli.Get(context.Background(), "any")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Header.Revision
+}
+
+// revokeAllLeases ends every lease, as when processes pause past their TTL.
+func revokeAllLeases(t testing.TB, cli *clientv3.Client) {
+	t.Helper()
+	leases, err := cli.Leases(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leases.Leases {
+		if _, err := cli.Revoke(context.Background(), l.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func ev(key string) order.Event {
 	return order.Event{Key: key, Scope: "store/order/created", ReceivedAt: time.Now()}
 }
@@ -86,18 +110,11 @@ func TestRecordDeliveryFastPaths(t *testing.T) {
 	}
 	lk.Unlock(ctx)
 
-	rev := func() int64 {
-		r, err := cli.Get(ctx, "any")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.Header.Revision
-	}
-	before := rev()
+	before := revision(t, cli)
 	if rec, queued, err := s.RecordDelivery(ctx, k, ev("a"), time.Now(), order.SupplierHolds); err != nil || rec || queued {
 		t.Fatalf("duplicate: recorded=%v queued=%v err=%v", rec, queued, err)
 	}
-	if after := rev(); after != before {
+	if after := revision(t, cli); after != before {
 		t.Fatalf("a duplicate wrote to etcd: revision %d -> %d", before, after)
 	}
 	if rec, queued, err := s.RecordDelivery(ctx, k, ev("b"), time.Now(), order.SupplierHolds); err != nil || !rec || queued {
@@ -160,10 +177,7 @@ func TestSaveIsFencedWhenTheLeaseIsGone(t *testing.T) {
 	}
 	// A's lease ends (as when its process pauses past the TTL): its lock
 	// key disappears and B takes the order.
-	leases, _ := cli.Leases(ctx)
-	for _, l := range leases.Leases {
-		cli.Revoke(ctx, l.ID) // revokes A's and B's sessions alike
-	}
+	revokeAllLeases(t, cli) // A's and B's sessions alike
 	b2 := newStore(t, cli)
 	lb, err := b2.Lock(ctx, k)
 	if err != nil {
@@ -318,10 +332,7 @@ func TestLockSessionIsRenewedAfterLeaseLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	old.Load(ctx)
-	leases, _ := cli.Leases(ctx)
-	for _, l := range leases.Leases {
-		cli.Revoke(ctx, l.ID)
-	}
+	revokeAllLeases(t, cli)
 	<-old.Done() // the keep-alive notices the lease is gone
 	if err := old.Save(ctx, order.New(k, time.Now()), fulfill.QueueOp{}); err == nil {
 		t.Fatal("a save under a lost session succeeded")
@@ -393,12 +404,11 @@ func TestSaveAndUnlockReleasesInTheSameWrite(t *testing.T) {
 	if err := <-got; err != nil {
 		t.Fatalf("the other process's Lock after SaveAndUnlock: %v", err)
 	}
-	r, _ := cli.Get(ctx, "any")
-	before := r.Header.Revision
+	before := revision(t, cli)
 	if err := la.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if r, _ := cli.Get(ctx, "any"); r.Header.Revision != before {
+	if revision(t, cli) != before {
 		t.Fatal("Unlock after SaveAndUnlock wrote to etcd")
 	}
 	if rec, err := a.Get(ctx, k); err != nil || rec.State != order.Ineligible {
@@ -422,13 +432,7 @@ func TestRecordDeliveryAfterTheSharedLeaseEnded(t *testing.T) {
 	if rec, _, err := s.RecordDelivery(ctx, k, ev("a"), time.Now(), nil); err != nil || !rec {
 		t.Fatalf("first delivery: %v %v", rec, err)
 	}
-	leases, err := cli.Leases(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range leases.Leases {
-		cli.Revoke(ctx, l.ID)
-	}
+	revokeAllLeases(t, cli)
 	if rec, _, err := s.RecordDelivery(ctx, k, ev("b"), time.Now(), nil); err != nil || !rec {
 		t.Fatalf("delivery after the lease ended: recorded=%v err=%v", rec, err)
 	}
