@@ -52,11 +52,12 @@ type Store struct {
 	// The lock session is renewed when its lease is lost (a long pause, a
 	// partition): locks of the old session are void, and every fenced write
 	// made under them fails.
-	sessMu     sync.Mutex
-	session    *concurrency.Session
-	sessionCtx context.Context // lives as long as the store
-	lockTTL    int
-	local      localLocks
+	sessMu      sync.Mutex
+	session     *concurrency.Session
+	sessionCtx  context.Context // lives as long as the store: until Close
+	stopSession context.CancelFunc
+	lockTTL     int
+	local       localLocks
 
 	leaseMu      sync.Mutex
 	lease        clientv3.LeaseID
@@ -81,8 +82,14 @@ func New(ctx context.Context, cli *clientv3.Client, opts Options) (*Store, error
 	if ttl < 1 {
 		ttl = 1
 	}
-	s := &Store{cli: cli, prefix: opts.Prefix, ttl: opts.DeliveryTTL, sessionCtx: ctx, lockTTL: ttl}
+	// The lock session outlives ctx: it ends with Close, after the caller
+	// has let its in-flight runs finish. Ending it with ctx (a shutdown
+	// signal) would cut a live supplier call off half-way and leave its
+	// outcome unknown.
+	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s := &Store{cli: cli, prefix: opts.Prefix, ttl: opts.DeliveryTTL, sessionCtx: sctx, stopSession: stop, lockTTL: ttl}
 	if _, err := s.currentSession(ctx); err != nil {
+		stop()
 		return nil, err
 	}
 	return s, nil
@@ -117,6 +124,7 @@ func (s *Store) currentSession(ctx context.Context) (*concurrency.Session, error
 func (s *Store) Close() error {
 	s.sessMu.Lock()
 	defer s.sessMu.Unlock()
+	defer s.stopSession()
 	if s.session == nil {
 		return nil
 	}

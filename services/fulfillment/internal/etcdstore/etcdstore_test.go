@@ -440,3 +440,42 @@ func TestRecordDeliveryAfterTheSharedLeaseEnded(t *testing.T) {
 		t.Fatalf("the new delivery must be stored on a (new) lease: %v", r.Kvs)
 	}
 }
+
+// A shutdown signal ends the context the store was opened with; the lock
+// session must outlive it, so that a run in flight keeps its lock until it
+// has stored the supplier's answer. Only Close ends the session.
+func TestSessionOutlivesItsContextUntilClose(t *testing.T) {
+	cli := etcdtest.Client(t, etcdtest.Start(t))
+	ctx, signal := context.WithCancel(context.Background())
+	s, err := etcdstore.New(ctx, cli, etcdstore.Options{Prefix: "/t/", LockTTL: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := order.Key{Store: "abc", ID: 9}
+	lk, err := s.Lock(context.Background(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signal()
+	// The session's keep-alive would stop at once if it ran on ctx; a
+	// fenced write proves the lock is still owned after the signal.
+	select {
+	case <-lk.Done():
+		t.Fatal("the lock was lost when the store's context ended")
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := lk.Check(context.Background()); err != nil {
+		t.Fatalf("Check after the signal: %v", err)
+	}
+	if err := lk.Save(context.Background(), order.New(k, time.Now()), fulfill.QueueOp{Done: true}); err != nil {
+		t.Fatalf("fenced save after the signal: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lk.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end the lock session")
+	}
+}

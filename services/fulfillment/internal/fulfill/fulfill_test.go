@@ -304,3 +304,110 @@ func TestRetryIsProcessedWithoutWaitingForASweep(t *testing.T) {
 		t.Fatalf("supplier has %d live orders for the order, want 1", n)
 	}
 }
+
+// held is a supplier whose live calls wait until released; it remembers
+// whether a call's context was cut off.
+type held struct {
+	supplier
+	entered  chan struct{}
+	release  chan struct{}
+	cutShort bool
+}
+
+func (s *held) Submit(ctx context.Context, sub order.Submission, validateOnly bool) order.Result {
+	close(s.entered)
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		s.mu.Lock()
+		s.cutShort = true
+		s.mu.Unlock()
+		return order.Result{Outcome: order.Ambiguous, Reason: "cut off: " + ctx.Err().Error()}
+	}
+	return s.supplier.Submit(ctx, sub, validateOnly)
+}
+
+// blockingStorefront never answers until its caller gives up.
+type blockingStorefront struct {
+	storefront
+	entered chan struct{}
+}
+
+func (s *blockingStorefront) Order(ctx context.Context, k order.Key) (order.StorefrontOrder, error) {
+	close(s.entered)
+	<-ctx.Done()
+	return order.StorefrontOrder{}, &fulfill.RetryableError{Err: ctx.Err()}
+}
+
+func runService(t *testing.T, sf fulfill.Storefront, sup fulfill.Supplier) (svc *fulfill.Service, shutdown func(), stopped <-chan struct{}) {
+	t.Helper()
+	st, err := etcdstore.New(context.Background(), etcdtest.Client(t, etcdtest.Start(t)), etcdstore.Options{Prefix: "/t/", LockTTL: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	svc = fulfill.New(fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
+		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 2,
+	}, st, sf, sup, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { svc.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return svc, cancel, done
+}
+
+// A shutdown (SIGTERM in the service) while a live call is in flight lets
+// the call finish and stores its answer before Run returns: cutting it off
+// would leave an order the supplier may have created, charged, and
+// unknown here.
+func TestShutdownLetsALiveCallInFlightFinish(t *testing.T) {
+	sup := &held{supplier: supplier{live: map[string]int{}}, entered: make(chan struct{}), release: make(chan struct{})}
+	svc, shutdown, stopped := runService(t, &storefront{status: map[uint64]uint32{8: 11}}, sup)
+	k := order.Key{Store: "abc", ID: 8}
+	if _, err := svc.Intake(context.Background(), delivery(8, "store/order/created", 0, "h8")); err != nil {
+		t.Fatal(err)
+	}
+	<-sup.entered
+	shutdown()
+	select {
+	case <-stopped:
+		t.Fatal("Run returned while a live call was in flight")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(sup.release)
+	<-stopped
+	if sup.cutShort {
+		t.Fatal("the live call's context was cut off by the shutdown")
+	}
+	o, err := svc.Get(context.Background(), k)
+	if err != nil || o.State != order.Submitted || o.OfflineOrderID == "" {
+		t.Fatalf("after shutdown the order is %+v (err %v); want SUBMITTED with its id", o, err)
+	}
+}
+
+// Work not yet committed to a supplier call stops at once on shutdown and
+// stays queued for the next start.
+func TestShutdownStopsWorkBeforeTheIntent(t *testing.T) {
+	sf := &blockingStorefront{entered: make(chan struct{})}
+	sup := &supplier{live: map[string]int{}}
+	svc, shutdown, stopped := runService(t, sf, sup)
+	k := order.Key{Store: "abc", ID: 9}
+	if _, err := svc.Intake(context.Background(), delivery(9, "store/order/created", 0, "h9")); err != nil {
+		t.Fatal(err)
+	}
+	<-sf.entered
+	shutdown()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return on shutdown while reading BigCommerce")
+	}
+	o, err := svc.Get(context.Background(), k)
+	if err != nil || !o.Pending || o.State == order.Submitting {
+		t.Fatalf("after shutdown the order is %+v (err %v); want still queued, no intent", o, err)
+	}
+	if len(sup.live) != 0 {
+		t.Fatalf("supplier got %v", sup.live)
+	}
+}

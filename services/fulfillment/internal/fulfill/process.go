@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/backorder/backorder/services/fulfillment/internal/failpoint"
@@ -49,18 +50,33 @@ func (s *Service) Process(ctx context.Context, k order.Key, opt ProcessOptions) 
 		defer cancel()
 		_ = lk.Unlock(uctx)
 	}()
-	// Stop every call of this run once the lock may be lost.
-	ctx, cancel := context.WithCancelCause(ctx)
+	// Stop every call of this run once the lock may be lost. The caller's
+	// ctx (a shutdown, a client that went away) stops the run only until
+	// it commits to a supplier call: from the intent on, the call and the
+	// storing of its answer go on, bounded by the call's deadline, because
+	// cutting them off half-way would leave an outcome nobody knows.
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(parent))
 	defer cancel(nil)
+	p := &run{s: s, lk: lk, k: k, opt: opt, now: s.cfg.Now()}
 	go func() {
-		select {
-		case <-lk.Done():
-			cancel(ErrLockLost)
-		case <-ctx.Done():
+		stop := parent.Done()
+		for {
+			select {
+			case <-lk.Done():
+				cancel(ErrLockLost)
+				return
+			case <-stop:
+				stop = nil
+				if !p.committed.Load() {
+					cancel(context.Cause(parent))
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
-
-	p := &run{s: s, lk: lk, k: k, opt: opt, now: s.cfg.Now()}
 	if err := p.step(ctx); err != nil {
 		if cause := context.Cause(ctx); errors.Is(cause, ErrLockLost) && !errors.Is(err, ErrLockLost) {
 			err = fmt.Errorf("%w: %w", ErrLockLost, err)
@@ -78,6 +94,9 @@ type run struct {
 	opt ProcessOptions
 	now time.Time
 	o   *order.Order
+	// committed is set once the run has begun to write its intent: from
+	// then on only a lost lock or the call's deadline stops it.
+	committed atomic.Bool
 }
 
 func (p *run) log() *slog.Logger {
@@ -239,7 +258,13 @@ func (p *run) submitAndApply(ctx context.Context, sub order.Submission, mode ord
 	// The intent is stored before the call, so that whoever holds the order
 	// next sees that an attempt may have been made; and it is queued, so
 	// that a sweep finds it if this process dies before storing the answer.
-	if err := p.saveSure(ctx, QueueOp{At: p.now.Add(p.s.cfg.SweepGrace)}, false); err != nil {
+	// A shutdown from here on waits for the answer (see Process); an intent
+	// not stored by the call's deadline means no call.
+	p.committed.Store(true)
+	ictx, cancel := context.WithDeadline(ctx, deadline)
+	err := p.saveSure(ictx, QueueOp{At: p.now.Add(p.s.cfg.SweepGrace)}, false)
+	cancel()
+	if err != nil {
 		return err
 	}
 	failpoint.Inject("after-intent")
