@@ -41,6 +41,11 @@ const (
 	DefaultPageLimit = 250
 )
 
+// defaultPageSize is the page the v2 Orders API serves when `limit` is not
+// given (bigcommerce.md), and so what a server that ignores or caps `limit`
+// may answer.
+const defaultPageSize = 50
+
 const (
 	// maxResponseBytes bounds what is read of one answer; a page of 250
 	// order lines with options is well under it.

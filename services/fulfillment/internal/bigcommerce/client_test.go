@@ -338,6 +338,8 @@ func TestOrderPagingEnds(t *testing.T) {
 		{"empty array after a full page", "empty", 250, 250, 2},
 		{"short page", "204", 260, 250, 2},
 		{"small pages", "204", 7, 3, 3},
+		{"fewer than 50 lines: one page", "empty", 49, 250, 1},
+		{"a page of 50 may be cut short by the server: read on", "empty", 50, 250, 2},
 		{"no lines", "empty", 0, 250, 1},
 		{"no lines 204", "204", 0, 250, 1},
 	} {
@@ -381,6 +383,37 @@ func TestOrderPagingServerIgnoresPage(t *testing.T) {
 	}
 	if len(o.Lines) != 4 {
 		t.Errorf("got %d lines, want 4", len(o.Lines))
+	}
+}
+
+// A server that ignores `limit` (or caps it) and serves BigCommerce's
+// default page of 50 must not make lines 51 and beyond disappear: a short
+// live order would be charged.
+func TestOrderPagingServerCapsLimitAt50(t *testing.T) {
+	fs, srv := newFakeStore(t)
+	fs.addOrder(9, 11, 120)
+	fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.HasSuffix(r.URL.Path, "/products") {
+			return false
+		}
+		page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+		fs.mu.Lock()
+		lines := fs.orders[9].lines
+		fs.mu.Unlock()
+		from := min((max(page, 1)-1)*50, len(lines))
+		writeJSON(w, http.StatusOK, lines[from:min(from+50, len(lines))])
+		return true
+	}
+	c := newClient(t, srv, nil)
+	o, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 9})
+	if err != nil {
+		t.Fatalf("Order: %v", err)
+	}
+	if len(o.Lines) != 120 {
+		t.Errorf("got %d lines, want all 120", len(o.Lines))
+	}
+	if n := countPrefix(fs.requests(), "GET /stores/abc123/v2/orders/9/products"); n != 3 {
+		t.Errorf("%d product pages read, want 3 (50, 50, 20)", n)
 	}
 }
 

@@ -83,9 +83,14 @@ func (c *Client) lines(ctx context.Context, store, path string) ([]order.Line, e
 			lines = append(lines, l.domain())
 			added++
 		}
-		if len(batch) < c.cfg.PageLimit || added == 0 {
+		if added == 0 || len(batch) < min(c.cfg.PageLimit, defaultPageSize) {
 			return lines, nil
 		}
+		// A page at least as long as BigCommerce's default may be a page
+		// the server cut to its own size, whatever limit we asked for: read
+		// on until a short or empty page (an extra request only for orders
+		// of 50 lines or more).
+
 	}
 }
 
