@@ -2,10 +2,12 @@ package fulfill_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -409,5 +411,62 @@ func TestShutdownStopsWorkBeforeTheIntent(t *testing.T) {
 	}
 	if len(sup.live) != 0 {
 		t.Fatalf("supplier got %v", sup.live)
+	}
+}
+
+// noLookup answers every live call ambiguously and has no lookup: it counts
+// the calls of each kind.
+type noLookup struct {
+	mu             sync.Mutex
+	calls, lookups int
+}
+
+func (s *noLookup) Submit(context.Context, order.Submission, bool) order.Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	return order.Result{Outcome: order.Ambiguous, Reason: "HTTP 502"}
+}
+
+func (s *noLookup) Lookup(context.Context, string) (string, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lookups++
+	return "", false, errors.New("tropship: lookup: HTTP 404: the supplier offers no lookup")
+}
+
+// With TROPSHIP_LOOKUP on but a supplier that cannot look references up, an
+// ambiguous order goes to a person once the lookup fails; it is neither
+// resent nor looked up for ever.
+func TestLookupThatCannotAnswerHoldsForReview(t *testing.T) {
+	st, err := etcdstore.New(context.Background(), etcdtest.Client(t, etcdtest.Start(t)), etcdstore.Options{Prefix: "/t/", LockTTL: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	sup := &noLookup{}
+	svc := fulfill.New(fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
+		Retry:         order.RetryPolicy{LookupSettle: time.Millisecond, Base: time.Millisecond},
+		SweepInterval: 20 * time.Millisecond, SweepGrace: time.Millisecond, Workers: 2,
+	}, st, &storefront{status: map[uint64]uint32{5: 11}}, sup, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { svc.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	k := order.Key{Store: "abc", ID: 5}
+	if _, err := svc.Intake(ctx, delivery(5, "store/order/created", 0, "h5")); err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{svc: []*fulfill.Service{svc}}
+	o := h.waitState(t, k, order.NeedsReview)
+	if !strings.Contains(o.ReviewReason, "cannot answer") || !strings.Contains(o.ReviewReason, o.Reference) {
+		t.Errorf("review reason %q", o.ReviewReason)
+	}
+	sup.mu.Lock()
+	defer sup.mu.Unlock()
+	if sup.calls != 1 || sup.lookups != 1 {
+		t.Fatalf("supplier saw %d live calls and %d lookups, want 1 and 1", sup.calls, sup.lookups)
 	}
 }

@@ -347,11 +347,18 @@ func (p *run) unknownOutcome(ctx context.Context) error {
 	id, found, err := p.s.supplier.Lookup(ctx, p.o.Reference)
 	switch {
 	case err != nil:
-		// The lookup failed: the outcome is still unknown. Ask again later.
-		p.o.LastError = "looking up reference " + p.o.Reference + ": " + err.Error()
-		p.o.NextAttemptAt = p.now.Add(p.s.cfg.Retry.Backoff(p.o.Attempts))
-		p.o.UpdatedAt = p.now
-		return p.save(ctx, QueueOp{At: p.o.NextAttemptAt})
+		// The outcome is still unknown: ask again later if the failure may
+		// pass, else (or after too many) hold the order for a person.
+		var re *RetryableError
+		next, aerr := p.o.LookupFailed("looking up reference "+p.o.Reference+": "+err.Error(),
+			errors.As(err, &re), p.now, p.s.cfg.Retry)
+		if aerr != nil {
+			return aerr
+		}
+		if next.IsZero() {
+			return p.done(ctx)
+		}
+		return p.save(ctx, QueueOp{At: next})
 	case found:
 		return p.apply(ctx, order.Result{Outcome: order.Created, OfflineOrderID: id,
 			Reason: "found at the supplier by reference"})

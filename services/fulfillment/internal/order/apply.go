@@ -62,6 +62,7 @@ func (o *Order) Apply(r Result, now time.Time, p RetryPolicy) (time.Time, error)
 	live := o.Mode == ModeLive
 	var next State
 	o.LastError, o.ReviewReason, o.NextAttemptAt = "", "", time.Time{}
+	o.LookupFailures = 0
 	switch r.Outcome {
 	case Created:
 		o.OfflineOrderID, o.SubmittedAt = r.OfflineOrderID, now
@@ -104,4 +105,35 @@ func (o *Order) Apply(r Result, now time.Time, p RetryPolicy) (time.Time, error)
 		return time.Time{}, err
 	}
 	return o.NextAttemptAt, nil
+}
+
+// LookupFailed records a lookup of a SUBMITTING live order's reference that
+// gave no answer. The outcome of the attempt stays unknown, so the order is
+// never resent: a failure that may pass (transient) is looked up again after
+// a backoff, up to the policy's attempts; a lookup that cannot answer (the
+// supplier has none, refuses the credentials, answers nonsense), or too many
+// failures, hold the order for a person (NEEDS_REVIEW). It returns when the
+// order should be looked at again (zero: not automatically).
+func (o *Order) LookupFailed(reason string, transient bool, now time.Time, p RetryPolicy) (time.Time, error) {
+	if o.State != Submitting || o.Mode != ModeLive {
+		return time.Time{}, fmt.Errorf("%w: lookup failure recorded on a %s %s order %s", ErrInvalidTransition, o.Mode, o.State, o.Key)
+	}
+	o.LookupFailures++
+	o.LastError = reason
+	o.UpdatedAt = now
+	if transient && o.LookupFailures < p.maxAttempts() {
+		o.NextAttemptAt = now.Add(p.Backoff(o.LookupFailures))
+		return o.NextAttemptAt, nil
+	}
+	why := "the supplier lookup cannot answer"
+	if transient {
+		why = fmt.Sprintf("the supplier lookup failed %d times", o.LookupFailures)
+	}
+	o.ReviewReason = "unknown whether the supplier created the order (" + why + ": " + reason +
+		"); look for reference " + o.Reference + " at the supplier before resending"
+	o.NextAttemptAt = time.Time{}
+	if err := o.Transition(NeedsReview, now); err != nil {
+		return time.Time{}, err
+	}
+	return time.Time{}, nil
 }

@@ -349,3 +349,67 @@ func TestApplyUnknownOutcome(t *testing.T) {
 		})
 	}
 }
+
+func TestLookupFailed(t *testing.T) {
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	p := order.RetryPolicy{Base: time.Second, Max: time.Minute, MaxAttempts: 3, Jitter: func() float64 { return 0 }, LookupSettle: time.Second}
+	submitting := func() *order.Order {
+		o := order.New(order.Key{Store: "abc", ID: 1}, now.Add(-time.Hour))
+		o.State, o.Mode, o.Attempts, o.Reference = order.Submitting, order.ModeLive, 1, "BC-abc-1"
+		return o
+	}
+
+	t.Run("transient failures are looked up again, then held for a person", func(t *testing.T) {
+		o := submitting()
+		for i := 1; i < 3; i++ {
+			next, err := o.LookupFailed("HTTP 503", true, now, p)
+			if err != nil || next.IsZero() || o.State != order.Submitting {
+				t.Fatalf("failure %d: next %v, err %v, state %v; want another lookup, still SUBMITTING", i, next, err, o.State)
+			}
+			if o.Attempts != 1 {
+				t.Fatalf("a lookup counted as a submission attempt: %d", o.Attempts)
+			}
+		}
+		next, err := o.LookupFailed("HTTP 503", true, now, p)
+		if err != nil || !next.IsZero() || o.State != order.NeedsReview {
+			t.Fatalf("third failure: next %v, err %v, state %v; want NEEDS_REVIEW", next, err, o.State)
+		}
+		if !strings.Contains(o.ReviewReason, "BC-abc-1") || !strings.Contains(o.ReviewReason, "failed 3 times") {
+			t.Errorf("review reason %q names neither the reference nor the failures", o.ReviewReason)
+		}
+	})
+	t.Run("a lookup that cannot answer holds the order at once", func(t *testing.T) {
+		o := submitting()
+		next, err := o.LookupFailed("HTTP 404: the supplier has no lookup", false, now, p)
+		if err != nil || !next.IsZero() || o.State != order.NeedsReview {
+			t.Fatalf("next %v, err %v, state %v; want NEEDS_REVIEW", next, err, o.State)
+		}
+		if !strings.Contains(o.ReviewReason, "cannot answer") {
+			t.Errorf("review reason %q", o.ReviewReason)
+		}
+	})
+	t.Run("an answer resets the count", func(t *testing.T) {
+		o := submitting()
+		if _, err := o.LookupFailed("HTTP 503", true, now, p); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := o.Apply(order.Result{Outcome: order.Created, OfflineOrderID: "TW-1"}, now, p); err != nil {
+			t.Fatal(err)
+		}
+		if o.LookupFailures != 0 {
+			t.Errorf("LookupFailures = %d after an answer", o.LookupFailures)
+		}
+	})
+	t.Run("only a SUBMITTING live order", func(t *testing.T) {
+		o := submitting()
+		o.Mode = order.ModeValidate
+		if _, err := o.LookupFailed("x", true, now, p); !errors.Is(err, order.ErrInvalidTransition) {
+			t.Errorf("validate mode: err %v", err)
+		}
+		o = submitting()
+		o.State = order.Submitted
+		if _, err := o.LookupFailed("x", true, now, p); !errors.Is(err, order.ErrInvalidTransition) {
+			t.Errorf("SUBMITTED: err %v", err)
+		}
+	})
+}

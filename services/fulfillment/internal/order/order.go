@@ -51,11 +51,14 @@ const MaxEvents = 50
 
 // Order is the record of one order.
 type Order struct {
-	Key              Key       `json:"key"`
-	State            State     `json:"state"`
-	Reference        string    `json:"reference,omitempty"`
-	OfflineOrderID   string    `json:"offline_order_id,omitempty"`
-	Attempts         uint32    `json:"attempts,omitempty"`
+	Key            Key    `json:"key"`
+	State          State  `json:"state"`
+	Reference      string `json:"reference,omitempty"`
+	OfflineOrderID string `json:"offline_order_id,omitempty"`
+	Attempts       uint32 `json:"attempts,omitempty"`
+	// LookupFailures counts failed lookups of the reference since the last
+	// ambiguous answer (TROPSHIP_LOOKUP).
+	LookupFailures   uint32    `json:"lookup_failures,omitempty"`
 	LastError        string    `json:"last_error,omitempty"`
 	IneligibleReason string    `json:"ineligible_reason,omitempty"`
 	ReviewReason     string    `json:"review_reason,omitempty"`
