@@ -470,3 +470,54 @@ func TestLookupThatCannotAnswerHoldsForReview(t *testing.T) {
 		t.Fatalf("supplier saw %d live calls and %d lookups, want 1 and 1", sup.calls, sup.lookups)
 	}
 }
+
+// flakyCheck throttles the first validate-only call, passes the others, and
+// creates live orders like supplier.
+type flakyCheck struct {
+	supplier
+	checks int
+}
+
+func (s *flakyCheck) Submit(ctx context.Context, sub order.Submission, validateOnly bool) order.Result {
+	if validateOnly {
+		s.mu.Lock()
+		s.checks++
+		first := s.checks == 1
+		s.mu.Unlock()
+		if first {
+			return order.Result{Outcome: order.Throttled, Reason: "HTTP 429"}
+		}
+		return order.Result{Outcome: order.Valid}
+	}
+	return s.supplier.Submit(ctx, sub, false)
+}
+
+// With TROPSHIP_VALIDATE_FIRST, a pre-check that did not pass (throttled
+// here) never falls through to the live call: the order is retried, and
+// goes live only after a pre-check that passed.
+func TestValidateFirstGoesLiveOnlyAfterAPassedCheck(t *testing.T) {
+	st, err := etcdstore.New(context.Background(), etcdtest.Client(t, etcdtest.Start(t)), etcdstore.Options{Prefix: "/t/", LockTTL: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	sup := &flakyCheck{supplier: supplier{live: map[string]int{}}}
+	svc := fulfill.New(fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, ValidateFirst: true, Policy: order.DefaultPolicy(),
+		Retry:         order.RetryPolicy{Base: time.Millisecond, Max: time.Millisecond},
+		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1,
+	}, st, &storefront{status: map[uint64]uint32{6: 11}}, sup, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	k := order.Key{Store: "abc", ID: 6}
+	o, err := svc.Process(ctx, k, fulfill.ProcessOptions{Force: true})
+	if err != nil || o.State != order.RetryScheduled {
+		t.Fatalf("after a throttled pre-check: %+v, %v; want RETRY_SCHEDULED", o, err)
+	}
+	if n := sup.live["BC-abc-6"]; n != 0 {
+		t.Fatalf("a live order was created after a pre-check that did not pass (%d)", n)
+	}
+	o, err = svc.Process(ctx, k, fulfill.ProcessOptions{Force: true})
+	if err != nil || o.State != order.Submitted || sup.live["BC-abc-6"] != 1 {
+		t.Fatalf("after a passed pre-check: %+v, %v, live %v; want SUBMITTED and one live order", o, err, sup.live)
+	}
+}

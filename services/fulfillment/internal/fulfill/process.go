@@ -233,7 +233,10 @@ func (p *run) step(ctx context.Context) error {
 		mode = order.ModeValidate
 	}
 	if mode == order.ModeLive && p.s.cfg.ValidateFirst {
-		if r := p.s.supplier.Submit(ctx, sub, true); r.Outcome == order.Refused {
+		// The live call follows only a passed pre-check. A refusal ends as
+		// REJECTED; a throttled, unsent or unclear pre-check created
+		// nothing and is tried again later, pre-check first.
+		if r := p.s.supplier.Submit(ctx, sub, true); r.Outcome != order.Valid {
 			return p.submitAndApply(ctx, sub, order.ModeValidate, &r)
 		}
 	}
