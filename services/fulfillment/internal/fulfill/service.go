@@ -17,6 +17,7 @@ import (
 
 	"github.com/backorder/backorder/services/fulfillment/internal/failpoint"
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
+	"github.com/backorder/backorder/services/internal/webhookscope"
 )
 
 // Config tunes a Service.
@@ -113,20 +114,11 @@ var (
 	ErrUnknownStore = errors.New("unknown store")
 )
 
-// actedOn are the scopes that can make an order eligible. Others (messages,
-// refunds, transactions, metafields: our own write-back fires those) are
-// acknowledged and ignored.
-var actedOn = map[string]bool{
-	"store/order/created":       true,
-	"store/order/updated":       true,
-	"store/order/statusUpdated": true,
-}
-
 // Intake is steps 1 and 2: record the event durably in one write (none for
 // a delivery seen before), queue the order, and return. Processing goes on
 // asynchronously in Run.
 func (s *Service) Intake(ctx context.Context, d Delivery) (IntakeResult, error) {
-	if !actedOn[d.Scope] {
+	if !webhookscope.ActedOn(d.Scope) {
 		return IntakeResult{Ignored: true}, nil
 	}
 	if d.OrderID == 0 {

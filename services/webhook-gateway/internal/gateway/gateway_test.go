@@ -199,6 +199,12 @@ func TestWebhook(t *testing.T) {
 		{name: "order scope with undecodable data", d: delivery{body: `{"scope":"store/order/created","data":{"id":true}}`}, wantStatus: 400},
 		{name: "non-order scope", d: delivery{body: `{"scope":"store/product/updated","store_id":"1","data":{"type":"product","id":7}}`},
 			wantStatus: 200, wantBody: `{"ignored":true}`},
+		{name: "order scope not acted on, data of another shape", d: delivery{body: `{"scope":"store/order/message/created","store_id":"1","data":{"type":"message","id":"m-7","message":{"order_id":7}}}`},
+			wantStatus: 200, wantBody: `{"ignored":true}`},
+		{name: "store_id as a JSON number", d: delivery{body: strings.Replace(orderBody, `"1025646"`, `1025646`, 1)},
+			wantStatus: 200, wantCalls: 1, wantBody: `"recorded":true`},
+		{name: "store_id of another type", d: delivery{body: strings.Replace(orderBody, `"1025646"`, `{"id":1}`, 1)},
+			wantStatus: 400},
 		{name: "fulfillment unavailable", d: delivery{body: orderBody}, fakeErr: status.Error(codes.Unavailable, "etcd down"),
 			wantStatus: 503, wantCalls: 1, wantRetryAf: true},
 		{name: "fulfillment internal error", d: delivery{body: orderBody}, fakeErr: status.Error(codes.Internal, "boom"),
@@ -268,6 +274,22 @@ func TestWebhook(t *testing.T) {
 		}
 		if got := calls[0].md.Get("webhook-id"); len(got) != 1 || got[0] != "msg_2kP9" {
 			t.Errorf("webhook-id metadata = %q", got)
+		}
+	})
+
+	t.Run("numeric store_id forwarded as the documented string", func(t *testing.T) {
+		fake.reset(nil)
+		d := delivery{body: strings.Replace(orderBody, `"1025646"`, `1025646`, 1)}
+		if resp := do(t, d.request(t, url)); resp.status != 200 {
+			t.Fatalf("status = %d, body %s", resp.status, resp.body)
+		}
+		calls := fake.recorded()
+		if len(calls) != 1 {
+			t.Fatalf("got %d calls, want 1", len(calls))
+		}
+		req, _ := calls[0].req.(*backorderv1.HandleOrderWebhookRequest)
+		if req.GetStoreId() != "1025646" || req.GetData().GetId() != 250 || req.GetHash() != "5e1cc4c4d2b0c6ae" {
+			t.Errorf("decoded request = %v", req)
 		}
 	})
 

@@ -9,19 +9,17 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/backorder/backorder/services/internal/webhookscope"
 	"github.com/backorder/backorder/services/webhook-gateway/internal/config"
 )
 
-// orderScopePrefix selects the deliveries the fulfillment service acts on.
-// Other scopes carry differently shaped data, which would not decode into
-// HandleOrderWebhookRequest.
-const orderScopePrefix = "store/order/"
-
 // envelope is the part of a delivery the gateway reads itself: the scope to
-// filter on, and the store and order for the log line.
+// filter on, the store and order for the log line, and store_id, which
+// BigCommerce documents as a number in a string.
 type envelope struct {
-	Scope    string `json:"scope"`
-	Producer string `json:"producer"`
+	Scope    string          `json:"scope"`
+	Producer string          `json:"producer"`
+	StoreID  json.RawMessage `json:"store_id"`
 	Data     struct {
 		// Raw: the gateway only logs it; decoding is the generated
 		// handler's job, and a type mismatch is reported there.
@@ -71,9 +69,16 @@ func (s *Server) webhook(next http.Handler) http.Handler {
 		annotate(ctx, slog.String("scope", env.Scope),
 			slog.String("store", strings.TrimPrefix(env.Producer, "stores/")),
 			slog.String("order_id", clip(string(env.Data.ID))))
-		if !strings.HasPrefix(env.Scope, orderScopePrefix) {
+		if !webhookscope.ActedOn(env.Scope) {
+			// Other scopes carry other shapes of data: answered here, they
+			// can never fail to decode and be retried for 48 h.
 			annotate(ctx, slog.Bool("ignored", true))
 			writeJSON(w, http.StatusOK, map[string]bool{"ignored": true})
+			return
+		}
+		if body, err = quoteStoreID(body, env.StoreID); err != nil {
+			annotate(ctx, slog.String("error", "store_id: "+err.Error()))
+			writeError(w, http.StatusBadRequest, "malformed JSON body")
 			return
 		}
 
@@ -98,4 +103,25 @@ func clip(s string) string {
 		return s[:maxLen] + "…"
 	}
 	return s
+}
+
+// quoteStoreID turns a store_id sent as a JSON number into the documented
+// string ("a number in a string"), so that a sender who writes it unquoted
+// is not refused. Anything else is left for the generated handler to judge.
+// The signature was checked on the bytes as sent; only what is forwarded
+// changes.
+func quoteStoreID(body []byte, raw json.RawMessage) ([]byte, error) {
+	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+		return body, nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return nil, err
+	}
+	q, err := json.Marshal(string(raw))
+	if err != nil {
+		return nil, err
+	}
+	fields["store_id"] = q
+	return json.Marshal(fields)
 }
