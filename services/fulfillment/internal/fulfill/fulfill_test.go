@@ -521,3 +521,27 @@ func TestValidateFirstGoesLiveOnlyAfterAPassedCheck(t *testing.T) {
 		t.Fatalf("after a passed pre-check: %+v, %v, live %v; want SUBMITTED and one live order", o, err, sup.live)
 	}
 }
+
+// noMetafields is a storefront whose metafields endpoint answers 404.
+type noMetafields struct{ storefront }
+
+func (s *noMetafields) SupplierReference(context.Context, order.Key) (string, error) {
+	return "", fmt.Errorf("bigcommerce: GET /v3/orders/7/metafields: HTTP 404: %w", fulfill.ErrOrderNotFound)
+}
+
+// A 404 on the metafields of an order that was just read means it has no
+// reference: the order goes on to the supplier instead of waiting for ever.
+func TestMetafields404MeansNoReference(t *testing.T) {
+	st, err := etcdstore.New(context.Background(), etcdtest.Client(t, etcdtest.Start(t)), etcdstore.Options{Prefix: "/t/", LockTTL: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	sup := &supplier{live: map[string]int{}}
+	svc := fulfill.New(fulfill.Config{Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(), Workers: 1},
+		st, &noMetafields{storefront{status: map[uint64]uint32{7: 11}}}, sup, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	o, err := svc.Process(context.Background(), order.Key{Store: "abc", ID: 7}, fulfill.ProcessOptions{Force: true})
+	if err != nil || o.State != order.Submitted || sup.live["BC-abc-7"] != 1 {
+		t.Fatalf("got %+v, %v, live %v; want SUBMITTED with one live order", o, err, sup.live)
+	}
+}

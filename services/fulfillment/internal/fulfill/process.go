@@ -210,6 +210,11 @@ func (p *run) step(ctx context.Context) error {
 	}
 	p.o.StatusID = sfo.StatusID
 	ref, err := p.s.storefront.SupplierReference(ctx, p.k)
+	if errors.Is(err, ErrOrderNotFound) {
+		// The order was just read: a 404 on its metafields means it has
+		// none (or the API offers none), so there is no reference to adopt.
+		ref, err = "", nil
+	}
 	if err != nil {
 		return p.storefrontFailed(ctx, err)
 	}
