@@ -455,12 +455,16 @@ func (x *OperatorAction) GetOfflineOrderId() string {
 	return ""
 }
 
-// OrderEvent is one webhook event recorded for an order.
+// OrderEvent is one event recorded for an order: a webhook delivery, or a
+// change of the order found by the Orders API sweep.
 type OrderEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The dedupe key of the delivery: the envelope hash, else the webhook-id.
+	// The dedupe key: "h-" and the envelope hash, else "w-" and the
+	// webhook-id; "s-" and the order's date_modified (Unix seconds) for the
+	// sweep.
 	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	// The BigCommerce scope, e.g. "store/order/statusUpdated".
+	// The BigCommerce scope, e.g. "store/order/statusUpdated", or
+	// "orders-api/sweep" for a change found by the Orders API sweep.
 	Scope string `protobuf:"bytes,2,opt,name=scope,proto3" json:"scope,omitempty"`
 	// For statusUpdated: the new status id the event announced.
 	NewStatusId   uint32                 `protobuf:"varint,3,opt,name=new_status_id,json=newStatusId,proto3" json:"new_status_id,omitempty"`

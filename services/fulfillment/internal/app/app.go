@@ -111,6 +111,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 		Policy: cfg.Policy, Retry: cfg.Retry, Workers: cfg.Workers,
 		SweepInterval: cfg.SweepInterval, SweepGrace: cfg.SweepGrace,
 		SupplierTimeout: cfg.TropShipTimeout,
+		OrdersSweep:     cfg.OrdersSweep, Lister: bc,
 	}, store, bc, ts, log)
 
 	host, _ := os.Hostname()

@@ -97,6 +97,12 @@ func (c *Client) lines(ctx context.Context, store, path string) ([]order.Line, e
 // getJSON GETs an order resource and decodes it into v. 204 No Content
 // leaves v untouched (an empty list); 404 means the order does not exist.
 func (c *Client) getJSON(ctx context.Context, store string, req request, v any) error {
+	return c.getJSONOr(ctx, store, req, v, fulfill.ErrOrderNotFound)
+}
+
+// getJSONOr is getJSON with the error a 404 stands for (nil: an unexpected
+// answer like any other).
+func (c *Client) getJSONOr(ctx context.Context, store string, req request, v any, notFound error) error {
 	resp, err := c.do(ctx, store, req)
 	if err != nil {
 		return err
@@ -106,7 +112,7 @@ func (c *Client) getJSON(ctx context.Context, store string, req request, v any) 
 	case http.StatusNoContent:
 		return nil
 	default:
-		return c.statusError(req, resp, fulfill.ErrOrderNotFound)
+		return c.statusError(req, resp, notFound)
 	}
 	if len(resp.body) == 0 {
 		return nil

@@ -41,10 +41,13 @@ type Config struct {
 	TropShipLookup        bool
 	TropShipLookupSettle  time.Duration
 
-	Policy          order.Policy
-	Workers         int
-	SweepInterval   time.Duration
-	SweepGrace      time.Duration
+	Policy        order.Policy
+	Workers       int
+	SweepInterval time.Duration
+	SweepGrace    time.Duration
+	// OrdersSweep is how often the Orders API is swept for orders whose
+	// webhooks never came (0: off).
+	OrdersSweep     time.Duration
 	Retry           order.RetryPolicy
 	ShutdownTimeout time.Duration
 	LogLevel        string
@@ -79,6 +82,7 @@ func Load(getenv func(string) string) (Config, error) {
 		Workers:               e.integer("WORKERS", 16),
 		SweepInterval:         e.duration("SWEEP_INTERVAL", 5*time.Second),
 		SweepGrace:            e.duration("SWEEP_GRACE", 10*time.Second),
+		OrdersSweep:           e.durationOrOff("ORDERS_SWEEP_INTERVAL", 15*time.Minute),
 		ShutdownTimeout:       e.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
 		LogLevel:              strings.ToLower(e.str("LOG_LEVEL", "info")),
 		DebugAddr:             e.str(debugserver.EnvAddr, ""),
@@ -197,6 +201,23 @@ func (e *env) duration(name string, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// durationOrOff is duration that also takes 0 or off (returned as 0).
+func (e *env) durationOrOff(name string, def time.Duration) time.Duration {
+	switch v := strings.ToLower(strings.TrimSpace(e.str(name, ""))); v {
+	case "":
+		return def
+	case "0", "off":
+		return 0
+	default:
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			e.fail(name, fmt.Sprintf("is %q; want a positive duration like 15m, or off", v))
+			return def
+		}
+		return d
+	}
 }
 
 func (e *env) integer(name string, def int) int {

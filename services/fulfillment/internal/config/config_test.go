@@ -66,6 +66,7 @@ func TestLoadDefaults(t *testing.T) {
 		Workers:               16,
 		SweepInterval:         5 * time.Second,
 		SweepGrace:            10 * time.Second,
+		OrdersSweep:           15 * time.Minute,
 		Retry:                 order.RetryPolicy{Base: 5 * time.Second, Max: 10 * time.Minute, MaxAttempts: 10},
 		ShutdownTimeout:       10 * time.Second,
 		LogLevel:              "info",
@@ -116,6 +117,10 @@ func TestLoadSettings(t *testing.T) {
 		{"log level", map[string]string{"LOG_LEVEL": "debug"}, func(c config.Config) bool { return c.LogLevel == "debug" }},
 		{"log level in capitals", map[string]string{"LOG_LEVEL": "WARN"}, func(c config.Config) bool { return c.LogLevel == "warn" }},
 		{"debug address", map[string]string{"DEBUG_ADDR": "127.0.0.1:6060"}, func(c config.Config) bool { return c.DebugAddr == "127.0.0.1:6060" }},
+		{"orders sweep by default every 15m", map[string]string{}, func(c config.Config) bool { return c.OrdersSweep == 15*time.Minute }},
+		{"orders sweep interval", map[string]string{"ORDERS_SWEEP_INTERVAL": "1h"}, func(c config.Config) bool { return c.OrdersSweep == time.Hour }},
+		{"orders sweep off", map[string]string{"ORDERS_SWEEP_INTERVAL": "off"}, func(c config.Config) bool { return c.OrdersSweep == 0 }},
+		{"orders sweep 0", map[string]string{"ORDERS_SWEEP_INTERVAL": "0"}, func(c config.Config) bool { return c.OrdersSweep == 0 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -155,6 +160,8 @@ func TestLoadErrors(t *testing.T) {
 		{"bad lookup flag", map[string]string{"TROPSHIP_LOOKUP": "maybe"}, []string{"TROPSHIP_LOOKUP"}},
 		{"bad lookup settle", map[string]string{"TROPSHIP_LOOKUP_SETTLE": "soon"}, []string{"TROPSHIP_LOOKUP_SETTLE"}},
 		{"sweep interval abc", map[string]string{"SWEEP_INTERVAL": "abc"}, []string{"SWEEP_INTERVAL"}},
+		{"orders sweep interval abc", map[string]string{"ORDERS_SWEEP_INTERVAL": "abc"}, []string{"ORDERS_SWEEP_INTERVAL"}},
+		{"orders sweep interval negative", map[string]string{"ORDERS_SWEEP_INTERVAL": "-1m"}, []string{"ORDERS_SWEEP_INTERVAL"}},
 		{"negative duration", map[string]string{"TROPSHIP_TIMEOUT": "-5s"}, []string{"TROPSHIP_TIMEOUT"}},
 		{"zero duration", map[string]string{"BIGCOMMERCE_TIMEOUT": "0s"}, []string{"BIGCOMMERCE_TIMEOUT"}},
 		{"duration without unit", map[string]string{"RETRY_BASE": "5"}, []string{"RETRY_BASE"}},

@@ -479,3 +479,51 @@ func TestSessionOutlivesItsContextUntilClose(t *testing.T) {
 		t.Fatal("Close did not end the lock session")
 	}
 }
+
+// One process at a time holds a store's orders sweep; what it finishes with
+// is what the next holder reads; a holder whose lease ended stores nothing.
+func TestSweepClaimIsExclusiveAndFenced(t *testing.T) {
+	ctx := context.Background()
+	ep := etcdtest.Start(t)
+	cli := etcdtest.Client(t, ep)
+	a, b := newStore(t, cli), newStore(t, etcdtest.Client(t, ep))
+	wa, err := a.BeginSweep(ctx, "abc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.BeginSweep(ctx, "abc"); !errors.Is(err, fulfill.ErrLocked) {
+		t.Fatalf("second claim: %v, want ErrLocked", err)
+	}
+	if _, err := a.BeginSweep(ctx, "abc"); !errors.Is(err, fulfill.ErrLocked) {
+		t.Fatalf("second claim in the same process: %v, want ErrLocked", err)
+	}
+	cursor := time.Date(2026, 12, 4, 20, 0, 0, 0, time.UTC)
+	if err := wa.Finish(ctx, fulfill.SweepState{Cursor: cursor, LastRun: cursor, Listed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	wb, err := b.BeginSweep(ctx, "abc")
+	if err != nil {
+		t.Fatalf("claim after Finish: %v", err)
+	}
+	if st := wb.State(); !st.Cursor.Equal(cursor) || st.Listed != 3 {
+		t.Fatalf("state read %+v, want the one finished", st)
+	}
+	revokeAllLeases(t, cli)
+	if err := wb.Finish(ctx, fulfill.SweepState{Cursor: cursor.Add(time.Hour)}); !errors.Is(err, fulfill.ErrFenced) {
+		t.Fatalf("Finish after the lease ended: %v, want ErrFenced", err)
+	}
+	// The revoked session is replaced once the process notices its end.
+	var wc fulfill.Sweep
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if wc, err = a.BeginSweep(ctx, "abc"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no claim after the lease ended: %v", err)
+		}
+	}
+	defer wc.Release(ctx)
+	if st := wc.State(); !st.Cursor.Equal(cursor) {
+		t.Fatalf("a fenced Finish stored %+v", st)
+	}
+}

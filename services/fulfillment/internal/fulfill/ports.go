@@ -20,6 +20,14 @@ type Storefront interface {
 	SupplierReference(ctx context.Context, k order.Key) (string, error)
 }
 
+// OrderLister lists a store's orders from BigCommerce, for the sweep that
+// finds orders whose webhooks never arrived.
+type OrderLister interface {
+	// ModifiedOrders lists the store's orders in status statusID modified
+	// at or after since, every page.
+	ModifiedOrders(ctx context.Context, store string, statusID uint32, since time.Time) ([]order.Modified, error)
+}
+
 // Supplier submits orders to TropShip.
 type Supplier interface {
 	// Submit sends one order, validate-only or live, and classifies the

@@ -43,6 +43,10 @@ type Config struct {
 	// StorefrontRetry is the wait after a transient BigCommerce failure
 	// (default 30 s).
 	StorefrontRetry time.Duration
+	// OrdersSweep is how often the Orders API is swept for orders whose
+	// webhooks never came (0: never), using Lister.
+	OrdersSweep time.Duration
+	Lister      OrderLister
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -195,6 +199,9 @@ func (s *Service) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for range s.cfg.Workers {
 		wg.Go(func() { s.worker(ctx) })
+	}
+	if s.cfg.OrdersSweep > 0 && s.cfg.Lister != nil {
+		wg.Go(func() { s.sweepOrdersEvery(ctx, s.cfg.OrdersSweep) })
 	}
 	s.sweep(ctx)
 	t := time.NewTicker(s.cfg.SweepInterval)

@@ -30,6 +30,41 @@ type Store interface {
 	// TryLock is Lock without waiting: it returns ErrLocked at once when
 	// another holder (in this process or another) has the order.
 	TryLock(ctx context.Context, k order.Key) (Locked, error)
+	// BeginSweep claims the Orders API sweep of a store for this process
+	// and reads its progress. It returns ErrLocked at once when another
+	// holder is sweeping the store. The claim ends with Finish or Release.
+	BeginSweep(ctx context.Context, store string) (Sweep, error)
+}
+
+// Sweep is a claimed Orders API sweep of one store.
+type Sweep interface {
+	// State is the progress stored by the last finished sweep (zero: none).
+	State() SweepState
+	// Finish stores st and releases the claim, in one write fenced on the
+	// claim: it returns ErrFenced, and stores nothing, when the claim was
+	// lost meanwhile.
+	Finish(ctx context.Context, st SweepState) error
+	// Release gives the claim up without storing anything.
+	Release(ctx context.Context)
+}
+
+// SweepState is the progress of a store's Orders API sweep.
+type SweepState struct {
+	// Cursor: orders modified before it were listed by an earlier sweep,
+	// or modified before the first one (zero: never swept).
+	Cursor time.Time `json:"cursor,omitzero"`
+	// Since is when the store was first swept: no sweep lists orders
+	// modified before it, whatever the overlap.
+	Since time.Time `json:"since,omitzero"`
+	// LastRun is when the last sweep started.
+	LastRun time.Time `json:"last_run,omitzero"`
+	// Listed and Recorded count the orders the last sweep listed, and the
+	// changes of them it recorded as new events.
+	Listed   int `json:"listed"`
+	Recorded int `json:"recorded"`
+	// LastError says why the last sweep failed ("" when it did not): the
+	// cursor then stays, and the next sweep lists the same span again.
+	LastError string `json:"last_error,omitempty"`
 }
 
 // Locked is an order held under its mutex. Every write is fenced: it succeeds

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // StorefrontOrder is what the BigCommerce Orders API says of an order. Nothing
@@ -16,6 +17,14 @@ type StorefrontOrder struct {
 	Billing         Address
 	Lines           []Line
 	Shipping        []Address
+}
+
+// Modified is what the Orders API list says of an order: enough to know
+// that it changed, and when.
+type Modified struct {
+	ID           uint64
+	StatusID     uint32
+	DateModified time.Time
 }
 
 // Line is one order line (BigCommerce order product).

@@ -1,0 +1,91 @@
+package bigcommerce
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
+)
+
+// listServer answers GET /v2/orders from n orders of status 11, cut into
+// pages of at most pageCap (a server may cap limit), and records the
+// queries.
+func listServer(t *testing.T, n, pageCap int) (*fakeStore, *Client) {
+	t.Helper()
+	fs, srv := newFakeStore(t)
+	fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path != "/stores/"+testStore+"/v2/orders" {
+			return false
+		}
+		q := r.URL.Query()
+		page, _ := strconv.Atoi(q.Get("page"))
+		limit, _ := strconv.Atoi(q.Get("limit"))
+		limit = min(limit, pageCap)
+		from := (max(page, 1) - 1) * limit
+		if from >= n {
+			w.WriteHeader(http.StatusNoContent)
+			return true
+		}
+		var out []map[string]any
+		for i := from; i < min(from+limit, n); i++ {
+			id := any(1000 + i)
+			if i%2 == 1 {
+				id = strconv.Itoa(1000 + i) // ids as strings are read too
+			}
+			out = append(out, map[string]any{"id": id, "status_id": 11, "status": "Awaiting Fulfillment",
+				"date_modified": "Fri, 04 Dec 2026 20:0" + strconv.Itoa(i%10) + ":00 +0000"})
+		}
+		writeJSON(w, http.StatusOK, out)
+		return true
+	}
+	return fs, newClient(t, srv, nil)
+}
+
+func TestModifiedOrders(t *testing.T) {
+	since := time.Date(2026, 12, 4, 19, 55, 0, 0, time.UTC)
+	t.Run("query and decoding", func(t *testing.T) {
+		fs, c := listServer(t, 3, 250)
+		got, err := c.ModifiedOrders(testCtx(t), testStore, 11, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 3 || got[0].ID != 1000 || got[1].ID != 1001 || got[2].StatusID != 11 {
+			t.Fatalf("got %+v", got)
+		}
+		if want := time.Date(2026, 12, 4, 20, 1, 0, 0, time.UTC); !got[1].DateModified.Equal(want) {
+			t.Errorf("date_modified = %v, want %v", got[1].DateModified, want)
+		}
+		want := "GET /stores/abc123/v2/orders?limit=250&min_date_modified=Fri%2C+04+Dec+2026+19%3A55%3A00+%2B0000&page=1&sort=id%3Aasc&status_id=11"
+		if reqs := fs.requests(); len(reqs) != 1 || reqs[0] != want {
+			t.Errorf("requests %q, want [%q]", reqs, want)
+		}
+	})
+	t.Run("no orders: 204", func(t *testing.T) {
+		_, c := listServer(t, 0, 250)
+		got, err := c.ModifiedOrders(testCtx(t), testStore, 11, since)
+		if err != nil || len(got) != 0 {
+			t.Fatalf("got %v, %v", got, err)
+		}
+	})
+	t.Run("a server that cuts pages at 50", func(t *testing.T) {
+		fs, c := listServer(t, 120, 50)
+		got, err := c.ModifiedOrders(testCtx(t), testStore, 11, since)
+		if err != nil || len(got) != 120 {
+			t.Fatalf("got %d orders, %v; want all 120", len(got), err)
+		}
+		if n := countPrefix(fs.requests(), "GET /stores/abc123/v2/orders?"); n != 3 {
+			t.Errorf("%d pages read, want 3", n)
+		}
+	})
+	t.Run("a 404 is not an order that does not exist", func(t *testing.T) {
+		_, srv := newFakeStore(t)
+		c := newClient(t, srv, func(c *Config) { c.StoreHash = "" })
+		_, err := c.ModifiedOrders(testCtx(t), "nosuchstore", 11, since)
+		if err == nil || errors.Is(err, fulfill.ErrOrderNotFound) {
+			t.Fatalf("err = %v, want an unexpected answer, not ErrOrderNotFound", err)
+		}
+	})
+}

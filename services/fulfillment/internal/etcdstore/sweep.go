@@ -1,0 +1,92 @@
+package etcdstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
+)
+
+// Keys of a store's Orders API sweep: its mutex prefix and its progress.
+func (s *Store) sweepLockKey(store string) string  { return s.prefix + "sweeps/" + store + "/lock/" }
+func (s *Store) sweepStateKey(store string) string { return s.prefix + "sweeps/" + store + "/state" }
+
+// BeginSweep implements fulfill.Store with a concurrency.Mutex on the
+// process's lock session, taken without waiting.
+func (s *Store) BeginSweep(ctx context.Context, store string) (fulfill.Sweep, error) {
+	lockKey := s.sweepLockKey(store)
+	unlockLocal, ok, err := s.local.lock(ctx, lockKey, true)
+	if err != nil {
+		return nil, fmt.Errorf("claim the orders sweep of %s: %w", store, unavailable(err))
+	}
+	if !ok {
+		return nil, fmt.Errorf("orders sweep of %s: %w", store, fulfill.ErrLocked)
+	}
+	sess, err := s.currentSession(ctx)
+	if err != nil {
+		unlockLocal()
+		return nil, err
+	}
+	m := concurrency.NewMutex(sess, lockKey)
+	if err := m.TryLock(ctx); err != nil {
+		unlockLocal()
+		if errors.Is(err, concurrency.ErrLocked) {
+			return nil, fmt.Errorf("orders sweep of %s: %w", store, fulfill.ErrLocked)
+		}
+		return nil, fmt.Errorf("claim the orders sweep of %s: %w", store, unavailable(err))
+	}
+	w := &sweep{s: s, store: store, m: m, unlockLocal: unlockLocal}
+	resp, err := s.cli.Get(ctx, s.sweepStateKey(store))
+	if err != nil {
+		w.Release(ctx)
+		return nil, fmt.Errorf("read the orders sweep of %s: %w", store, unavailable(err))
+	}
+	if len(resp.Kvs) > 0 {
+		if err := json.Unmarshal(resp.Kvs[0].Value, &w.state); err != nil {
+			// A damaged record must not stop the sweep for good: start
+			// over as if never swept (the cursor is then set anew).
+			w.state = fulfill.SweepState{}
+		}
+	}
+	return w, nil
+}
+
+// sweep is a claimed Orders API sweep.
+type sweep struct {
+	s           *Store
+	store       string
+	m           *concurrency.Mutex
+	unlockLocal func()
+	state       fulfill.SweepState
+}
+
+func (w *sweep) State() fulfill.SweepState { return w.state }
+
+func (w *sweep) Finish(ctx context.Context, st fulfill.SweepState) error {
+	defer w.unlockLocal()
+	val, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	resp, err := w.s.cli.Txn(ctx).If(w.m.IsOwner()).Then(
+		clientv3.OpPut(w.s.sweepStateKey(w.store), string(val)),
+		clientv3.OpDelete(w.m.Key()),
+	).Commit()
+	if err != nil {
+		return fmt.Errorf("store the orders sweep of %s: %w", w.store, unavailable(err))
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("orders sweep of %s: %w", w.store, fulfill.ErrFenced)
+	}
+	return nil
+}
+
+func (w *sweep) Release(ctx context.Context) {
+	defer w.unlockLocal()
+	_ = w.m.Unlock(ctx)
+}
