@@ -1182,8 +1182,10 @@ type GetServiceStatusResponse struct {
 	// True when the replica runs its own embedded single-member etcd.
 	EmbeddedEtcd bool `protobuf:"varint,3,opt,name=embedded_etcd,json=embeddedEtcd,proto3" json:"embedded_etcd,omitempty"`
 	// The BigCommerce store this replica serves.
-	StoreHash     string                 `protobuf:"bytes,4,opt,name=store_hash,json=storeHash,proto3" json:"store_hash,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	StoreHash string                 `protobuf:"bytes,4,opt,name=store_hash,json=storeHash,proto3" json:"store_hash,omitempty"`
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// The Orders API sweep for orders whose webhooks never came.
+	OrdersSweep   *OrdersSweepStatus `protobuf:"bytes,6,opt,name=orders_sweep,json=ordersSweep,proto3" json:"orders_sweep,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1253,6 +1255,123 @@ func (x *GetServiceStatusResponse) GetStartedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *GetServiceStatusResponse) GetOrdersSweep() *OrdersSweepStatus {
+	if x != nil {
+		return x.OrdersSweep
+	}
+	return nil
+}
+
+// OrdersSweepStatus is the state of a store's Orders API sweep, as the
+// replicas share it in etcd.
+type OrdersSweepStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when ORDERS_SWEEP_INTERVAL is off on this replica.
+	Enabled bool `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	// ORDERS_SWEEP_INTERVAL in seconds.
+	IntervalSeconds int64 `protobuf:"varint,2,opt,name=interval_seconds,json=intervalSeconds,proto3" json:"interval_seconds,omitempty"`
+	// When the store was first swept: orders modified before it are never
+	// listed. Unset: never swept.
+	Since *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	// The next sweep lists orders modified after this (less 10 min).
+	Cursor *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// When the last sweep started, and what it listed and recorded.
+	LastRun  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_run,json=lastRun,proto3" json:"last_run,omitempty"`
+	Listed   int64                  `protobuf:"varint,6,opt,name=listed,proto3" json:"listed,omitempty"`
+	Recorded int64                  `protobuf:"varint,7,opt,name=recorded,proto3" json:"recorded,omitempty"`
+	// Why the last sweep failed; empty when it did not. Also set when the
+	// state could not be read now.
+	LastError     string `protobuf:"bytes,8,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OrdersSweepStatus) Reset() {
+	*x = OrdersSweepStatus{}
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OrdersSweepStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OrdersSweepStatus) ProtoMessage() {}
+
+func (x *OrdersSweepStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OrdersSweepStatus.ProtoReflect.Descriptor instead.
+func (*OrdersSweepStatus) Descriptor() ([]byte, []int) {
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *OrdersSweepStatus) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *OrdersSweepStatus) GetIntervalSeconds() int64 {
+	if x != nil {
+		return x.IntervalSeconds
+	}
+	return 0
+}
+
+func (x *OrdersSweepStatus) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *OrdersSweepStatus) GetCursor() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Cursor
+	}
+	return nil
+}
+
+func (x *OrdersSweepStatus) GetLastRun() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastRun
+	}
+	return nil
+}
+
+func (x *OrdersSweepStatus) GetListed() int64 {
+	if x != nil {
+		return x.Listed
+	}
+	return 0
+}
+
+func (x *OrdersSweepStatus) GetRecorded() int64 {
+	if x != nil {
+		return x.Recorded
+	}
+	return 0
+}
+
+func (x *OrdersSweepStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
 // RetryOrderRequest names a REJECTED or FAILED order to send again.
 type RetryOrderRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -1268,7 +1387,7 @@ type RetryOrderRequest struct {
 
 func (x *RetryOrderRequest) Reset() {
 	*x = RetryOrderRequest{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[15]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1280,7 +1399,7 @@ func (x *RetryOrderRequest) String() string {
 func (*RetryOrderRequest) ProtoMessage() {}
 
 func (x *RetryOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[15]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1293,7 +1412,7 @@ func (x *RetryOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryOrderRequest.ProtoReflect.Descriptor instead.
 func (*RetryOrderRequest) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{15}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RetryOrderRequest) GetStoreHash() string {
@@ -1334,7 +1453,7 @@ type RetryOrderResponse struct {
 
 func (x *RetryOrderResponse) Reset() {
 	*x = RetryOrderResponse{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[16]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1346,7 +1465,7 @@ func (x *RetryOrderResponse) String() string {
 func (*RetryOrderResponse) ProtoMessage() {}
 
 func (x *RetryOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[16]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1359,7 +1478,7 @@ func (x *RetryOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryOrderResponse.ProtoReflect.Descriptor instead.
 func (*RetryOrderResponse) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{16}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RetryOrderResponse) GetOrder() *Order {
@@ -1389,7 +1508,7 @@ type ResolveOrderRequest struct {
 
 func (x *ResolveOrderRequest) Reset() {
 	*x = ResolveOrderRequest{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[17]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1401,7 +1520,7 @@ func (x *ResolveOrderRequest) String() string {
 func (*ResolveOrderRequest) ProtoMessage() {}
 
 func (x *ResolveOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[17]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1414,7 +1533,7 @@ func (x *ResolveOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveOrderRequest.ProtoReflect.Descriptor instead.
 func (*ResolveOrderRequest) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{17}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ResolveOrderRequest) GetStoreHash() string {
@@ -1498,7 +1617,7 @@ type ResolveOrderResponse struct {
 
 func (x *ResolveOrderResponse) Reset() {
 	*x = ResolveOrderResponse{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[18]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1510,7 +1629,7 @@ func (x *ResolveOrderResponse) String() string {
 func (*ResolveOrderResponse) ProtoMessage() {}
 
 func (x *ResolveOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[18]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1523,7 +1642,7 @@ func (x *ResolveOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveOrderResponse.ProtoReflect.Descriptor instead.
 func (*ResolveOrderResponse) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{18}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResolveOrderResponse) GetOrder() *Order {
@@ -1620,7 +1739,7 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\x12ListOrdersResponse\x12+\n" +
 	"\x06orders\x18\x01 \x03(\v2\x13.backorder.v1.OrderR\x06orders\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x19\n" +
-	"\x17GetServiceStatusRequest\"\xf4\x01\n" +
+	"\x17GetServiceStatusRequest\"\xb8\x02\n" +
 	"\x18GetServiceStatusResponse\x12?\n" +
 	"\rsupplier_mode\x18\x01 \x01(\x0e2\x1a.backorder.v1.SupplierModeR\fsupplierMode\x12\x18\n" +
 	"\areplica\x18\x02 \x01(\tR\areplica\x12#\n" +
@@ -1628,7 +1747,18 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\n" +
 	"store_hash\x18\x04 \x01(\tR\tstoreHash\x129\n" +
 	"\n" +
-	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"w\n" +
+	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12B\n" +
+	"\forders_sweep\x18\x06 \x01(\v2\x1f.backorder.v1.OrdersSweepStatusR\vordersSweep\"\xc8\x02\n" +
+	"\x11OrdersSweepStatus\x12\x18\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x12)\n" +
+	"\x10interval_seconds\x18\x02 \x01(\x03R\x0fintervalSeconds\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x122\n" +
+	"\x06cursor\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06cursor\x125\n" +
+	"\blast_run\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\alastRun\x12\x16\n" +
+	"\x06listed\x18\x06 \x01(\x03R\x06listed\x12\x1a\n" +
+	"\brecorded\x18\a \x01(\x03R\brecorded\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\b \x01(\tR\tlastError\"w\n" +
 	"\x11RetryOrderRequest\x12\x1d\n" +
 	"\n" +
 	"store_hash\x18\x01 \x01(\tR\tstoreHash\x12\x19\n" +
@@ -1691,7 +1821,7 @@ func file_backorder_v1_fulfillment_proto_rawDescGZIP() []byte {
 }
 
 var file_backorder_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_backorder_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_backorder_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_backorder_v1_fulfillment_proto_goTypes = []any{
 	(OrderState)(0),                    // 0: backorder.v1.OrderState
 	(SupplierMode)(0),                  // 1: backorder.v1.SupplierMode
@@ -1710,25 +1840,26 @@ var file_backorder_v1_fulfillment_proto_goTypes = []any{
 	(*ListOrdersResponse)(nil),         // 14: backorder.v1.ListOrdersResponse
 	(*GetServiceStatusRequest)(nil),    // 15: backorder.v1.GetServiceStatusRequest
 	(*GetServiceStatusResponse)(nil),   // 16: backorder.v1.GetServiceStatusResponse
-	(*RetryOrderRequest)(nil),          // 17: backorder.v1.RetryOrderRequest
-	(*RetryOrderResponse)(nil),         // 18: backorder.v1.RetryOrderResponse
-	(*ResolveOrderRequest)(nil),        // 19: backorder.v1.ResolveOrderRequest
-	(*ResolveOrderResponse)(nil),       // 20: backorder.v1.ResolveOrderResponse
-	(*timestamppb.Timestamp)(nil),      // 21: google.protobuf.Timestamp
+	(*OrdersSweepStatus)(nil),          // 17: backorder.v1.OrdersSweepStatus
+	(*RetryOrderRequest)(nil),          // 18: backorder.v1.RetryOrderRequest
+	(*RetryOrderResponse)(nil),         // 19: backorder.v1.RetryOrderResponse
+	(*ResolveOrderRequest)(nil),        // 20: backorder.v1.ResolveOrderRequest
+	(*ResolveOrderResponse)(nil),       // 21: backorder.v1.ResolveOrderResponse
+	(*timestamppb.Timestamp)(nil),      // 22: google.protobuf.Timestamp
 }
 var file_backorder_v1_fulfillment_proto_depIdxs = []int32{
 	0,  // 0: backorder.v1.Order.state:type_name -> backorder.v1.OrderState
 	1,  // 1: backorder.v1.Order.mode:type_name -> backorder.v1.SupplierMode
 	4,  // 2: backorder.v1.Order.events:type_name -> backorder.v1.OrderEvent
-	21, // 3: backorder.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	21, // 4: backorder.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
-	21, // 5: backorder.v1.Order.submitted_at:type_name -> google.protobuf.Timestamp
-	21, // 6: backorder.v1.Order.next_attempt_at:type_name -> google.protobuf.Timestamp
+	22, // 3: backorder.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	22, // 4: backorder.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
+	22, // 5: backorder.v1.Order.submitted_at:type_name -> google.protobuf.Timestamp
+	22, // 6: backorder.v1.Order.next_attempt_at:type_name -> google.protobuf.Timestamp
 	3,  // 7: backorder.v1.Order.actions:type_name -> backorder.v1.OperatorAction
-	21, // 8: backorder.v1.OperatorAction.at:type_name -> google.protobuf.Timestamp
+	22, // 8: backorder.v1.OperatorAction.at:type_name -> google.protobuf.Timestamp
 	0,  // 9: backorder.v1.OperatorAction.from_state:type_name -> backorder.v1.OrderState
 	0,  // 10: backorder.v1.OperatorAction.to_state:type_name -> backorder.v1.OrderState
-	21, // 11: backorder.v1.OrderEvent.received_at:type_name -> google.protobuf.Timestamp
+	22, // 11: backorder.v1.OrderEvent.received_at:type_name -> google.protobuf.Timestamp
 	6,  // 12: backorder.v1.HandleOrderWebhookRequest.data:type_name -> backorder.v1.WebhookData
 	7,  // 13: backorder.v1.WebhookData.status:type_name -> backorder.v1.WebhookStatus
 	2,  // 14: backorder.v1.ProcessOrderResponse.order:type_name -> backorder.v1.Order
@@ -1736,28 +1867,32 @@ var file_backorder_v1_fulfillment_proto_depIdxs = []int32{
 	0,  // 16: backorder.v1.ListOrdersRequest.state:type_name -> backorder.v1.OrderState
 	2,  // 17: backorder.v1.ListOrdersResponse.orders:type_name -> backorder.v1.Order
 	1,  // 18: backorder.v1.GetServiceStatusResponse.supplier_mode:type_name -> backorder.v1.SupplierMode
-	21, // 19: backorder.v1.GetServiceStatusResponse.started_at:type_name -> google.protobuf.Timestamp
-	2,  // 20: backorder.v1.RetryOrderResponse.order:type_name -> backorder.v1.Order
-	2,  // 21: backorder.v1.ResolveOrderResponse.order:type_name -> backorder.v1.Order
-	5,  // 22: backorder.v1.FulfillmentService.HandleOrderWebhook:input_type -> backorder.v1.HandleOrderWebhookRequest
-	9,  // 23: backorder.v1.FulfillmentService.ProcessOrder:input_type -> backorder.v1.ProcessOrderRequest
-	11, // 24: backorder.v1.FulfillmentService.GetOrder:input_type -> backorder.v1.GetOrderRequest
-	13, // 25: backorder.v1.FulfillmentService.ListOrders:input_type -> backorder.v1.ListOrdersRequest
-	17, // 26: backorder.v1.FulfillmentService.RetryOrder:input_type -> backorder.v1.RetryOrderRequest
-	19, // 27: backorder.v1.FulfillmentService.ResolveOrder:input_type -> backorder.v1.ResolveOrderRequest
-	15, // 28: backorder.v1.FulfillmentService.GetServiceStatus:input_type -> backorder.v1.GetServiceStatusRequest
-	8,  // 29: backorder.v1.FulfillmentService.HandleOrderWebhook:output_type -> backorder.v1.HandleOrderWebhookResponse
-	10, // 30: backorder.v1.FulfillmentService.ProcessOrder:output_type -> backorder.v1.ProcessOrderResponse
-	12, // 31: backorder.v1.FulfillmentService.GetOrder:output_type -> backorder.v1.GetOrderResponse
-	14, // 32: backorder.v1.FulfillmentService.ListOrders:output_type -> backorder.v1.ListOrdersResponse
-	18, // 33: backorder.v1.FulfillmentService.RetryOrder:output_type -> backorder.v1.RetryOrderResponse
-	20, // 34: backorder.v1.FulfillmentService.ResolveOrder:output_type -> backorder.v1.ResolveOrderResponse
-	16, // 35: backorder.v1.FulfillmentService.GetServiceStatus:output_type -> backorder.v1.GetServiceStatusResponse
-	29, // [29:36] is the sub-list for method output_type
-	22, // [22:29] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	22, // 19: backorder.v1.GetServiceStatusResponse.started_at:type_name -> google.protobuf.Timestamp
+	17, // 20: backorder.v1.GetServiceStatusResponse.orders_sweep:type_name -> backorder.v1.OrdersSweepStatus
+	22, // 21: backorder.v1.OrdersSweepStatus.since:type_name -> google.protobuf.Timestamp
+	22, // 22: backorder.v1.OrdersSweepStatus.cursor:type_name -> google.protobuf.Timestamp
+	22, // 23: backorder.v1.OrdersSweepStatus.last_run:type_name -> google.protobuf.Timestamp
+	2,  // 24: backorder.v1.RetryOrderResponse.order:type_name -> backorder.v1.Order
+	2,  // 25: backorder.v1.ResolveOrderResponse.order:type_name -> backorder.v1.Order
+	5,  // 26: backorder.v1.FulfillmentService.HandleOrderWebhook:input_type -> backorder.v1.HandleOrderWebhookRequest
+	9,  // 27: backorder.v1.FulfillmentService.ProcessOrder:input_type -> backorder.v1.ProcessOrderRequest
+	11, // 28: backorder.v1.FulfillmentService.GetOrder:input_type -> backorder.v1.GetOrderRequest
+	13, // 29: backorder.v1.FulfillmentService.ListOrders:input_type -> backorder.v1.ListOrdersRequest
+	18, // 30: backorder.v1.FulfillmentService.RetryOrder:input_type -> backorder.v1.RetryOrderRequest
+	20, // 31: backorder.v1.FulfillmentService.ResolveOrder:input_type -> backorder.v1.ResolveOrderRequest
+	15, // 32: backorder.v1.FulfillmentService.GetServiceStatus:input_type -> backorder.v1.GetServiceStatusRequest
+	8,  // 33: backorder.v1.FulfillmentService.HandleOrderWebhook:output_type -> backorder.v1.HandleOrderWebhookResponse
+	10, // 34: backorder.v1.FulfillmentService.ProcessOrder:output_type -> backorder.v1.ProcessOrderResponse
+	12, // 35: backorder.v1.FulfillmentService.GetOrder:output_type -> backorder.v1.GetOrderResponse
+	14, // 36: backorder.v1.FulfillmentService.ListOrders:output_type -> backorder.v1.ListOrdersResponse
+	19, // 37: backorder.v1.FulfillmentService.RetryOrder:output_type -> backorder.v1.RetryOrderResponse
+	21, // 38: backorder.v1.FulfillmentService.ResolveOrder:output_type -> backorder.v1.ResolveOrderResponse
+	16, // 39: backorder.v1.FulfillmentService.GetServiceStatus:output_type -> backorder.v1.GetServiceStatusResponse
+	33, // [33:40] is the sub-list for method output_type
+	26, // [26:33] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_backorder_v1_fulfillment_proto_init() }
@@ -1765,7 +1900,7 @@ func file_backorder_v1_fulfillment_proto_init() {
 	if File_backorder_v1_fulfillment_proto != nil {
 		return
 	}
-	file_backorder_v1_fulfillment_proto_msgTypes[17].OneofWrappers = []any{
+	file_backorder_v1_fulfillment_proto_msgTypes[18].OneofWrappers = []any{
 		(*ResolveOrderRequest_OfflineOrderId)(nil),
 		(*ResolveOrderRequest_SupplierHasNoOrder)(nil),
 	}
@@ -1775,7 +1910,7 @@ func file_backorder_v1_fulfillment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backorder_v1_fulfillment_proto_rawDesc), len(file_backorder_v1_fulfillment_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

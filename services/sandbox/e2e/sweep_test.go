@@ -68,6 +68,14 @@ func TestOrdersSweepFindsAnOrderWithoutWebhooks(t *testing.T) {
 	if ev := r.GetOrder().GetEvents(); len(ev) != 1 || ev[0].GetScope() != "orders-api/sweep" {
 		t.Errorf("events %v, want the one change found by the sweep", ev)
 	}
+	st, err := e.client.GetServiceStatus(ctx, &backorderv1.GetServiceStatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sw := st.GetOrdersSweep(); !sw.GetEnabled() || sw.GetIntervalSeconds() != 1 || sw.GetSince() == nil ||
+		!sw.GetLastRun().AsTime().After(sw.GetSince().AsTime()) || sw.GetLastError() != "" {
+		t.Errorf("GetServiceStatus orders_sweep = %v; want enabled, every 1 s, swept since start-up, no error", sw)
+	}
 	l := e.ts.Ledger()
 	checkNoDuplicates(t, l)
 	if len(l.Orders) != 1 || o.GetOfflineOrderId() == "" {

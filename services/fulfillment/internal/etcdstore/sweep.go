@@ -41,19 +41,26 @@ func (s *Store) BeginSweep(ctx context.Context, store string) (fulfill.Sweep, er
 		return nil, fmt.Errorf("claim the orders sweep of %s: %w", store, unavailable(err))
 	}
 	w := &sweep{s: s, store: store, m: m, unlockLocal: unlockLocal}
-	resp, err := s.cli.Get(ctx, s.sweepStateKey(store))
-	if err != nil {
+	if w.state, err = s.SweepState(ctx, store); err != nil {
 		w.Release(ctx)
-		return nil, fmt.Errorf("read the orders sweep of %s: %w", store, unavailable(err))
-	}
-	if len(resp.Kvs) > 0 {
-		if err := json.Unmarshal(resp.Kvs[0].Value, &w.state); err != nil {
-			// A damaged record must not stop the sweep for good: start
-			// over as if never swept (the cursor is then set anew).
-			w.state = fulfill.SweepState{}
-		}
+		return nil, err
 	}
 	return w, nil
+}
+
+// SweepState implements fulfill.Store. A damaged record reads as never
+// swept, so that it cannot stop the sweep for good: the next sweep sets
+// the cursor anew.
+func (s *Store) SweepState(ctx context.Context, store string) (fulfill.SweepState, error) {
+	var st fulfill.SweepState
+	resp, err := s.cli.Get(ctx, s.sweepStateKey(store))
+	if err != nil {
+		return st, fmt.Errorf("read the orders sweep of %s: %w", store, unavailable(err))
+	}
+	if len(resp.Kvs) > 0 && json.Unmarshal(resp.Kvs[0].Value, &st) != nil {
+		st = fulfill.SweepState{}
+	}
+	return st, nil
 }
 
 // sweep is a claimed Orders API sweep.

@@ -29,6 +29,14 @@ type SweepReport struct {
 	State SweepState
 }
 
+// OrdersSweepStatus reads the store's Orders API sweep progress, as the
+// replicas share it, and says whether this replica sweeps and how often.
+func (s *Service) OrdersSweepStatus(ctx context.Context) (enabled bool, every time.Duration, st SweepState, err error) {
+	enabled = s.cfg.OrdersSweep > 0 && s.cfg.Lister != nil
+	st, err = s.store.SweepState(ctx, s.cfg.Store)
+	return enabled, s.cfg.OrdersSweep, st, err
+}
+
 // sweepOrdersEvery sweeps the Orders API at start and then every interval
 // until ctx ends. Each replica tries; the store lets one sweep per interval
 // through.

@@ -34,6 +34,9 @@ type Store interface {
 	// and reads its progress. It returns ErrLocked at once when another
 	// holder is sweeping the store. The claim ends with Finish or Release.
 	BeginSweep(ctx context.Context, store string) (Sweep, error)
+	// SweepState reads the progress of a store's Orders API sweep (zero:
+	// never swept) without claiming it.
+	SweepState(ctx context.Context, store string) (SweepState, error)
 }
 
 // Sweep is a claimed Orders API sweep of one store.

@@ -156,14 +156,30 @@ func (s *Server) ResolveOrder(ctx context.Context, req *backorderv1.ResolveOrder
 }
 
 // GetServiceStatus implements the RPC.
-func (s *Server) GetServiceStatus(context.Context, *backorderv1.GetServiceStatusRequest) (*backorderv1.GetServiceStatusResponse, error) {
+func (s *Server) GetServiceStatus(ctx context.Context, _ *backorderv1.GetServiceStatusRequest) (*backorderv1.GetServiceStatusResponse, error) {
 	return &backorderv1.GetServiceStatusResponse{
 		SupplierMode: backorderv1.SupplierMode(s.svc.Mode()),
 		Replica:      s.info.Replica,
 		EmbeddedEtcd: s.info.EmbeddedEtcd,
 		StoreHash:    s.info.StoreHash,
 		StartedAt:    timestamppb.New(s.info.StartedAt),
+		OrdersSweep:  s.ordersSweep(ctx),
 	}, nil
+}
+
+// ordersSweep reports the Orders API sweep. The status answers even when
+// etcd does not: the failure to read is then the sweep's last_error.
+func (s *Server) ordersSweep(ctx context.Context) *backorderv1.OrdersSweepStatus {
+	enabled, every, st, err := s.svc.OrdersSweepStatus(ctx)
+	out := &backorderv1.OrdersSweepStatus{
+		Enabled: enabled, IntervalSeconds: int64(every / time.Second),
+		Since: ts(st.Since), Cursor: ts(st.Cursor), LastRun: ts(st.LastRun),
+		Listed: int64(st.Listed), Recorded: int64(st.Recorded), LastError: st.LastError,
+	}
+	if err != nil {
+		out.LastError = "the sweep's state could not be read now: " + err.Error()
+	}
+	return out
 }
 
 func key(store string, id uint64) (order.Key, error) {
