@@ -40,9 +40,10 @@ func LogLevel(s string) slog.Level {
 	return l
 }
 
-// Run serves until ctx ends, then shuts down gracefully: the listener and
-// gRPC server first, then the workers, the etcd session (releasing its
-// locks), the client and the embedded etcd. ready, when not nil, receives
+// Run serves until ctx ends, then shuts down gracefully: the workers stop
+// taking work and the gRPC server drains, while runs committed to a
+// supplier call finish it; then the etcd session (releasing its locks), the
+// client and the embedded etcd close. ready, when not nil, receives
 // the listening address once the service accepts calls.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- net.Addr) error {
 	lis, err := net.Listen("tcp", cfg.ListenAddr)
@@ -115,7 +116,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	}, store, bc, ts, log)
 
 	host, _ := os.Hostname()
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(logCalls(log)))
+	// WaitForHandlers: even a forced Stop waits for handlers to return, so
+	// that a ProcessOrder whose live call is in flight stores its answer
+	// before the etcd session (and its locks) is closed below.
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(logCalls(log)), grpc.WaitForHandlers(true))
 	grpcserver.New(svc, grpcserver.Info{
 		Replica: fmt.Sprintf("%s/%d", host, os.Getpid()), EmbeddedEtcd: embedded,
 		StoreHash: cfg.BigCommerceStore, StartedAt: time.Now(),
@@ -142,9 +146,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	}
 	g.Go(func() error {
 		<-gctx.Done()
+		// Workers take no new work from now on; runs already committed to
+		// a supplier call finish it (svc.Run returns when they have).
+		stopWork()
 		hs.Shutdown()
 		stopAll(srv, cfg.ShutdownTimeout)
-		stopWork()
 		return nil
 	})
 	err = g.Wait()

@@ -35,26 +35,33 @@ func parseDate(s string) (time.Time, error) {
 
 // ModifiedOrders lists the store's orders in status statusID that were
 // modified at or after since (GET /v2/orders with status_id and
-// min_date_modified, every page). It implements fulfill.OrderLister. An
-// order without a readable date_modified gets since, so it is never skipped.
+// min_date_modified). It implements fulfill.OrderLister. Pages follow
+// each other by min_id (the last id seen, plus one), not by page number:
+// an order that leaves the status while the list is read (it is being
+// processed) would otherwise shift the later pages and hide an order at a
+// page boundary. An order whose date_modified does not parse gets a zero
+// DateModified.
 func (c *Client) ModifiedOrders(ctx context.Context, store string, statusID uint32, since time.Time) ([]order.Modified, error) {
 	var out []order.Modified
 	seen := map[uint64]bool{}
+	var minID uint64
 	for page := 1; ; page++ {
 		if page > maxPages {
 			return nil, fmt.Errorf("bigcommerce: GET /v2/orders: more than %d pages", maxPages)
 		}
-		req := request{method: http.MethodGet, path: "/v2/orders", query: url.Values{
+		q := url.Values{
 			"status_id":         {strconv.FormatUint(uint64(statusID), 10)},
 			"min_date_modified": {since.UTC().Format(time.RFC1123Z)},
 			"sort":              {"id:asc"},
-			"page":              {strconv.Itoa(page)},
 			"limit":             {strconv.Itoa(c.cfg.PageLimit)},
-		}}
+		}
+		if minID > 0 {
+			q.Set("min_id", strconv.FormatUint(minID, 10))
+		}
 		var batch []modifiedJSON
 		// The list has no 404 of its own: one means a wrong base URL or
 		// store hash, and is reported as an unexpected answer.
-		if err := c.getJSONOr(ctx, store, req, &batch, nil); err != nil {
+		if err := c.getJSONOr(ctx, store, request{method: http.MethodGet, path: "/v2/orders", query: q}, &batch, nil); err != nil {
 			return nil, err
 		}
 		added := 0
@@ -64,12 +71,10 @@ func (c *Client) ModifiedOrders(ctx context.Context, store string, statusID uint
 				continue
 			}
 			seen[id] = true
-			mod, err := parseDate(string(m.DateModified))
-			if err != nil {
-				mod = since
-			}
+			mod, _ := parseDate(string(m.DateModified))
 			out = append(out, order.Modified{ID: id, StatusID: uint32(m.StatusID), DateModified: mod})
 			added++
+			minID = max(minID, id+1)
 		}
 		// The same rule as for order lines: a page of BigCommerce's
 		// default size or more may have been cut by the server.

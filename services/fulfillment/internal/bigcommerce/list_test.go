@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,10 +22,10 @@ func listServer(t *testing.T, n, pageCap int) (*fakeStore, *Client) {
 			return false
 		}
 		q := r.URL.Query()
-		page, _ := strconv.Atoi(q.Get("page"))
+		minID, _ := strconv.Atoi(q.Get("min_id"))
 		limit, _ := strconv.Atoi(q.Get("limit"))
 		limit = min(limit, pageCap)
-		from := (max(page, 1) - 1) * limit
+		from := max(minID-1000, 0) // order i has id 1000+i
 		if from >= n {
 			w.WriteHeader(http.StatusNoContent)
 			return true
@@ -58,7 +59,7 @@ func TestModifiedOrders(t *testing.T) {
 		if want := time.Date(2026, 12, 4, 20, 1, 0, 0, time.UTC); !got[1].DateModified.Equal(want) {
 			t.Errorf("date_modified = %v, want %v", got[1].DateModified, want)
 		}
-		want := "GET /stores/abc123/v2/orders?limit=250&min_date_modified=Fri%2C+04+Dec+2026+19%3A55%3A00+%2B0000&page=1&sort=id%3Aasc&status_id=11"
+		want := "GET /stores/abc123/v2/orders?limit=250&min_date_modified=Fri%2C+04+Dec+2026+19%3A55%3A00+%2B0000&sort=id%3Aasc&status_id=11"
 		if reqs := fs.requests(); len(reqs) != 1 || reqs[0] != want {
 			t.Errorf("requests %q, want [%q]", reqs, want)
 		}
@@ -78,6 +79,27 @@ func TestModifiedOrders(t *testing.T) {
 		}
 		if n := countPrefix(fs.requests(), "GET /stores/abc123/v2/orders?"); n != 3 {
 			t.Errorf("%d pages read, want 3", n)
+		}
+	})
+	t.Run("pages follow by min_id", func(t *testing.T) {
+		fs, c := listServer(t, 120, 50)
+		if _, err := c.ModifiedOrders(testCtx(t), testStore, 11, since); err != nil {
+			t.Fatal(err)
+		}
+		reqs := fs.requests()
+		if len(reqs) != 3 || !strings.Contains(reqs[1], "min_id=1050&") || !strings.Contains(reqs[2], "min_id=1100&") {
+			t.Errorf("requests %q, want min_id 1050 then 1100", reqs)
+		}
+	})
+	t.Run("an unreadable date_modified is zero", func(t *testing.T) {
+		fs, srv := newFakeStore(t)
+		fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+			writeJSON(w, http.StatusOK, []map[string]any{{"id": 5, "status_id": 11, "date_modified": "yesterday"}})
+			return true
+		}
+		got, err := newClient(t, srv, nil).ModifiedOrders(testCtx(t), testStore, 11, since)
+		if err != nil || len(got) != 1 || !got[0].DateModified.IsZero() {
+			t.Fatalf("got %+v, %v", got, err)
 		}
 	})
 	t.Run("a 404 is not an order that does not exist", func(t *testing.T) {

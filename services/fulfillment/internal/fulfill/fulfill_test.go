@@ -545,3 +545,37 @@ func TestMetafields404MeansNoReference(t *testing.T) {
 		t.Fatalf("got %+v, %v, live %v; want SUBMITTED with one live order", o, err, sup.live)
 	}
 }
+
+// slowStorefront takes two minutes of the test clock to read an order.
+type slowStorefront struct {
+	storefront
+	clock *clock
+}
+
+func (s *slowStorefront) Order(ctx context.Context, k order.Key) (order.StorefrontOrder, error) {
+	s.clock.add(2 * time.Minute)
+	return s.storefront.Order(ctx, k)
+}
+
+// Reads before the intent that take longer than the supplier timeout (a
+// BigCommerce rate-limit wait, many pages) do not eat into the call's
+// deadline: it counts from the intent.
+func TestSlowReadsBeforeTheIntentStillSend(t *testing.T) {
+	st, err := etcdstore.New(context.Background(), etcdtest.Client(t, etcdtest.Start(t)), etcdstore.Options{Prefix: "/t/", LockTTL: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	// The clock starts 90 s behind the real one: a deadline counted from
+	// the lock (before the reads) would already have passed.
+	now := &clock{t: time.Now().Add(-90 * time.Second)}
+	sup := &supplier{live: map[string]int{}}
+	svc := fulfill.New(fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(), Workers: 1,
+		SupplierTimeout: time.Minute, Now: now.Now,
+	}, st, &slowStorefront{storefront{status: map[uint64]uint32{31: 11}}, now}, sup, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	o, err := svc.Process(context.Background(), order.Key{Store: "abc", ID: 31}, fulfill.ProcessOptions{Force: true})
+	if err != nil || o.State != order.Submitted || sup.live["BC-abc-31"] != 1 {
+		t.Fatalf("got %+v, %v, live %v; want SUBMITTED with one live order", o, err, sup.live)
+	}
+}

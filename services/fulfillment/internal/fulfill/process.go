@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/backorder/backorder/services/fulfillment/internal/failpoint"
@@ -68,7 +68,7 @@ func (s *Service) Process(ctx context.Context, k order.Key, opt ProcessOptions) 
 				return
 			case <-stop:
 				stop = nil
-				if !p.committed.Load() {
+				if p.stopUnlessCommitted() {
 					cancel(context.Cause(parent))
 					return
 				}
@@ -94,9 +94,34 @@ type run struct {
 	opt ProcessOptions
 	now time.Time
 	o   *order.Order
-	// committed is set once the run has begun to write its intent: from
-	// then on only a lost lock or the call's deadline stops it.
-	committed atomic.Bool
+	// commitMu guards committed and stopped: a run either commits to its
+	// supplier call (from then on only a lost lock or the call's deadline
+	// stops it) or is stopped by its caller first, never both.
+	commitMu  sync.Mutex
+	committed bool
+	stopped   bool
+}
+
+// commit marks the run as committed to a supplier call. It returns false
+// when the caller stopped the run first.
+func (p *run) commit() bool {
+	p.commitMu.Lock()
+	defer p.commitMu.Unlock()
+	if !p.stopped {
+		p.committed = true
+	}
+	return p.committed
+}
+
+// stopUnlessCommitted stops the run if it has not committed yet, and says
+// whether it did.
+func (p *run) stopUnlessCommitted() bool {
+	p.commitMu.Lock()
+	defer p.commitMu.Unlock()
+	if !p.committed {
+		p.stopped = true
+	}
+	return p.stopped
 }
 
 func (p *run) log() *slog.Logger {
@@ -252,6 +277,9 @@ func (p *run) step(ctx context.Context) error {
 // the fenced result. With known set, the answer is already there (a refused
 // validation) and no call is made.
 func (p *run) submitAndApply(ctx context.Context, sub order.Submission, mode order.Mode, known *order.Result) error {
+	// The reads and a pre-check took time: the intent and the call's
+	// deadline count from now.
+	p.now = p.s.cfg.Now()
 	if err := p.o.Transition(order.Submitting, p.now); err != nil {
 		return err
 	}
@@ -268,7 +296,10 @@ func (p *run) submitAndApply(ctx context.Context, sub order.Submission, mode ord
 	// that a sweep finds it if this process dies before storing the answer.
 	// A shutdown from here on waits for the answer (see Process); an intent
 	// not stored by the call's deadline means no call.
-	p.committed.Store(true)
+	if !p.commit() {
+		// The caller stopped the run (shutdown): no intent, no call.
+		return fmt.Errorf("stopped before the supplier call: %w", context.Canceled)
+	}
 	ictx, cancel := context.WithDeadline(ctx, deadline)
 	err := p.saveSure(ictx, QueueOp{At: p.now.Add(p.s.cfg.SweepGrace)}, false)
 	cancel()
