@@ -37,27 +37,38 @@ func Start(ctx context.Context, addr string, log *slog.Logger) (net.Addr, error)
 	if addr == "" {
 		return nil, nil
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("%s %q: %w", EnvAddr, addr, err)
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	bound, err := Serve(ctx, EnvAddr, addr, mux, log)
+	if err != nil {
+		return nil, err
+	}
 	if host, _, _ := net.SplitHostPort(addr); !isLoopback(host) {
 		log.Warn("debug listener (pprof) is reachable beyond this host; profiles expose internals and cost CPU: prefer 127.0.0.1",
-			"setting", EnvAddr, "addr", ln.Addr().String())
+			"setting", EnvAddr, "addr", bound.String())
 	} else {
-		log.Info("debug listener (pprof) started", "addr", ln.Addr().String())
+		log.Info("debug listener (pprof) started", "addr", bound.String())
 	}
+	return bound, nil
+}
+
+// Serve listens on addr (the value of setting, named in errors) and serves
+// h there until ctx ends, and returns the address bound: a side listener
+// of either service (profiles, metrics).
+func Serve(ctx context.Context, setting, addr string, h http.Handler, log *slog.Logger) (net.Addr, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s %q: %w", setting, addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Warn("debug listener stopped", "err", err)
+			log.Warn("listener stopped", "setting", setting, "err", err)
 		}
 	}()
 	go func() {

@@ -28,6 +28,7 @@ import (
 	"github.com/backorder/backorder/services/fulfillment/internal/etcdstore"
 	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
 	"github.com/backorder/backorder/services/fulfillment/internal/grpcserver"
+	"github.com/backorder/backorder/services/fulfillment/internal/metrics"
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
 	"github.com/backorder/backorder/services/fulfillment/internal/tropship"
 	"github.com/backorder/backorder/services/internal/debugserver"
@@ -106,6 +107,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 		return fmt.Errorf("TropShip client: %w", err)
 	}
 	announceMode(log, cfg)
+	m := metrics.New()
+	m.BigCommerce(func() metrics.BigCommerceStats {
+		s := bc.Stats()
+		return metrics.BigCommerceStats{Requests: s.Requests, RateLimited: s.RateLimited, PacedWaits: s.PacedWaits}
+	})
 
 	svc := fulfill.New(fulfill.Config{
 		Store: cfg.BigCommerceStore, Mode: cfg.TropShipMode, ValidateFirst: cfg.TropShipValidateFirst,
@@ -113,13 +119,23 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 		SweepInterval: cfg.SweepInterval, SweepGrace: cfg.SweepGrace,
 		SupplierTimeout: cfg.TropShipTimeout,
 		OrdersSweep:     cfg.OrdersSweep, Lister: bc,
-	}, store, bc, ts, log)
+	}, store, bc, m.Supplier(ts), log)
+	m.Store(store.CountOrders, svc.OrdersSweepStatus)
+	if cfg.MetricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", m.Handler())
+		addr, err := debugserver.Serve(ctx, metrics.EnvAddr, cfg.MetricsAddr, mux, log)
+		if err != nil {
+			return err
+		}
+		log.Info("metrics listener started", "addr", addr.String(), "path", "/metrics")
+	}
 
 	host, _ := os.Hostname()
 	// WaitForHandlers: even a forced Stop waits for handlers to return, so
 	// that a ProcessOrder whose live call is in flight stores its answer
 	// before the etcd session (and its locks) is closed below.
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(logCalls(log)), grpc.WaitForHandlers(true))
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(m.Interceptor(), logCalls(log)), grpc.WaitForHandlers(true))
 	grpcserver.New(svc, grpcserver.Info{
 		Replica: fmt.Sprintf("%s/%d", host, os.Getpid()), EmbeddedEtcd: embedded,
 		StoreHash: cfg.BigCommerceStore, StartedAt: time.Now(),

@@ -52,6 +52,9 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	LogLevel        string
 	DebugAddr       string
+	// MetricsAddr is the host:port of the Prometheus /metrics listener
+	// ("": off).
+	MetricsAddr string
 }
 
 // Load reads the settings through getenv (os.Getenv in main) and validates
@@ -86,6 +89,7 @@ func Load(getenv func(string) string) (Config, error) {
 		ShutdownTimeout:       e.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
 		LogLevel:              strings.ToLower(e.str("LOG_LEVEL", "info")),
 		DebugAddr:             e.str(debugserver.EnvAddr, ""),
+		MetricsAddr:           e.str("METRICS_ADDR", ""),
 	}
 	c.Retry = order.RetryPolicy{
 		Base: e.duration("RETRY_BASE", 5*time.Second),
@@ -142,6 +146,9 @@ func Load(getenv func(string) string) (Config, error) {
 		if u, err := url.Parse(ep); err != nil || u.Host == "" {
 			e.fail("ETCD_ENDPOINTS", fmt.Sprintf("has %q; want URLs like http://10.0.0.1:2379", ep))
 		}
+	}
+	if err := debugserver.Validate(c.MetricsAddr); err != nil {
+		e.fail("METRICS_ADDR", "is "+err.Error())
 	}
 	if err := debugserver.Validate(c.DebugAddr); err != nil {
 		e.fail(debugserver.EnvAddr, "is "+err.Error())

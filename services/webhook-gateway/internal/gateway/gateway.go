@@ -64,6 +64,7 @@ type Server struct {
 	health   healthpb.HealthClient
 	verifier *verify.Verifier
 	handler  http.Handler
+	metrics  *gatewayMetrics
 }
 
 // New builds a Server from a validated cfg. It does not contact the
@@ -94,6 +95,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		client:   backorderv1.NewFulfillmentServiceClient(conn),
 		health:   healthpb.NewHealthClient(conn),
 		verifier: v,
+		metrics:  newGatewayMetrics(),
 	}
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
@@ -125,6 +127,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	mux.Handle("/v1/", s.adminOnly(gw))
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET "+MetricsPath, s.adminOnly(s.metrics.handler()))
 	s.handler = s.logRequests(mux)
 
 	logger.Info("webhook gateway configured", "config", cfg)

@@ -552,3 +552,37 @@ func TestHTTPStatus(t *testing.T) {
 		}
 	}
 }
+
+// /metrics counts every request by route and status, and is closed without
+// the operator token.
+func TestMetrics(t *testing.T) {
+	fake := startFake(t, "replica-1")
+	url, _ := startGateway(t, testConfig(fake.addr))
+	for _, d := range []delivery{{body: orderBody}, {body: orderBody}, {body: orderBody, signKey: "not-the-secret"}} {
+		do(t, d.request(t, url))
+	}
+	get := func(token string) response {
+		req, _ := http.NewRequest(http.MethodGet, url+gateway.MetricsPath, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		return do(t, req)
+	}
+	if r := get(""); r.status != http.StatusUnauthorized {
+		t.Errorf("metrics without the token: %d, want 401", r.status)
+	}
+	r := get(adminToken)
+	if r.status != http.StatusOK {
+		t.Fatalf("metrics: %d %s", r.status, r.body)
+	}
+	for _, l := range []string{
+		`backorder_gateway_http_requests_total{code="200",route="webhook"} 2`,
+		`backorder_gateway_http_requests_total{code="401",route="webhook"} 1`,
+		`backorder_gateway_http_requests_total{code="401",route="metrics"} 1`,
+		`backorder_gateway_http_request_duration_seconds_count{route="webhook"} 3`,
+	} {
+		if !strings.Contains(r.body, "\n"+l+"\n") {
+			t.Errorf("metrics lack %q", l)
+		}
+	}
+}

@@ -55,6 +55,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		r = r.WithContext(context.WithValue(r.Context(), requestLogKey{}, rl))
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
+		s.metrics.observe(r.URL.Path, rec.status, time.Since(start))
 
 		attrs := []slog.Attr{
 			slog.String("method", r.Method),

@@ -1,0 +1,65 @@
+package gateway
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// MetricsPath serves the gateway's Prometheus metrics, behind ADMIN_TOKEN.
+const MetricsPath = "/metrics"
+
+// gatewayMetrics counts and times every request by route and status.
+type gatewayMetrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newGatewayMetrics() *gatewayMetrics {
+	m := &gatewayMetrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "backorder_gateway_http_requests_total",
+			Help: "HTTP requests answered, by route (webhook, operator, health, metrics, other) and status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "backorder_gateway_http_request_duration_seconds",
+			Help:    "Time to answer an HTTP request, by route. For webhooks this is what BigCommerce waits for.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route"}),
+	}
+	m.reg.MustRegister(m.requests, m.duration,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *gatewayMetrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+func (m *gatewayMetrics) observe(path string, status int, took time.Duration) {
+	r := route(path)
+	m.requests.WithLabelValues(r, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(r).Observe(took.Seconds())
+}
+
+// route names a path's route with a bounded set of labels.
+func route(path string) string {
+	switch {
+	case path == WebhookPath:
+		return "webhook"
+	case strings.HasPrefix(path, "/v1/"):
+		return "operator"
+	case path == "/healthz" || path == "/readyz":
+		return "health"
+	case path == MetricsPath:
+		return "metrics"
+	}
+	return "other"
+}
