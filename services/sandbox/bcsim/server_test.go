@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backorder/backorder/services/internal/testclock"
 	"github.com/backorder/backorder/services/sandbox/bcsim"
 )
 
@@ -21,35 +22,15 @@ const (
 	token     = "secret-token"
 )
 
-// clock is a settable clock, so window and date tests never wait.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type fixture struct {
 	sim   *bcsim.Server
 	srv   *httptest.Server
-	clock *clock
+	clock *testclock.Clock
 }
 
 func newFixture(t *testing.T, opts bcsim.Options) *fixture {
 	t.Helper()
-	c := newClock()
+	c := testclock.New(time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC))
 	if opts.Tokens == nil {
 		opts.Tokens = map[string]string{storeHash: token}
 	}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/backorder/backorder/services/internal/testclock"
 	"github.com/backorder/backorder/services/sandbox/tropsim"
 )
 
@@ -25,32 +26,15 @@ const (
 	clientSecret = "s3cret/+=" // characters that Basic auth must URL-encode
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type fixture struct {
 	sim   *tropsim.Server
 	srv   *httptest.Server
-	clock *clock
+	clock *testclock.Clock
 }
 
 func newFixture(t *testing.T, opts tropsim.Options) *fixture {
 	t.Helper()
-	c := &clock{t: time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)}
+	c := testclock.New(time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC))
 	opts.ClientID, opts.ClientSecret = clientID, clientSecret
 	opts.Now = c.Now
 	sim := tropsim.New(opts)

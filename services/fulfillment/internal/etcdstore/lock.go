@@ -30,19 +30,31 @@ func (s *Store) TryLock(ctx context.Context, k order.Key) (fulfill.Locked, error
 }
 
 func (s *Store) lock(ctx context.Context, k order.Key, noWait bool) (fulfill.Locked, error) {
-	unlockLocal, ok, err := s.local.lock(ctx, s.lockKey(k), noWait)
+	m, sess, unlockLocal, err := s.acquire(ctx, s.lockKey(k), "order "+k.String(), noWait)
 	if err != nil {
-		return nil, fmt.Errorf("lock order %s: %w", k, unavailable(err))
+		return nil, err
+	}
+	return &locked{s: s, k: k, m: m, sess: sess, unlockLocal: unlockLocal}, nil
+}
+
+// acquire takes the process-local lock and the concurrency.Mutex on key
+// (what, e.g. "order abc/7", names it in errors), on the process's lock
+// session. Errors: fulfill.ErrLocked (with noWait, held elsewhere),
+// fulfill.ErrLockLost (the session ended), else ErrUnavailable.
+func (s *Store) acquire(ctx context.Context, key, what string, noWait bool) (*concurrency.Mutex, *concurrency.Session, func(), error) {
+	unlockLocal, ok, err := s.local.lock(ctx, key, noWait)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("lock %s: %w", what, unavailable(err))
 	}
 	if !ok {
-		return nil, fmt.Errorf("order %s: %w", k, fulfill.ErrLocked)
+		return nil, nil, nil, fmt.Errorf("%s: %w", what, fulfill.ErrLocked)
 	}
 	sess, err := s.currentSession(ctx)
 	if err != nil {
 		unlockLocal()
-		return nil, err
+		return nil, nil, nil, err
 	}
-	m := concurrency.NewMutex(sess, s.lockKey(k))
+	m := concurrency.NewMutex(sess, key)
 	if noWait {
 		err = m.TryLock(ctx)
 	} else {
@@ -52,13 +64,13 @@ func (s *Store) lock(ctx context.Context, k order.Key, noWait bool) (fulfill.Loc
 		unlockLocal()
 		switch {
 		case errors.Is(err, concurrency.ErrLocked):
-			return nil, fmt.Errorf("order %s: %w", k, fulfill.ErrLocked)
+			return nil, nil, nil, fmt.Errorf("%s: %w", what, fulfill.ErrLocked)
 		case errors.Is(err, concurrency.ErrSessionExpired):
-			return nil, fulfill.ErrLockLost
+			return nil, nil, nil, fulfill.ErrLockLost
 		}
-		return nil, fmt.Errorf("lock order %s: %w", k, unavailable(err))
+		return nil, nil, nil, fmt.Errorf("lock %s: %w", what, unavailable(err))
 	}
-	return &locked{s: s, k: k, m: m, sess: sess, unlockLocal: unlockLocal}, nil
+	return m, sess, unlockLocal, nil
 }
 
 // locked is one held mutex and the revisions read under it, which every

@@ -3,7 +3,6 @@ package etcdstore
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -19,26 +18,9 @@ func (s *Store) sweepStateKey(store string) string { return s.prefix + "sweeps/"
 // BeginSweep implements fulfill.Store with a concurrency.Mutex on the
 // process's lock session, taken without waiting.
 func (s *Store) BeginSweep(ctx context.Context, store string) (fulfill.Sweep, error) {
-	lockKey := s.sweepLockKey(store)
-	unlockLocal, ok, err := s.local.lock(ctx, lockKey, true)
+	m, _, unlockLocal, err := s.acquire(ctx, s.sweepLockKey(store), "the orders sweep of "+store, true)
 	if err != nil {
-		return nil, fmt.Errorf("claim the orders sweep of %s: %w", store, unavailable(err))
-	}
-	if !ok {
-		return nil, fmt.Errorf("orders sweep of %s: %w", store, fulfill.ErrLocked)
-	}
-	sess, err := s.currentSession(ctx)
-	if err != nil {
-		unlockLocal()
 		return nil, err
-	}
-	m := concurrency.NewMutex(sess, lockKey)
-	if err := m.TryLock(ctx); err != nil {
-		unlockLocal()
-		if errors.Is(err, concurrency.ErrLocked) {
-			return nil, fmt.Errorf("orders sweep of %s: %w", store, fulfill.ErrLocked)
-		}
-		return nil, fmt.Errorf("claim the orders sweep of %s: %w", store, unavailable(err))
 	}
 	w := &sweep{s: s, store: store, m: m, unlockLocal: unlockLocal}
 	if w.state, err = s.SweepState(ctx, store); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/backorder/backorder/services/fulfillment/internal/etcdstore"
 	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
+	"github.com/backorder/backorder/services/internal/testclock"
 	"github.com/backorder/backorder/services/sandbox/etcdtest"
 )
 
@@ -99,6 +100,17 @@ func start(t testing.TB, replicas int, mode order.Mode) *harness {
 		wg.Go(func() { svc.Run(ctx) })
 	}
 	return h
+}
+
+// newStore opens a store on the etcd at ep, closed with the test.
+func newStore(t testing.TB, ep string) *etcdstore.Store {
+	t.Helper()
+	st, err := etcdstore.New(context.Background(), etcdtest.Client(t, ep), etcdstore.Options{Prefix: "/t/", LockTTL: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 func (h *harness) waitState(t testing.TB, k order.Key, want order.State) *order.Order {
@@ -343,11 +355,7 @@ func (s *blockingStorefront) Order(ctx context.Context, k order.Key) (order.Stor
 
 func runService(t *testing.T, sf fulfill.Storefront, sup fulfill.Supplier) (svc *fulfill.Service, shutdown func(), stopped <-chan struct{}) {
 	t.Helper()
-	st, err := etcdstore.New(context.Background(), etcdtest.Client(t, etcdtest.Start(t)), etcdstore.Options{Prefix: "/t/", LockTTL: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := newStore(t, etcdtest.Start(t))
 	svc = fulfill.New(fulfill.Config{
 		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
 		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 2,
@@ -439,11 +447,7 @@ func (s *noLookup) Lookup(context.Context, string) (string, bool, error) {
 // ambiguous order goes to a person once the lookup fails; it is neither
 // resent nor looked up for ever.
 func TestLookupThatCannotAnswerHoldsForReview(t *testing.T) {
-	st, err := etcdstore.New(context.Background(), etcdtest.Client(t, etcdtest.Start(t)), etcdstore.Options{Prefix: "/t/", LockTTL: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := newStore(t, etcdtest.Start(t))
 	sup := &noLookup{}
 	svc := fulfill.New(fulfill.Config{
 		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
@@ -496,11 +500,7 @@ func (s *flakyCheck) Submit(ctx context.Context, sub order.Submission, validateO
 // here) never falls through to the live call: the order is retried, and
 // goes live only after a pre-check that passed.
 func TestValidateFirstGoesLiveOnlyAfterAPassedCheck(t *testing.T) {
-	st, err := etcdstore.New(context.Background(), etcdtest.Client(t, etcdtest.Start(t)), etcdstore.Options{Prefix: "/t/", LockTTL: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := newStore(t, etcdtest.Start(t))
 	sup := &flakyCheck{supplier: supplier{live: map[string]int{}}}
 	svc := fulfill.New(fulfill.Config{
 		Store: "abc", Mode: order.ModeLive, ValidateFirst: true, Policy: order.DefaultPolicy(),
@@ -532,11 +532,7 @@ func (s *noMetafields) SupplierReference(context.Context, order.Key) (string, er
 // A 404 on the metafields of an order that was just read means it has no
 // reference: the order goes on to the supplier instead of waiting for ever.
 func TestMetafields404MeansNoReference(t *testing.T) {
-	st, err := etcdstore.New(context.Background(), etcdtest.Client(t, etcdtest.Start(t)), etcdstore.Options{Prefix: "/t/", LockTTL: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := newStore(t, etcdtest.Start(t))
 	sup := &supplier{live: map[string]int{}}
 	svc := fulfill.New(fulfill.Config{Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(), Workers: 1},
 		st, &noMetafields{storefront{status: map[uint64]uint32{7: 11}}}, sup, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -549,11 +545,11 @@ func TestMetafields404MeansNoReference(t *testing.T) {
 // slowStorefront takes two minutes of the test clock to read an order.
 type slowStorefront struct {
 	storefront
-	clock *clock
+	clock *testclock.Clock
 }
 
 func (s *slowStorefront) Order(ctx context.Context, k order.Key) (order.StorefrontOrder, error) {
-	s.clock.add(2 * time.Minute)
+	s.clock.Advance(2 * time.Minute)
 	return s.storefront.Order(ctx, k)
 }
 
@@ -561,14 +557,10 @@ func (s *slowStorefront) Order(ctx context.Context, k order.Key) (order.Storefro
 // BigCommerce rate-limit wait, many pages) do not eat into the call's
 // deadline: it counts from the intent.
 func TestSlowReadsBeforeTheIntentStillSend(t *testing.T) {
-	st, err := etcdstore.New(context.Background(), etcdtest.Client(t, etcdtest.Start(t)), etcdstore.Options{Prefix: "/t/", LockTTL: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := newStore(t, etcdtest.Start(t))
 	// The clock starts 90 s behind the real one: a deadline counted from
 	// the lock (before the reads) would already have passed.
-	now := &clock{t: time.Now().Add(-90 * time.Second)}
+	now := testclock.New(time.Now().Add(-90 * time.Second))
 	sup := &supplier{live: map[string]int{}}
 	svc := fulfill.New(fulfill.Config{
 		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(), Workers: 1,

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backorder/backorder/services/fulfillment/internal/etcdstore"
 	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
+	"github.com/backorder/backorder/services/internal/testclock"
 	"github.com/backorder/backorder/services/sandbox/etcdtest"
 )
 
@@ -54,13 +54,9 @@ func (l *lister) set(f func(l *lister)) {
 
 // sweepService is a live-mode Service with an Orders API lister, its clock
 // set by the test, running its workers (but no periodic orders sweep).
-func sweepService(t *testing.T, ep string, sf *storefront, sup *supplier, l *lister, now *clock) *fulfill.Service {
+func sweepService(t *testing.T, ep string, sf *storefront, sup *supplier, l *lister, now *testclock.Clock) *fulfill.Service {
 	t.Helper()
-	st, err := etcdstore.New(context.Background(), etcdtest.Client(t, ep), etcdstore.Options{Prefix: "/t/", LockTTL: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := newStore(t, ep)
 	svc := fulfill.New(fulfill.Config{
 		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
 		SweepInterval: 50 * time.Millisecond, SweepGrace: time.Millisecond, Workers: 2,
@@ -73,30 +69,12 @@ func sweepService(t *testing.T, ep string, sf *storefront, sup *supplier, l *lis
 	return svc
 }
 
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // An order whose webhooks never came is found by the Orders API sweep and
 // sent once; the same change seen again is not recorded twice, and an order
 // the supplier already has is not queued again.
 func TestOrdersSweepRecoversAnOrderWithoutWebhooks(t *testing.T) {
 	ctx := context.Background()
-	now := &clock{t: time.Now()}
+	now := testclock.New(time.Now())
 	sf := &storefront{status: map[uint64]uint32{21: 11, 22: 11}}
 	sup := &supplier{live: map[string]int{}}
 	l := &lister{}
@@ -113,7 +91,7 @@ func TestOrdersSweepRecoversAnOrderWithoutWebhooks(t *testing.T) {
 		t.Fatalf("first sweep: %+v, %v, %d list calls; want only the cursor set", rep, err, len(l.calls()))
 	}
 
-	now.add(time.Minute)
+	now.Advance(time.Minute)
 	l.set(func(l *lister) {
 		l.orders = append(l.orders, order.Modified{ID: 21, StatusID: 11, DateModified: now.Now()})
 	})
@@ -126,7 +104,7 @@ func TestOrdersSweepRecoversAnOrderWithoutWebhooks(t *testing.T) {
 		t.Errorf("events %+v, want one sweep event", o.Events)
 	}
 
-	now.add(time.Minute) // the overlap lists the same change again
+	now.Advance(time.Minute) // the overlap lists the same change again
 	rep, err = svc.SweepOrders(ctx, 0)
 	if asked := l.calls(); err == nil && len(asked) == 2 && !asked[1].Equal(now.Now().Add(-2*time.Minute)) {
 		t.Errorf("third sweep listed since %v, want the first sweep's time (its cursor less 10 min is earlier)", asked[1])
@@ -134,7 +112,7 @@ func TestOrdersSweepRecoversAnOrderWithoutWebhooks(t *testing.T) {
 	if err != nil || rep.State.Listed != 1 || rep.State.Recorded != 0 {
 		t.Fatalf("third sweep: %+v, %v; want the same change listed, not recorded", rep, err)
 	}
-	now.add(time.Minute) // a new change of a SUBMITTED order: recorded, not sent
+	now.Advance(time.Minute) // a new change of a SUBMITTED order: recorded, not sent
 	l.set(func(l *lister) { l.orders[1].DateModified = now.Now() })
 	if rep, err = svc.SweepOrders(ctx, 0); err != nil || rep.State.Recorded != 1 {
 		t.Fatalf("fourth sweep: %+v, %v", rep, err)
@@ -155,7 +133,7 @@ func TestOrdersSweepRecoversAnOrderWithoutWebhooks(t *testing.T) {
 func TestOrdersSweepOncePerIntervalAndKeepsItsCursorOnFailure(t *testing.T) {
 	ctx := context.Background()
 	ep := etcdtest.Start(t)
-	now := &clock{t: time.Now()}
+	now := testclock.New(time.Now())
 	sf := &storefront{status: map[uint64]uint32{}}
 	l := &lister{}
 	a := sweepService(t, ep, sf, &supplier{live: map[string]int{}}, l, now)
@@ -168,13 +146,13 @@ func TestOrdersSweepOncePerIntervalAndKeepsItsCursorOnFailure(t *testing.T) {
 		t.Fatalf("another replica within the interval: %+v, %v; want skipped", rep, err)
 	}
 
-	now.add(2 * time.Hour)
+	now.Advance(2 * time.Hour)
 	l.set(func(l *lister) { l.fail = errors.New("HTTP 500") })
 	rep, err := b.SweepOrders(ctx, time.Hour)
 	if err == nil || rep.State.LastError == "" || !rep.State.Cursor.Equal(cursor) {
 		t.Fatalf("failed sweep: %+v, %v; want an error, the cursor kept", rep, err)
 	}
-	now.add(2 * time.Hour)
+	now.Advance(2 * time.Hour)
 	l.set(func(l *lister) { l.fail = nil })
 	if rep, err = a.SweepOrders(ctx, time.Hour); err != nil || rep.State.LastError != "" {
 		t.Fatalf("sweep after the failure: %+v, %v", rep, err)
@@ -187,7 +165,7 @@ func TestOrdersSweepOncePerIntervalAndKeepsItsCursorOnFailure(t *testing.T) {
 		t.Errorf("listed since %v, want the first sweep's time %v (the overlap never reaches before it)", asked[1], cursor)
 	}
 	last := now.Now()
-	now.add(2 * time.Hour)
+	now.Advance(2 * time.Hour)
 	if _, err = b.SweepOrders(ctx, time.Hour); err != nil {
 		t.Fatal(err)
 	}
