@@ -138,10 +138,14 @@ func (c *Cluster) WaitLeader(timeout time.Duration) int {
 	}
 }
 
-// Stop ends member i as a crash would, as far as its peers can tell: the
-// raft node stops at once (a leader hands nothing over), then its listeners
-// close. Its data directory is kept for Restart. Stopping a stopped member
-// does nothing.
+// Stop ends member i: its client servers stop, then its raft node (a
+// leader first hands leadership over, as etcd does on SIGTERM), then its
+// listeners close. Its data directory is kept for Restart. Stopping a
+// stopped member does nothing.
+//
+// It is not HardStop: that closes the member's database while its gRPC
+// servers still answer, and a request served in that window crashes this
+// whole process (a nil bbolt transaction in etcd's read path).
 func (c *Cluster) Stop(i int) {
 	c.tb.Helper()
 	c.mu.Lock()
@@ -152,9 +156,6 @@ func (c *Cluster) Stop(i int) {
 	if e == nil {
 		return
 	}
-	// HardStop skips the leadership transfer that Close would attempt;
-	// Close then releases the listeners and the data directory.
-	e.Server.HardStop()
 	e.Close()
 }
 
