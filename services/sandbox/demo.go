@@ -186,6 +186,8 @@ func runDemo(ctx context.Context, args []string) error {
   go tool grpcurl -plaintext -d '{"store_hash":"%[2]s","order_id":%[3]d}' %[1]s backorder.v1.FulfillmentService/GetOrder
   go tool grpcurl -plaintext -d '{"state":"ORDER_STATE_SUBMITTED"}' %[1]s backorder.v1.FulfillmentService/ListOrders
   curl -H 'Authorization: Bearer %[4]s' http://%[5]s/v1/stores/%[2]s/orders/%[3]d
+  curl -H 'Authorization: Bearer %[4]s' http://%[5]s/v1/status      # replica, supplier mode, Orders API sweep
+  curl -H 'Authorization: Bearer %[4]s' http://%[5]s/metrics
   curl http://%[6]s/_sim/ledger
   go run ./services/sandbox send -url http://%[5]s/v1/webhooks/bigcommerce -secret %[7]s -store %[2]s -order %[3]d -times 5`,
 		c.fulfillmentAddr, demoStore, c.orderID, demoAdminToken, c.gatewayAddr, c.tsAddr, demoSecret)
