@@ -120,7 +120,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 		SupplierTimeout: cfg.TropShipTimeout,
 		OrdersSweep:     cfg.OrdersSweep, Lister: bc,
 	}, store, bc, m.Supplier(ts), log)
-	m.Store(store.CountOrders, svc.OrdersSweepStatus)
+	m.Store(func(ctx context.Context) (map[order.State]int64, int64, error) {
+		return store.CountOrders(ctx, cfg.BigCommerceStore)
+	}, svc.OrdersSweepStatus)
 	if cfg.MetricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", m.Handler())
@@ -162,9 +164,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	}
 	g.Go(func() error {
 		<-gctx.Done()
-		// Workers take no new work from now on; runs already committed to
-		// a supplier call finish it (svc.Run returns when they have).
+		// Workers take no new work from now on, and every run not yet
+		// committed to a supplier call stops (operator calls' included);
+		// runs already committed finish it (svc.Run returns when they
+		// have, and WaitForHandlers waits for the calls').
 		stopWork()
+		svc.Stop()
 		hs.Shutdown()
 		stopAll(srv, cfg.ShutdownTimeout)
 		return nil

@@ -378,22 +378,25 @@ func decodeEvents(kvs []*mvccpb.KeyValue) ([]order.Event, error) {
 	return events, nil
 }
 
-// CountOrders counts the records in each state (from the state index) and
-// the queued orders, with count-only reads: one per state, one for the
-// queue. Records whose state index is missing (written before the index
-// existed) are not counted.
-func (s *Store) CountOrders(ctx context.Context) (byState map[order.State]int64, queued int64, err error) {
-	byState = map[order.State]int64{}
+// CountOrders counts a store's records in each state (from the state
+// index) and its queued orders, in one read-only transaction of count-only
+// reads, so the figures are of one revision. Records whose state index is
+// missing (written before the index existed) are not counted.
+func (s *Store) CountOrders(ctx context.Context, store string) (byState map[order.State]int64, queued int64, err error) {
+	var states []order.State
+	var ops []clientv3.Op
 	for st := order.Received; st <= order.Validated; st++ {
-		resp, err := s.cli.Get(ctx, fmt.Sprintf("%sindex/state/%s/", s.prefix, st), clientv3.WithPrefix(), clientv3.WithCountOnly())
-		if err != nil {
-			return nil, 0, fmt.Errorf("count %s orders: %w", st, unavailable(err))
-		}
-		byState[st] = resp.Count
+		states = append(states, st)
+		ops = append(ops, clientv3.OpGet(fmt.Sprintf("%sindex/state/%s/%s/", s.prefix, st, store), clientv3.WithPrefix(), clientv3.WithCountOnly()))
 	}
-	resp, err := s.cli.Get(ctx, s.prefix+"queue/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	ops = append(ops, clientv3.OpGet(fmt.Sprintf("%squeue/%s/", s.prefix, store), clientv3.WithPrefix(), clientv3.WithCountOnly()))
+	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
-		return nil, 0, fmt.Errorf("count queued orders: %w", unavailable(err))
+		return nil, 0, fmt.Errorf("count the orders of %s: %w", store, unavailable(err))
 	}
-	return byState, resp.Count, nil
+	byState = map[order.State]int64{}
+	for i, st := range states {
+		byState[st] = resp.Responses[i].GetResponseRange().GetCount()
+	}
+	return byState, resp.Responses[len(states)].GetResponseRange().GetCount(), nil
 }

@@ -527,3 +527,26 @@ func TestSweepClaimIsExclusiveAndFenced(t *testing.T) {
 		t.Fatalf("a fenced Finish stored %+v", st)
 	}
 }
+
+// CountOrders counts one store's records: deployments of other stores may
+// share the etcd and the prefix.
+func TestCountOrdersIsPerStore(t *testing.T) {
+	ctx := context.Background()
+	cli := etcdtest.Client(t, etcdtest.Start(t))
+	s := newStore(t, cli)
+	for _, k := range []string{
+		"/t/index/state/SUBMITTED/abc/1", "/t/index/state/SUBMITTED/abc/2", "/t/index/state/NEEDS_REVIEW/abc/3",
+		"/t/index/state/NEEDS_REVIEW/other/9", "/t/queue/abc/3", "/t/queue/other/9", "/t/queue/other/10",
+	} {
+		if _, err := cli.Put(ctx, k, "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	by, queued, err := s.CountOrders(ctx, "abc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if by[order.Submitted] != 2 || by[order.NeedsReview] != 1 || by[order.Failed] != 0 || queued != 1 {
+		t.Fatalf("counts %v, queued %d; want 2 SUBMITTED, 1 NEEDS_REVIEW, 1 queued, none of the other store's", by, queued)
+	}
+}

@@ -380,6 +380,7 @@ func TestShutdownLetsALiveCallInFlightFinish(t *testing.T) {
 	}
 	<-sup.entered
 	shutdown()
+	svc.Stop() // as the service does at SIGTERM
 	select {
 	case <-stopped:
 		t.Fatal("Run returned while a live call was in flight")
@@ -569,5 +570,39 @@ func TestSlowReadsBeforeTheIntentStillSend(t *testing.T) {
 	o, err := svc.Process(context.Background(), order.Key{Store: "abc", ID: 31}, fulfill.ProcessOptions{Force: true})
 	if err != nil || o.State != order.Submitted || sup.live["BC-abc-31"] != 1 {
 		t.Fatalf("got %+v, %v, live %v; want SUBMITTED with one live order", o, err, sup.live)
+	}
+}
+
+// At shutdown (Stop), an operator's ProcessOrder that has not yet committed
+// to a supplier call stops at once, whatever its caller's deadline; it
+// would otherwise start a live call the shutdown has no time for.
+func TestStopInterruptsAnOperatorRunBeforeItsIntent(t *testing.T) {
+	sf := &blockingStorefront{entered: make(chan struct{})}
+	sup := &supplier{live: map[string]int{}}
+	svc, _, _ := runService(t, sf, sup)
+	k := order.Key{Store: "abc", ID: 12}
+	done := make(chan error, 1)
+	go func() {
+		_, err := svc.Process(context.Background(), k, fulfill.ProcessOptions{Force: true})
+		done <- err
+	}()
+	<-sf.entered
+	svc.Stop()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the interrupted run reported success")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not interrupt the run")
+	}
+	if o, err := svc.Get(context.Background(), k); err == nil && o.State == order.Submitting {
+		t.Fatalf("an intent was written: %+v", o)
+	}
+	if _, err := svc.Process(context.Background(), k, fulfill.ProcessOptions{Force: true}); err == nil {
+		t.Fatal("a run started after Stop went ahead")
+	}
+	if len(sup.live) != 0 {
+		t.Fatalf("supplier got %v", sup.live)
 	}
 }

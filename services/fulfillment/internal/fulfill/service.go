@@ -63,6 +63,9 @@ type Service struct {
 	work     chan order.Key
 	mu       sync.Mutex
 	inflight map[order.Key]bool // queued or running here; true: run again
+
+	stopped  chan struct{} // closed by Stop
+	stopOnce sync.Once
 }
 
 // New returns a Service. Run must be called for queued work to be processed.
@@ -89,6 +92,7 @@ func New(cfg Config, store Store, sf Storefront, sup Supplier, log *slog.Logger)
 		cfg: cfg, store: store, storefront: sf, supplier: sup, log: log,
 		work:     make(chan order.Key, 4096),
 		inflight: map[order.Key]bool{},
+		stopped:  make(chan struct{}),
 	}
 }
 
@@ -187,6 +191,34 @@ func (s *Service) List(ctx context.Context, f ListFilter) ([]*order.Order, strin
 	}
 	f.PageSize = min(f.PageSize, 500)
 	return s.store.List(ctx, f)
+}
+
+// errShuttingDown stops the runs that Stop interrupts.
+var errShuttingDown = errors.New("the service is shutting down")
+
+// Stop is the start of a shutdown: every run of Process from now on, and
+// every run in progress that has not yet committed to a supplier call,
+// stops (whoever called it: a worker or an operator). Runs already
+// committed finish their call and store the answer.
+func (s *Service) Stop() { s.stopOnce.Do(func() { close(s.stopped) }) }
+
+// untilStopped returns ctx, also ended by Stop.
+func (s *Service) untilStopped(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	select {
+	case <-s.stopped:
+		cancel(errShuttingDown)
+		return ctx, func() {}
+	default:
+	}
+	go func() {
+		select {
+		case <-s.stopped:
+			cancel(errShuttingDown)
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancel(nil) }
 }
 
 // Mode is the supplier mode of the service.

@@ -40,7 +40,7 @@ func newGatewayMetrics() *gatewayMetrics {
 }
 
 func (m *gatewayMetrics) handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, MaxRequestsInFlight: 2})
 }
 
 func (m *gatewayMetrics) observe(path string, status int, took time.Duration) {
