@@ -161,6 +161,115 @@ func (SupplierMode) EnumDescriptor() ([]byte, []int) {
 	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{1}
 }
 
+// SweepOrdersRequest names the store to sweep (the one this service serves).
+type SweepOrdersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StoreHash     string                 `protobuf:"bytes,1,opt,name=store_hash,json=storeHash,proto3" json:"store_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SweepOrdersRequest) Reset() {
+	*x = SweepOrdersRequest{}
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SweepOrdersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SweepOrdersRequest) ProtoMessage() {}
+
+func (x *SweepOrdersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SweepOrdersRequest.ProtoReflect.Descriptor instead.
+func (*SweepOrdersRequest) Descriptor() ([]byte, []int) {
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *SweepOrdersRequest) GetStoreHash() string {
+	if x != nil {
+		return x.StoreHash
+	}
+	return ""
+}
+
+// SweepOrdersResponse says what the sweep did.
+type SweepOrdersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Another replica was sweeping the store: nothing was done.
+	Skipped bool `protobuf:"varint,1,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	// The store had never been swept: only the cursor was set.
+	First bool `protobuf:"varint,2,opt,name=first,proto3" json:"first,omitempty"`
+	// The sweep's state after this call.
+	Status        *OrdersSweepStatus `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SweepOrdersResponse) Reset() {
+	*x = SweepOrdersResponse{}
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SweepOrdersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SweepOrdersResponse) ProtoMessage() {}
+
+func (x *SweepOrdersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SweepOrdersResponse.ProtoReflect.Descriptor instead.
+func (*SweepOrdersResponse) Descriptor() ([]byte, []int) {
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SweepOrdersResponse) GetSkipped() bool {
+	if x != nil {
+		return x.Skipped
+	}
+	return false
+}
+
+func (x *SweepOrdersResponse) GetFirst() bool {
+	if x != nil {
+		return x.First
+	}
+	return false
+}
+
+func (x *SweepOrdersResponse) GetStatus() *OrdersSweepStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 // Order is the record kept for one BigCommerce order.
 type Order struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -204,7 +313,7 @@ type Order struct {
 
 func (x *Order) Reset() {
 	*x = Order{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[0]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -216,7 +325,7 @@ func (x *Order) String() string {
 func (*Order) ProtoMessage() {}
 
 func (x *Order) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[0]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -229,7 +338,7 @@ func (x *Order) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Order.ProtoReflect.Descriptor instead.
 func (*Order) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{0}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Order) GetStoreHash() string {
@@ -378,7 +487,7 @@ type OperatorAction struct {
 
 func (x *OperatorAction) Reset() {
 	*x = OperatorAction{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[1]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -390,7 +499,7 @@ func (x *OperatorAction) String() string {
 func (*OperatorAction) ProtoMessage() {}
 
 func (x *OperatorAction) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[1]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -403,7 +512,7 @@ func (x *OperatorAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OperatorAction.ProtoReflect.Descriptor instead.
 func (*OperatorAction) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{1}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *OperatorAction) GetAction() string {
@@ -475,7 +584,7 @@ type OrderEvent struct {
 
 func (x *OrderEvent) Reset() {
 	*x = OrderEvent{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[2]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -487,7 +596,7 @@ func (x *OrderEvent) String() string {
 func (*OrderEvent) ProtoMessage() {}
 
 func (x *OrderEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[2]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -500,7 +609,7 @@ func (x *OrderEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderEvent.ProtoReflect.Descriptor instead.
 func (*OrderEvent) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{2}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *OrderEvent) GetKey() string {
@@ -552,7 +661,7 @@ type HandleOrderWebhookRequest struct {
 
 func (x *HandleOrderWebhookRequest) Reset() {
 	*x = HandleOrderWebhookRequest{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[3]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -564,7 +673,7 @@ func (x *HandleOrderWebhookRequest) String() string {
 func (*HandleOrderWebhookRequest) ProtoMessage() {}
 
 func (x *HandleOrderWebhookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[3]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -577,7 +686,7 @@ func (x *HandleOrderWebhookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandleOrderWebhookRequest.ProtoReflect.Descriptor instead.
 func (*HandleOrderWebhookRequest) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{3}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HandleOrderWebhookRequest) GetScope() string {
@@ -637,7 +746,7 @@ type WebhookData struct {
 
 func (x *WebhookData) Reset() {
 	*x = WebhookData{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[4]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -649,7 +758,7 @@ func (x *WebhookData) String() string {
 func (*WebhookData) ProtoMessage() {}
 
 func (x *WebhookData) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[4]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -662,7 +771,7 @@ func (x *WebhookData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookData.ProtoReflect.Descriptor instead.
 func (*WebhookData) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{4}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WebhookData) GetType() string {
@@ -697,7 +806,7 @@ type WebhookStatus struct {
 
 func (x *WebhookStatus) Reset() {
 	*x = WebhookStatus{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[5]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -709,7 +818,7 @@ func (x *WebhookStatus) String() string {
 func (*WebhookStatus) ProtoMessage() {}
 
 func (x *WebhookStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[5]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -722,7 +831,7 @@ func (x *WebhookStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookStatus.ProtoReflect.Descriptor instead.
 func (*WebhookStatus) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{5}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *WebhookStatus) GetPreviousStatusId() uint32 {
@@ -754,7 +863,7 @@ type HandleOrderWebhookResponse struct {
 
 func (x *HandleOrderWebhookResponse) Reset() {
 	*x = HandleOrderWebhookResponse{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[6]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -766,7 +875,7 @@ func (x *HandleOrderWebhookResponse) String() string {
 func (*HandleOrderWebhookResponse) ProtoMessage() {}
 
 func (x *HandleOrderWebhookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[6]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -779,7 +888,7 @@ func (x *HandleOrderWebhookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandleOrderWebhookResponse.ProtoReflect.Descriptor instead.
 func (*HandleOrderWebhookResponse) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{6}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HandleOrderWebhookResponse) GetRecorded() bool {
@@ -816,7 +925,7 @@ type ProcessOrderRequest struct {
 
 func (x *ProcessOrderRequest) Reset() {
 	*x = ProcessOrderRequest{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[7]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -828,7 +937,7 @@ func (x *ProcessOrderRequest) String() string {
 func (*ProcessOrderRequest) ProtoMessage() {}
 
 func (x *ProcessOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[7]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -841,7 +950,7 @@ func (x *ProcessOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessOrderRequest.ProtoReflect.Descriptor instead.
 func (*ProcessOrderRequest) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{7}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ProcessOrderRequest) GetStoreHash() string {
@@ -875,7 +984,7 @@ type ProcessOrderResponse struct {
 
 func (x *ProcessOrderResponse) Reset() {
 	*x = ProcessOrderResponse{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[8]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +996,7 @@ func (x *ProcessOrderResponse) String() string {
 func (*ProcessOrderResponse) ProtoMessage() {}
 
 func (x *ProcessOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[8]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +1009,7 @@ func (x *ProcessOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessOrderResponse.ProtoReflect.Descriptor instead.
 func (*ProcessOrderResponse) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{8}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ProcessOrderResponse) GetOrder() *Order {
@@ -921,7 +1030,7 @@ type GetOrderRequest struct {
 
 func (x *GetOrderRequest) Reset() {
 	*x = GetOrderRequest{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[9]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +1042,7 @@ func (x *GetOrderRequest) String() string {
 func (*GetOrderRequest) ProtoMessage() {}
 
 func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[9]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +1055,7 @@ func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderRequest.ProtoReflect.Descriptor instead.
 func (*GetOrderRequest) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{9}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetOrderRequest) GetStoreHash() string {
@@ -973,7 +1082,7 @@ type GetOrderResponse struct {
 
 func (x *GetOrderResponse) Reset() {
 	*x = GetOrderResponse{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[10]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1094,7 @@ func (x *GetOrderResponse) String() string {
 func (*GetOrderResponse) ProtoMessage() {}
 
 func (x *GetOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[10]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1107,7 @@ func (x *GetOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderResponse.ProtoReflect.Descriptor instead.
 func (*GetOrderResponse) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{10}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetOrderResponse) GetOrder() *Order {
@@ -1025,7 +1134,7 @@ type ListOrdersRequest struct {
 
 func (x *ListOrdersRequest) Reset() {
 	*x = ListOrdersRequest{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[11]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1146,7 @@ func (x *ListOrdersRequest) String() string {
 func (*ListOrdersRequest) ProtoMessage() {}
 
 func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[11]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1159,7 @@ func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrdersRequest.ProtoReflect.Descriptor instead.
 func (*ListOrdersRequest) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{11}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListOrdersRequest) GetStoreHash() string {
@@ -1093,7 +1202,7 @@ type ListOrdersResponse struct {
 
 func (x *ListOrdersResponse) Reset() {
 	*x = ListOrdersResponse{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[12]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1105,7 +1214,7 @@ func (x *ListOrdersResponse) String() string {
 func (*ListOrdersResponse) ProtoMessage() {}
 
 func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[12]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1118,7 +1227,7 @@ func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrdersResponse.ProtoReflect.Descriptor instead.
 func (*ListOrdersResponse) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{12}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListOrdersResponse) GetOrders() []*Order {
@@ -1144,7 +1253,7 @@ type GetServiceStatusRequest struct {
 
 func (x *GetServiceStatusRequest) Reset() {
 	*x = GetServiceStatusRequest{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[13]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1156,7 +1265,7 @@ func (x *GetServiceStatusRequest) String() string {
 func (*GetServiceStatusRequest) ProtoMessage() {}
 
 func (x *GetServiceStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[13]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1169,7 +1278,7 @@ func (x *GetServiceStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceStatusRequest) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{13}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{15}
 }
 
 // GetServiceStatusResponse describes the replica that answered.
@@ -1192,7 +1301,7 @@ type GetServiceStatusResponse struct {
 
 func (x *GetServiceStatusResponse) Reset() {
 	*x = GetServiceStatusResponse{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[14]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1313,7 @@ func (x *GetServiceStatusResponse) String() string {
 func (*GetServiceStatusResponse) ProtoMessage() {}
 
 func (x *GetServiceStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[14]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1326,7 @@ func (x *GetServiceStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceStatusResponse) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{14}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetServiceStatusResponse) GetSupplierMode() SupplierMode {
@@ -1288,7 +1397,7 @@ type OrdersSweepStatus struct {
 
 func (x *OrdersSweepStatus) Reset() {
 	*x = OrdersSweepStatus{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[15]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1409,7 @@ func (x *OrdersSweepStatus) String() string {
 func (*OrdersSweepStatus) ProtoMessage() {}
 
 func (x *OrdersSweepStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[15]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1422,7 @@ func (x *OrdersSweepStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrdersSweepStatus.ProtoReflect.Descriptor instead.
 func (*OrdersSweepStatus) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{15}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *OrdersSweepStatus) GetEnabled() bool {
@@ -1387,7 +1496,7 @@ type RetryOrderRequest struct {
 
 func (x *RetryOrderRequest) Reset() {
 	*x = RetryOrderRequest{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[16]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1508,7 @@ func (x *RetryOrderRequest) String() string {
 func (*RetryOrderRequest) ProtoMessage() {}
 
 func (x *RetryOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[16]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1521,7 @@ func (x *RetryOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryOrderRequest.ProtoReflect.Descriptor instead.
 func (*RetryOrderRequest) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{16}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RetryOrderRequest) GetStoreHash() string {
@@ -1453,7 +1562,7 @@ type RetryOrderResponse struct {
 
 func (x *RetryOrderResponse) Reset() {
 	*x = RetryOrderResponse{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[17]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1574,7 @@ func (x *RetryOrderResponse) String() string {
 func (*RetryOrderResponse) ProtoMessage() {}
 
 func (x *RetryOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[17]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1587,7 @@ func (x *RetryOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryOrderResponse.ProtoReflect.Descriptor instead.
 func (*RetryOrderResponse) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{17}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RetryOrderResponse) GetOrder() *Order {
@@ -1508,7 +1617,7 @@ type ResolveOrderRequest struct {
 
 func (x *ResolveOrderRequest) Reset() {
 	*x = ResolveOrderRequest{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[18]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1629,7 @@ func (x *ResolveOrderRequest) String() string {
 func (*ResolveOrderRequest) ProtoMessage() {}
 
 func (x *ResolveOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[18]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1642,7 @@ func (x *ResolveOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveOrderRequest.ProtoReflect.Descriptor instead.
 func (*ResolveOrderRequest) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{18}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ResolveOrderRequest) GetStoreHash() string {
@@ -1617,7 +1726,7 @@ type ResolveOrderResponse struct {
 
 func (x *ResolveOrderResponse) Reset() {
 	*x = ResolveOrderResponse{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[19]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +1738,7 @@ func (x *ResolveOrderResponse) String() string {
 func (*ResolveOrderResponse) ProtoMessage() {}
 
 func (x *ResolveOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[19]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +1751,7 @@ func (x *ResolveOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveOrderResponse.ProtoReflect.Descriptor instead.
 func (*ResolveOrderResponse) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{19}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ResolveOrderResponse) GetOrder() *Order {
@@ -1656,7 +1765,14 @@ var File_backorder_v1_fulfillment_proto protoreflect.FileDescriptor
 
 const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\n" +
-	"\x1ebackorder/v1/fulfillment.proto\x12\fbackorder.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x06\n" +
+	"\x1ebackorder/v1/fulfillment.proto\x12\fbackorder.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"3\n" +
+	"\x12SweepOrdersRequest\x12\x1d\n" +
+	"\n" +
+	"store_hash\x18\x01 \x01(\tR\tstoreHash\"~\n" +
+	"\x13SweepOrdersResponse\x12\x18\n" +
+	"\askipped\x18\x01 \x01(\bR\askipped\x12\x14\n" +
+	"\x05first\x18\x02 \x01(\bR\x05first\x127\n" +
+	"\x06status\x18\x03 \x01(\v2\x1f.backorder.v1.OrdersSweepStatusR\x06status\"\xa7\x06\n" +
 	"\x05Order\x12\x1d\n" +
 	"\n" +
 	"store_hash\x18\x01 \x01(\tR\tstoreHash\x12\x19\n" +
@@ -1796,7 +1912,7 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\fSupplierMode\x12\x1d\n" +
 	"\x19SUPPLIER_MODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SUPPLIER_MODE_VALIDATE\x10\x01\x12\x16\n" +
-	"\x12SUPPLIER_MODE_LIVE\x10\x022\xfb\x04\n" +
+	"\x12SUPPLIER_MODE_LIVE\x10\x022\xcf\x05\n" +
 	"\x12FulfillmentService\x12g\n" +
 	"\x12HandleOrderWebhook\x12'.backorder.v1.HandleOrderWebhookRequest\x1a(.backorder.v1.HandleOrderWebhookResponse\x12U\n" +
 	"\fProcessOrder\x12!.backorder.v1.ProcessOrderRequest\x1a\".backorder.v1.ProcessOrderResponse\x12I\n" +
@@ -1806,7 +1922,8 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\n" +
 	"RetryOrder\x12\x1f.backorder.v1.RetryOrderRequest\x1a .backorder.v1.RetryOrderResponse\x12U\n" +
 	"\fResolveOrder\x12!.backorder.v1.ResolveOrderRequest\x1a\".backorder.v1.ResolveOrderResponse\x12a\n" +
-	"\x10GetServiceStatus\x12%.backorder.v1.GetServiceStatusRequest\x1a&.backorder.v1.GetServiceStatusResponseB=Z;github.com/backorder/backorder/gen/backorder/v1;backorderv1b\x06proto3"
+	"\x10GetServiceStatus\x12%.backorder.v1.GetServiceStatusRequest\x1a&.backorder.v1.GetServiceStatusResponse\x12R\n" +
+	"\vSweepOrders\x12 .backorder.v1.SweepOrdersRequest\x1a!.backorder.v1.SweepOrdersResponseB=Z;github.com/backorder/backorder/gen/backorder/v1;backorderv1b\x06proto3"
 
 var (
 	file_backorder_v1_fulfillment_proto_rawDescOnce sync.Once
@@ -1821,78 +1938,83 @@ func file_backorder_v1_fulfillment_proto_rawDescGZIP() []byte {
 }
 
 var file_backorder_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_backorder_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_backorder_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_backorder_v1_fulfillment_proto_goTypes = []any{
 	(OrderState)(0),                    // 0: backorder.v1.OrderState
 	(SupplierMode)(0),                  // 1: backorder.v1.SupplierMode
-	(*Order)(nil),                      // 2: backorder.v1.Order
-	(*OperatorAction)(nil),             // 3: backorder.v1.OperatorAction
-	(*OrderEvent)(nil),                 // 4: backorder.v1.OrderEvent
-	(*HandleOrderWebhookRequest)(nil),  // 5: backorder.v1.HandleOrderWebhookRequest
-	(*WebhookData)(nil),                // 6: backorder.v1.WebhookData
-	(*WebhookStatus)(nil),              // 7: backorder.v1.WebhookStatus
-	(*HandleOrderWebhookResponse)(nil), // 8: backorder.v1.HandleOrderWebhookResponse
-	(*ProcessOrderRequest)(nil),        // 9: backorder.v1.ProcessOrderRequest
-	(*ProcessOrderResponse)(nil),       // 10: backorder.v1.ProcessOrderResponse
-	(*GetOrderRequest)(nil),            // 11: backorder.v1.GetOrderRequest
-	(*GetOrderResponse)(nil),           // 12: backorder.v1.GetOrderResponse
-	(*ListOrdersRequest)(nil),          // 13: backorder.v1.ListOrdersRequest
-	(*ListOrdersResponse)(nil),         // 14: backorder.v1.ListOrdersResponse
-	(*GetServiceStatusRequest)(nil),    // 15: backorder.v1.GetServiceStatusRequest
-	(*GetServiceStatusResponse)(nil),   // 16: backorder.v1.GetServiceStatusResponse
-	(*OrdersSweepStatus)(nil),          // 17: backorder.v1.OrdersSweepStatus
-	(*RetryOrderRequest)(nil),          // 18: backorder.v1.RetryOrderRequest
-	(*RetryOrderResponse)(nil),         // 19: backorder.v1.RetryOrderResponse
-	(*ResolveOrderRequest)(nil),        // 20: backorder.v1.ResolveOrderRequest
-	(*ResolveOrderResponse)(nil),       // 21: backorder.v1.ResolveOrderResponse
-	(*timestamppb.Timestamp)(nil),      // 22: google.protobuf.Timestamp
+	(*SweepOrdersRequest)(nil),         // 2: backorder.v1.SweepOrdersRequest
+	(*SweepOrdersResponse)(nil),        // 3: backorder.v1.SweepOrdersResponse
+	(*Order)(nil),                      // 4: backorder.v1.Order
+	(*OperatorAction)(nil),             // 5: backorder.v1.OperatorAction
+	(*OrderEvent)(nil),                 // 6: backorder.v1.OrderEvent
+	(*HandleOrderWebhookRequest)(nil),  // 7: backorder.v1.HandleOrderWebhookRequest
+	(*WebhookData)(nil),                // 8: backorder.v1.WebhookData
+	(*WebhookStatus)(nil),              // 9: backorder.v1.WebhookStatus
+	(*HandleOrderWebhookResponse)(nil), // 10: backorder.v1.HandleOrderWebhookResponse
+	(*ProcessOrderRequest)(nil),        // 11: backorder.v1.ProcessOrderRequest
+	(*ProcessOrderResponse)(nil),       // 12: backorder.v1.ProcessOrderResponse
+	(*GetOrderRequest)(nil),            // 13: backorder.v1.GetOrderRequest
+	(*GetOrderResponse)(nil),           // 14: backorder.v1.GetOrderResponse
+	(*ListOrdersRequest)(nil),          // 15: backorder.v1.ListOrdersRequest
+	(*ListOrdersResponse)(nil),         // 16: backorder.v1.ListOrdersResponse
+	(*GetServiceStatusRequest)(nil),    // 17: backorder.v1.GetServiceStatusRequest
+	(*GetServiceStatusResponse)(nil),   // 18: backorder.v1.GetServiceStatusResponse
+	(*OrdersSweepStatus)(nil),          // 19: backorder.v1.OrdersSweepStatus
+	(*RetryOrderRequest)(nil),          // 20: backorder.v1.RetryOrderRequest
+	(*RetryOrderResponse)(nil),         // 21: backorder.v1.RetryOrderResponse
+	(*ResolveOrderRequest)(nil),        // 22: backorder.v1.ResolveOrderRequest
+	(*ResolveOrderResponse)(nil),       // 23: backorder.v1.ResolveOrderResponse
+	(*timestamppb.Timestamp)(nil),      // 24: google.protobuf.Timestamp
 }
 var file_backorder_v1_fulfillment_proto_depIdxs = []int32{
-	0,  // 0: backorder.v1.Order.state:type_name -> backorder.v1.OrderState
-	1,  // 1: backorder.v1.Order.mode:type_name -> backorder.v1.SupplierMode
-	4,  // 2: backorder.v1.Order.events:type_name -> backorder.v1.OrderEvent
-	22, // 3: backorder.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	22, // 4: backorder.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
-	22, // 5: backorder.v1.Order.submitted_at:type_name -> google.protobuf.Timestamp
-	22, // 6: backorder.v1.Order.next_attempt_at:type_name -> google.protobuf.Timestamp
-	3,  // 7: backorder.v1.Order.actions:type_name -> backorder.v1.OperatorAction
-	22, // 8: backorder.v1.OperatorAction.at:type_name -> google.protobuf.Timestamp
-	0,  // 9: backorder.v1.OperatorAction.from_state:type_name -> backorder.v1.OrderState
-	0,  // 10: backorder.v1.OperatorAction.to_state:type_name -> backorder.v1.OrderState
-	22, // 11: backorder.v1.OrderEvent.received_at:type_name -> google.protobuf.Timestamp
-	6,  // 12: backorder.v1.HandleOrderWebhookRequest.data:type_name -> backorder.v1.WebhookData
-	7,  // 13: backorder.v1.WebhookData.status:type_name -> backorder.v1.WebhookStatus
-	2,  // 14: backorder.v1.ProcessOrderResponse.order:type_name -> backorder.v1.Order
-	2,  // 15: backorder.v1.GetOrderResponse.order:type_name -> backorder.v1.Order
-	0,  // 16: backorder.v1.ListOrdersRequest.state:type_name -> backorder.v1.OrderState
-	2,  // 17: backorder.v1.ListOrdersResponse.orders:type_name -> backorder.v1.Order
-	1,  // 18: backorder.v1.GetServiceStatusResponse.supplier_mode:type_name -> backorder.v1.SupplierMode
-	22, // 19: backorder.v1.GetServiceStatusResponse.started_at:type_name -> google.protobuf.Timestamp
-	17, // 20: backorder.v1.GetServiceStatusResponse.orders_sweep:type_name -> backorder.v1.OrdersSweepStatus
-	22, // 21: backorder.v1.OrdersSweepStatus.since:type_name -> google.protobuf.Timestamp
-	22, // 22: backorder.v1.OrdersSweepStatus.cursor:type_name -> google.protobuf.Timestamp
-	22, // 23: backorder.v1.OrdersSweepStatus.last_run:type_name -> google.protobuf.Timestamp
-	2,  // 24: backorder.v1.RetryOrderResponse.order:type_name -> backorder.v1.Order
-	2,  // 25: backorder.v1.ResolveOrderResponse.order:type_name -> backorder.v1.Order
-	5,  // 26: backorder.v1.FulfillmentService.HandleOrderWebhook:input_type -> backorder.v1.HandleOrderWebhookRequest
-	9,  // 27: backorder.v1.FulfillmentService.ProcessOrder:input_type -> backorder.v1.ProcessOrderRequest
-	11, // 28: backorder.v1.FulfillmentService.GetOrder:input_type -> backorder.v1.GetOrderRequest
-	13, // 29: backorder.v1.FulfillmentService.ListOrders:input_type -> backorder.v1.ListOrdersRequest
-	18, // 30: backorder.v1.FulfillmentService.RetryOrder:input_type -> backorder.v1.RetryOrderRequest
-	20, // 31: backorder.v1.FulfillmentService.ResolveOrder:input_type -> backorder.v1.ResolveOrderRequest
-	15, // 32: backorder.v1.FulfillmentService.GetServiceStatus:input_type -> backorder.v1.GetServiceStatusRequest
-	8,  // 33: backorder.v1.FulfillmentService.HandleOrderWebhook:output_type -> backorder.v1.HandleOrderWebhookResponse
-	10, // 34: backorder.v1.FulfillmentService.ProcessOrder:output_type -> backorder.v1.ProcessOrderResponse
-	12, // 35: backorder.v1.FulfillmentService.GetOrder:output_type -> backorder.v1.GetOrderResponse
-	14, // 36: backorder.v1.FulfillmentService.ListOrders:output_type -> backorder.v1.ListOrdersResponse
-	19, // 37: backorder.v1.FulfillmentService.RetryOrder:output_type -> backorder.v1.RetryOrderResponse
-	21, // 38: backorder.v1.FulfillmentService.ResolveOrder:output_type -> backorder.v1.ResolveOrderResponse
-	16, // 39: backorder.v1.FulfillmentService.GetServiceStatus:output_type -> backorder.v1.GetServiceStatusResponse
-	33, // [33:40] is the sub-list for method output_type
-	26, // [26:33] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	19, // 0: backorder.v1.SweepOrdersResponse.status:type_name -> backorder.v1.OrdersSweepStatus
+	0,  // 1: backorder.v1.Order.state:type_name -> backorder.v1.OrderState
+	1,  // 2: backorder.v1.Order.mode:type_name -> backorder.v1.SupplierMode
+	6,  // 3: backorder.v1.Order.events:type_name -> backorder.v1.OrderEvent
+	24, // 4: backorder.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	24, // 5: backorder.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
+	24, // 6: backorder.v1.Order.submitted_at:type_name -> google.protobuf.Timestamp
+	24, // 7: backorder.v1.Order.next_attempt_at:type_name -> google.protobuf.Timestamp
+	5,  // 8: backorder.v1.Order.actions:type_name -> backorder.v1.OperatorAction
+	24, // 9: backorder.v1.OperatorAction.at:type_name -> google.protobuf.Timestamp
+	0,  // 10: backorder.v1.OperatorAction.from_state:type_name -> backorder.v1.OrderState
+	0,  // 11: backorder.v1.OperatorAction.to_state:type_name -> backorder.v1.OrderState
+	24, // 12: backorder.v1.OrderEvent.received_at:type_name -> google.protobuf.Timestamp
+	8,  // 13: backorder.v1.HandleOrderWebhookRequest.data:type_name -> backorder.v1.WebhookData
+	9,  // 14: backorder.v1.WebhookData.status:type_name -> backorder.v1.WebhookStatus
+	4,  // 15: backorder.v1.ProcessOrderResponse.order:type_name -> backorder.v1.Order
+	4,  // 16: backorder.v1.GetOrderResponse.order:type_name -> backorder.v1.Order
+	0,  // 17: backorder.v1.ListOrdersRequest.state:type_name -> backorder.v1.OrderState
+	4,  // 18: backorder.v1.ListOrdersResponse.orders:type_name -> backorder.v1.Order
+	1,  // 19: backorder.v1.GetServiceStatusResponse.supplier_mode:type_name -> backorder.v1.SupplierMode
+	24, // 20: backorder.v1.GetServiceStatusResponse.started_at:type_name -> google.protobuf.Timestamp
+	19, // 21: backorder.v1.GetServiceStatusResponse.orders_sweep:type_name -> backorder.v1.OrdersSweepStatus
+	24, // 22: backorder.v1.OrdersSweepStatus.since:type_name -> google.protobuf.Timestamp
+	24, // 23: backorder.v1.OrdersSweepStatus.cursor:type_name -> google.protobuf.Timestamp
+	24, // 24: backorder.v1.OrdersSweepStatus.last_run:type_name -> google.protobuf.Timestamp
+	4,  // 25: backorder.v1.RetryOrderResponse.order:type_name -> backorder.v1.Order
+	4,  // 26: backorder.v1.ResolveOrderResponse.order:type_name -> backorder.v1.Order
+	7,  // 27: backorder.v1.FulfillmentService.HandleOrderWebhook:input_type -> backorder.v1.HandleOrderWebhookRequest
+	11, // 28: backorder.v1.FulfillmentService.ProcessOrder:input_type -> backorder.v1.ProcessOrderRequest
+	13, // 29: backorder.v1.FulfillmentService.GetOrder:input_type -> backorder.v1.GetOrderRequest
+	15, // 30: backorder.v1.FulfillmentService.ListOrders:input_type -> backorder.v1.ListOrdersRequest
+	20, // 31: backorder.v1.FulfillmentService.RetryOrder:input_type -> backorder.v1.RetryOrderRequest
+	22, // 32: backorder.v1.FulfillmentService.ResolveOrder:input_type -> backorder.v1.ResolveOrderRequest
+	17, // 33: backorder.v1.FulfillmentService.GetServiceStatus:input_type -> backorder.v1.GetServiceStatusRequest
+	2,  // 34: backorder.v1.FulfillmentService.SweepOrders:input_type -> backorder.v1.SweepOrdersRequest
+	10, // 35: backorder.v1.FulfillmentService.HandleOrderWebhook:output_type -> backorder.v1.HandleOrderWebhookResponse
+	12, // 36: backorder.v1.FulfillmentService.ProcessOrder:output_type -> backorder.v1.ProcessOrderResponse
+	14, // 37: backorder.v1.FulfillmentService.GetOrder:output_type -> backorder.v1.GetOrderResponse
+	16, // 38: backorder.v1.FulfillmentService.ListOrders:output_type -> backorder.v1.ListOrdersResponse
+	21, // 39: backorder.v1.FulfillmentService.RetryOrder:output_type -> backorder.v1.RetryOrderResponse
+	23, // 40: backorder.v1.FulfillmentService.ResolveOrder:output_type -> backorder.v1.ResolveOrderResponse
+	18, // 41: backorder.v1.FulfillmentService.GetServiceStatus:output_type -> backorder.v1.GetServiceStatusResponse
+	3,  // 42: backorder.v1.FulfillmentService.SweepOrders:output_type -> backorder.v1.SweepOrdersResponse
+	35, // [35:43] is the sub-list for method output_type
+	27, // [27:35] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_backorder_v1_fulfillment_proto_init() }
@@ -1900,7 +2022,7 @@ func file_backorder_v1_fulfillment_proto_init() {
 	if File_backorder_v1_fulfillment_proto != nil {
 		return
 	}
-	file_backorder_v1_fulfillment_proto_msgTypes[18].OneofWrappers = []any{
+	file_backorder_v1_fulfillment_proto_msgTypes[20].OneofWrappers = []any{
 		(*ResolveOrderRequest_OfflineOrderId)(nil),
 		(*ResolveOrderRequest_SupplierHasNoOrder)(nil),
 	}
@@ -1910,7 +2032,7 @@ func file_backorder_v1_fulfillment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backorder_v1_fulfillment_proto_rawDesc), len(file_backorder_v1_fulfillment_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	FulfillmentService_RetryOrder_FullMethodName         = "/backorder.v1.FulfillmentService/RetryOrder"
 	FulfillmentService_ResolveOrder_FullMethodName       = "/backorder.v1.FulfillmentService/ResolveOrder"
 	FulfillmentService_GetServiceStatus_FullMethodName   = "/backorder.v1.FulfillmentService/GetServiceStatus"
+	FulfillmentService_SweepOrders_FullMethodName        = "/backorder.v1.FulfillmentService/SweepOrders"
 )
 
 // FulfillmentServiceClient is the client API for FulfillmentService service.
@@ -65,6 +66,12 @@ type FulfillmentServiceClient interface {
 	// GetServiceStatus says how this replica runs: above all whether supplier
 	// calls are live (charging the card) or validate-only.
 	GetServiceStatus(ctx context.Context, in *GetServiceStatusRequest, opts ...grpc.CallOption) (*GetServiceStatusResponse, error)
+	// SweepOrders runs the Orders API sweep (the safety net for lost webhooks)
+	// now, instead of waiting for ORDERS_SWEEP_INTERVAL: after a webhook
+	// outage, for example. It works with the periodic sweep off too. skipped
+	// is true when another replica is sweeping the store at this moment. A
+	// store's first sweep only sets the cursor.
+	SweepOrders(ctx context.Context, in *SweepOrdersRequest, opts ...grpc.CallOption) (*SweepOrdersResponse, error)
 }
 
 type fulfillmentServiceClient struct {
@@ -145,6 +152,16 @@ func (c *fulfillmentServiceClient) GetServiceStatus(ctx context.Context, in *Get
 	return out, nil
 }
 
+func (c *fulfillmentServiceClient) SweepOrders(ctx context.Context, in *SweepOrdersRequest, opts ...grpc.CallOption) (*SweepOrdersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SweepOrdersResponse)
+	err := c.cc.Invoke(ctx, FulfillmentService_SweepOrders_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FulfillmentServiceServer is the server API for FulfillmentService service.
 // All implementations must embed UnimplementedFulfillmentServiceServer
 // for forward compatibility.
@@ -182,6 +199,12 @@ type FulfillmentServiceServer interface {
 	// GetServiceStatus says how this replica runs: above all whether supplier
 	// calls are live (charging the card) or validate-only.
 	GetServiceStatus(context.Context, *GetServiceStatusRequest) (*GetServiceStatusResponse, error)
+	// SweepOrders runs the Orders API sweep (the safety net for lost webhooks)
+	// now, instead of waiting for ORDERS_SWEEP_INTERVAL: after a webhook
+	// outage, for example. It works with the periodic sweep off too. skipped
+	// is true when another replica is sweeping the store at this moment. A
+	// store's first sweep only sets the cursor.
+	SweepOrders(context.Context, *SweepOrdersRequest) (*SweepOrdersResponse, error)
 	mustEmbedUnimplementedFulfillmentServiceServer()
 }
 
@@ -212,6 +235,9 @@ func (UnimplementedFulfillmentServiceServer) ResolveOrder(context.Context, *Reso
 }
 func (UnimplementedFulfillmentServiceServer) GetServiceStatus(context.Context, *GetServiceStatusRequest) (*GetServiceStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetServiceStatus not implemented")
+}
+func (UnimplementedFulfillmentServiceServer) SweepOrders(context.Context, *SweepOrdersRequest) (*SweepOrdersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SweepOrders not implemented")
 }
 func (UnimplementedFulfillmentServiceServer) mustEmbedUnimplementedFulfillmentServiceServer() {}
 func (UnimplementedFulfillmentServiceServer) testEmbeddedByValue()                            {}
@@ -360,6 +386,24 @@ func _FulfillmentService_GetServiceStatus_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FulfillmentService_SweepOrders_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SweepOrdersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FulfillmentServiceServer).SweepOrders(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FulfillmentService_SweepOrders_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FulfillmentServiceServer).SweepOrders(ctx, req.(*SweepOrdersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FulfillmentService_ServiceDesc is the grpc.ServiceDesc for FulfillmentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -394,6 +438,10 @@ var FulfillmentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetServiceStatus",
 			Handler:    _FulfillmentService_GetServiceStatus_Handler,
+		},
+		{
+			MethodName: "SweepOrders",
+			Handler:    _FulfillmentService_SweepOrders_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

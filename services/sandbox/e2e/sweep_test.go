@@ -3,6 +3,8 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,5 +82,49 @@ func TestOrdersSweepFindsAnOrderWithoutWebhooks(t *testing.T) {
 	checkNoDuplicates(t, l)
 	if len(l.Orders) != 1 || o.GetOfflineOrderId() == "" {
 		t.Fatalf("supplier orders %d (id %q), want 1", len(l.Orders), o.GetOfflineOrderId())
+	}
+}
+
+// An operator runs the sweep now, through the gateway's operator API, with
+// the periodic sweep off: after a webhook outage, say.
+func TestOperatorSweepsNow(t *testing.T) {
+	e := newEnv(t, options{replicas: 1, mode: "live", env: map[string]string{"ORDERS_SWEEP_INTERVAL": "off"}})
+	sweep := func() map[string]any {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "http://"+e.gateway.Addr+"/v1/stores/"+storeHash+"/orders:sweep", strings.NewReader(`{}`))
+		req.Header.Set("Authorization", "Bearer admin-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("sweep: HTTP %d, %v, %v", resp.StatusCode, out, err)
+		}
+		return out
+	}
+	if out := sweep(); out["first"] != true {
+		t.Fatalf("first sweep: %v; want only the cursor set", out)
+	}
+	const id = 4343
+	e.bc.AddOrder(storeHash, bcsim.NewUKOrder(id, bcsim.StatusAwaitingFulfillment, bcsim.Lines(1)...))
+	out := sweep()
+	st, _ := out["status"].(map[string]any)
+	if st["listed"] != "1" || st["recorded"] != "1" || st["enabled"] == true {
+		t.Fatalf("second sweep: %v; want the order listed and recorded, the periodic sweep off", out)
+	}
+	e.waitState(id, backorderv1.OrderState_ORDER_STATE_SUBMITTED)
+	if l := e.ts.Ledger(); len(l.Orders) != 1 {
+		t.Fatalf("supplier orders %d, want 1", len(l.Orders))
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+e.gateway.Addr+"/v1/stores/"+storeHash+"/orders:sweep", strings.NewReader(`{}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("sweep without the token: HTTP %d, want 401", resp.StatusCode)
 	}
 }

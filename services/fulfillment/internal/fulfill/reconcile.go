@@ -32,9 +32,15 @@ type SweepReport struct {
 // OrdersSweepStatus reads the store's Orders API sweep progress, as the
 // replicas share it, and says whether this replica sweeps and how often.
 func (s *Service) OrdersSweepStatus(ctx context.Context) (enabled bool, every time.Duration, st SweepState, err error) {
-	enabled = s.cfg.OrdersSweep > 0 && s.cfg.Lister != nil
+	enabled, every = s.OrdersSweepEvery()
 	st, err = s.store.SweepState(ctx, s.cfg.Store)
-	return enabled, s.cfg.OrdersSweep, st, err
+	return enabled, every, st, err
+}
+
+// OrdersSweepEvery says whether this replica sweeps the Orders API by
+// itself, and how often.
+func (s *Service) OrdersSweepEvery() (enabled bool, every time.Duration) {
+	return s.cfg.OrdersSweep > 0 && s.cfg.Lister != nil, s.cfg.OrdersSweep
 }
 
 // sweepOrdersEvery sweeps the Orders API at start and then every interval

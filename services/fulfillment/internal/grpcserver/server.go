@@ -171,15 +171,32 @@ func (s *Server) GetServiceStatus(ctx context.Context, _ *backorderv1.GetService
 // etcd does not: the failure to read is then the sweep's last_error.
 func (s *Server) ordersSweep(ctx context.Context) *backorderv1.OrdersSweepStatus {
 	enabled, every, st, err := s.svc.OrdersSweepStatus(ctx)
-	out := &backorderv1.OrdersSweepStatus{
-		Enabled: enabled, IntervalSeconds: int64(every / time.Second),
-		Since: ts(st.Since), Cursor: ts(st.Cursor), LastRun: ts(st.LastRun),
-		Listed: int64(st.Listed), Recorded: int64(st.Recorded), LastError: st.LastError,
-	}
+	out := sweepProto(enabled, every, st)
 	if err != nil {
 		out.LastError = "the sweep's state could not be read now: " + err.Error()
 	}
 	return out
+}
+
+func sweepProto(enabled bool, every time.Duration, st fulfill.SweepState) *backorderv1.OrdersSweepStatus {
+	return &backorderv1.OrdersSweepStatus{
+		Enabled: enabled, IntervalSeconds: int64(every / time.Second),
+		Since: ts(st.Since), Cursor: ts(st.Cursor), LastRun: ts(st.LastRun),
+		Listed: int64(st.Listed), Recorded: int64(st.Recorded), LastError: st.LastError,
+	}
+}
+
+// SweepOrders implements the RPC.
+func (s *Server) SweepOrders(ctx context.Context, req *backorderv1.SweepOrdersRequest) (*backorderv1.SweepOrdersResponse, error) {
+	if req.GetStoreHash() != s.info.StoreHash {
+		return nil, status.Errorf(codes.InvalidArgument, "store_hash %q: this service serves store %q", req.GetStoreHash(), s.info.StoreHash)
+	}
+	rep, err := s.svc.SweepOrders(ctx, 0)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	enabled, every := s.svc.OrdersSweepEvery()
+	return &backorderv1.SweepOrdersResponse{Skipped: rep.Skipped, First: rep.First, Status: sweepProto(enabled, every, rep.State)}, nil
 }
 
 func key(store string, id uint64) (order.Key, error) {
