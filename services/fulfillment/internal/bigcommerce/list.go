@@ -76,9 +76,7 @@ func (c *Client) ModifiedOrders(ctx context.Context, store string, statusID uint
 			added++
 			minID = max(minID, id+1)
 		}
-		// The same rule as for order lines: a page of BigCommerce's
-		// default size or more may have been cut by the server.
-		if added == 0 || len(batch) < min(c.cfg.PageLimit, defaultPageSize) {
+		if c.lastPage(len(batch), added) {
 			return out, nil
 		}
 	}

@@ -83,13 +83,9 @@ func (c *Client) lines(ctx context.Context, store, path string) ([]order.Line, e
 			lines = append(lines, l.domain())
 			added++
 		}
-		if added == 0 || len(batch) < min(c.cfg.PageLimit, defaultPageSize) {
+		if c.lastPage(len(batch), added) {
 			return lines, nil
 		}
-		// A page at least as long as BigCommerce's default may be a page
-		// the server cut to its own size, whatever limit we asked for: read
-		// on until a short or empty page (an extra request only for orders
-		// of 50 lines or more).
 
 	}
 }
@@ -121,4 +117,14 @@ func (c *Client) getJSONOr(ctx context.Context, store string, req request, v any
 		return fmt.Errorf("bigcommerce: %s: decoding the answer: %w", req, err)
 	}
 	return nil
+}
+
+// lastPage says whether a page of n items, added of them new, ends a list.
+// A page that brings nothing new ends it (a server that ignores paging must
+// not be read for ever). A page at least as long as BigCommerce's default
+// may be one the server cut to its own size, whatever limit we asked for:
+// reading goes on until a shorter one (an extra request only for lists of
+// 50 items or more).
+func (c *Client) lastPage(n, added int) bool {
+	return added == 0 || n < min(c.cfg.PageLimit, defaultPageSize)
 }

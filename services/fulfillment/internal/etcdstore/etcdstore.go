@@ -137,8 +137,9 @@ func (s *Store) Client() *clientv3.Client { return s.cli }
 func (s *Store) orderKey(k order.Key) string {
 	return fmt.Sprintf("%sorders/%s/%d", s.prefix, k.Store, k.ID)
 }
+func (s *Store) queuePrefix() string { return s.prefix + "queue/" }
 func (s *Store) queueKey(k order.Key) string {
-	return fmt.Sprintf("%squeue/%s/%d", s.prefix, k.Store, k.ID)
+	return fmt.Sprintf("%s%s/%d", s.queuePrefix(), k.Store, k.ID)
 }
 func (s *Store) lockKey(k order.Key) string {
 	return fmt.Sprintf("%slocks/%s/%d/", s.prefix, k.Store, k.ID)
@@ -146,8 +147,11 @@ func (s *Store) lockKey(k order.Key) string {
 func (s *Store) deliveryPrefix(k order.Key) string {
 	return fmt.Sprintf("%sdeliveries/%s/%d/", s.prefix, k.Store, k.ID)
 }
+func (s *Store) statePrefix(st order.State) string {
+	return fmt.Sprintf("%sindex/state/%s/", s.prefix, st)
+}
 func (s *Store) stateKey(st order.State, k order.Key) string {
-	return fmt.Sprintf("%sindex/state/%s/%s/%d", s.prefix, st, k.Store, k.ID)
+	return fmt.Sprintf("%s%s/%d", s.statePrefix(st), k.Store, k.ID)
 }
 
 // deliveryLease returns a lease for delivery keys. One lease is shared by
@@ -268,7 +272,7 @@ func (s *Store) List(ctx context.Context, f fulfill.ListFilter) ([]*order.Order,
 	}
 	var prefix string
 	if f.State != order.StateUnspecified {
-		prefix = fmt.Sprintf("%sindex/state/%s/", s.prefix, f.State)
+		prefix = s.statePrefix(f.State)
 	} else {
 		prefix = s.prefix + "orders/"
 	}
@@ -297,7 +301,7 @@ func (s *Store) List(ctx context.Context, f fulfill.ListFilter) ([]*order.Order,
 			out = append(out, o)
 			continue
 		}
-		k, ok := parseKeySuffix(strings.TrimPrefix(string(kv.Key), fmt.Sprintf("%sindex/state/%s/", s.prefix, f.State)))
+		k, ok := parseKeySuffix(strings.TrimPrefix(string(kv.Key), s.statePrefix(f.State)))
 		if !ok {
 			continue
 		}
@@ -321,7 +325,7 @@ func (s *Store) List(ctx context.Context, f fulfill.ListFilter) ([]*order.Order,
 
 // Due implements fulfill.Store: it reads only the queue, never every record.
 func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]order.Key, error) {
-	resp, err := s.cli.Get(ctx, s.prefix+"queue/", clientv3.WithPrefix())
+	resp, err := s.cli.Get(ctx, s.queuePrefix(), clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("read queue: %w", unavailable(err))
 	}
@@ -331,7 +335,7 @@ func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]order.Key,
 		if err == nil && due > now.UnixNano() {
 			continue
 		}
-		k, ok := parseKeySuffix(strings.TrimPrefix(string(kv.Key), s.prefix+"queue/"))
+		k, ok := parseKeySuffix(strings.TrimPrefix(string(kv.Key), s.queuePrefix()))
 		if !ok {
 			continue
 		}
@@ -387,9 +391,9 @@ func (s *Store) CountOrders(ctx context.Context, store string) (byState map[orde
 	var ops []clientv3.Op
 	for st := order.Received; st <= order.Validated; st++ {
 		states = append(states, st)
-		ops = append(ops, clientv3.OpGet(fmt.Sprintf("%sindex/state/%s/%s/", s.prefix, st, store), clientv3.WithPrefix(), clientv3.WithCountOnly()))
+		ops = append(ops, clientv3.OpGet(s.statePrefix(st)+store+"/", clientv3.WithPrefix(), clientv3.WithCountOnly()))
 	}
-	ops = append(ops, clientv3.OpGet(fmt.Sprintf("%squeue/%s/", s.prefix, store), clientv3.WithPrefix(), clientv3.WithCountOnly()))
+	ops = append(ops, clientv3.OpGet(s.queuePrefix()+store+"/", clientv3.WithPrefix(), clientv3.WithCountOnly()))
 	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
 		return nil, 0, fmt.Errorf("count the orders of %s: %w", store, unavailable(err))

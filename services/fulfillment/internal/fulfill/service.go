@@ -64,8 +64,9 @@ type Service struct {
 	mu       sync.Mutex
 	inflight map[order.Key]bool // queued or running here; true: run again
 
-	stopped  chan struct{} // closed by Stop
-	stopOnce sync.Once
+	// stopping ends at Stop; stop ends it.
+	stopping context.Context
+	stop     context.CancelFunc
 }
 
 // New returns a Service. Run must be called for queued work to be processed.
@@ -88,11 +89,12 @@ func New(cfg Config, store Store, sf Storefront, sup Supplier, log *slog.Logger)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	stopping, stop := context.WithCancel(context.Background())
 	return &Service{
 		cfg: cfg, store: store, storefront: sf, supplier: sup, log: log,
 		work:     make(chan order.Key, 4096),
 		inflight: map[order.Key]bool{},
-		stopped:  make(chan struct{}),
+		stopping: stopping, stop: stop,
 	}
 }
 
@@ -200,25 +202,17 @@ var errShuttingDown = errors.New("the service is shutting down")
 // every run in progress that has not yet committed to a supplier call,
 // stops (whoever called it: a worker or an operator). Runs already
 // committed finish their call and store the answer.
-func (s *Service) Stop() { s.stopOnce.Do(func() { close(s.stopped) }) }
+func (s *Service) Stop() { s.stop() }
 
-// untilStopped returns ctx, also ended by Stop.
+// untilStopped returns ctx, also ended by Stop (at once when Stop was
+// called before).
 func (s *Service) untilStopped(ctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	select {
-	case <-s.stopped:
+	if s.stopping.Err() != nil {
 		cancel(errShuttingDown)
-		return ctx, func() {}
-	default:
 	}
-	go func() {
-		select {
-		case <-s.stopped:
-			cancel(errShuttingDown)
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, func() { cancel(nil) }
+	unregister := context.AfterFunc(s.stopping, func() { cancel(errShuttingDown) })
+	return ctx, func() { unregister(); cancel(nil) }
 }
 
 // Mode is the supplier mode of the service.
@@ -232,8 +226,8 @@ func (s *Service) Run(ctx context.Context) error {
 	for range s.cfg.Workers {
 		wg.Go(func() { s.worker(ctx) })
 	}
-	if s.cfg.OrdersSweep > 0 && s.cfg.Lister != nil {
-		wg.Go(func() { s.sweepOrdersEvery(ctx, s.cfg.OrdersSweep) })
+	if on, every := s.OrdersSweepEvery(); on {
+		wg.Go(func() { s.sweepOrdersEvery(ctx, every) })
 	}
 	s.sweep(ctx)
 	t := time.NewTicker(s.cfg.SweepInterval)
