@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -155,10 +156,11 @@ func runDemo(ctx context.Context, args []string) error {
 	defer conn.Close()
 	client := backorderv1.NewFulfillmentServiceClient(conn)
 	var o *backorderv1.Order
-	for o.GetState() != backorderv1.OrderState_ORDER_STATE_SUBMITTED || o.GetPending() {
+	// SUBMITTED, then WRITTEN_BACK once its id is on the BigCommerce order.
+	for o.GetState() != backorderv1.OrderState_ORDER_STATE_WRITTEN_BACK || o.GetPending() {
 		select {
 		case <-wctx.Done():
-			return fmt.Errorf("order %d did not reach SUBMITTED: last %v", c.orderID, o)
+			return fmt.Errorf("order %d did not reach WRITTEN_BACK: last %v", c.orderID, o)
 		case <-time.After(50 * time.Millisecond):
 		}
 		r, err := client.GetOrder(wctx, &backorderv1.GetOrderRequest{StoreHash: demoStore, OrderId: c.orderID})
@@ -177,20 +179,29 @@ func runDemo(ctx context.Context, args []string) error {
 	if l.References[ref] != 1 || l.ExtraOrders != 0 {
 		return fmt.Errorf("the supplier has %d orders for %s; want exactly 1", l.References[ref], ref)
 	}
-	say("OK: %d deliveries, 1 supplier order (%s), offline_order_id stored.", len(deliveries), o.GetOfflineOrderId())
+	var written []string
+	for _, m := range bc.Metafields(demoStore, c.orderID) {
+		written = append(written, m.Namespace+"/"+m.Key+"="+m.Value)
+	}
+	if len(written) != 1 || !strings.HasSuffix(written[0], "="+o.GetOfflineOrderId()) {
+		return fmt.Errorf("the BigCommerce order's metafields are %q; want the supplier's id %s once", written, o.GetOfflineOrderId())
+	}
+	say("the BigCommerce order's metafield (step 9): %s", written[0])
+	say("OK: %d deliveries, 1 supplier order (%s), offline_order_id stored and written back to BigCommerce.", len(deliveries), o.GetOfflineOrderId())
 	if c.exit {
 		return nil
 	}
 	say(`running until Ctrl-C. Try:
   go tool grpcurl -plaintext %[1]s list
   go tool grpcurl -plaintext -d '{"store_hash":"%[2]s","order_id":%[3]d}' %[1]s backorder.v1.FulfillmentService/GetOrder
-  go tool grpcurl -plaintext -d '{"state":"ORDER_STATE_SUBMITTED"}' %[1]s backorder.v1.FulfillmentService/ListOrders
+  go tool grpcurl -plaintext -d '{"state":"ORDER_STATE_WRITTEN_BACK"}' %[1]s backorder.v1.FulfillmentService/ListOrders
   curl -H 'Authorization: Bearer %[4]s' http://%[5]s/v1/stores/%[2]s/orders/%[3]d
   curl -H 'Authorization: Bearer %[4]s' http://%[5]s/v1/status      # replica, supplier mode, Orders API sweep
   curl -H 'Authorization: Bearer %[4]s' http://%[5]s/metrics
   curl http://%[6]s/_sim/ledger
+  curl http://%[8]s/_sim/orders/%[3]d       # the BigCommerce order and its metafield
   go run ./services/sandbox send -url http://%[5]s/v1/webhooks/bigcommerce -secret %[7]s -store %[2]s -order %[3]d -times 5`,
-		c.fulfillmentAddr, demoStore, c.orderID, demoAdminToken, c.gatewayAddr, c.tsAddr, demoSecret)
+		c.fulfillmentAddr, demoStore, c.orderID, demoAdminToken, c.gatewayAddr, c.tsAddr, demoSecret, c.bcAddr)
 	select {
 	case <-ctx.Done():
 	case <-ful.Exited():

@@ -87,6 +87,18 @@ type loadConfig struct {
 	Verbose         bool
 	ProfileDir      string
 	ProfileSeconds  int
+	// WriteBack is the replicas' BIGCOMMERCE_WRITE_BACK: with it, an order
+	// is done once WRITTEN_BACK (its id on the BigCommerce order), else
+	// once SUBMITTED.
+	WriteBack bool
+}
+
+// doneState is the state in which an order of this run is done.
+func (c loadConfig) doneState() backorderv1.OrderState {
+	if c.WriteBack {
+		return backorderv1.OrderState_ORDER_STATE_WRITTEN_BACK
+	}
+	return backorderv1.OrderState_ORDER_STATE_SUBMITTED
 }
 
 func defaultLoadConfig() loadConfig {
@@ -94,7 +106,7 @@ func defaultLoadConfig() loadConfig {
 		Orders: 1000, Dup: 3,
 		Mix:         []string{webhook.ScopeOrderCreated, webhook.ScopeOrderStatusUpdated, webhook.ScopeOrderUpdated},
 		Concurrency: 32, Replicas: 2, BenchOps: 2000, AfterSubmit: true, Lines: 2,
-		Timeout: 15 * time.Minute, Seed: 1,
+		Timeout: 15 * time.Minute, Seed: 1, WriteBack: true,
 	}
 }
 
@@ -121,6 +133,7 @@ func parseLoad(args []string) (loadConfig, error) {
 	fs.BoolVar(&c.Verbose, "v", false, "show the services' logs")
 	fs.StringVar(&c.ProfileDir, "profile", "", "write CPU profiles of every process (each service through DEBUG_ADDR, and this process) to this directory, from the first delivery on")
 	fs.IntVar(&c.ProfileSeconds, "profile-seconds", 10, "length of the -profile window in seconds")
+	fs.BoolVar(&c.WriteBack, "write-back", c.WriteBack, "BIGCOMMERCE_WRITE_BACK of the replicas: orders are done once WRITTEN_BACK (true) or SUBMITTED (false); \"SUBMITTED\" in the report means done")
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
 	}
@@ -585,6 +598,7 @@ func (r *loadRun) start(ctx context.Context) error {
 			"TROPSHIP_BASE_URL":        simURLs[1], "TROPSHIP_CLIENT_ID": loadTSID,
 			"TROPSHIP_CLIENT_SECRET": loadTSSecret, "TROPSHIP_MODE": "live",
 			"LOG_LEVEL": "warn", "SWEEP_INTERVAL": "1s",
+			"BIGCOMMERCE_WRITE_BACK": strconv.FormatBool(cfg.WriteBack),
 		})
 		if cfg.Workers > 0 {
 			env["WORKERS"] = strconv.Itoa(cfg.Workers)
@@ -989,8 +1003,8 @@ func (r *loadRun) send(ctx context.Context, deliveries []webhook.Event) delivery
 	return st
 }
 
-// waitSubmitted polls a count of the SUBMITTED state index until it
-// reaches the number of orders, or ctx ends.
+// waitSubmitted polls a count of the done state's index (see doneState)
+// until it reaches the number of orders, or ctx ends.
 func (r *loadRun) waitSubmitted(ctx context.Context) (int, time.Time, error) {
 	n := 0
 	for {
@@ -1014,11 +1028,12 @@ func (r *loadRun) waitSubmitted(ctx context.Context) (int, time.Time, error) {
 	}
 }
 
-// countSubmitted counts the SUBMITTED state index with one count-only
-// range, which is counted to be subtracted from etcd's figures.
+// countSubmitted counts the done state's index (see doneState) with one
+// count-only range, which is counted to be subtracted from etcd's figures.
 func (r *loadRun) countSubmitted(ctx context.Context) (int, error) {
 	r.polls.Add(1)
-	resp, err := r.cli.Get(ctx, r.prefix+"index/state/SUBMITTED/"+loadStore+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	state := strings.TrimPrefix(r.cfg.doneState().String(), "ORDER_STATE_")
+	resp, err := r.cli.Get(ctx, r.prefix+"index/state/"+state+"/"+loadStore+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil {
 		return 0, err
 	}
@@ -1055,8 +1070,8 @@ func (r *loadRun) quiesce(ctx context.Context) (etcdCounts, error) {
 	return last, nil
 }
 
-// listSubmitted counts SUBMITTED orders with ListOrders, a page of 500 at a
-// time, from the first replica.
+// listSubmitted counts done orders (see doneState) with ListOrders, a page
+// of 500 at a time, from the first replica.
 func (r *loadRun) listSubmitted(ctx context.Context) (int, error) {
 	conn, err := grpc.NewClient(r.procs[0].Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -1068,7 +1083,7 @@ func (r *loadRun) listSubmitted(ctx context.Context) (int, error) {
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		resp, err := client.ListOrders(cctx, &backorderv1.ListOrdersRequest{
-			StoreHash: loadStore, State: backorderv1.OrderState_ORDER_STATE_SUBMITTED, PageSize: 500, PageToken: token,
+			StoreHash: loadStore, State: r.cfg.doneState(), PageSize: 500, PageToken: token,
 		})
 		cancel()
 		if err != nil {

@@ -44,6 +44,10 @@ func TestLoadSmoke(t *testing.T) {
 	if !rep.EndToEnd.All || rep.EndToEnd.Submitted != c.Orders || rep.EndToEnd.ListedSubmitted != c.Orders {
 		t.Errorf("SUBMITTED: %d (listed %d) of %d", rep.EndToEnd.Submitted, rep.EndToEnd.ListedSubmitted, c.Orders)
 	}
+	// Step 9 once per order: 4 reads and 1 write-back each.
+	if b := rep.BigCommerce; b.Stats.MetafieldsPost != c.Orders || b.CallsPerOrder != 5 {
+		t.Errorf("BigCommerce: %d metafield writes for %d orders, %.2f calls per order; want one each, and 5", b.Stats.MetafieldsPost, c.Orders, b.CallsPerOrder)
+	}
 	if want := c.Orders * len(c.Mix) * c.Dup; rep.Deliveries.Planned != want || rep.Deliveries.Failed != 0 {
 		t.Errorf("deliveries: %d planned, %d failed; want %d, 0", rep.Deliveries.Planned, rep.Deliveries.Failed, want)
 	}

@@ -61,7 +61,7 @@ func (s *Server) admit(k kind, hash, token string, h http.Header) int {
 	}
 	st.used++
 	s.rateHeadersLocked(st, now, h)
-	if s.faultLocked() {
+	if (!s.faults.WritesOnly || k.writes()) && s.faultLocked() {
 		s.stats.Faulted++
 		if s.faults.Status != 0 {
 			return s.faults.Status
@@ -85,6 +85,15 @@ func (s *Server) countLocked(k kind) {
 		kindMetafieldsDelete:  &s.stats.MetafieldsDelete,
 	}
 	*counters[k]++
+}
+
+// writes reports whether requests of kind k change something.
+func (k kind) writes() bool {
+	switch k {
+	case kindPutOrder, kindMetafieldsPost, kindMetafieldsPut, kindMetafieldsDelete:
+		return true
+	}
+	return false
 }
 
 func (s *Server) faultLocked() bool {

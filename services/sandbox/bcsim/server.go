@@ -59,6 +59,9 @@ type Faults struct {
 	Count int `json:"count"`
 	// Status is the status of a failed request; zero means 500.
 	Status int `json:"status"`
+	// WritesOnly limits the faults to requests that change something
+	// (POST, PUT, DELETE): reads are answered as usual.
+	WritesOnly bool `json:"writes_only,omitempty"`
 }
 
 // Stats counts API requests by endpoint kind. Every request is counted,

@@ -344,6 +344,21 @@ func TestFaults(t *testing.T) {
 	}
 }
 
+// WritesOnly faults fail what changes something and answer reads.
+func TestWriteOnlyFaults(t *testing.T) {
+	f := newFixture(t, bcsim.Options{})
+	f.sim.AddOrder(storeHash, bcsim.NewUKOrder(250, 11, bcsim.Line{SKU: "A"}))
+	f.sim.SetFaults(bcsim.Faults{Rate: 1, Status: http.StatusForbidden, WritesOnly: true})
+	resp, body := f.do(t, "GET", v2("/orders/250"), nil)
+	wantStatus(t, resp, body, http.StatusOK)
+	resp, body = f.do(t, "POST", "/stores/"+storeHash+"/v3/orders/250/metafields",
+		map[string]any{"permission_set": "app_only", "namespace": "n", "key": "k", "value": "v"})
+	wantStatus(t, resp, body, http.StatusForbidden)
+	if mf := f.sim.Metafields(storeHash, 250); len(mf) != 0 {
+		t.Errorf("a failed write created %v", mf)
+	}
+}
+
 func TestFaultRateIsRoughlyHonoured(t *testing.T) {
 	f := newFixture(t, bcsim.Options{Seed: 42})
 	f.sim.SetFaults(bcsim.Faults{Rate: 0.5})

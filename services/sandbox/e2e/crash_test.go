@@ -96,9 +96,12 @@ func (e *env) checkSupplier(id uint64, o *backorderv1.Order, wantOrders int) tro
 	if o.GetReference() != ref {
 		e.t.Fatalf("record's reference %q, want %q", o.GetReference(), ref)
 	}
-	if o.GetState() == backorderv1.OrderState_ORDER_STATE_SUBMITTED {
+	if st := o.GetState(); st == backorderv1.OrderState_ORDER_STATE_SUBMITTED || st == writtenBack {
 		if wantOrders != 1 {
-			e.t.Fatalf("record SUBMITTED (%q) but the supplier has %d orders", o.GetOfflineOrderId(), wantOrders)
+			e.t.Fatalf("record %v (%q) but the supplier has %d orders", st, o.GetOfflineOrderId(), wantOrders)
+		}
+		if st == writtenBack {
+			e.checkWrittenBack(o)
 		}
 		if want := l.OrdersFor(ref)[0].OfflineOrderID; o.GetOfflineOrderId() != want {
 			e.t.Fatalf("record holds offline_order_id %q, the supplier created %q", o.GetOfflineOrderId(), want)
@@ -117,24 +120,22 @@ type crashCase struct {
 var crashCases = []crashCase{
 	// The event is recorded, the answer never sent: BigCommerce retries;
 	// the record is queued and the new replica submits it.
-	{point: "after-intake", off: submitted, on: submitted, offN: 1, onN: 1},
+	{point: "after-intake", off: writtenBack, on: writtenBack, offN: 1, onN: 1},
 	// The dead holder's lock frees with its lease; nothing was written.
-	{point: "after-lock", off: submitted, on: submitted, offN: 1, onN: 1},
+	{point: "after-lock", off: writtenBack, on: writtenBack, offN: 1, onN: 1},
 	// The intent is written, the supplier never called. Without lookup
 	// nobody can tell this from a crash after the call: a person decides.
 	// With lookup, the supplier says it has nothing and the order is sent.
-	{point: "after-intent", off: needsReview, on: submitted, offN: 0, onN: 1},
+	{point: "after-intent", off: needsReview, on: writtenBack, offN: 0, onN: 1},
 	// The supplier created the order; its id was never stored. Without
 	// lookup a person decides; with it the id is found: never resent.
-	{point: "after-supplier-created", off: needsReview, on: submitted, offN: 1, onN: 1},
-	// Everything stored; only the unlock and the rest of the run are lost.
-	{point: "after-store", off: submitted, on: submitted, offN: 1, onN: 1},
+	{point: "after-supplier-created", off: needsReview, on: writtenBack, offN: 1, onN: 1},
+	// The id is stored; the write-back (step 9) and the unlock are lost.
+	// The next holder writes it back, and sends nothing.
+	{point: "after-store", off: writtenBack, on: writtenBack, offN: 1, onN: 1},
 }
 
-const (
-	submitted   = backorderv1.OrderState_ORDER_STATE_SUBMITTED
-	needsReview = backorderv1.OrderState_ORDER_STATE_NEEDS_REVIEW
-)
+const needsReview = backorderv1.OrderState_ORDER_STATE_NEEDS_REVIEW
 
 func lookupEnv(on bool) map[string]string {
 	if !on {
@@ -196,7 +197,7 @@ func testCrashAtEachStep(t *testing.T, lookup bool) {
 					t.Fatalf("NEEDS_REVIEW record: offline id %q, review reason %q (want none, and the reference named)",
 						o.GetOfflineOrderId(), o.GetReviewReason())
 				}
-			case submitted:
+			case writtenBack:
 				if o.GetOfflineOrderId() == "" {
 					t.Fatalf("SUBMITTED without an offline_order_id: %v", o)
 				}
@@ -353,9 +354,9 @@ func testLockLoss(t *testing.T, where string, lookup bool) {
 	case where == pausedInCall && !lookup:
 		wantOrders = 1 // A's call, whose answer A never stored
 	case where == pausedInCall && lookup:
-		want, wantOrders = submitted, 1 // found by reference
+		want, wantOrders = writtenBack, 1 // found by reference
 	case where == pausedBeforeCall && lookup:
-		want, wantOrders = submitted, 1 // not found, so B sent it
+		want, wantOrders = writtenBack, 1 // not found, so B sent it
 	}
 	o := e.waitState(id, want)
 	if where == pausedInCall {

@@ -45,7 +45,7 @@ func TestFiftyDeliveriesThreeReplicasOneLiveOrder(t *testing.T) {
 	}
 	e.sendAll(events, 50)
 
-	o := e.waitState(id, backorderv1.OrderState_ORDER_STATE_SUBMITTED)
+	o := e.waitState(id, writtenBack)
 	l := e.ts.Ledger()
 	ref := fmt.Sprintf("BC-%s-%d", storeHash, id)
 	if got := l.References[ref]; got != 1 || l.ExtraOrders != 0 {
@@ -56,6 +56,12 @@ func TestFiftyDeliveriesThreeReplicasOneLiveOrder(t *testing.T) {
 	}
 	if len(o.GetEvents()) != 3 {
 		t.Fatalf("record lists %d events, want the 3 distinct ones: %v", len(o.GetEvents()), o.GetEvents())
+	}
+	// Step 9, once: the id is on the BigCommerce order, written by one
+	// replica, whatever the fifty deliveries did.
+	e.checkWrittenBack(o)
+	if st := e.bc.Stats(); st.MetafieldsPost != 1 {
+		t.Fatalf("%d metafield writes, want 1", st.MetafieldsPost)
 	}
 }
 
@@ -76,7 +82,7 @@ func TestTwoHundredOrdersRandomDuplicates(t *testing.T) {
 	rand.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
 	e.sendAll(events, 32)
 	for id := uint64(1000); id < 1000+n; id++ {
-		e.waitState(id, backorderv1.OrderState_ORDER_STATE_SUBMITTED)
+		e.checkWrittenBack(e.waitState(id, writtenBack))
 	}
 	l := e.ts.Ledger()
 	if len(l.Orders) != n || l.ExtraOrders != 0 || l.DuplicateReferences != 0 {
@@ -100,7 +106,7 @@ func TestAwaitingPaymentThenAwaitingFulfillment(t *testing.T) {
 	}
 	ev := webhook.StatusUpdated(storeHash, storeID, id, 7, 11)
 	e.sendAll([]webhook.Event{ev, ev, ev}, 3)
-	e.waitState(id, backorderv1.OrderState_ORDER_STATE_SUBMITTED)
+	e.waitState(id, writtenBack)
 	if l := e.ts.Ledger(); len(l.Orders) != 1 {
 		t.Fatalf("supplier orders = %d, want 1", len(l.Orders))
 	}
@@ -133,7 +139,7 @@ func TestValidateModeThenLiveOnce(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	e.waitState(id, backorderv1.OrderState_ORDER_STATE_SUBMITTED)
+	e.waitState(id, writtenBack)
 	ev := webhook.Updated(storeHash, storeID, id)
 	e.gateway.Stop()
 	e.startGateway()

@@ -49,8 +49,8 @@ func faultsEnv(lookup bool) map[string]string {
 }
 
 // With the lookup by reference on, every ambiguous answer is settled by the
-// supplier's own word: every order ends SUBMITTED with the id the supplier
-// created, and no reference has two live orders.
+// supplier's own word: every order ends WRITTEN_BACK with the id the
+// supplier created, and no reference has two live orders.
 func TestSupplierFaultsThousandOrdersLookupOn(t *testing.T) {
 	e, orders, took := runSupplierFaults(t, true)
 	l := e.ts.Ledger()
@@ -59,8 +59,8 @@ func TestSupplierFaultsThousandOrdersLookupOn(t *testing.T) {
 	checkFaultsFired(t, l, true)
 	for id, o := range orders {
 		ref := supplierRef(id)
-		if o.GetState() != backorderv1.OrderState_ORDER_STATE_SUBMITTED {
-			t.Errorf("order %d ended %v (review %q, last error %q); want SUBMITTED", id, o.GetState(), o.GetReviewReason(), o.GetLastError())
+		if o.GetState() != writtenBack {
+			t.Errorf("order %d ended %v (review %q, last error %q); want WRITTEN_BACK", id, o.GetState(), o.GetReviewReason(), o.GetLastError())
 			continue
 		}
 		got := l.OrdersFor(ref)
@@ -82,7 +82,8 @@ func TestSupplierFaultsThousandOrdersLookupOn(t *testing.T) {
 // waits for a person. Those are the orders whose create answer was a 5xx or
 // no answer, whether the supplier created them (after-create faults: one
 // live order each) or not (a 5xx before creating, which the client cannot
-// tell apart: none). Every other order is SUBMITTED with the supplier's id.
+// tell apart: none). Every other order is WRITTEN_BACK with the supplier's
+// id.
 //
 // On a loaded machine a few calls also go unanswered within
 // TROPSHIP_TIMEOUT without an injected fault (or a replica loses its lock
@@ -100,10 +101,10 @@ func TestSupplierFaultsThousandOrdersLookupOff(t *testing.T) {
 		ref := supplierRef(id)
 		got := l.OrdersFor(ref)
 		switch o.GetState() {
-		case backorderv1.OrderState_ORDER_STATE_SUBMITTED:
+		case writtenBack:
 			submitted++
 			if len(got) != 1 || o.GetOfflineOrderId() != got[0].OfflineOrderID {
-				t.Errorf("SUBMITTED order %d holds %q; supplier has %v", id, o.GetOfflineOrderId(), got)
+				t.Errorf("WRITTEN_BACK order %d holds %q; supplier has %v", id, o.GetOfflineOrderId(), got)
 			}
 		case backorderv1.OrderState_ORDER_STATE_NEEDS_REVIEW:
 			if o.GetOfflineOrderId() != "" {
@@ -140,11 +141,11 @@ func TestSupplierFaultsThousandOrdersLookupOff(t *testing.T) {
 				t.Errorf("NEEDS_REVIEW order %d: last error %q is not an ambiguous outcome", id, le)
 			}
 		default:
-			t.Errorf("order %d ended %v (review %q, last error %q); want SUBMITTED or NEEDS_REVIEW",
+			t.Errorf("order %d ended %v (review %q, last error %q); want WRITTEN_BACK or NEEDS_REVIEW",
 				id, o.GetState(), o.GetReviewReason(), o.GetLastError())
 		}
 	}
-	t.Logf("SUBMITTED %d; NEEDS_REVIEW %d created at the supplier + %d not created (%d after HTTP 500, %d after HTTP 503, %d without an answer)",
+	t.Logf("WRITTEN_BACK %d; NEEDS_REVIEW %d created at the supplier + %d not created (%d after HTTP 500, %d after HTTP 503, %d without an answer)",
 		submitted, reviewCreated, reviewNotCreated, http500, http503, len(unexplained))
 	// Each fault struck a distinct order (nothing is resent after one), and
 	// each such order waits for review.
@@ -165,7 +166,7 @@ func TestSupplierFaultsThousandOrdersLookupOff(t *testing.T) {
 			extra, unexplained)
 	}
 	if len(l.Orders) != submitted+reviewCreated {
-		t.Errorf("supplier has %d live orders; want %d SUBMITTED + %d created under review", len(l.Orders), submitted, reviewCreated)
+		t.Errorf("supplier has %d live orders; want %d WRITTEN_BACK + %d created under review", len(l.Orders), submitted, reviewCreated)
 	}
 }
 

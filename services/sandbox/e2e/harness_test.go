@@ -205,6 +205,25 @@ func (e *env) webhookURL() string { return "http://" + e.gateway.Addr + "/v1/web
 // waitState polls GetOrder until the order is in state with no work
 // pending. It fails the test after a generous deadline: it never assumes
 // how fast the machine is.
+// writtenBack is where a created order ends with the default settings:
+// SUBMITTED, then its id written back to the BigCommerce order (step 9).
+const writtenBack = backorderv1.OrderState_ORDER_STATE_WRITTEN_BACK
+
+// checkWrittenBack fails unless the BigCommerce order's metafield holds
+// the record's offline_order_id.
+func (e *env) checkWrittenBack(o *backorderv1.Order) {
+	e.t.Helper()
+	var vals []string
+	for _, m := range e.bc.Metafields(storeHash, o.GetOrderId()) {
+		if m.Namespace == "tropship" && m.Key == "offline_order_id" {
+			vals = append(vals, m.Value)
+		}
+	}
+	if len(vals) != 1 || vals[0] != o.GetOfflineOrderId() || o.GetOfflineOrderId() == "" {
+		e.t.Fatalf("order %d (%v, %q): metafield values %q; want exactly the record's id", o.GetOrderId(), o.GetState(), o.GetOfflineOrderId(), vals)
+	}
+}
+
 func (e *env) waitState(id uint64, want backorderv1.OrderState) *backorderv1.Order {
 	e.t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	backorderv1 "github.com/backorder/backorder/gen/backorder/v1"
 	"github.com/backorder/backorder/services/sandbox/bcsim"
 	"github.com/backorder/backorder/services/sandbox/stack"
 	"github.com/backorder/backorder/services/sandbox/webhook"
@@ -27,7 +26,7 @@ func TestFulfillmentMetrics(t *testing.T) {
 	e.bc.AddOrder(storeHash, bcsim.NewUKOrder(id, bcsim.StatusAwaitingFulfillment, bcsim.Lines(1)...))
 	ev := webhook.Created(storeHash, storeID, id)
 	e.sendAll([]webhook.Event{ev, ev, ev}, 1)
-	e.waitState(id, backorderv1.OrderState_ORDER_STATE_SUBMITTED)
+	e.waitState(id, writtenBack)
 
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -39,9 +38,10 @@ func TestFulfillmentMetrics(t *testing.T) {
 		`backorder_webhook_deliveries_total{result="recorded"} 1`,
 		`backorder_webhook_deliveries_total{result="duplicate"} 2`,
 		`backorder_supplier_submissions_total{mode="live",outcome="created"} 1`,
-		`backorder_bigcommerce_requests_total 4`,
+		`backorder_bigcommerce_requests_total 5`,
+		`backorder_write_backs_total{result="written"} 1`,
 		`backorder_store_up 1`,
-		`backorder_orders{state="SUBMITTED"} 1`,
+		`backorder_orders{state="WRITTEN_BACK"} 1`,
 		`backorder_orders{state="NEEDS_REVIEW"} 0`,
 		`backorder_orders_queued 0`,
 	} {

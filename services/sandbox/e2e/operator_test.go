@@ -320,7 +320,7 @@ func prepareOperatorOrders(t *testing.T, e *env, base uint64) opOrders {
 	send(o.reviewNotCreated, bcsim.StatusAwaitingFulfillment, "APP001", tropsim.Faults{FailBeforeCreate: tropsim.Trigger{Count: 1}}, stNeedsReview)
 	// Created, then no answer at all.
 	send(o.reviewTimeout, bcsim.StatusAwaitingFulfillment, "APP001", tropsim.Faults{TimeoutAfterCreate: tropsim.Trigger{Count: 1}}, stNeedsReview)
-	send(o.submitted, bcsim.StatusAwaitingFulfillment, "APP001", tropsim.Faults{}, stSubmitted)
+	send(o.submitted, bcsim.StatusAwaitingFulfillment, "APP001", tropsim.Faults{}, writtenBack)
 	send(o.ineligible, bcsim.StatusAwaitingPayment, "APP001", tropsim.Faults{}, stIneligible)
 	e.ts.SetFaults(tropsim.Faults{})
 
@@ -401,11 +401,11 @@ func testOperatorActions(t *testing.T, e *env, op operator, base uint64) {
 	expect(t, "get of an unknown order", op.get(base+99), codes.NotFound)
 
 	// Forbidden transitions: 409, naming the state the order is in.
-	expect(t, "retry of a SUBMITTED order", op.retry(o.submitted, "alice", ""), codes.FailedPrecondition, "SUBMITTED")
+	expect(t, "retry of a WRITTEN_BACK order", op.retry(o.submitted, "alice", ""), codes.FailedPrecondition, "WRITTEN_BACK")
 	expect(t, "retry of a NEEDS_REVIEW order", op.retry(o.reviewTimeout, "alice", ""), codes.FailedPrecondition, "NEEDS_REVIEW")
 	expect(t, "retry of an INELIGIBLE order", op.retry(o.ineligible, "alice", ""), codes.FailedPrecondition, "INELIGIBLE")
-	expect(t, "resolve of a SUBMITTED order", op.resolve(o.submitted, resolution{offlineOrderID: ptr("TS-999999"), actor: "alice"}), codes.FailedPrecondition, "SUBMITTED")
-	expect(t, "resolve (not at supplier) of a SUBMITTED order", op.resolve(o.submitted, resolution{noOrder: ptr(true), actor: "alice"}), codes.FailedPrecondition, "SUBMITTED")
+	expect(t, "resolve of a WRITTEN_BACK order", op.resolve(o.submitted, resolution{offlineOrderID: ptr("TS-999999"), actor: "alice"}), codes.FailedPrecondition, "WRITTEN_BACK")
+	expect(t, "resolve (not at supplier) of a WRITTEN_BACK order", op.resolve(o.submitted, resolution{noOrder: ptr(true), actor: "alice"}), codes.FailedPrecondition, "WRITTEN_BACK")
 	expect(t, "resolve of a REJECTED order", op.resolve(o.rejected, resolution{noOrder: ptr(true), actor: "alice"}), codes.FailedPrecondition, "REJECTED")
 	expect(t, "resolve of a FAILED order", op.resolve(o.failed, resolution{offlineOrderID: ptr("TS-999999"), actor: "alice"}), codes.FailedPrecondition, "FAILED")
 	expect(t, "resolve of an INELIGIBLE order", op.resolve(o.ineligible, resolution{noOrder: ptr(true), actor: "alice"}), codes.FailedPrecondition, "INELIGIBLE")
@@ -413,7 +413,7 @@ func testOperatorActions(t *testing.T, e *env, op operator, base uint64) {
 	// None of that changed anything.
 	for id, want := range map[uint64]backorderv1.OrderState{
 		o.rejected: stRejected, o.failed: stFailed, o.reviewCreated: stNeedsReview, o.reviewNotCreated: stNeedsReview,
-		o.reviewTimeout: stNeedsReview, o.submitted: stSubmitted, o.ineligible: stIneligible,
+		o.reviewTimeout: stNeedsReview, o.submitted: writtenBack, o.ineligible: stIneligible,
 	} {
 		r := op.get(id)
 		expect(t, fmt.Sprintf("get order %d", id), r, codes.OK)
@@ -431,12 +431,12 @@ func testOperatorActions(t *testing.T, e *env, op operator, base uint64) {
 		t.Errorf("retried order answered %v with %d attempts; want RECEIVED with 0", r.order.GetState(), r.order.GetAttempts())
 	}
 	checkAction(t, r.order, 1, "retry", "alice", "NEW product added to the dropship catalogue", stRejected, stReceived, t0)
-	got := e.waitState(o.rejected, stSubmitted)
+	got := e.waitState(o.rejected, writtenBack)
 	if got.GetOfflineOrderId() != ledgerID(o.rejected) {
 		t.Errorf("retried order holds %q, supplier created %q", got.GetOfflineOrderId(), ledgerID(o.rejected))
 	}
 	checkAction(t, got, 1, "retry", "alice", "NEW product added to the dropship catalogue", stRejected, stReceived, t0)
-	expect(t, "second retry of the (now SUBMITTED) order", op.retry(o.rejected, "alice", ""), codes.FailedPrecondition, "SUBMITTED")
+	expect(t, "second retry of the (now WRITTEN_BACK) order", op.retry(o.rejected, "alice", ""), codes.FailedPrecondition, "WRITTEN_BACK")
 
 	// FAILED, retried: submitted once. Five operators press the button at
 	// once: one wins, the others are told the order moved on.
@@ -456,14 +456,14 @@ func testOperatorActions(t *testing.T, e *env, op operator, base uint64) {
 			}
 			winner = i
 		case codes.FailedPrecondition:
-			if !strings.Contains(r.msg, "RECEIVED") && !strings.Contains(r.msg, "SUBMITTING") && !strings.Contains(r.msg, "SUBMITTED") {
+			if !strings.Contains(r.msg, "RECEIVED") && !strings.Contains(r.msg, "SUBMITTING") && !strings.Contains(r.msg, "SUBMITTED") && !strings.Contains(r.msg, "WRITTEN_BACK") {
 				t.Errorf("concurrent retry %d refused with %q; want the state the order moved on to", i, r.msg)
 			}
 		default:
 			t.Errorf("concurrent retry %d: %v %q", i, r.code, r.msg)
 		}
 	}
-	got = e.waitState(o.failed, stSubmitted)
+	got = e.waitState(o.failed, writtenBack)
 	if winner >= 0 {
 		checkAction(t, got, 1, "retry", fmt.Sprintf("op%d", winner), "supplier back", stFailed, stReceived, t0)
 	}
@@ -472,7 +472,7 @@ func testOperatorActions(t *testing.T, e *env, op operator, base uint64) {
 	}
 
 	// NEEDS_REVIEW, found at the supplier: SUBMITTED with that id at once,
-	// and nothing is sent.
+	// and nothing is sent; then the id is written back to BigCommerce.
 	id := ledgerID(o.reviewCreated)
 	t0 = time.Now()
 	r = op.resolve(o.reviewCreated, resolution{offlineOrderID: &id, actor: "bob", note: "found in the TropShip portal"})
@@ -484,7 +484,8 @@ func testOperatorActions(t *testing.T, e *env, op operator, base uint64) {
 	if a := r.order.GetActions(); len(a) == 1 && a[0].GetOfflineOrderId() != id {
 		t.Errorf("the action records offline_order_id %q, want %q", a[0].GetOfflineOrderId(), id)
 	}
-	expect(t, "second resolve of the (now SUBMITTED) order", op.resolve(o.reviewCreated, resolution{noOrder: ptr(true), actor: "bob"}), codes.FailedPrecondition, "SUBMITTED")
+	e.checkWrittenBack(e.waitState(o.reviewCreated, writtenBack))
+	expect(t, "second resolve of the (now WRITTEN_BACK) order", op.resolve(o.reviewCreated, resolution{noOrder: ptr(true), actor: "bob"}), codes.FailedPrecondition, "WRITTEN_BACK")
 	// A late duplicate delivery does not send it either.
 	e.sendAll([]webhook.Event{webhook.Updated(storeHash, storeID, o.reviewCreated)}, 1)
 
@@ -496,7 +497,7 @@ func testOperatorActions(t *testing.T, e *env, op operator, base uint64) {
 		t.Errorf("resolved order answered %v; want RECEIVED", r.order.GetState())
 	}
 	checkAction(t, r.order, 1, "resolve-not-at-supplier", "carol", "not in the portal", stNeedsReview, stReceived, t0)
-	got = e.waitState(o.reviewNotCreated, stSubmitted)
+	got = e.waitState(o.reviewNotCreated, writtenBack)
 	if got.GetOfflineOrderId() != ledgerID(o.reviewNotCreated) {
 		t.Errorf("resent order holds %q, supplier created %q", got.GetOfflineOrderId(), ledgerID(o.reviewNotCreated))
 	}
@@ -514,11 +515,14 @@ func testOperatorActions(t *testing.T, e *env, op operator, base uint64) {
 		t.Errorf("concurrent resolves: %v %q and %v %q; want exactly one OK", dan.code, dan.msg, erin.code, erin.msg)
 	}
 	for _, r := range []opResult{dan, erin} {
-		if r.code != codes.OK {
-			expect(t, "the losing resolve", r, codes.FailedPrecondition, "SUBMITTED")
+		// The winner's order is SUBMITTED, or already written back.
+		if r.code != codes.OK && !strings.Contains(r.msg, "SUBMITTED") {
+			expect(t, "the losing resolve", r, codes.FailedPrecondition, "WRITTEN_BACK")
+		} else if r.code != codes.OK {
+			expect(t, "the losing resolve", r, codes.FailedPrecondition)
 		}
 	}
-	got = e.waitState(o.reviewTimeout, stSubmitted)
+	got = e.waitState(o.reviewTimeout, writtenBack)
 	if got.GetOfflineOrderId() != id || len(got.GetActions()) != 1 {
 		t.Errorf("resolved order holds %q with actions %v; want %q and one action", got.GetOfflineOrderId(), got.GetActions(), id)
 	}
@@ -538,9 +542,10 @@ func testOperatorActions(t *testing.T, e *env, op operator, base uint64) {
 	for _, id := range []uint64{o.rejected, o.failed, o.reviewCreated, o.reviewNotCreated, o.reviewTimeout} {
 		r := op.get(id)
 		expect(t, fmt.Sprintf("get order %d", id), r, codes.OK)
-		if r.order.GetState() != stSubmitted || len(r.order.GetActions()) != 1 {
-			t.Errorf("order %d: %v with actions %v; want SUBMITTED with 1", id, r.order.GetState(), r.order.GetActions())
+		if r.order.GetState() != writtenBack || len(r.order.GetActions()) != 1 {
+			t.Errorf("order %d: %v with actions %v; want WRITTEN_BACK with 1", id, r.order.GetState(), r.order.GetActions())
 		}
+		e.checkWrittenBack(r.order)
 	}
 	review, err = op.list(stNeedsReview)
 	if err != nil {
@@ -622,11 +627,11 @@ func TestOperatorAuthenticationRequired(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("retry with the token: HTTP %d %s", resp.StatusCode, b)
 	}
-	o = e.waitState(id, stSubmitted)
+	o = e.waitState(id, writtenBack)
 	if len(o.GetActions()) != 1 || o.GetActions()[0].GetActor() != "alice" || len(e.ts.Ledger().Orders) != 1 {
 		t.Fatalf("after the authenticated retry: %v, supplier orders %d", o.GetActions(), len(e.ts.Ledger().Orders))
 	}
-	if r := op.get(id); r.code != codes.OK || r.order.GetState() != stSubmitted {
+	if r := op.get(id); r.code != codes.OK || r.order.GetState() != writtenBack {
 		t.Fatalf("GET with the token: %v %q %v", r.code, r.msg, r.order.GetState())
 	}
 }

@@ -49,15 +49,17 @@ func TestSigtermDuringALiveCallStoresTheAnswer(t *testing.T) {
 				}
 			}
 
-			// The stopped replica stored the answer: a new one finds the
-			// order SUBMITTED, with the supplier's one order.
+			// The stopped replica stored the answer and left the write-back
+			// (step 9) queued: a new one finds the order SUBMITTED, with the
+			// supplier's one order, and writes it back without resending.
 			e.replaceReplica("live")
-			o := e.waitState(id, backorderv1.OrderState_ORDER_STATE_SUBMITTED)
+			o := e.waitState(id, writtenBack)
 			l := e.ts.Ledger()
 			checkNoDuplicates(t, l)
 			if len(l.Orders) != 1 || o.GetOfflineOrderId() != l.Orders[0].OfflineOrderID {
 				t.Fatalf("record %v; supplier orders %v; want the one order's id stored", o, l.Orders)
 			}
+			e.checkWrittenBack(o)
 		})
 	}
 }

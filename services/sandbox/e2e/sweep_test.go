@@ -59,7 +59,7 @@ func TestOrdersSweepFindsAnOrderWithoutWebhooks(t *testing.T) {
 	const id = 4242
 	e.bc.AddOrder(storeHash, bcsim.NewUKOrder(id, bcsim.StatusAwaitingFulfillment, bcsim.Lines(2)...))
 	// No webhook is sent.
-	o := e.waitState(id, backorderv1.OrderState_ORDER_STATE_SUBMITTED)
+	o := e.waitState(id, writtenBack)
 	e.waitSweeps(2) // later sweeps list the same change again
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -114,7 +114,7 @@ func TestOperatorSweepsNow(t *testing.T) {
 	if st["listed"] != "1" || st["recorded"] != "1" || st["enabled"] == true {
 		t.Fatalf("second sweep: %v; want the order listed and recorded, the periodic sweep off", out)
 	}
-	e.waitState(id, backorderv1.OrderState_ORDER_STATE_SUBMITTED)
+	e.waitState(id, writtenBack)
 	if l := e.ts.Ledger(); len(l.Orders) != 1 {
 		t.Fatalf("supplier orders %d, want 1", len(l.Orders))
 	}

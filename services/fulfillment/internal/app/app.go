@@ -115,11 +115,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 
 	svc := fulfill.New(fulfill.Config{
 		Store: cfg.BigCommerceStore, Mode: cfg.TropShipMode, ValidateFirst: cfg.TropShipValidateFirst,
-		Policy: cfg.Policy, Retry: cfg.Retry, Workers: cfg.Workers,
+		WriteBack: cfg.BigCommerceWriteBack,
+		Policy:    cfg.Policy, Retry: cfg.Retry, Workers: cfg.Workers,
 		SweepInterval: cfg.SweepInterval, SweepGrace: cfg.SweepGrace,
 		SupplierTimeout: cfg.TropShipTimeout,
 		OrdersSweep:     cfg.OrdersSweep, Lister: bc,
-	}, store, bc, m.Supplier(ts), log)
+	}, store, m.Storefront(bc), m.Supplier(ts), log)
 	m.Store(func(ctx context.Context) (map[order.State]int64, int64, error) {
 		return store.CountOrders(ctx, cfg.BigCommerceStore)
 	}, svc.OrdersSweepStatus)

@@ -29,6 +29,9 @@ type Config struct {
 	BigCommerceStore   string
 	BigCommerceToken   string
 	BigCommerceTimeout time.Duration
+	// BigCommerceWriteBack writes the supplier's id to the order's
+	// metafield once submitted (step 9).
+	BigCommerceWriteBack bool
 
 	TropShipURL           string
 	TropShipTokenPath     string
@@ -73,6 +76,7 @@ func Load(getenv func(string) string) (Config, error) {
 		BigCommerceStore:      e.required("BIGCOMMERCE_STORE_HASH"),
 		BigCommerceToken:      e.required("BIGCOMMERCE_ACCESS_TOKEN"),
 		BigCommerceTimeout:    e.duration("BIGCOMMERCE_TIMEOUT", 10*time.Second),
+		BigCommerceWriteBack:  e.boolean("BIGCOMMERCE_WRITE_BACK", true),
 		TropShipURL:           e.url("TROPSHIP_BASE_URL", ""),
 		TropShipTokenPath:     e.str("TROPSHIP_TOKEN_PATH", "/oauth/token"),
 		TropShipOrdersPath:    e.str("TROPSHIP_ORDERS_PATH", "/v1/offline-orders"),

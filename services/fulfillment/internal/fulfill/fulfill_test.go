@@ -19,10 +19,27 @@ import (
 	"github.com/backorder/backorder/services/sandbox/etcdtest"
 )
 
-// storefront is an in-memory BigCommerce with settable statuses.
+// storefront is an in-memory BigCommerce with settable statuses, and
+// metafields that hold the supplier's id.
 type storefront struct {
 	mu     sync.Mutex
 	status map[uint64]uint32
+	refs   map[uint64]string // the metafield of each order
+	writes int               // SetSupplierReference calls
+	// writeErr, when set, is what SetSupplierReference answers.
+	writeErr error
+}
+
+func (s *storefront) failWrites(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writeErr = err
+}
+
+func (s *storefront) ref(id uint64) (string, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refs[id], s.writes
 }
 
 func (s *storefront) set(id uint64, st uint32) {
@@ -45,7 +62,25 @@ func (s *storefront) Order(_ context.Context, k order.Key) (order.StorefrontOrde
 	}, nil
 }
 
-func (s *storefront) SupplierReference(context.Context, order.Key) (string, error) { return "", nil }
+func (s *storefront) SupplierReference(_ context.Context, k order.Key) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refs[k.ID], nil
+}
+
+func (s *storefront) SetSupplierReference(_ context.Context, k order.Key, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writes++
+	if s.writeErr != nil {
+		return s.writeErr
+	}
+	if s.refs == nil {
+		s.refs = map[uint64]string{}
+	}
+	s.refs[k.ID] = id
+	return nil
+}
 
 // supplier counts live orders per reference, like the simulator's ledger.
 type supplier struct {

@@ -52,7 +52,9 @@ func (s *Service) Act(ctx context.Context, k order.Key, a Action) (*order.Order,
 		err = o.Retry(a.Actor, a.Note, now)
 	case order.ActionResolveFound:
 		err = o.ResolveFound(a.OfflineOrderID, a.Actor, a.Note, now)
-		q = QueueOp{Done: true}
+		if !s.cfg.WriteBack {
+			q = QueueOp{Done: true}
+		} // else queued: the id a person found is written back (step 9)
 	case order.ActionResolveNotAtSupplier:
 		err = o.ResolveNotAtSupplier(a.Actor, a.Note, now)
 	default:

@@ -9,7 +9,8 @@ import (
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
 )
 
-// Storefront reads orders from BigCommerce.
+// Storefront reads orders from BigCommerce and writes the supplier's id
+// back to them.
 type Storefront interface {
 	// Order reads the order, all pages of its lines and its shipping
 	// addresses. It returns ErrOrderNotFound when the store has no such
@@ -18,6 +19,11 @@ type Storefront interface {
 	// SupplierReference returns the supplier's offline_order_id recorded on
 	// the order's metafield by an earlier run, or "" when there is none.
 	SupplierReference(ctx context.Context, k order.Key) (string, error)
+	// SetSupplierReference records the supplier's offline_order_id on the
+	// order's metafield (step 9), where SupplierReference finds it. Writing
+	// the same id again is harmless. Failures worth retrying are a
+	// *RetryableError.
+	SetSupplierReference(ctx context.Context, k order.Key, offlineOrderID string) error
 }
 
 // OrderLister lists a store's orders from BigCommerce, for the sweep that

@@ -60,7 +60,7 @@ func (s *Service) Process(ctx context.Context, k order.Key, opt ProcessOptions) 
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(parent))
 	defer cancel(nil)
-	p := &run{s: s, lk: lk, k: k, opt: opt, now: s.cfg.Now()}
+	p := &run{s: s, lk: lk, k: k, opt: opt, now: s.cfg.Now(), caller: parent}
 	go func() {
 		stop := parent.Done()
 		for {
@@ -96,6 +96,9 @@ type run struct {
 	opt ProcessOptions
 	now time.Time
 	o   *order.Order
+	// caller is the context Process was called with: it no longer stops
+	// the run once committed, but it still cuts a write-back short.
+	caller context.Context
 	// commitMu guards committed and stopped: a run either commits to its
 	// supplier call (from then on only a lost lock or the call's deadline
 	// stops it) or is stopped by its caller first, never both.
@@ -208,8 +211,12 @@ func (p *run) step(ctx context.Context) error {
 		return nil
 	}
 
-	// Step 4: a supplier reference means the supplier has the order.
+	// Step 4: a supplier reference means the supplier has the order. All
+	// that may be left is writing it back (step 9).
 	if p.o.HasSupplierOrder() {
+		if p.o.State == order.Submitted && p.s.cfg.WriteBack {
+			return p.writeBack(ctx)
+		}
 		return p.done(ctx)
 	}
 	switch p.o.State {
@@ -247,8 +254,12 @@ func (p *run) step(ctx context.Context) error {
 	}
 	if ref != "" {
 		// An earlier run created it and wrote it back; adopt, never resend.
+		// The reference is on the order already: WRITTEN_BACK.
 		p.o.OfflineOrderID, p.o.Reference, p.o.SubmittedAt = ref, order.Reference(p.k), p.now
 		if err := p.o.Transition(order.Submitted, p.now); err != nil {
+			return err
+		}
+		if err := p.o.WroteBack(p.now); err != nil {
 			return err
 		}
 		return p.done(ctx)
@@ -344,7 +355,14 @@ func (p *run) apply(ctx context.Context, r order.Result) error {
 	if !next.IsZero() {
 		q = QueueOp{At: next}
 	}
-	if err := p.saveSure(sctx, q, true); err != nil {
+	// Step 9 follows a created order in this run, under the same lock: the
+	// id is stored first (step 8), and the entry stays queued, so a sweep
+	// writes it back if this process dies before it does.
+	writeBack := r.Outcome == order.Created && p.s.cfg.WriteBack
+	if writeBack {
+		q = QueueOp{At: p.now.Add(p.s.cfg.SweepGrace)}
+	}
+	if err := p.saveSure(sctx, q, !writeBack); err != nil {
 		if r.Outcome == order.Created {
 			// The record still says SUBMITTING: the next holder looks the
 			// reference up or holds the order for a person.
@@ -356,7 +374,53 @@ func (p *run) apply(ctx context.Context, r order.Result) error {
 	failpoint.Inject("after-store")
 	p.log().InfoContext(ctx, "supplier answered", "outcome", r.Outcome.String(),
 		"offline_order_id", p.o.OfflineOrderID, "mode", p.o.Mode.String())
+	if writeBack {
+		return p.writeBack(ctx)
+	}
 	return nil
+}
+
+// writeBack is step 9: the supplier's id goes on the BigCommerce order's
+// metafield, where step 5 of any later run finds it, even one whose etcd
+// lost this record. The supplier has the order, so a failure never resends
+// it: the write-back alone is tried again later (see order.WriteBackFailed).
+func (p *run) writeBack(ctx context.Context) error {
+	// A shutdown does not wait for the write-back: the order stays queued
+	// (from step 8, or from the failure that brought it here) and the next
+	// holder writes it back.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(p.caller, cancel)()
+	err := p.s.storefront.SetSupplierReference(wctx, p.k, p.o.OfflineOrderID)
+	p.now = p.s.cfg.Now()
+	if err == nil {
+		if err := p.o.WroteBack(p.now); err != nil {
+			return err
+		}
+		return p.done(ctx)
+	}
+	if ctx.Err() != nil {
+		return err // the lock was lost: the next holder writes it back
+	}
+	if wctx.Err() != nil {
+		p.log().InfoContext(ctx, "write-back left for the next run: stopping", "offline_order_id", p.o.OfflineOrderID)
+		return nil
+	}
+	var re *RetryableError
+	var retryAfter time.Duration
+	if errors.As(err, &re) {
+		retryAfter = re.RetryAfter
+	}
+	next, aerr := p.o.WriteBackFailed(err.Error(), re != nil, retryAfter, p.now, p.s.cfg.Retry)
+	if aerr != nil {
+		return aerr
+	}
+	if next.IsZero() {
+		p.log().WarnContext(ctx, "gave up writing the supplier id back to BigCommerce",
+			"offline_order_id", p.o.OfflineOrderID, "failures", p.o.WriteBackFailures, "err", err)
+		return p.done(ctx)
+	}
+	return p.save(ctx, QueueOp{At: next})
 }
 
 // unknownOutcome handles a SUBMITTING live order found under the lock: the

@@ -28,8 +28,12 @@ type Config struct {
 	Mode order.Mode
 	// ValidateFirst makes every live submission a validate_only call first.
 	ValidateFirst bool
-	Policy        order.Policy
-	Retry         order.RetryPolicy
+	// WriteBack writes the supplier's id to the BigCommerce order's
+	// metafield once the order is SUBMITTED (step 9), which makes it
+	// WRITTEN_BACK.
+	WriteBack bool
+	Policy    order.Policy
+	Retry     order.RetryPolicy
 	// Workers process orders concurrently (default 16).
 	Workers int
 	// SweepInterval is how often queued work is looked for (default 5 s).

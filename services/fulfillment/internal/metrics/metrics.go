@@ -38,6 +38,7 @@ type Metrics struct {
 	deliveries *prometheus.CounterVec
 	submits    *prometheus.CounterVec
 	lookups    *prometheus.CounterVec
+	writeBacks *prometheus.CounterVec
 }
 
 // New returns Metrics with the Go runtime and process collectors.
@@ -62,8 +63,12 @@ func New() *Metrics {
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "backorder_supplier_lookups_total", Help: "TropShip lookups by reference, by result: found, not_found, error.",
 		}, []string{"result"}),
+		writeBacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "backorder_write_backs_total",
+			Help: "Writes of the supplier's id to the BigCommerce order's metafield (step 9), by result: written, error.",
+		}, []string{"result"}),
 	}
-	m.reg.MustRegister(m.grpcCalls, m.grpcTime, m.deliveries, m.submits, m.lookups,
+	m.reg.MustRegister(m.grpcCalls, m.grpcTime, m.deliveries, m.submits, m.lookups, m.writeBacks,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -136,6 +141,26 @@ func (c *supplier) Lookup(ctx context.Context, ref string) (string, bool, error)
 		c.m.lookups.WithLabelValues("not_found").Inc()
 	}
 	return id, found, err
+}
+
+// Storefront returns s, counting its write-backs.
+func (m *Metrics) Storefront(s fulfill.Storefront) fulfill.Storefront {
+	return &storefront{Storefront: s, m: m}
+}
+
+type storefront struct {
+	fulfill.Storefront
+	m *Metrics
+}
+
+func (c *storefront) SetSupplierReference(ctx context.Context, k order.Key, offlineOrderID string) error {
+	err := c.Storefront.SetSupplierReference(ctx, k, offlineOrderID)
+	result := "written"
+	if err != nil {
+		result = "error"
+	}
+	c.m.writeBacks.WithLabelValues(result).Inc()
+	return err
 }
 
 // BigCommerceStats are the BigCommerce client's counters.

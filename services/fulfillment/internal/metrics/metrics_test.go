@@ -52,6 +52,16 @@ func (fakeSupplier) Submit(_ context.Context, _ order.Submission, validateOnly b
 
 func (fakeSupplier) Lookup(context.Context, string) (string, bool, error) { return "TS-1", true, nil }
 
+// fakeStorefront writes back every id but an empty one.
+type fakeStorefront struct{ fulfill.Storefront }
+
+func (fakeStorefront) SetSupplierReference(_ context.Context, _ order.Key, id string) error {
+	if id == "" {
+		return errors.New("empty id")
+	}
+	return nil
+}
+
 func TestMetrics(t *testing.T) {
 	m := metrics.New()
 	call := func(method string, resp any, err error) {
@@ -70,6 +80,9 @@ func TestMetrics(t *testing.T) {
 	sup.Submit(context.Background(), order.Submission{}, true)
 	sup.Submit(context.Background(), order.Submission{}, false)
 	sup.Lookup(context.Background(), "BC-abc-1")
+	sf := m.Storefront(fakeStorefront{})
+	sf.SetSupplierReference(context.Background(), order.Key{Store: "abc", ID: 1}, "TS-1")
+	sf.SetSupplierReference(context.Background(), order.Key{Store: "abc", ID: 2}, "")
 
 	m.BigCommerce(func() metrics.BigCommerceStats { return metrics.BigCommerceStats{Requests: 8, RateLimited: 1} })
 	up := true
@@ -92,6 +105,8 @@ func TestMetrics(t *testing.T) {
 		`backorder_supplier_submissions_total{mode="validate",outcome="valid"} 1`,
 		`backorder_supplier_submissions_total{mode="live",outcome="ambiguous"} 1`,
 		`backorder_supplier_lookups_total{result="found"} 1`,
+		`backorder_write_backs_total{result="written"} 1`,
+		`backorder_write_backs_total{result="error"} 1`,
 		`backorder_bigcommerce_requests_total 8`,
 		`backorder_bigcommerce_rate_limited_total 1`,
 		`backorder_store_up 1`,

@@ -58,17 +58,20 @@ type Order struct {
 	Attempts       uint32 `json:"attempts,omitempty"`
 	// LookupFailures counts failed lookups of the reference since the last
 	// ambiguous answer (TROPSHIP_LOOKUP).
-	LookupFailures   uint32    `json:"lookup_failures,omitempty"`
-	LastError        string    `json:"last_error,omitempty"`
-	IneligibleReason string    `json:"ineligible_reason,omitempty"`
-	ReviewReason     string    `json:"review_reason,omitempty"`
-	StatusID         uint32    `json:"status_id,omitempty"` // BigCommerce status last read
-	Mode             Mode      `json:"mode,omitempty"`      // mode of the last supplier call
-	Events           []Event   `json:"events,omitempty"`
-	CreatedAt        time.Time `json:"created_at"`
-	UpdatedAt        time.Time `json:"updated_at"`
-	SubmittedAt      time.Time `json:"submitted_at,omitzero"`
-	NextAttemptAt    time.Time `json:"next_attempt_at,omitzero"`
+	LookupFailures uint32 `json:"lookup_failures,omitempty"`
+	// WriteBackFailures counts failed write-backs of the supplier id to
+	// BigCommerce since the order was SUBMITTED (step 9).
+	WriteBackFailures uint32    `json:"write_back_failures,omitempty"`
+	LastError         string    `json:"last_error,omitempty"`
+	IneligibleReason  string    `json:"ineligible_reason,omitempty"`
+	ReviewReason      string    `json:"review_reason,omitempty"`
+	StatusID          uint32    `json:"status_id,omitempty"` // BigCommerce status last read
+	Mode              Mode      `json:"mode,omitempty"`      // mode of the last supplier call
+	Events            []Event   `json:"events,omitempty"`
+	CreatedAt         time.Time `json:"created_at"`
+	UpdatedAt         time.Time `json:"updated_at"`
+	SubmittedAt       time.Time `json:"submitted_at,omitzero"`
+	NextAttemptAt     time.Time `json:"next_attempt_at,omitzero"`
 	// CallDeadline is written with the intent: the supplier call of that
 	// attempt is never started after it. A successor that must find out
 	// whether the call happened waits until after it.

@@ -1,0 +1,156 @@
+package fulfill_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
+	"github.com/backorder/backorder/services/fulfillment/internal/order"
+	"github.com/backorder/backorder/services/sandbox/etcdtest"
+)
+
+// runWriteBack starts one replica with write-back on, on a fresh etcd.
+func runWriteBack(t *testing.T, sf *storefront, sup fulfill.Supplier) *harness {
+	t.Helper()
+	st := newStore(t, etcdtest.Start(t))
+	svc := fulfill.New(fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(), WriteBack: true,
+		Retry:         order.RetryPolicy{Base: 10 * time.Millisecond, Max: 20 * time.Millisecond, MaxAttempts: 3},
+		SweepInterval: 20 * time.Millisecond, SweepGrace: 50 * time.Millisecond, Workers: 2,
+	}, st, sf, sup, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { svc.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return &harness{sf: sf, svc: []*fulfill.Service{svc}}
+}
+
+// Step 9: a created order's id goes on the BigCommerce metafield, once,
+// and later deliveries of the order write nothing more anywhere.
+func TestWriteBackPutsTheSupplierIDOnTheOrder(t *testing.T) {
+	sf := &storefront{status: map[uint64]uint32{31: 11}}
+	sup := &supplier{live: map[string]int{}}
+	h := runWriteBack(t, sf, sup)
+	k := order.Key{Store: "abc", ID: 31}
+	ctx := context.Background()
+	h.svc[0].Intake(ctx, delivery(31, "store/order/created", 0, "c"))
+	o := h.waitState(t, k, order.WrittenBack)
+	ref, writes := sf.ref(31)
+	if ref != o.OfflineOrderID || ref == "" || writes != 1 {
+		t.Fatalf("metafield %q after %d writes; record id %q", ref, writes, o.OfflineOrderID)
+	}
+	if o.LastError != "" || o.WriteBackFailures != 0 {
+		t.Errorf("written-back order carries %q / %d failures", o.LastError, o.WriteBackFailures)
+	}
+	for i, scope := range []string{"store/order/updated", "store/order/statusUpdated"} {
+		if r, err := h.svc[0].Intake(ctx, delivery(31, scope, 11, string(rune('a'+i)))); err != nil || !r.Recorded {
+			t.Fatalf("event of a written-back order: %+v %v, want recorded", r, err)
+		}
+		if o, err := h.svc[0].Get(ctx, k); err != nil || o.Pending {
+			t.Fatalf("event of a written-back order queued work: %+v %v", o, err)
+		}
+	}
+	if o, err := h.svc[0].Process(ctx, k, fulfill.ProcessOptions{Force: true}); err != nil || o.State != order.WrittenBack {
+		t.Fatalf("forced run: %+v %v", o, err)
+	}
+	if _, writes := sf.ref(31); writes != 1 || sup.live["BC-abc-31"] != 1 {
+		t.Fatalf("%d metafield writes and %v supplier orders, want 1 and 1", writes, sup.live)
+	}
+}
+
+// A write-back that fails and may pass is tried again on its own, and the
+// order is never sent again meanwhile.
+func TestFailedWriteBackIsRetriedAndNeverResends(t *testing.T) {
+	sf := &storefront{status: map[uint64]uint32{32: 11}}
+	sf.failWrites(&fulfill.RetryableError{Err: errors.New("HTTP 503")})
+	sup := &supplier{live: map[string]int{}}
+	h := runWriteBack(t, sf, sup)
+	k := order.Key{Store: "abc", ID: 32}
+	h.svc[0].Intake(context.Background(), delivery(32, "store/order/created", 0, "c"))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		o, err := h.svc[0].Get(context.Background(), k)
+		if err == nil && o.WriteBackFailures >= 1 {
+			if o.State != order.Submitted || !o.Pending || !strings.Contains(o.LastError, "HTTP 503") {
+				t.Fatalf("after a failed write-back: state %v pending %v error %q", o.State, o.Pending, o.LastError)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed write-back recorded: %+v %v", o, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	sf.failWrites(nil)
+	o := h.waitState(t, k, order.WrittenBack)
+	if ref, _ := sf.ref(32); ref != o.OfflineOrderID || sup.live["BC-abc-32"] != 1 {
+		t.Fatalf("metafield %q, record %q, supplier orders %v", ref, o.OfflineOrderID, sup.live)
+	}
+}
+
+// A write-back that cannot succeed (here: not retryable) stops at once; the
+// order stays SUBMITTED, says what to do, and ProcessOrder writes it back
+// once the cause is fixed, still without resending.
+func TestWriteBackThatCannotSucceedWaitsForAPerson(t *testing.T) {
+	sf := &storefront{status: map[uint64]uint32{33: 11}}
+	sf.failWrites(errors.New("HTTP 403: the token may not write metafields"))
+	sup := &supplier{live: map[string]int{}}
+	h := runWriteBack(t, sf, sup)
+	k := order.Key{Store: "abc", ID: 33}
+	ctx := context.Background()
+	h.svc[0].Intake(ctx, delivery(33, "store/order/created", 0, "c"))
+	o := h.waitState(t, k, order.Submitted)
+	if o.WriteBackFailures != 1 || !strings.Contains(o.LastError, "ProcessOrder") || !strings.Contains(o.LastError, "403") {
+		t.Fatalf("failures %d, last error %q", o.WriteBackFailures, o.LastError)
+	}
+	sf.failWrites(nil)
+	o, err := h.svc[0].Process(ctx, k, fulfill.ProcessOptions{Force: true})
+	if err != nil || o.State != order.WrittenBack {
+		t.Fatalf("ProcessOrder after the fix: %+v %v", o, err)
+	}
+	if ref, writes := sf.ref(33); ref != o.OfflineOrderID || writes != 2 || sup.live["BC-abc-33"] != 1 {
+		t.Fatalf("metafield %q after %d writes, supplier orders %v", ref, writes, sup.live)
+	}
+}
+
+// An order whose metafield already names the supplier's order is adopted
+// as WRITTEN_BACK: no supplier call, no write.
+func TestMetafieldReferenceIsAdoptedAsWrittenBack(t *testing.T) {
+	sf := &storefront{status: map[uint64]uint32{34: 11}, refs: map[uint64]string{34: "TS-777"}}
+	sup := &supplier{live: map[string]int{}}
+	h := runWriteBack(t, sf, sup)
+	h.svc[0].Intake(context.Background(), delivery(34, "store/order/created", 0, "c"))
+	o := h.waitState(t, order.Key{Store: "abc", ID: 34}, order.WrittenBack)
+	if _, writes := sf.ref(34); o.OfflineOrderID != "TS-777" || writes != 0 || len(sup.live) != 0 {
+		t.Fatalf("adopted %q with %d writes and supplier orders %v", o.OfflineOrderID, writes, sup.live)
+	}
+}
+
+// ambiguous answers every live call with an unknown outcome.
+type ambiguous struct{ supplier }
+
+func (s *ambiguous) Submit(context.Context, order.Submission, bool) order.Result {
+	return order.Result{Outcome: order.Ambiguous, Reason: "timeout"}
+}
+
+// The id a person found for a NEEDS_REVIEW order is written back too.
+func TestResolvedIDIsWrittenBack(t *testing.T) {
+	sf := &storefront{status: map[uint64]uint32{35: 11}}
+	h := runWriteBack(t, sf, &ambiguous{})
+	k := order.Key{Store: "abc", ID: 35}
+	ctx := context.Background()
+	h.svc[0].Intake(ctx, delivery(35, "store/order/created", 0, "c"))
+	h.waitState(t, k, order.NeedsReview)
+	if _, err := h.svc[0].Act(ctx, k, fulfill.Action{Kind: order.ActionResolveFound, Actor: "alice", OfflineOrderID: "TS-4242"}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitState(t, k, order.WrittenBack)
+	if ref, writes := sf.ref(35); ref != "TS-4242" || writes != 1 {
+		t.Fatalf("metafield %q after %d writes, want TS-4242 after 1", ref, writes)
+	}
+}
