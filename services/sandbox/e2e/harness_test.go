@@ -202,9 +202,6 @@ func (e *env) startGateway() {
 
 func (e *env) webhookURL() string { return "http://" + e.gateway.Addr + "/v1/webhooks/bigcommerce" }
 
-// waitState polls GetOrder until the order is in state with no work
-// pending. It fails the test after a generous deadline: it never assumes
-// how fast the machine is.
 // writtenBack is where a created order ends with the default settings:
 // SUBMITTED, then its id written back to the BigCommerce order (step 9).
 const writtenBack = backorderv1.OrderState_ORDER_STATE_WRITTEN_BACK
@@ -224,6 +221,9 @@ func (e *env) checkWrittenBack(o *backorderv1.Order) {
 	}
 }
 
+// waitState polls GetOrder until the order is in state with no work
+// pending. It fails the test after a generous deadline: it never assumes
+// how fast the machine is.
 func (e *env) waitState(id uint64, want backorderv1.OrderState) *backorderv1.Order {
 	e.t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)

@@ -742,30 +742,33 @@ func TestSetSupplierReference(t *testing.T) {
 		t.Errorf("POST body has fields %v, want exactly %v", w0, want)
 	}
 
-	// Second write of another value: 409, then find, then PUT.
-	if err := c.SetSupplierReference(ctx, k, "TS-2"); err != nil {
-		t.Fatalf("update: %v", err)
-	}
-	if got, _ := c.SupplierReference(ctx, k); got != "TS-2" {
-		t.Errorf("after update the metafield holds %q, want TS-2", got)
+	// The same value again: 409, found equal, nothing more.
+	before := len(fs.requests())
+	if err := c.SetSupplierReference(ctx, k, "TS-1"); err != nil {
+		t.Fatalf("repeat: %v", err)
 	}
 	log := fs.requests()
 	wantTail := []string{
 		"POST /stores/abc123/v3/orders/1/metafields",
 		"GET /stores/abc123/v3/orders/1/metafields?key=offline_order_id&namespace=tropship",
-		"PUT /stores/abc123/v3/orders/1/metafields/101",
 	}
-	if got := strings.Join(log[1:4], "\n"); got != strings.Join(wantTail, "\n") {
+	if got := strings.Join(log[before:], "\n"); got != strings.Join(wantTail, "\n") {
 		t.Errorf("requests:\n%s\nwant:\n%s", got, strings.Join(wantTail, "\n"))
 	}
 
-	// The same value again: 409, found equal, no PUT.
-	before := len(fs.requests())
-	if err := c.SetSupplierReference(ctx, k, "TS-2"); err != nil {
-		t.Fatalf("repeat: %v", err)
+	// Another value: never overwritten; the error names both ids, and is
+	// not worth retrying.
+	before = len(fs.requests())
+	err := c.SetSupplierReference(ctx, k, "TS-2")
+	var re *fulfill.RetryableError
+	if err == nil || errors.As(err, &re) || !strings.Contains(err.Error(), `"TS-1"`) || !strings.Contains(err.Error(), `"TS-2"`) {
+		t.Fatalf("write of another id: %v; want a final error naming TS-1 and TS-2", err)
 	}
-	if n := len(fs.requests()) - before; n != 2 {
-		t.Errorf("repeat made %d requests, want 2 (POST, GET)", n)
+	if got, _ := c.SupplierReference(ctx, k); got != "TS-1" {
+		t.Errorf("the metafield holds %q, want TS-1 kept", got)
+	}
+	if n := len(fs.requests()) - before; n != 3 {
+		t.Errorf("write of another id made %d requests, want 3 (POST, GET, and the check's GET)", n)
 	}
 
 	if err := c.SetSupplierReference(ctx, order.Key{Store: testStore, ID: 99}, "TS-3"); !errors.Is(err, fulfill.ErrOrderNotFound) {

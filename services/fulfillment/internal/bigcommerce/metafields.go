@@ -24,9 +24,12 @@ func (c *Client) SupplierReference(ctx context.Context, k order.Key) (string, er
 }
 
 // SetSupplierReference records the supplier's order id in the order's
-// metafield, creating it (app_only, so other apps cannot change it) or, when
-// it exists already (409), updating it. Writing the same value twice is
-// harmless, so a failed write-back may simply be repeated. Errors are those
+// metafield, creating it (app_only, so other apps cannot change it). When it
+// exists already (409) and holds the same id, that is success: a failed
+// write-back may simply be repeated. When it holds another id, nothing is
+// overwritten: the order's one reference cannot have two supplier orders
+// unless something went wrong, and the other id is the evidence a person
+// needs, so it is returned as an error naming both. Other errors are those
 // of Order.
 func (c *Client) SetSupplierReference(ctx context.Context, k order.Key, offlineID string) error {
 	if offlineID == "" {
@@ -42,8 +45,7 @@ func (c *Client) SetSupplierReference(ctx context.Context, k order.Key, offlineI
 	if err != nil {
 		return fmt.Errorf("bigcommerce: encoding the metafield: %w", err)
 	}
-	path := metafieldsPath(k)
-	req := request{method: http.MethodPost, path: path, body: body}
+	req := request{method: http.MethodPost, path: metafieldsPath(k), body: body}
 	resp, err := c.do(ctx, k.Store, req)
 	if err != nil {
 		return err
@@ -60,22 +62,15 @@ func (c *Client) SetSupplierReference(ctx context.Context, k order.Key, offlineI
 	if err != nil {
 		return err
 	}
-	if mf == nil || mf.ID == 0 {
+	if mf == nil {
 		// Deleted between the two calls, or the list hides it: a later
 		// attempt will create or find it.
 		return &fulfill.RetryableError{Err: fmt.Errorf("bigcommerce: %s: 409 Conflict, but no metafield %s/%s was found",
 			req, c.cfg.MetafieldNamespace, c.cfg.MetafieldKey)}
 	}
-	if string(mf.Value) == offlineID {
-		return nil
-	}
-	put := request{method: http.MethodPut, path: path + "/" + strconv.FormatUint(uint64(mf.ID), 10), body: body}
-	resp, err = c.do(ctx, k.Store, put)
-	if err != nil {
-		return err
-	}
-	if resp.status != http.StatusOK && resp.status != http.StatusCreated && resp.status != http.StatusNoContent {
-		return c.statusError(put, resp, fulfill.ErrOrderNotFound)
+	if got := string(mf.Value); got != offlineID {
+		return fmt.Errorf("bigcommerce: order %s: metafield %s/%s already holds supplier id %q, not %q; left as it is: "+
+			"check at the supplier whether both exist", k, c.cfg.MetafieldNamespace, c.cfg.MetafieldKey, got, offlineID)
 	}
 	return nil
 }

@@ -28,6 +28,8 @@ type storefront struct {
 	writes int               // SetSupplierReference calls
 	// writeErr, when set, is what SetSupplierReference answers.
 	writeErr error
+	// writeDelay is how long each SetSupplierReference takes.
+	writeDelay time.Duration
 }
 
 func (s *storefront) failWrites(err error) {
@@ -69,6 +71,7 @@ func (s *storefront) SupplierReference(_ context.Context, k order.Key) (string, 
 }
 
 func (s *storefront) SetSupplierReference(_ context.Context, k order.Key, id string) error {
+	time.Sleep(s.writeDelay)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.writes++

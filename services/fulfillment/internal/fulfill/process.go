@@ -215,6 +215,15 @@ func (p *run) step(ctx context.Context) error {
 	// that may be left is writing it back (step 9).
 	if p.o.HasSupplierOrder() {
 		if p.o.State == order.Submitted && p.s.cfg.WriteBack {
+			switch {
+			case p.opt.Force:
+				// A person asked (after fixing the cause): a fresh budget.
+				p.o.WriteBackFailures = 0
+			case p.now.Before(p.o.NextAttemptAt):
+				// Run again early (the sweep saw the entry due while the
+				// last attempt ran): keep to the backoff.
+				return p.save(ctx, QueueOp{At: p.o.NextAttemptAt})
+			}
 			return p.writeBack(ctx)
 		}
 		return p.done(ctx)

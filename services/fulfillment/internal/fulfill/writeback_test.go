@@ -14,13 +14,16 @@ import (
 	"github.com/backorder/backorder/services/sandbox/etcdtest"
 )
 
+// fastRetry retries write-backs at once, three times.
+var fastRetry = order.RetryPolicy{Base: 10 * time.Millisecond, Max: 20 * time.Millisecond, MaxAttempts: 3}
+
 // runWriteBack starts one replica with write-back on, on a fresh etcd.
-func runWriteBack(t *testing.T, sf *storefront, sup fulfill.Supplier) *harness {
+func runWriteBack(t *testing.T, sf *storefront, sup fulfill.Supplier, retry order.RetryPolicy) *harness {
 	t.Helper()
 	st := newStore(t, etcdtest.Start(t))
 	svc := fulfill.New(fulfill.Config{
 		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(), WriteBack: true,
-		Retry:         order.RetryPolicy{Base: 10 * time.Millisecond, Max: 20 * time.Millisecond, MaxAttempts: 3},
+		Retry:         retry,
 		SweepInterval: 20 * time.Millisecond, SweepGrace: 50 * time.Millisecond, Workers: 2,
 	}, st, sf, sup, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -35,7 +38,7 @@ func runWriteBack(t *testing.T, sf *storefront, sup fulfill.Supplier) *harness {
 func TestWriteBackPutsTheSupplierIDOnTheOrder(t *testing.T) {
 	sf := &storefront{status: map[uint64]uint32{31: 11}}
 	sup := &supplier{live: map[string]int{}}
-	h := runWriteBack(t, sf, sup)
+	h := runWriteBack(t, sf, sup, fastRetry)
 	k := order.Key{Store: "abc", ID: 31}
 	ctx := context.Background()
 	h.svc[0].Intake(ctx, delivery(31, "store/order/created", 0, "c"))
@@ -69,7 +72,7 @@ func TestFailedWriteBackIsRetriedAndNeverResends(t *testing.T) {
 	sf := &storefront{status: map[uint64]uint32{32: 11}}
 	sf.failWrites(&fulfill.RetryableError{Err: errors.New("HTTP 503")})
 	sup := &supplier{live: map[string]int{}}
-	h := runWriteBack(t, sf, sup)
+	h := runWriteBack(t, sf, sup, order.RetryPolicy{Base: 50 * time.Millisecond, Max: 100 * time.Millisecond, MaxAttempts: 1000})
 	k := order.Key{Store: "abc", ID: 32}
 	h.svc[0].Intake(context.Background(), delivery(32, "store/order/created", 0, "c"))
 	deadline := time.Now().Add(30 * time.Second)
@@ -100,7 +103,7 @@ func TestWriteBackThatCannotSucceedWaitsForAPerson(t *testing.T) {
 	sf := &storefront{status: map[uint64]uint32{33: 11}}
 	sf.failWrites(errors.New("HTTP 403: the token may not write metafields"))
 	sup := &supplier{live: map[string]int{}}
-	h := runWriteBack(t, sf, sup)
+	h := runWriteBack(t, sf, sup, fastRetry)
 	k := order.Key{Store: "abc", ID: 33}
 	ctx := context.Background()
 	h.svc[0].Intake(ctx, delivery(33, "store/order/created", 0, "c"))
@@ -108,12 +111,18 @@ func TestWriteBackThatCannotSucceedWaitsForAPerson(t *testing.T) {
 	if o.WriteBackFailures != 1 || !strings.Contains(o.LastError, "ProcessOrder") || !strings.Contains(o.LastError, "403") {
 		t.Fatalf("failures %d, last error %q", o.WriteBackFailures, o.LastError)
 	}
-	sf.failWrites(nil)
+	// ProcessOrder gives the write-back a fresh budget of attempts.
+	sf.failWrites(&fulfill.RetryableError{Err: errors.New("HTTP 503")})
 	o, err := h.svc[0].Process(ctx, k, fulfill.ProcessOptions{Force: true})
+	if err != nil || o.State != order.Submitted || o.WriteBackFailures != 1 || o.NextAttemptAt.IsZero() {
+		t.Fatalf("ProcessOrder during an outage: %+v %v; want SUBMITTED, 1 failure, a retry scheduled", o, err)
+	}
+	sf.failWrites(nil)
+	o, err = h.svc[0].Process(ctx, k, fulfill.ProcessOptions{Force: true})
 	if err != nil || o.State != order.WrittenBack {
 		t.Fatalf("ProcessOrder after the fix: %+v %v", o, err)
 	}
-	if ref, writes := sf.ref(33); ref != o.OfflineOrderID || writes != 2 || sup.live["BC-abc-33"] != 1 {
+	if ref, writes := sf.ref(33); ref != o.OfflineOrderID || writes < 3 || sup.live["BC-abc-33"] != 1 {
 		t.Fatalf("metafield %q after %d writes, supplier orders %v", ref, writes, sup.live)
 	}
 }
@@ -123,7 +132,7 @@ func TestWriteBackThatCannotSucceedWaitsForAPerson(t *testing.T) {
 func TestMetafieldReferenceIsAdoptedAsWrittenBack(t *testing.T) {
 	sf := &storefront{status: map[uint64]uint32{34: 11}, refs: map[uint64]string{34: "TS-777"}}
 	sup := &supplier{live: map[string]int{}}
-	h := runWriteBack(t, sf, sup)
+	h := runWriteBack(t, sf, sup, fastRetry)
 	h.svc[0].Intake(context.Background(), delivery(34, "store/order/created", 0, "c"))
 	o := h.waitState(t, order.Key{Store: "abc", ID: 34}, order.WrittenBack)
 	if _, writes := sf.ref(34); o.OfflineOrderID != "TS-777" || writes != 0 || len(sup.live) != 0 {
@@ -141,7 +150,7 @@ func (s *ambiguous) Submit(context.Context, order.Submission, bool) order.Result
 // The id a person found for a NEEDS_REVIEW order is written back too.
 func TestResolvedIDIsWrittenBack(t *testing.T) {
 	sf := &storefront{status: map[uint64]uint32{35: 11}}
-	h := runWriteBack(t, sf, &ambiguous{})
+	h := runWriteBack(t, sf, &ambiguous{}, fastRetry)
 	k := order.Key{Store: "abc", ID: 35}
 	ctx := context.Background()
 	h.svc[0].Intake(ctx, delivery(35, "store/order/created", 0, "c"))
@@ -152,5 +161,24 @@ func TestResolvedIDIsWrittenBack(t *testing.T) {
 	h.waitState(t, k, order.WrittenBack)
 	if ref, writes := sf.ref(35); ref != "TS-4242" || writes != 1 {
 		t.Fatalf("metafield %q after %d writes, want TS-4242 after 1", ref, writes)
+	}
+}
+
+// A failed write-back keeps to its backoff: a run that comes early (the
+// sweep saw the entry due while the attempt was under way) writes nothing.
+func TestWriteBackRetryWaitsForItsBackoff(t *testing.T) {
+	sf := &storefront{status: map[uint64]uint32{36: 11}, writeDelay: 200 * time.Millisecond}
+	sf.failWrites(&fulfill.RetryableError{Err: errors.New("HTTP 503")})
+	sup := &supplier{live: map[string]int{}}
+	h := runWriteBack(t, sf, sup, order.RetryPolicy{Base: time.Hour, Max: time.Hour, MaxAttempts: 10})
+	k := order.Key{Store: "abc", ID: 36}
+	h.svc[0].Intake(context.Background(), delivery(36, "store/order/created", 0, "c"))
+	time.Sleep(time.Second) // five sweeps
+	o, err := h.svc[0].Get(context.Background(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, writes := sf.ref(36); writes != 1 || o.WriteBackFailures != 1 || !o.Pending || o.NextAttemptAt.Before(time.Now().Add(20*time.Minute)) {
+		t.Fatalf("%d write-backs, record %d failures, pending %v, next %v; want 1, 1, true, half an hour on", writes, o.WriteBackFailures, o.Pending, o.NextAttemptAt)
 	}
 }

@@ -155,11 +155,12 @@ type storefront struct {
 
 func (c *storefront) SetSupplierReference(ctx context.Context, k order.Key, offlineOrderID string) error {
 	err := c.Storefront.SetSupplierReference(ctx, k, offlineOrderID)
-	result := "written"
-	if err != nil {
-		result = "error"
+	switch {
+	case err == nil:
+		c.m.writeBacks.WithLabelValues("written").Inc()
+	case ctx.Err() == nil: // not cut short by a shutdown or a lost lock
+		c.m.writeBacks.WithLabelValues("error").Inc()
 	}
-	c.m.writeBacks.WithLabelValues(result).Inc()
 	return err
 }
 
