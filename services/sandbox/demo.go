@@ -198,6 +198,7 @@ func runDemo(ctx context.Context, args []string) error {
   curl -H 'Authorization: Bearer %[4]s' http://%[5]s/v1/stores/%[2]s/orders/%[3]d
   curl -H 'Authorization: Bearer %[4]s' http://%[5]s/v1/status      # replica, supplier mode, Orders API sweep
   curl -H 'Authorization: Bearer %[4]s' http://%[5]s/metrics
+  curl http://%[5]s/openapi.json     # every HTTP route
   curl http://%[6]s/_sim/ledger
   curl http://%[8]s/_sim/orders/%[3]d       # the BigCommerce order and its metafield
   go run ./services/sandbox send -url http://%[5]s/v1/webhooks/bigcommerce -secret %[7]s -store %[2]s -order %[3]d -times 5`,

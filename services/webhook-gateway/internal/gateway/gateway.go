@@ -128,6 +128,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET "+MetricsPath, s.adminOnly(s.metrics.handler()))
+	// The API's description holds no secret: served to anyone.
+	mux.HandleFunc("GET "+OpenAPIPath, serveOpenAPI)
 	s.handler = s.logRequests(mux)
 
 	logger.Info("webhook gateway configured", "config", cfg)

@@ -586,3 +586,33 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// The OpenAPI document is served without the operator token, and describes
+// the routes the gateway really serves.
+func TestOpenAPIDocument(t *testing.T) {
+	fake := startFake(t, "replica-1")
+	url, _ := startGateway(t, testConfig(fake.addr))
+	req, err := http.NewRequest(http.MethodGet, url+"/openapi.json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := do(t, req)
+	if resp.status != http.StatusOK {
+		t.Fatalf("GET /openapi.json = %d %s", resp.status, resp.body)
+	}
+	var doc struct {
+		Swagger string                     `json:"swagger"`
+		Paths   map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal([]byte(resp.body), &doc); err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	for _, p := range []string{"/v1/webhooks/bigcommerce", "/v1/orders", "/v1/status", "/v1/stores/{storeHash}/orders:sweep"} {
+		if _, ok := doc.Paths[p]; !ok {
+			t.Errorf("the document lacks %s (has %d paths)", p, len(doc.Paths))
+		}
+	}
+	if doc.Swagger != "2.0" {
+		t.Errorf("swagger = %q", doc.Swagger)
+	}
+}
