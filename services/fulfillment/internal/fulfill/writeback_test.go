@@ -17,8 +17,9 @@ import (
 // fastRetry retries write-backs at once, three times.
 var fastRetry = order.RetryPolicy{Base: 10 * time.Millisecond, Max: 20 * time.Millisecond, MaxAttempts: 3}
 
-// runWriteBack starts one replica with write-back on, on a fresh etcd.
-func runWriteBack(t *testing.T, sf *storefront, sup fulfill.Supplier, retry order.RetryPolicy) *harness {
+// runWriteBack starts one replica with write-back on, on a fresh etcd, and
+// delivers order id's created event to it.
+func runWriteBack(t *testing.T, sf *storefront, sup fulfill.Supplier, retry order.RetryPolicy, id uint64) (*harness, order.Key) {
 	t.Helper()
 	st := newStore(t, etcdtest.Start(t))
 	svc := fulfill.New(fulfill.Config{
@@ -30,7 +31,11 @@ func runWriteBack(t *testing.T, sf *storefront, sup fulfill.Supplier, retry orde
 	done := make(chan struct{})
 	go func() { svc.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return &harness{sf: sf, svc: []*fulfill.Service{svc}}
+	k := order.Key{Store: "abc", ID: id}
+	if _, err := svc.Intake(context.Background(), delivery(id, "store/order/created", 0, "c")); err != nil {
+		t.Fatal(err)
+	}
+	return &harness{sf: sf, svc: []*fulfill.Service{svc}}, k
 }
 
 // Step 9: a created order's id goes on the BigCommerce metafield, once,
@@ -38,10 +43,8 @@ func runWriteBack(t *testing.T, sf *storefront, sup fulfill.Supplier, retry orde
 func TestWriteBackPutsTheSupplierIDOnTheOrder(t *testing.T) {
 	sf := &storefront{status: map[uint64]uint32{31: 11}}
 	sup := &supplier{live: map[string]int{}}
-	h := runWriteBack(t, sf, sup, fastRetry)
-	k := order.Key{Store: "abc", ID: 31}
+	h, k := runWriteBack(t, sf, sup, fastRetry, 31)
 	ctx := context.Background()
-	h.svc[0].Intake(ctx, delivery(31, "store/order/created", 0, "c"))
 	o := h.waitState(t, k, order.WrittenBack)
 	ref, writes := sf.ref(31)
 	if ref != o.OfflineOrderID || ref == "" || writes != 1 {
@@ -72,9 +75,7 @@ func TestFailedWriteBackIsRetriedAndNeverResends(t *testing.T) {
 	sf := &storefront{status: map[uint64]uint32{32: 11}}
 	sf.failWrites(&fulfill.RetryableError{Err: errors.New("HTTP 503")})
 	sup := &supplier{live: map[string]int{}}
-	h := runWriteBack(t, sf, sup, order.RetryPolicy{Base: 50 * time.Millisecond, Max: 100 * time.Millisecond, MaxAttempts: 1000})
-	k := order.Key{Store: "abc", ID: 32}
-	h.svc[0].Intake(context.Background(), delivery(32, "store/order/created", 0, "c"))
+	h, k := runWriteBack(t, sf, sup, order.RetryPolicy{Base: 50 * time.Millisecond, Max: 100 * time.Millisecond, MaxAttempts: 1000}, 32)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		o, err := h.svc[0].Get(context.Background(), k)
@@ -103,10 +104,8 @@ func TestWriteBackThatCannotSucceedWaitsForAPerson(t *testing.T) {
 	sf := &storefront{status: map[uint64]uint32{33: 11}}
 	sf.failWrites(errors.New("HTTP 403: the token may not write metafields"))
 	sup := &supplier{live: map[string]int{}}
-	h := runWriteBack(t, sf, sup, fastRetry)
-	k := order.Key{Store: "abc", ID: 33}
+	h, k := runWriteBack(t, sf, sup, fastRetry, 33)
 	ctx := context.Background()
-	h.svc[0].Intake(ctx, delivery(33, "store/order/created", 0, "c"))
 	o := h.waitState(t, k, order.Submitted)
 	if o.WriteBackFailures != 1 || !strings.Contains(o.LastError, "ProcessOrder") || !strings.Contains(o.LastError, "403") {
 		t.Fatalf("failures %d, last error %q", o.WriteBackFailures, o.LastError)
@@ -132,9 +131,8 @@ func TestWriteBackThatCannotSucceedWaitsForAPerson(t *testing.T) {
 func TestMetafieldReferenceIsAdoptedAsWrittenBack(t *testing.T) {
 	sf := &storefront{status: map[uint64]uint32{34: 11}, refs: map[uint64]string{34: "TS-777"}}
 	sup := &supplier{live: map[string]int{}}
-	h := runWriteBack(t, sf, sup, fastRetry)
-	h.svc[0].Intake(context.Background(), delivery(34, "store/order/created", 0, "c"))
-	o := h.waitState(t, order.Key{Store: "abc", ID: 34}, order.WrittenBack)
+	h, k := runWriteBack(t, sf, sup, fastRetry, 34)
+	o := h.waitState(t, k, order.WrittenBack)
 	if _, writes := sf.ref(34); o.OfflineOrderID != "TS-777" || writes != 0 || len(sup.live) != 0 {
 		t.Fatalf("adopted %q with %d writes and supplier orders %v", o.OfflineOrderID, writes, sup.live)
 	}
@@ -150,10 +148,8 @@ func (s *ambiguous) Submit(context.Context, order.Submission, bool) order.Result
 // The id a person found for a NEEDS_REVIEW order is written back too.
 func TestResolvedIDIsWrittenBack(t *testing.T) {
 	sf := &storefront{status: map[uint64]uint32{35: 11}}
-	h := runWriteBack(t, sf, &ambiguous{}, fastRetry)
-	k := order.Key{Store: "abc", ID: 35}
+	h, k := runWriteBack(t, sf, &ambiguous{}, fastRetry, 35)
 	ctx := context.Background()
-	h.svc[0].Intake(ctx, delivery(35, "store/order/created", 0, "c"))
 	h.waitState(t, k, order.NeedsReview)
 	if _, err := h.svc[0].Act(ctx, k, fulfill.Action{Kind: order.ActionResolveFound, Actor: "alice", OfflineOrderID: "TS-4242"}); err != nil {
 		t.Fatal(err)
@@ -170,9 +166,7 @@ func TestWriteBackRetryWaitsForItsBackoff(t *testing.T) {
 	sf := &storefront{status: map[uint64]uint32{36: 11}, writeDelay: 200 * time.Millisecond}
 	sf.failWrites(&fulfill.RetryableError{Err: errors.New("HTTP 503")})
 	sup := &supplier{live: map[string]int{}}
-	h := runWriteBack(t, sf, sup, order.RetryPolicy{Base: time.Hour, Max: time.Hour, MaxAttempts: 10})
-	k := order.Key{Store: "abc", ID: 36}
-	h.svc[0].Intake(context.Background(), delivery(36, "store/order/created", 0, "c"))
+	h, k := runWriteBack(t, sf, sup, order.RetryPolicy{Base: time.Hour, Max: time.Hour, MaxAttempts: 10}, 36)
 	time.Sleep(time.Second) // five sweeps
 	o, err := h.svc[0].Get(context.Background(), k)
 	if err != nil {
