@@ -280,7 +280,8 @@ type Order struct {
 	State   OrderState `protobuf:"varint,3,opt,name=state,proto3,enum=backorder.v1.OrderState" json:"state,omitempty"`
 	// The deterministic supplier reference, e.g. "BC-abc123-250".
 	Reference string `protobuf:"bytes,4,opt,name=reference,proto3" json:"reference,omitempty"`
-	// The supplier's id of the created order, once SUBMITTED.
+	// The supplier's id of the created order, once SUBMITTED (and
+	// WRITTEN_BACK, once it is on the BigCommerce order's metafield too).
 	OfflineOrderId string `protobuf:"bytes,5,opt,name=offline_order_id,json=offlineOrderId,proto3" json:"offline_order_id,omitempty"`
 	// Supplier submission attempts made so far.
 	Attempts uint32 `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`
@@ -298,7 +299,8 @@ type Order struct {
 	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// When the supplier created the order.
 	SubmittedAt *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=submitted_at,json=submittedAt,proto3" json:"submitted_at,omitempty"`
-	// When the next attempt is due, when RETRY_SCHEDULED.
+	// When the next attempt is due: of the supplier call when
+	// RETRY_SCHEDULED, of the write-back when SUBMITTED.
 	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
 	// Whether work is pending for the order (an event not yet processed, or a
 	// scheduled retry).
@@ -306,9 +308,12 @@ type Order struct {
 	// Why the order waits for a person, when NEEDS_REVIEW, REJECTED or FAILED.
 	ReviewReason string `protobuf:"bytes,17,opt,name=review_reason,json=reviewReason,proto3" json:"review_reason,omitempty"`
 	// What people did to the order, oldest first.
-	Actions       []*OperatorAction `protobuf:"bytes,18,rep,name=actions,proto3" json:"actions,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Actions []*OperatorAction `protobuf:"bytes,18,rep,name=actions,proto3" json:"actions,omitempty"`
+	// Failed attempts to write offline_order_id back to the BigCommerce order
+	// since it was SUBMITTED; last_error says why the last one failed.
+	WriteBackFailures uint32 `protobuf:"varint,19,opt,name=write_back_failures,json=writeBackFailures,proto3" json:"write_back_failures,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Order) Reset() {
@@ -465,6 +470,13 @@ func (x *Order) GetActions() []*OperatorAction {
 		return x.Actions
 	}
 	return nil
+}
+
+func (x *Order) GetWriteBackFailures() uint32 {
+	if x != nil {
+		return x.WriteBackFailures
+	}
+	return 0
 }
 
 // OperatorAction is one thing a person did to an order.
@@ -1772,7 +1784,7 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\x13SweepOrdersResponse\x12\x18\n" +
 	"\askipped\x18\x01 \x01(\bR\askipped\x12\x14\n" +
 	"\x05first\x18\x02 \x01(\bR\x05first\x127\n" +
-	"\x06status\x18\x03 \x01(\v2\x1f.backorder.v1.OrdersSweepStatusR\x06status\"\xa7\x06\n" +
+	"\x06status\x18\x03 \x01(\v2\x1f.backorder.v1.OrdersSweepStatusR\x06status\"\xd7\x06\n" +
 	"\x05Order\x12\x1d\n" +
 	"\n" +
 	"store_hash\x18\x01 \x01(\tR\tstoreHash\x12\x19\n" +
@@ -1796,7 +1808,8 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\x0fnext_attempt_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x12\x18\n" +
 	"\apending\x18\x10 \x01(\bR\apending\x12#\n" +
 	"\rreview_reason\x18\x11 \x01(\tR\freviewReason\x126\n" +
-	"\aactions\x18\x12 \x03(\v2\x1c.backorder.v1.OperatorActionR\aactions\"\x96\x02\n" +
+	"\aactions\x18\x12 \x03(\v2\x1c.backorder.v1.OperatorActionR\aactions\x12.\n" +
+	"\x13write_back_failures\x18\x13 \x01(\rR\x11writeBackFailures\"\x96\x02\n" +
 	"\x0eOperatorAction\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x12\n" +

@@ -39,7 +39,7 @@ func TestWriteBackFailuresNeverResend(t *testing.T) {
 	e.bc.SetFaults(bcsim.Faults{Rate: 1, Status: http.StatusForbidden, WritesOnly: true})
 	e.sendAll([]webhook.Event{webhook.Created(storeHash, storeID, refused)}, 1)
 	o = e.waitState(refused, backorderv1.OrderState_ORDER_STATE_SUBMITTED)
-	if o.GetOfflineOrderId() == "" || !strings.Contains(o.GetLastError(), "403") || !strings.Contains(o.GetLastError(), "ProcessOrder") {
+	if o.GetOfflineOrderId() == "" || o.GetWriteBackFailures() != 1 || !strings.Contains(o.GetLastError(), "403") || !strings.Contains(o.GetLastError(), "ProcessOrder") {
 		t.Fatalf("refused write-back: %v; want SUBMITTED with the id and an error naming 403 and ProcessOrder", o)
 	}
 	if mf := e.bc.Metafields(storeHash, refused); len(mf) != 0 {

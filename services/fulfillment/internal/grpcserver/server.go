@@ -267,6 +267,7 @@ func toProto(o *order.Order) *backorderv1.Order {
 		Reference:           o.Reference,
 		OfflineOrderId:      o.OfflineOrderID,
 		Attempts:            o.Attempts,
+		WriteBackFailures:   o.WriteBackFailures,
 		LastError:           o.LastError,
 		IneligibleReason:    o.IneligibleReason,
 		BigcommerceStatusId: o.StatusID,
