@@ -91,6 +91,10 @@ type loadConfig struct {
 	// is done once WRITTEN_BACK (its id on the BigCommerce order), else
 	// once SUBMITTED.
 	WriteBack bool
+	// BCQuota and BCWindow rate-limit the BigCommerce simulator like a
+	// store's plan: BCQuota requests per BCWindow (0: unlimited).
+	BCQuota  int
+	BCWindow time.Duration
 }
 
 // doneState is the state in which an order of this run is done.
@@ -133,6 +137,8 @@ func parseLoad(args []string) (loadConfig, error) {
 	fs.BoolVar(&c.Verbose, "v", false, "show the services' logs")
 	fs.StringVar(&c.ProfileDir, "profile", "", "write CPU profiles of every process (each service through DEBUG_ADDR, and this process) to this directory, from the first delivery on")
 	fs.IntVar(&c.ProfileSeconds, "profile-seconds", 10, "length of the -profile window in seconds")
+	fs.IntVar(&c.BCQuota, "bc-quota", 0, "BigCommerce API requests the store may make per -bc-window, beyond which the simulator answers 429 (150 is the Standard and Plus plans' quota per 30 s); 0: unlimited")
+	fs.DurationVar(&c.BCWindow, "bc-window", 30*time.Second, "the BigCommerce rate-limit window")
 	fs.BoolVar(&c.WriteBack, "write-back", c.WriteBack, "BIGCOMMERCE_WRITE_BACK of the replicas: orders are done once WRITTEN_BACK (true) or SUBMITTED (false); \"SUBMITTED\" in the report means done")
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
@@ -206,6 +212,9 @@ type loadReport struct {
 		BenchOps          int      `json:"bench_ops"`
 		Seed              uint64   `json:"seed"`
 		Spread            int      `json:"spread"`
+		BCQuota           int      `json:"bc_quota,omitempty"`
+		BCWindowMs        float64  `json:"bc_window_ms,omitempty"`
+		WriteBack         bool     `json:"write_back"`
 	} `json:"config"`
 	Deliveries deliveryStats `json:"deliveries"`
 	EndToEnd   struct {
@@ -469,6 +478,10 @@ func runLoadTest(ctx context.Context, cfg loadConfig, progress io.Writer) (rep *
 	rep.Config.Rate, rep.Config.Concurrency, rep.Config.Replicas = cfg.Rate, cfg.Concurrency, cfg.Replicas
 	rep.Config.Workers = cmp.Or(cfg.Workers, 16)
 	rep.Config.Spread = cfg.Spread
+	rep.Config.WriteBack = cfg.WriteBack
+	if cfg.BCQuota > 0 {
+		rep.Config.BCQuota, rep.Config.BCWindowMs = cfg.BCQuota, ms(cfg.BCWindow)
+	}
 	rep.Config.SupplierLatencyMs = ms(cfg.SupplierLatency)
 	rep.Config.Lines, rep.Config.BenchOps, rep.Config.Seed = cfg.Lines, cfg.BenchOps, cfg.Seed
 	rep.Memory.End = map[string]int{}
@@ -538,7 +551,7 @@ func (r *loadRun) start(ctx context.Context) error {
 	r.say("etcd: %s", r.rep.Conditions.Etcd)
 
 	// The simulators, in this process.
-	r.bc = bcsim.New(bcsim.Options{Tokens: map[string]string{loadStore: loadBCToken}})
+	r.bc = bcsim.New(bcsim.Options{Tokens: map[string]string{loadStore: loadBCToken}, Quota: cfg.BCQuota, Window: cfg.BCWindow})
 	r.ts = tropsim.New(tropsim.Options{ClientID: loadTSID, ClientSecret: loadTSSecret})
 	r.ts.SetFaults(tropsim.Faults{Latency: cfg.SupplierLatency})
 	var simURLs []string
@@ -1681,6 +1694,16 @@ func (rep *loadReport) writeTable(w io.Writer) {
 	b := rep.BigCommerce
 	row("BigCommerce calls/order", "%.2f (%d: order %d, products %d, addresses %d, metafields get %d post %d, put order %d)",
 		b.CallsPerOrder, b.Calls, b.Stats.Order, b.Stats.Products, b.Stats.ShippingAddresses, b.Stats.MetafieldsGet, b.Stats.MetafieldsPost, b.Stats.PutOrder)
+	if c.BCQuota > 0 {
+		perOrder := 4.0
+		if c.WriteBack {
+			perOrder = 5
+		}
+		window := time.Duration(c.BCWindowMs * float64(time.Millisecond))
+		most := float64(c.BCQuota) / window.Seconds() / perOrder
+		row("BigCommerce quota", "%d requests per %s: at most %.1f orders/s at %.0f calls each; answered 429 %d times",
+			c.BCQuota, window, most, perOrder, b.Stats.RateLimited)
+	}
 	head("ETCD PER ORDER (reads and writes)")
 	p := rep.Etcd.PerOrder
 	row("requests", "%.2f: reads %.2f, writes (raft proposals) %.2f", p.Requests, p.Reads, p.Writes)
