@@ -159,6 +159,9 @@ func parseLoad(args []string) (loadConfig, error) {
 	case c.Orders < 1, c.Dup < 1, c.Concurrency < 1, c.Replicas < 1, c.Rate < 0, c.Lines < 1, c.BenchOps < 0:
 		fmt.Fprintln(fs.Output(), "-orders, -dup, -concurrency, -replicas and -lines must be at least 1; -rate and -bench-ops at least 0")
 		return c, errUsage
+	case c.BCQuota < 0, c.BCQuota > 0 && c.BCWindow <= 0:
+		fmt.Fprintln(fs.Output(), "-bc-quota must be at least 0, and -bc-window positive")
+		return c, errUsage
 	}
 	return c, nil
 }

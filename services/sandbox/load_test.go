@@ -93,14 +93,18 @@ func TestLoadSmoke(t *testing.T) {
 }
 
 func TestParseLoadFlags(t *testing.T) {
-	c, err := parseLoad([]string{"-orders", "5", "-mix", "created,updated", "-rate", "500"})
+	c, err := parseLoad([]string{"-orders", "5", "-mix", "created,updated", "-rate", "500", "-bc-quota", "150", "-bc-window", "3s", "-write-back=false"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Orders != 5 || c.Rate != 500 || len(c.Mix) != 2 || c.Mix[1] != webhook.ScopeOrderUpdated {
+	if c.Orders != 5 || c.Rate != 500 || len(c.Mix) != 2 || c.Mix[1] != webhook.ScopeOrderUpdated ||
+		c.BCQuota != 150 || c.BCWindow != 3*time.Second || c.WriteBack || c.doneState().String() != "ORDER_STATE_SUBMITTED" {
 		t.Errorf("parsed %+v", c)
 	}
-	for _, bad := range [][]string{{"-mix", "archived"}, {"-orders", "0"}, {"-dup", "0"}} {
+	if c, _ := parseLoad(nil); !c.WriteBack || c.doneState().String() != "ORDER_STATE_WRITTEN_BACK" {
+		t.Errorf("defaults: write-back %v, done at %v; want on, WRITTEN_BACK", c.WriteBack, c.doneState())
+	}
+	for _, bad := range [][]string{{"-mix", "archived"}, {"-orders", "0"}, {"-dup", "0"}, {"-bc-quota", "-1"}, {"-bc-quota", "5", "-bc-window", "0s"}} {
 		if _, err := parseLoad(bad); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
