@@ -1306,7 +1306,10 @@ type GetServiceStatusResponse struct {
 	StoreHash string                 `protobuf:"bytes,4,opt,name=store_hash,json=storeHash,proto3" json:"store_hash,omitempty"`
 	StartedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	// The Orders API sweep for orders whose webhooks never came.
-	OrdersSweep   *OrdersSweepStatus `protobuf:"bytes,6,opt,name=orders_sweep,json=ordersSweep,proto3" json:"orders_sweep,omitempty"`
+	OrdersSweep *OrdersSweepStatus `protobuf:"bytes,6,opt,name=orders_sweep,json=ordersSweep,proto3" json:"orders_sweep,omitempty"`
+	// True when created orders' ids are written back to the BigCommerce
+	// order's metafield (BIGCOMMERCE_WRITE_BACK), making them WRITTEN_BACK.
+	WriteBack     bool `protobuf:"varint,7,opt,name=write_back,json=writeBack,proto3" json:"write_back,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1381,6 +1384,13 @@ func (x *GetServiceStatusResponse) GetOrdersSweep() *OrdersSweepStatus {
 		return x.OrdersSweep
 	}
 	return nil
+}
+
+func (x *GetServiceStatusResponse) GetWriteBack() bool {
+	if x != nil {
+		return x.WriteBack
+	}
+	return false
 }
 
 // OrdersSweepStatus is the state of a store's Orders API sweep, as the
@@ -1868,7 +1878,7 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\x12ListOrdersResponse\x12+\n" +
 	"\x06orders\x18\x01 \x03(\v2\x13.backorder.v1.OrderR\x06orders\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x19\n" +
-	"\x17GetServiceStatusRequest\"\xb8\x02\n" +
+	"\x17GetServiceStatusRequest\"\xd7\x02\n" +
 	"\x18GetServiceStatusResponse\x12?\n" +
 	"\rsupplier_mode\x18\x01 \x01(\x0e2\x1a.backorder.v1.SupplierModeR\fsupplierMode\x12\x18\n" +
 	"\areplica\x18\x02 \x01(\tR\areplica\x12#\n" +
@@ -1877,7 +1887,9 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"store_hash\x18\x04 \x01(\tR\tstoreHash\x129\n" +
 	"\n" +
 	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12B\n" +
-	"\forders_sweep\x18\x06 \x01(\v2\x1f.backorder.v1.OrdersSweepStatusR\vordersSweep\"\xc8\x02\n" +
+	"\forders_sweep\x18\x06 \x01(\v2\x1f.backorder.v1.OrdersSweepStatusR\vordersSweep\x12\x1d\n" +
+	"\n" +
+	"write_back\x18\a \x01(\bR\twriteBack\"\xc8\x02\n" +
 	"\x11OrdersSweepStatus\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12)\n" +
 	"\x10interval_seconds\x18\x02 \x01(\x03R\x0fintervalSeconds\x120\n" +

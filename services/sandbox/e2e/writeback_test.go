@@ -60,6 +60,9 @@ func TestWriteBackFailuresNeverResend(t *testing.T) {
 		t.Fatalf("ProcessOrder after the fix: %v %v", r.GetOrder(), err)
 	}
 	e.checkWrittenBack(r.GetOrder())
+	if st, err := e.client.GetServiceStatus(ctx, &backorderv1.GetServiceStatusRequest{}); err != nil || !st.GetWriteBack() {
+		t.Fatalf("GetServiceStatus: write_back %v (%v), want true", st.GetWriteBack(), err)
+	}
 	l := e.ts.Ledger()
 	checkNoDuplicates(t, l)
 	if len(l.Orders) != 2 {
@@ -77,5 +80,9 @@ func TestWriteBackOff(t *testing.T) {
 	o := e.waitState(id, backorderv1.OrderState_ORDER_STATE_SUBMITTED)
 	if st := e.bc.Stats(); o.GetOfflineOrderId() == "" || st.MetafieldsPost+st.MetafieldsPut+st.PutOrder != 0 {
 		t.Fatalf("record %v; BigCommerce writes %+v; want the id stored and no write", o, st)
+	}
+	st, err := e.client.GetServiceStatus(context.Background(), &backorderv1.GetServiceStatusRequest{})
+	if err != nil || st.GetWriteBack() {
+		t.Fatalf("GetServiceStatus: write_back %v (%v), want false", st.GetWriteBack(), err)
 	}
 }

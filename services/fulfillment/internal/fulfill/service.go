@@ -222,6 +222,10 @@ func (s *Service) untilStopped(ctx context.Context) (context.Context, context.Ca
 // Mode is the supplier mode of the service.
 func (s *Service) Mode() order.Mode { return s.cfg.Mode }
 
+// WritesBack reports whether created orders are written back to
+// BigCommerce (step 9).
+func (s *Service) WritesBack() bool { return s.cfg.WriteBack }
+
 // Run processes queued work with Workers goroutines and sweeps the store's
 // queue every SweepInterval (work of a replica that died, scheduled
 // retries, events queued when this replica was busy) until ctx ends.

@@ -164,6 +164,7 @@ func (s *Server) GetServiceStatus(ctx context.Context, _ *backorderv1.GetService
 		StoreHash:    s.info.StoreHash,
 		StartedAt:    timestamppb.New(s.info.StartedAt),
 		OrdersSweep:  s.ordersSweep(ctx),
+		WriteBack:    s.svc.WritesBack(),
 	}, nil
 }
 
