@@ -55,16 +55,25 @@ func BenchmarkExactDuplicate(b *testing.B) {
 
 // BenchmarkOneOrder is the whole flow of one fresh order under its lock:
 // lock, load, storefront read, intent, supplier call, result, unlock
-// (storefront and supplier in memory, etcd real).
+// (storefront and supplier in memory, etcd real); with the write-back, also
+// the metafield write and one more etcd write.
 func BenchmarkOneOrder(b *testing.B) {
-	h := start(b, 1, order.ModeLive)
-	i := uint64(0)
-	for b.Loop() {
-		i++
-		h.sf.set(i, 11)
-		o, err := h.svc[0].Process(context.Background(), order.Key{Store: "abc", ID: i}, fulfill.ProcessOptions{Force: true})
-		if err != nil || o.State != order.Submitted {
-			b.Fatal(o, err)
+	for _, wb := range []bool{false, true} {
+		want := order.Submitted
+		if wb {
+			want = order.WrittenBack
 		}
+		b.Run(fmt.Sprintf("write-back=%v", wb), func(b *testing.B) {
+			h := start(b, 1, order.ModeLive, func(c *fulfill.Config) { c.WriteBack = wb })
+			i := uint64(0)
+			for b.Loop() {
+				i++
+				h.sf.set(i, 11)
+				o, err := h.svc[0].Process(context.Background(), order.Key{Store: "abc", ID: i}, fulfill.ProcessOptions{Force: true})
+				if err != nil || o.State != want {
+					b.Fatal(o, err)
+				}
+			}
+		})
 	}
 }

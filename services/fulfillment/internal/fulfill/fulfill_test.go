@@ -118,7 +118,8 @@ type harness struct {
 	svc []*fulfill.Service
 }
 
-func start(t testing.TB, replicas int, mode order.Mode) *harness {
+// start runs replicas Services on a fresh etcd; opts change their Config.
+func start(t testing.TB, replicas int, mode order.Mode, opts ...func(*fulfill.Config)) *harness {
 	t.Helper()
 	ep := etcdtest.Start(t)
 	h := &harness{sf: &storefront{status: map[uint64]uint32{}}, sup: &supplier{live: map[string]int{}}}
@@ -130,10 +131,14 @@ func start(t testing.TB, replicas int, mode order.Mode) *harness {
 		if err != nil {
 			t.Fatal(err)
 		}
-		svc := fulfill.New(fulfill.Config{
+		cfg := fulfill.Config{
 			Store: "abc", Mode: mode, Policy: order.DefaultPolicy(),
 			SweepInterval: 50 * time.Millisecond, SweepGrace: 100 * time.Millisecond, Workers: 4,
-		}, st, h.sf, h.sup, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		}
+		for _, o := range opts {
+			o(&cfg)
+		}
+		svc := fulfill.New(cfg, st, h.sf, h.sup, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		h.svc = append(h.svc, svc)
 		wg.Go(func() { svc.Run(ctx) })
 	}
