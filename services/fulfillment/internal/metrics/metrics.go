@@ -14,14 +14,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
 	backorderv1 "github.com/backorder/backorder/gen/backorder/v1"
 	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
+	"github.com/backorder/backorder/services/internal/promreg"
 )
 
 // EnvAddr is the setting of the metrics listener.
@@ -44,13 +43,12 @@ type Metrics struct {
 // New returns Metrics with the Go runtime and process collectors.
 func New() *Metrics {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
 		grpcCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "backorder_grpc_requests_total", Help: "gRPC calls served, by method and status code.",
 		}, []string{"method", "code"}),
 		grpcTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "backorder_grpc_request_duration_seconds", Help: "Time to answer a gRPC call, by method.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+			Buckets: promreg.LatencyBuckets,
 		}, []string{"method"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "backorder_webhook_deliveries_total",
@@ -68,14 +66,13 @@ func New() *Metrics {
 			Help: "Writes of the supplier's id to the BigCommerce order's metafield (step 9), by result: written, error.",
 		}, []string{"result"}),
 	}
-	m.reg.MustRegister(m.grpcCalls, m.grpcTime, m.deliveries, m.submits, m.lookups, m.writeBacks,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg = promreg.New(m.grpcCalls, m.grpcTime, m.deliveries, m.submits, m.lookups, m.writeBacks)
 	return m
 }
 
 // Handler serves the metrics in Prometheus's text format.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, MaxRequestsInFlight: 2})
+	return promreg.Handler(m.reg)
 }
 
 // Interceptor counts and times every unary call, and the result of each

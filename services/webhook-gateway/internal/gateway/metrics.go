@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/backorder/backorder/services/internal/promreg"
 )
 
 // MetricsPath serves the gateway's Prometheus metrics, behind ADMIN_TOKEN.
@@ -23,7 +23,6 @@ type gatewayMetrics struct {
 
 func newGatewayMetrics() *gatewayMetrics {
 	m := &gatewayMetrics{
-		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "backorder_gateway_http_requests_total",
 			Help: "HTTP requests answered, by route (webhook, operator, health, metrics, other) and status code.",
@@ -31,16 +30,15 @@ func newGatewayMetrics() *gatewayMetrics {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "backorder_gateway_http_request_duration_seconds",
 			Help:    "Time to answer an HTTP request, by route. For webhooks this is what BigCommerce waits for.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+			Buckets: promreg.LatencyBuckets,
 		}, []string{"route"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg = promreg.New(m.requests, m.duration)
 	return m
 }
 
 func (m *gatewayMetrics) handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, MaxRequestsInFlight: 2})
+	return promreg.Handler(m.reg)
 }
 
 func (m *gatewayMetrics) observe(path string, status int, took time.Duration) {
