@@ -252,9 +252,11 @@ func TestWebhook(t *testing.T) {
 		})
 	}
 
-	t.Run("fields decoded", func(t *testing.T) {
+	// forward sends d, which must be answered 200, and returns the one call
+	// the gateway made.
+	forward := func(t *testing.T, d delivery) (call, *backorderv1.HandleOrderWebhookRequest) {
+		t.Helper()
 		fake.reset(nil)
-		d := delivery{body: orderBody, id: "msg_2kP9"}
 		if resp := do(t, d.request(t, url)); resp.status != 200 {
 			t.Fatalf("status = %d, body %s", resp.status, resp.body)
 		}
@@ -266,28 +268,24 @@ func TestWebhook(t *testing.T) {
 		if !ok || calls[0].method != "HandleOrderWebhook" {
 			t.Fatalf("call = %s %T", calls[0].method, calls[0].req)
 		}
+		return calls[0], req
+	}
+
+	t.Run("fields decoded", func(t *testing.T) {
+		c, req := forward(t, delivery{body: orderBody, id: "msg_2kP9"})
 		if req.GetScope() != "store/order/statusUpdated" || req.GetStoreId() != "1025646" ||
 			req.GetData().GetId() != 250 || req.GetData().GetType() != "order" ||
 			req.GetData().GetStatus().GetNewStatusId() != 11 || req.GetHash() != "5e1cc4c4d2b0c6ae" ||
 			req.GetProducer() != "stores/abc123" || req.GetCreatedAt() != 1561479335 {
 			t.Errorf("decoded request = %v", req)
 		}
-		if got := calls[0].md.Get("webhook-id"); len(got) != 1 || got[0] != "msg_2kP9" {
+		if got := c.md.Get("webhook-id"); len(got) != 1 || got[0] != "msg_2kP9" {
 			t.Errorf("webhook-id metadata = %q", got)
 		}
 	})
 
 	t.Run("numeric store_id forwarded as the documented string", func(t *testing.T) {
-		fake.reset(nil)
-		d := delivery{body: strings.Replace(orderBody, `"1025646"`, `1025646`, 1)}
-		if resp := do(t, d.request(t, url)); resp.status != 200 {
-			t.Fatalf("status = %d, body %s", resp.status, resp.body)
-		}
-		calls := fake.recorded()
-		if len(calls) != 1 {
-			t.Fatalf("got %d calls, want 1", len(calls))
-		}
-		req, _ := calls[0].req.(*backorderv1.HandleOrderWebhookRequest)
+		_, req := forward(t, delivery{body: strings.Replace(orderBody, `"1025646"`, `1025646`, 1)})
 		if req.GetStoreId() != "1025646" || req.GetData().GetId() != 250 || req.GetHash() != "5e1cc4c4d2b0c6ae" {
 			t.Errorf("decoded request = %v", req)
 		}
