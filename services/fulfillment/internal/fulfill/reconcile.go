@@ -142,15 +142,12 @@ func (s *Service) sweepSince(ctx context.Context, since, now time.Time) (listed,
 				NewStatusID: m.StatusID,
 				ReceivedAt:  now,
 			}
-			rec, queued, err := s.store.RecordDelivery(ctx, k, ev, now, order.SupplierHolds)
+			rec, err := s.recordEvent(ctx, k, ev, now)
 			if err != nil {
 				return listed, recorded, fmt.Errorf("recording order %d: %w", m.ID, err)
 			}
 			if rec {
 				recorded++
-			}
-			if queued {
-				s.schedule(k)
 			}
 		}
 	}

@@ -149,18 +149,28 @@ func (s *Service) Intake(ctx context.Context, d Delivery) (IntakeResult, error) 
 	now := s.cfg.Now()
 	ev := order.Event{Key: deliveryKey(d), Scope: d.Scope, NewStatusID: d.NewStatusID, ReceivedAt: now}
 
-	// The duplicate fast path is in the store: a delivery seen before costs
-	// one read and no write, and an event of an order the supplier already
-	// has is remembered without queueing work.
-	recorded, queued, err := s.store.RecordDelivery(ctx, k, ev, now.Add(s.cfg.SweepGrace), order.SupplierHolds)
+	recorded, err := s.recordEvent(ctx, k, ev, now.Add(s.cfg.SweepGrace))
 	if err != nil {
 		return IntakeResult{}, err
+	}
+	return IntakeResult{Recorded: recorded, Duplicate: !recorded}, nil
+}
+
+// recordEvent records an event of an order (a webhook delivery, or a change
+// found by the Orders API sweep), queues the order, due at due, and hands
+// it to this replica's workers. The duplicate fast path is in the store: an
+// event seen before costs one read and no write, and an event of an order
+// the supplier already has is remembered without queueing work.
+func (s *Service) recordEvent(ctx context.Context, k order.Key, ev order.Event, due time.Time) (recorded bool, err error) {
+	recorded, queued, err := s.store.RecordDelivery(ctx, k, ev, due, order.SupplierHolds)
+	if err != nil {
+		return false, err
 	}
 	failpoint.Inject("after-intake")
 	if queued {
 		s.schedule(k)
 	}
-	return IntakeResult{Recorded: recorded, Duplicate: !recorded}, nil
+	return recorded, nil
 }
 
 // deliveryKey is the dedupe key of a delivery: BigCommerce's hash, equal for
