@@ -86,7 +86,6 @@ func (c *Client) lines(ctx context.Context, store, path string) ([]order.Line, e
 		if c.lastPage(len(batch), added) {
 			return lines, nil
 		}
-
 	}
 }
 
