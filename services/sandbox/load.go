@@ -95,6 +95,12 @@ type loadConfig struct {
 	// store's plan: BCQuota requests per BCWindow (0: unlimited).
 	BCQuota  int
 	BCWindow time.Duration
+	// EtcdMembers is the size of the embedded etcd (1: a single member).
+	EtcdMembers int
+	// Fault, when set, is done once half of the deliveries are answered
+	// (see load_fault.go); the victim is down for FaultDown.
+	Fault     string
+	FaultDown time.Duration
 }
 
 // doneState is the state in which an order of this run is done.
@@ -111,6 +117,7 @@ func defaultLoadConfig() loadConfig {
 		Mix:         []string{webhook.ScopeOrderCreated, webhook.ScopeOrderStatusUpdated, webhook.ScopeOrderUpdated},
 		Concurrency: 32, Replicas: 2, BenchOps: 2000, AfterSubmit: true, Lines: 2,
 		Timeout: 15 * time.Minute, Seed: 1, WriteBack: true,
+		EtcdMembers: 1, FaultDown: 5 * time.Second,
 	}
 }
 
@@ -140,6 +147,9 @@ func parseLoad(args []string) (loadConfig, error) {
 	fs.IntVar(&c.BCQuota, "bc-quota", 0, "BigCommerce API requests the store may make per -bc-window, beyond which the simulator answers 429 (150 is the Standard and Plus plans' quota per 30 s); 0: unlimited")
 	fs.DurationVar(&c.BCWindow, "bc-window", 30*time.Second, "the BigCommerce rate-limit window")
 	fs.BoolVar(&c.WriteBack, "write-back", c.WriteBack, "BIGCOMMERCE_WRITE_BACK of the replicas: orders are done once WRITTEN_BACK (true) or SUBMITTED (false); \"SUBMITTED\" in the report means done")
+	fs.IntVar(&c.EtcdMembers, "etcd-members", c.EtcdMembers, "members of the embedded etcd, all in this process (3: a cluster in which every write needs a quorum); not with -etcd-endpoints")
+	fs.StringVar(&c.Fault, "fault", "", "a fault once half of the deliveries are answered: "+faultKillReplica+" (SIGKILL fulfillment-0, start it again after -fault-down) or "+faultStopEtcdLeader+" (with -etcd-members 3 or more: stop the leader, start it again after -fault-down)")
+	fs.DurationVar(&c.FaultDown, "fault-down", c.FaultDown, "how long the -fault's replica or etcd member stays down")
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
 	}
@@ -161,6 +171,18 @@ func parseLoad(args []string) (loadConfig, error) {
 		return c, errUsage
 	case c.BCQuota < 0, c.BCQuota > 0 && c.BCWindow <= 0:
 		fmt.Fprintln(fs.Output(), "-bc-quota must be at least 0, and -bc-window positive")
+		return c, errUsage
+	case c.EtcdMembers < 1, c.EtcdMembers > 1 && c.EtcdEndpoints != "":
+		fmt.Fprintln(fs.Output(), "-etcd-members must be at least 1, and 1 with -etcd-endpoints (it sizes the embedded etcd)")
+		return c, errUsage
+	case c.Fault != "" && c.Fault != faultKillReplica && c.Fault != faultStopEtcdLeader:
+		fmt.Fprintf(fs.Output(), "-fault: unknown fault %q (want %s or %s)\n", c.Fault, faultKillReplica, faultStopEtcdLeader)
+		return c, errUsage
+	case c.Fault == faultStopEtcdLeader && c.EtcdMembers < 3:
+		fmt.Fprintln(fs.Output(), "-fault "+faultStopEtcdLeader+" needs -etcd-members 3 or more: a smaller etcd has no quorum without its leader")
+		return c, errUsage
+	case c.FaultDown < 0:
+		fmt.Fprintln(fs.Output(), "-fault-down must not be negative")
 		return c, errUsage
 	}
 	return c, nil
@@ -218,7 +240,12 @@ type loadReport struct {
 		BCQuota           int      `json:"bc_quota,omitempty"`
 		BCWindowMs        float64  `json:"bc_window_ms,omitempty"`
 		WriteBack         bool     `json:"write_back"`
+		EtcdMembers       int      `json:"etcd_members"`
+		Fault             string   `json:"fault,omitempty"`
+		FaultDownMs       float64  `json:"fault_down_ms,omitempty"`
 	} `json:"config"`
+	// Fault is what -fault did, if set.
+	Fault      *faultReport  `json:"fault_injected,omitempty"`
 	Deliveries deliveryStats `json:"deliveries"`
 	EndToEnd   struct {
 		Submitted int  `json:"submitted"`
@@ -416,6 +443,9 @@ func (r *loadRun) markCPU() cpuMark {
 			m.ours += c
 		}
 	}
+	r.procMu.Lock()
+	m.ours += r.deadCPU
+	r.procMu.Unlock()
 	return m
 }
 
@@ -450,16 +480,26 @@ type loadRun struct {
 	prefix   string
 	etcdURLs []string
 	embedded *embed.Etcd
+	cluster  *etcdtest.Cluster // -etcd-members > 1
 	cli      *clientv3.Client
 	bc       *bcsim.Server
 	ts       *tropsim.Server
 	servers  []*http.Server
-	procs    []*stack.Proc // replicas, then the gateway
-	pids     map[string]int
-	sender   *webhook.Sender
-	hc       *http.Client
-	polls    atomic.Int64 // count-only reads of the state index, subtracted
-	prof     *profiler    // nil unless -profile
+	bins     stack.Binaries
+	tee      *os.File
+	// replicaEnv is each replica's environment, to start it again.
+	replicaEnv []map[string]string
+
+	// procMu guards what a -fault changes while the run goes on.
+	procMu  sync.Mutex
+	procs   []*stack.Proc // replicas, then the gateway
+	pids    map[string]int
+	killed  map[*stack.Proc]bool // killed on purpose: their exit is no failure
+	deadCPU float64              // CPU seconds of killed processes
+	sender  *webhook.Sender
+	hc      *http.Client
+	polls   atomic.Int64 // count-only reads of the state index, subtracted
+	prof    *profiler    // nil unless -profile
 
 	delivered atomic.Int64
 	sampleMu  sync.Mutex
@@ -470,7 +510,7 @@ type loadRun struct {
 // progress. The report is returned with what was measured even when the
 // run failed part way.
 func runLoadTest(ctx context.Context, cfg loadConfig, progress io.Writer) (rep *loadReport, err error) {
-	r := &loadRun{cfg: cfg, rep: &loadReport{}}
+	r := &loadRun{cfg: cfg, rep: &loadReport{}, killed: map[*stack.Proc]bool{}}
 	r.say = func(format string, a ...any) { fmt.Fprintf(progress, "load: "+format+"\n", a...) }
 	rep = r.rep
 	rep.Conditions.Start = time.Now().UTC()
@@ -482,6 +522,10 @@ func runLoadTest(ctx context.Context, cfg loadConfig, progress io.Writer) (rep *
 	rep.Config.Workers = cmp.Or(cfg.Workers, 16)
 	rep.Config.Spread = cfg.Spread
 	rep.Config.WriteBack = cfg.WriteBack
+	rep.Config.EtcdMembers = cfg.EtcdMembers
+	if cfg.Fault != "" {
+		rep.Config.Fault, rep.Config.FaultDownMs = cfg.Fault, ms(cfg.FaultDown)
+	}
 	if cfg.BCQuota > 0 {
 		rep.Config.BCQuota, rep.Config.BCWindowMs = cfg.BCQuota, ms(cfg.BCWindow)
 	}
@@ -525,6 +569,7 @@ func (r *loadRun) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.bins = bins
 
 	// etcd: the one given, or an embedded member in this process.
 	if cfg.EtcdEndpoints != "" {
@@ -534,6 +579,16 @@ func (r *loadRun) start(ctx context.Context) error {
 			}
 		}
 		r.rep.Conditions.Etcd = "external: " + strings.Join(r.etcdURLs, ",")
+	} else if cfg.EtcdMembers > 1 {
+		r.rep.Conditions.EtcdDataDir = filepath.Join(r.dir, "etcd")
+		c, err := etcdtest.NewCluster(cfg.EtcdMembers, r.rep.Conditions.EtcdDataDir)
+		if err != nil {
+			return err
+		}
+		r.cluster = c
+		r.etcdURLs = c.Endpoints()
+		r.rep.Conditions.Etcd = fmt.Sprintf("embedded %d-member cluster in the load process (%s), data on %s; its metrics are the process's, so key operations and WAL fsyncs are those of all members",
+			cfg.EtcdMembers, strings.Join(r.etcdURLs, ","), fsOf(r.rep.Conditions.EtcdDataDir))
 	} else {
 		r.rep.Conditions.EtcdDataDir = filepath.Join(r.dir, "etcd")
 		e, err := etcdtest.StartSingle(ctx, "load", r.rep.Conditions.EtcdDataDir)
@@ -575,9 +630,8 @@ func (r *loadRun) start(ctx context.Context) error {
 	r.say("simulators: BigCommerce %s (%d orders seeded, status 11), TropShip %s (latency %s, live)", simURLs[0], cfg.Orders, simURLs[1], cfg.SupplierLatency)
 
 	// The services, as processes.
-	var tee *os.File
 	if cfg.Verbose {
-		tee = os.Stderr
+		r.tee = os.Stderr
 	}
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -622,11 +676,12 @@ func (r *loadRun) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		p, err := stack.Start(name, bins.Fulfillment, env, tee)
+		p, err := stack.Start(name, bins.Fulfillment, env, r.tee)
 		if err != nil {
 			return err
 		}
 		r.procs = append(r.procs, p)
+		r.replicaEnv = append(r.replicaEnv, env)
 		targets = append(targets, addr)
 	}
 	for _, p := range r.procs {
@@ -645,7 +700,7 @@ func (r *loadRun) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	gw, err := stack.Start("webhook-gateway", bins.Gateway, gwEnv, tee)
+	gw, err := stack.Start("webhook-gateway", bins.Gateway, gwEnv, r.tee)
 	if err != nil {
 		return err
 	}
@@ -726,6 +781,14 @@ func (r *loadRun) measure(ctx context.Context) error {
 		n, doneAt, err := r.waitSubmitted(wctx)
 		watch <- watched{n, doneAt, err}
 	}()
+	faultDone := make(chan struct{})
+	if cfg.Fault != "" {
+		fctx, stopFault := context.WithCancel(ctx)
+		defer func() { stopFault(); <-faultDone }()
+		go func() { defer close(faultDone); r.injectFault(fctx, len(deliveries), start) }()
+	} else {
+		close(faultDone)
+	}
 	r.prof.start(ctx)
 	defer func() {
 		if r.prof == nil {
@@ -753,6 +816,11 @@ func (r *loadRun) measure(ctx context.Context) error {
 		stopWatch()
 		w = <-watch
 		w.err = fmt.Errorf("not all SUBMITTED %s after the last delivery (-timeout)", cfg.Timeout)
+	}
+	// The fault's victim is back before anything is counted.
+	<-faultDone
+	if f := rep.Fault; f != nil && f.Error != "" {
+		rep.Problems = append(rep.Problems, "fault "+f.Kind+": "+f.Error)
 	}
 	rep.EndToEnd.Submitted, rep.EndToEnd.All = w.n, w.n == cfg.Orders
 	if !w.doneAt.IsZero() {
@@ -1089,7 +1157,10 @@ func (r *loadRun) quiesce(ctx context.Context) (etcdCounts, error) {
 // listSubmitted counts done orders (see doneState) with ListOrders, a page
 // of 500 at a time, from the first replica.
 func (r *loadRun) listSubmitted(ctx context.Context) (int, error) {
-	conn, err := grpc.NewClient(r.procs[0].Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	r.procMu.Lock()
+	addr := r.procs[0].Addr
+	r.procMu.Unlock()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return 0, err
 	}
@@ -1223,7 +1294,12 @@ func (r *loadRun) bench(ctx context.Context) error {
 
 // exited reports a service process that ended.
 func (r *loadRun) exited() error {
+	r.procMu.Lock()
+	defer r.procMu.Unlock()
 	for _, p := range r.procs {
+		if r.killed[p] {
+			continue
+		}
 		select {
 		case <-p.Exited():
 			return fmt.Errorf("%s exited: %v\n%s", p.Name, p.Err(), tail(p.Output(), 4000))
@@ -1237,7 +1313,15 @@ func (r *loadRun) exited() error {
 // the simulators, the client, etcd.
 func (r *loadRun) close() error {
 	var errs []error
-	for _, p := range slices.Backward(r.procs) {
+	var procs []*stack.Proc
+	r.procMu.Lock()
+	for _, p := range r.procs {
+		if !r.killed[p] { // killed by -fault and never started again
+			procs = append(procs, p)
+		}
+	}
+	r.procMu.Unlock()
+	for _, p := range slices.Backward(procs) {
 		if err := p.Stop(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w\n%s", p.Name, err, tail(p.Output(), 2000)))
 		}
@@ -1252,7 +1336,7 @@ func (r *loadRun) close() error {
 		r.ts.Close()
 	}
 	if r.cli != nil {
-		if r.embedded == nil && r.prefix != "" {
+		if r.embedded == nil && r.cluster == nil && r.prefix != "" {
 			// An external etcd keeps no trace of the run.
 			dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			_, _ = r.cli.Delete(dctx, r.prefix, clientv3.WithPrefix())
@@ -1263,15 +1347,31 @@ func (r *loadRun) close() error {
 	if r.embedded != nil {
 		r.embedded.Close()
 	}
+	if r.cluster != nil {
+		r.cluster.Close()
+	}
 	return errors.Join(errs...)
 }
 
-// fetchEtcdMetrics reads the counters of the first etcd endpoint's
-// Prometheus /metrics (served on the client URL).
+// fetchEtcdMetrics reads the counters of the first etcd endpoint that
+// answers its Prometheus /metrics (served on the client URL). Embedded
+// members share this process's registry, so any of them gives the same.
 func (r *loadRun) fetchEtcdMetrics(ctx context.Context) (etcdCounts, error) {
+	var errs []error
+	for _, u := range r.etcdURLs {
+		c, err := fetchMetrics(ctx, u)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+	}
+	return etcdCounts{}, errors.Join(errs...)
+}
+
+func fetchMetrics(ctx context.Context, endpoint string) (etcdCounts, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(cctx, http.MethodGet, strings.TrimSuffix(r.etcdURLs[0], "/")+"/metrics", nil)
+	req, err := http.NewRequestWithContext(cctx, http.MethodGet, strings.TrimSuffix(endpoint, "/")+"/metrics", nil)
 	if err != nil {
 		return etcdCounts{}, err
 	}
@@ -1526,6 +1626,8 @@ func (r *loadRun) takeSample(start time.Time) *rssSample {
 }
 
 func (r *loadRun) pidsWithSelf() map[string]int {
+	r.procMu.Lock()
+	defer r.procMu.Unlock()
 	m := map[string]int{"load": os.Getpid()}
 	for _, p := range r.procs {
 		if pid, ok := r.pids[p.Addr]; ok {
@@ -1668,6 +1770,15 @@ func (rep *loadReport) writeTable(w io.Writer) {
 	row("orders x events x dup", "%d x %d (%s) x %d = %d deliveries, %s", c.Orders, len(c.Mix), strings.Join(mix, ","), c.Dup, d.Planned, mode)
 	row("fulfillment replicas", "%d with %d workers each; supplier latency %.0f ms; %d lines per order", c.Replicas, c.Workers, c.SupplierLatencyMs, c.Lines)
 	row("etcd", "%s", rep.Conditions.Etcd)
+	if f := rep.Fault; f != nil {
+		row("fault", "%s at %.1f s (%d deliveries answered); back at %.1f s", f.What, f.AtSeconds, f.AtDelivered, f.BackSeconds)
+		if f.NewLeaderMs > 0 {
+			row("", "another member led %.0f ms after the stop began; the stop took %.0f ms", f.NewLeaderMs, f.StopMs)
+		}
+		if f.Error != "" {
+			row("", "failed: %s", f.Error)
+		}
+	}
 	row("machine", "%d CPUs, %s, load average %s at start, %s at end", rep.Conditions.CPUs, rep.Conditions.GoVersion, rep.Conditions.LoadAvgStart, rep.Conditions.LoadAvgEnd)
 	if u := rep.Conditions.CPU; u.Seconds > 0 {
 		row("CPU while measured", "machine busy %.2f cores: this run %.2f, other processes %.2f; steal %.2f (over %.1f s)", u.BusyCores, u.OurCores, u.OtherCores, u.StealCores, u.Seconds)

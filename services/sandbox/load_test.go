@@ -92,6 +92,55 @@ func TestLoadSmoke(t *testing.T) {
 	}
 }
 
+// TestLoadFaults runs the load command small with each -fault: the fault
+// strikes mid-run, its victim comes back, and every order still reaches
+// the supplier exactly once with no delivery lost.
+func TestLoadFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the services; skipped in -short mode")
+	}
+	for _, tc := range []struct {
+		fault   string
+		members int
+	}{{faultKillReplica, 1}, {faultStopEtcdLeader, 3}} {
+		t.Run(tc.fault, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			c := defaultLoadConfig()
+			c.Orders, c.Dup, c.Rate, c.Spread, c.BenchOps, c.AfterSubmit, c.Timeout = 60, 2, 50, 30, 0, false, 3*time.Minute
+			c.EtcdMembers, c.Fault, c.FaultDown = tc.members, tc.fault, time.Second
+			var progress bytes.Buffer
+			rep, err := runLoadTest(ctx, c, &progress)
+			t.Log(progress.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var table bytes.Buffer
+			rep.writeTable(&table)
+			t.Log("\n" + table.String())
+			f := rep.Fault
+			if f == nil || f.Error != "" || f.AtDelivered*2 < int64(rep.Deliveries.Planned) || f.BackSeconds < f.AtSeconds+c.FaultDown.Seconds() {
+				t.Fatalf("fault %+v: not done mid-run and undone", f)
+			}
+			if tc.fault == faultStopEtcdLeader && f.StopMs <= 0 {
+				t.Errorf("leader stop not timed: %+v", f)
+			}
+			if rep.Supplier.ExtraOrders != 0 || rep.Supplier.LiveOrders != c.Orders {
+				t.Errorf("supplier: %d live orders, %d extra; want %d, 0", rep.Supplier.LiveOrders, rep.Supplier.ExtraOrders, c.Orders)
+			}
+			if !rep.EndToEnd.All || rep.EndToEnd.ListedSubmitted != c.Orders {
+				t.Errorf("done: %d (listed %d) of %d", rep.EndToEnd.Submitted, rep.EndToEnd.ListedSubmitted, c.Orders)
+			}
+			if rep.Deliveries.Failed != 0 || rep.Deliveries.Recorded != c.Orders*len(c.Mix) {
+				t.Errorf("deliveries: %d failed, %d recorded; want 0, %d", rep.Deliveries.Failed, rep.Deliveries.Recorded, c.Orders*len(c.Mix))
+			}
+			if len(rep.Problems) != 0 {
+				t.Errorf("problems: %v", rep.Problems)
+			}
+		})
+	}
+}
+
 func TestParseLoadFlags(t *testing.T) {
 	c, err := parseLoad([]string{"-orders", "5", "-mix", "created,updated", "-rate", "500", "-bc-quota", "150", "-bc-window", "3s", "-write-back=false"})
 	if err != nil {
@@ -104,7 +153,16 @@ func TestParseLoadFlags(t *testing.T) {
 	if c, _ := parseLoad(nil); !c.WriteBack || c.doneState().String() != "ORDER_STATE_WRITTEN_BACK" {
 		t.Errorf("defaults: write-back %v, done at %v; want on, WRITTEN_BACK", c.WriteBack, c.doneState())
 	}
-	for _, bad := range [][]string{{"-mix", "archived"}, {"-orders", "0"}, {"-dup", "0"}, {"-bc-quota", "-1"}, {"-bc-quota", "5", "-bc-window", "0s"}} {
+	if c, err := parseLoad([]string{"-etcd-members", "3", "-fault", "stop-etcd-leader", "-fault-down", "2s"}); err != nil ||
+		c.EtcdMembers != 3 || c.Fault != faultStopEtcdLeader || c.FaultDown != 2*time.Second {
+		t.Errorf("parsed %+v, %v", c, err)
+	}
+	for _, bad := range [][]string{
+		{"-mix", "archived"}, {"-orders", "0"}, {"-dup", "0"}, {"-bc-quota", "-1"}, {"-bc-quota", "5", "-bc-window", "0s"},
+		{"-etcd-members", "0"}, {"-etcd-members", "3", "-etcd-endpoints", "http://127.0.0.1:2379"},
+		{"-fault", "unplug"}, {"-fault", "stop-etcd-leader"}, {"-fault", "stop-etcd-leader", "-etcd-members", "2"},
+		{"-fault", "kill-replica", "-fault-down", "-1s"},
+	} {
 		if _, err := parseLoad(bad); err == nil {
 			t.Errorf("%v accepted", bad)
 		}

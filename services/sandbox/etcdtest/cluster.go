@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,11 +18,10 @@ import (
 )
 
 // Cluster is a multi-member etcd of embedded members on loopback, for tests
-// of member loss and quorum loss. Every member keeps its name, data
-// directory and URLs for the life of the test, so a stopped member can be
-// restarted and rejoin as itself.
+// of member loss and quorum loss and for the load tool. Every member keeps
+// its name, data directory and URLs for the life of the cluster, so a
+// stopped member can be restarted and rejoin as itself.
 type Cluster struct {
-	tb      testing.TB
 	token   string
 	initial string // the initial-cluster flag: name=peerURL,...
 
@@ -37,23 +37,22 @@ type member struct {
 	etcd   *embed.Etcd // nil while stopped
 }
 
-// StartCluster starts an n-member cluster and waits until every member is
-// ready. The members are stopped when the test ends.
-func StartCluster(tb testing.TB, n int) *Cluster {
-	tb.Helper()
+// NewCluster starts an n-member cluster with its members' data under dir
+// and waits until every member is ready. Close stops it.
+func NewCluster(n int, dir string) (*Cluster, error) {
 	if n < 1 {
-		tb.Fatalf("etcdtest: a cluster needs at least one member, got %d", n)
+		return nil, fmt.Errorf("etcdtest: a cluster needs at least one member, got %d", n)
 	}
-	c := &Cluster{tb: tb, token: fmt.Sprintf("etcdtest-%d", rand.Uint64())}
+	c := &Cluster{token: fmt.Sprintf("etcdtest-%d", rand.Uint64())}
 	ports, err := freePorts(2 * n)
 	if err != nil {
-		tb.Fatalf("etcdtest: %v", err)
+		return nil, fmt.Errorf("etcdtest: %w", err)
 	}
 	var initial []string
 	for i := range n {
 		m := &member{
 			name:   fmt.Sprintf("m%d", i),
-			dir:    tb.TempDir(),
+			dir:    filepath.Join(dir, fmt.Sprintf("m%d", i)),
 			client: url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[2*i]))},
 			peer:   url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[2*i+1]))},
 		}
@@ -61,7 +60,6 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 		initial = append(initial, m.name+"="+m.peer.String())
 	}
 	c.initial = strings.Join(initial, ",")
-	tb.Cleanup(c.stopAll)
 
 	// A new member waits for its peers before it is ready: start them all,
 	// then wait.
@@ -71,17 +69,36 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 		wg.Go(func() { errs[i] = c.start(i) })
 	}
 	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			tb.Fatalf("etcdtest: start member %d: %v", i, err)
-		}
-	}
 	for i := range n {
-		if err := c.waitReady(i); err != nil {
-			tb.Fatalf("etcdtest: %v", err)
+		if errs[i] == nil {
+			errs[i] = c.waitReady(i)
+		}
+		if errs[i] != nil {
+			c.Close()
+			return nil, fmt.Errorf("etcdtest: start member %d: %w", i, errs[i])
 		}
 	}
-	return c
+	return c, nil
+}
+
+// TestCluster is a Cluster bound to a test: its methods fail the test
+// instead of returning errors, and it stops when the test ends.
+type TestCluster struct {
+	*Cluster
+	tb testing.TB
+}
+
+// StartCluster starts an n-member cluster in the test's temporary
+// directory and waits until every member is ready. The members are stopped
+// when the test ends.
+func StartCluster(tb testing.TB, n int) *TestCluster {
+	tb.Helper()
+	c, err := NewCluster(n, tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	return &TestCluster{Cluster: c, tb: tb}
 }
 
 // Endpoints returns the client URLs of every member, running or not, in
@@ -121,21 +138,30 @@ func (c *Cluster) Leader() int {
 	return -1
 }
 
-// WaitLeader waits until a running member leads and returns its index. It
-// fails the test if none does within timeout (a cluster without a quorum
-// never elects one).
-func (c *Cluster) WaitLeader(timeout time.Duration) int {
-	c.tb.Helper()
+// AwaitLeader waits until a running member leads and returns its index, or
+// an error if none does within timeout (a cluster without a quorum never
+// elects one).
+func (c *Cluster) AwaitLeader(timeout time.Duration) (int, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		if l := c.Leader(); l >= 0 {
-			return l
+			return l, nil
 		}
 		if time.Now().After(deadline) {
-			c.tb.Fatalf("etcdtest: no leader within %s", timeout)
+			return -1, fmt.Errorf("etcdtest: no leader within %s", timeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// WaitLeader is AwaitLeader that fails the test.
+func (c *TestCluster) WaitLeader(timeout time.Duration) int {
+	c.tb.Helper()
+	l, err := c.AwaitLeader(timeout)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	return l
 }
 
 // Stop ends member i: its client servers stop, then its raft node (a
@@ -147,7 +173,6 @@ func (c *Cluster) WaitLeader(timeout time.Duration) int {
 // servers still answer, and a request served in that window crashes this
 // whole process (a nil bbolt transaction in etcd's read path).
 func (c *Cluster) Stop(i int) {
-	c.tb.Helper()
 	c.mu.Lock()
 	m := c.members[i]
 	e := m.etcd
@@ -159,14 +184,13 @@ func (c *Cluster) Stop(i int) {
 	e.Close()
 }
 
-// Restart starts member i again from its data directory, with the same
-// name and URLs, and waits until it is ready. Ready means it has joined a
-// quorum: restart enough members for one, or the call fails the test after
-// a minute.
-func (c *Cluster) Restart(i int) {
-	c.tb.Helper()
+// StartMember starts stopped member i again from its data directory, with
+// the same name and URLs, and waits until it is ready. Ready means it has
+// joined a quorum: restart enough members for one, or it fails after a
+// minute.
+func (c *Cluster) StartMember(i int) error {
 	if c.Running(i) {
-		c.tb.Fatalf("etcdtest: member %d is running", i)
+		return fmt.Errorf("etcdtest: member %d is running", i)
 	}
 	var err error
 	// The ports were free when chosen, outside the range the kernel hands
@@ -178,15 +202,24 @@ func (c *Cluster) Restart(i int) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if err != nil {
-		c.tb.Fatalf("etcdtest: restart member %d: %v", i, err)
+		return fmt.Errorf("etcdtest: restart member %d: %w", i, err)
 	}
 	if err := c.waitReady(i); err != nil {
-		c.tb.Fatalf("etcdtest: %v", err)
+		return fmt.Errorf("etcdtest: %w", err)
+	}
+	return nil
+}
+
+// Restart is StartMember that fails the test.
+func (c *TestCluster) Restart(i int) {
+	c.tb.Helper()
+	if err := c.StartMember(i); err != nil {
+		c.tb.Fatal(err)
 	}
 }
 
 // Client returns a client of every member, closed when the test ends.
-func (c *Cluster) Client() *clientv3.Client {
+func (c *TestCluster) Client() *clientv3.Client {
 	c.tb.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
@@ -248,7 +281,8 @@ func (c *Cluster) waitReady(i int) error {
 	}
 }
 
-func (c *Cluster) stopAll() {
+// Close stops every member.
+func (c *Cluster) Close() {
 	var wg sync.WaitGroup
 	for i := range c.members {
 		wg.Go(func() { c.Stop(i) })

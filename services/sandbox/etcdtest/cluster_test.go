@@ -9,10 +9,10 @@ import (
 	"go.uber.org/zap"
 )
 
-// TestCluster loses the leader, then the quorum, and brings both back: what
+// TestStartCluster loses the leader, then the quorum, and brings both back: what
 // was written survives, writes fail (rather than hang) without a quorum, and
 // restarted members rejoin as themselves.
-func TestCluster(t *testing.T) {
+func TestStartCluster(t *testing.T) {
 	c := StartCluster(t, 3)
 	cli := c.Client()
 	put := func(k, v string) error {

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/backorder/backorder/services/sandbox/stack"
+)
+
+// The faults the load command can inject (-fault), once half of the
+// deliveries are answered.
+const (
+	// faultKillReplica kills fulfillment-0 with SIGKILL, as a crash or an
+	// OOM kill would, and starts it again after -fault-down: deliveries in
+	// flight to it fail and are retried, its orders wait for its lease to
+	// expire, and the other replicas carry on.
+	faultKillReplica = "kill-replica"
+	// faultStopEtcdLeader stops the embedded cluster's leader (it hands
+	// leadership over first, as etcd does on SIGTERM) and starts it again
+	// after -fault-down.
+	faultStopEtcdLeader = "stop-etcd-leader"
+)
+
+// faultReport is what a -fault did and when.
+type faultReport struct {
+	Kind string `json:"kind"`
+	What string `json:"what"`
+	// AtSeconds is when it struck, from the first delivery, once
+	// AtDelivered deliveries were answered.
+	AtSeconds   float64 `json:"at_seconds"`
+	AtDelivered int64   `json:"at_delivered"`
+	// NewLeaderMs is, for stop-etcd-leader, how long after the stop
+	// another member led.
+	NewLeaderMs float64 `json:"new_leader_ms,omitempty"`
+	// StopMs is, for stop-etcd-leader, how long the member took to stop.
+	StopMs float64 `json:"stop_ms,omitempty"`
+	// BackSeconds is when the replica or member served again, from the
+	// first delivery.
+	BackSeconds float64 `json:"back_seconds"`
+	Error       string  `json:"error,omitempty"`
+}
+
+// injectFault waits until half of the planned deliveries are answered,
+// then does cfg.Fault and brings the victim back after cfg.FaultDown. It
+// fills r.rep.Fault; start is when the first delivery was sent.
+func (r *loadRun) injectFault(ctx context.Context, planned int, start time.Time) {
+	f := &faultReport{Kind: r.cfg.Fault}
+	r.rep.Fault = f
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for r.delivered.Load()*2 < int64(planned) {
+		select {
+		case <-ctx.Done():
+			f.Error = "the run ended before half of the deliveries were answered"
+			return
+		case <-t.C:
+		}
+	}
+	f.AtSeconds, f.AtDelivered = round3(time.Since(start).Seconds()), r.delivered.Load()
+	var err error
+	switch r.cfg.Fault {
+	case faultKillReplica:
+		err = r.killReplica(ctx, f)
+	case faultStopEtcdLeader:
+		err = r.stopEtcdLeader(ctx, f)
+	}
+	if err != nil {
+		f.Error = err.Error()
+		return
+	}
+	f.BackSeconds = round3(time.Since(start).Seconds())
+	r.say("fault: %s; back %.1f s after the first delivery", f.What, f.BackSeconds)
+}
+
+// killReplica kills fulfillment-0 and starts it again, with the same
+// binary and settings, after cfg.FaultDown.
+func (r *loadRun) killReplica(ctx context.Context, f *faultReport) error {
+	r.procMu.Lock()
+	p := r.procs[0]
+	pid := r.pids[p.Addr]
+	r.killed[p] = true
+	r.procMu.Unlock()
+	// Its CPU time so far still counts in this run's CPU figures.
+	cpu, _ := procCPU(pid)
+	p.Kill()
+	r.procMu.Lock()
+	r.deadCPU += cpu
+	r.procMu.Unlock()
+	f.What = fmt.Sprintf("SIGKILL %s (pid %d), started again after %s", p.Name, pid, r.cfg.FaultDown)
+	if err := sleepCtx(ctx, r.cfg.FaultDown); err != nil {
+		return err
+	}
+	np, err := stack.Start(p.Name, r.bins.Fulfillment, r.replicaEnv[0], r.tee)
+	if err != nil {
+		return err
+	}
+	r.procMu.Lock()
+	r.procs[0] = np
+	r.pids = childPIDs()
+	r.procMu.Unlock()
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	return np.WaitGRPC(wctx)
+}
+
+// stopEtcdLeader stops the embedded cluster's leader and starts it again
+// after cfg.FaultDown.
+func (r *loadRun) stopEtcdLeader(ctx context.Context, f *faultReport) error {
+	l, err := r.cluster.AwaitLeader(30 * time.Second)
+	if err != nil {
+		return err
+	}
+	f.What = fmt.Sprintf("stopped etcd member %d, the leader, started again %s after it had stopped", l, r.cfg.FaultDown)
+	// The stop hands leadership over first, then drains the member's
+	// client connections: watch whom the others follow meanwhile.
+	t0 := time.Now()
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); r.cluster.Stop(l) }()
+	_, err = r.cluster.AwaitLeader(time.Minute)
+	f.NewLeaderMs = round3(ms(time.Since(t0)))
+	<-stopped
+	f.StopMs = round3(ms(time.Since(t0)))
+	if err != nil {
+		return err
+	}
+	if err := sleepCtx(ctx, r.cfg.FaultDown); err != nil {
+		return err
+	}
+	return r.cluster.StartMember(l)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
