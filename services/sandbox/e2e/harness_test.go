@@ -101,7 +101,9 @@ func newEnv(t *testing.T, o options) *env {
 	if len(o.etcd) > 0 {
 		e.etcd = strings.Join(o.etcd, ",")
 	} else {
-		e.etcd = etcdtest.Start(t)
+		// host:port, not a URL: the form etcdctl and most deployments
+		// use, so every test runs the services with it.
+		e.etcd = strings.TrimPrefix(etcdtest.Start(t), "http://")
 	}
 	for range o.replicas {
 		e.startReplica(o.mode)

@@ -5,6 +5,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -147,8 +148,8 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 	}
 	for _, ep := range c.EtcdEndpoints {
-		if u, err := url.Parse(ep); err != nil || u.Host == "" {
-			e.fail("ETCD_ENDPOINTS", fmt.Sprintf("has %q; want URLs like http://10.0.0.1:2379", ep))
+		if !validEtcdEndpoint(ep) {
+			e.fail("ETCD_ENDPOINTS", fmt.Sprintf("has %q; want host:port or a URL, like etcd-0:2379 or http://10.0.0.1:2379", ep))
 		}
 	}
 	if err := debugserver.Validate(c.MetricsAddr); err != nil {
@@ -282,4 +283,23 @@ func (e *env) statuses(name, def string) []uint32 {
 		e.fail(name, "names no status")
 	}
 	return out
+}
+
+// validEtcdEndpoint accepts what the etcd client accepts: host:port, or an
+// http(s) URL with a host and a port.
+func validEtcdEndpoint(ep string) bool {
+	hostPort := ep
+	if strings.Contains(ep, "://") {
+		u, err := url.Parse(ep)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return false
+		}
+		hostPort = u.Host
+	}
+	host, port, err := net.SplitHostPort(hostPort)
+	if err != nil || host == "" {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n > 0 && n < 65536
 }

@@ -102,6 +102,10 @@ func TestLoadSettings(t *testing.T) {
 			func(c config.Config) bool {
 				return reflect.DeepEqual(c.EtcdEndpoints, []string{"http://10.0.0.1:2379", "http://10.0.0.2:2379"})
 			}},
+		{"etcd endpoints as host:port, as etcdctl takes them", map[string]string{"ETCD_ENDPOINTS": "etcd-0:2379,127.0.0.1:2379,[::1]:2379,https://etcd-1.example:2379"},
+			func(c config.Config) bool {
+				return reflect.DeepEqual(c.EtcdEndpoints, []string{"etcd-0:2379", "127.0.0.1:2379", "[::1]:2379", "https://etcd-1.example:2379"})
+			}},
 		{"statuses", map[string]string{"ELIGIBLE_STATUSES": "9, 11"},
 			func(c config.Config) bool { return reflect.DeepEqual(c.Policy.EligibleStatuses, []uint32{9, 11}) }},
 		{"countries upper-cased", map[string]string{"SHIP_COUNTRIES": "gb, ie"},
@@ -181,6 +185,9 @@ func TestLoadErrors(t *testing.T) {
 		{"alpha-3 country", map[string]string{"SHIP_COUNTRIES": "GBR"}, []string{"SHIP_COUNTRIES"}},
 		{"etcd endpoint :::", map[string]string{"ETCD_ENDPOINTS": ":::"}, []string{"ETCD_ENDPOINTS"}},
 		{"etcd endpoint without host", map[string]string{"ETCD_ENDPOINTS": "http://10.0.0.1:2379,http://"}, []string{"ETCD_ENDPOINTS"}},
+		{"etcd endpoint without port", map[string]string{"ETCD_ENDPOINTS": "etcd-0"}, []string{"ETCD_ENDPOINTS"}},
+		{"etcd endpoint with a bad port", map[string]string{"ETCD_ENDPOINTS": "etcd-0:http"}, []string{"ETCD_ENDPOINTS"}},
+		{"etcd endpoint of another scheme", map[string]string{"ETCD_ENDPOINTS": "dns://etcd-0:2379"}, []string{"ETCD_ENDPOINTS"}},
 		{"loud log level", map[string]string{"LOG_LEVEL": "loud"}, []string{"LOG_LEVEL"}},
 		{"debug address without port", map[string]string{"DEBUG_ADDR": "6060"}, []string{"DEBUG_ADDR"}},
 		{"bad boolean", map[string]string{"TROPSHIP_VALIDATE_FIRST": "sometimes"}, []string{"TROPSHIP_VALIDATE_FIRST"}},
