@@ -323,9 +323,10 @@ func (s *Store) List(ctx context.Context, f fulfill.ListFilter) ([]*order.Order,
 	return out, next, nil
 }
 
-// Due implements fulfill.Store: it reads only the queue, never every record.
-func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]order.Key, error) {
-	resp, err := s.cli.Get(ctx, s.queuePrefix(), clientv3.WithPrefix())
+// Due implements fulfill.Store: it reads only the store's queue, never
+// every record.
+func (s *Store) Due(ctx context.Context, store string, now time.Time, limit int) ([]order.Key, error) {
+	resp, err := s.cli.Get(ctx, s.queuePrefix()+store+"/", clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("read queue: %w", unavailable(err))
 	}

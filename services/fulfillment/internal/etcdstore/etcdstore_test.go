@@ -73,7 +73,7 @@ func TestRecordDeliveryIsOnceAndQueues(t *testing.T) {
 	if r, _ := cli.Get(ctx, "/t/deliveries/abc/7/h1"); r.Kvs[0].Lease == 0 {
 		t.Fatal("a delivery must live on a lease, so dedupe keys expire")
 	}
-	due, err := s.Due(ctx, time.Now(), 10)
+	due, err := s.Due(ctx, "abc", time.Now(), 10)
 	if err != nil || len(due) != 1 || due[0] != k {
 		t.Fatalf("due = %v %v, want [%v]", due, err, k)
 	}
@@ -120,7 +120,7 @@ func TestRecordDeliveryFastPaths(t *testing.T) {
 	if rec, queued, err := s.RecordDelivery(ctx, k, ev("b"), time.Now(), order.SupplierHolds); err != nil || !rec || queued {
 		t.Fatalf("new event of a SUBMITTED order: recorded=%v queued=%v err=%v, want recorded and not queued", rec, queued, err)
 	}
-	if due, _ := s.Due(ctx, time.Now(), 10); len(due) != 0 {
+	if due, _ := s.Due(ctx, "abc", time.Now(), 10); len(due) != 0 {
 		t.Fatalf("queue = %v, want empty", due)
 	}
 	if got, _ := s.Get(ctx, k); len(got.Events) != 2 || got.State != order.Submitted {
@@ -134,9 +134,12 @@ func TestDueSkipsFutureWork(t *testing.T) {
 	now := time.Now()
 	s.RecordDelivery(ctx, order.Key{Store: "s", ID: 1}, ev("a"), now.Add(-time.Second), nil)
 	s.RecordDelivery(ctx, order.Key{Store: "s", ID: 2}, ev("b"), now.Add(time.Hour), nil)
-	due, err := s.Due(ctx, now, 10)
-	if err != nil || len(due) != 1 || due[0].ID != 1 {
-		t.Fatalf("due = %v %v, want only order 1", due, err)
+	// Other stores sharing the etcd, one whose hash starts with this one's.
+	s.RecordDelivery(ctx, order.Key{Store: "other", ID: 3}, ev("c"), now.Add(-time.Second), nil)
+	s.RecordDelivery(ctx, order.Key{Store: "s2", ID: 4}, ev("d"), now.Add(-time.Second), nil)
+	due, err := s.Due(ctx, "s", now, 10)
+	if err != nil || len(due) != 1 || due[0] != (order.Key{Store: "s", ID: 1}) {
+		t.Fatalf("due = %v %v, want only order 1 of store s", due, err)
 	}
 }
 
@@ -212,14 +215,14 @@ func TestQueueDoneKeepsAnEventThatArrivedMeanwhile(t *testing.T) {
 	if err := lk.Save(ctx, o, fulfill.QueueOp{Done: true}); err != nil {
 		t.Fatal(err)
 	}
-	if due, _ := s.Due(ctx, time.Now(), 10); len(due) != 1 {
+	if due, _ := s.Due(ctx, "s", time.Now(), 10); len(due) != 1 {
 		t.Fatal("the queue entry of a newer event must survive Done")
 	}
 	l, _ = lk.Load(ctx)
 	if err := lk.Save(ctx, o, fulfill.QueueOp{Done: true}); err != nil {
 		t.Fatal(err)
 	}
-	if due, _ := s.Due(ctx, time.Now(), 10); len(due) != 0 {
+	if due, _ := s.Due(ctx, "s", time.Now(), 10); len(due) != 0 {
 		t.Fatalf("queue after Done = %v, want empty", due)
 	}
 }

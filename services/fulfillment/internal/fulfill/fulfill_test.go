@@ -649,3 +649,54 @@ func TestStopInterruptsAnOperatorRunBeforeItsIntent(t *testing.T) {
 		t.Fatalf("supplier got %v", sup.live)
 	}
 }
+
+// Stores may share one etcd. A replica works only on its own store's
+// orders: its sweep never picks up another store's queue, and Process and
+// Act refuse another store's order, since it would use this store's
+// BigCommerce and TropShip accounts and settings.
+func TestOtherStoresOrdersInTheSameEtcdAreLeftAlone(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ep := etcdtest.Start(t)
+	other := order.Key{Store: "xyz", ID: 7}
+	if rec, _, err := newStore(t, ep).RecordDelivery(ctx, other, order.Event{Key: "h-x", Scope: "store/order/created", ReceivedAt: time.Now()}, time.Now(), nil); err != nil || !rec {
+		t.Fatalf("record another store's delivery: %v %v", rec, err)
+	}
+	st := newStore(t, ep)
+	sf := &storefront{status: map[uint64]uint32{7: 11, 8: 11}}
+	sup := &supplier{live: map[string]int{}}
+	svc := fulfill.New(fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
+		SweepInterval: 20 * time.Millisecond, SweepGrace: 20 * time.Millisecond, Workers: 2,
+	}, st, sf, sup, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { svc.Run(ctx) })
+
+	// Its own order goes through, so sweeps ran.
+	if _, err := svc.Intake(ctx, delivery(8, "store/order/created", 0, "a")); err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{sf: sf, sup: sup, svc: []*fulfill.Service{svc}}
+	h.waitState(t, order.Key{Store: "abc", ID: 8}, order.Submitted)
+
+	if _, err := svc.Process(ctx, other, fulfill.ProcessOptions{Force: true}); !errors.Is(err, fulfill.ErrUnknownStore) {
+		t.Errorf("Process of another store's order: %v, want ErrUnknownStore", err)
+	}
+	if _, err := svc.Act(ctx, other, fulfill.Action{Kind: order.ActionRetry, Actor: "ops@example.com"}); !errors.Is(err, fulfill.ErrUnknownStore) {
+		t.Errorf("Act on another store's order: %v, want ErrUnknownStore", err)
+	}
+	o, err := svc.Get(ctx, other)
+	if err != nil || o.State != order.Received || !o.Pending || o.LastError != "" {
+		t.Errorf("the other store's order = %+v, %v; want untouched: RECEIVED, queued, no error", o, err)
+	}
+	if due, err := st.Due(ctx, "xyz", time.Now(), 10); err != nil || len(due) != 1 {
+		t.Errorf("the other store's queue = %v, %v; want its entry kept", due, err)
+	}
+	sup.mu.Lock()
+	defer sup.mu.Unlock()
+	if len(sup.live) != 1 || sup.live["BC-abc-8"] != 1 {
+		t.Errorf("supplier orders %v, want only BC-abc-8", sup.live)
+	}
+}

@@ -21,6 +21,9 @@ type Action struct {
 // returns ErrNotFound for an unknown order and order.ErrInvalidTransition
 // (or order.ErrActorRequired) for an action the order's state forbids.
 func (s *Service) Act(ctx context.Context, k order.Key, a Action) (*order.Order, error) {
+	if err := s.serves(k); err != nil {
+		return nil, err
+	}
 	lk, err := s.store.Lock(ctx, k)
 	if err != nil {
 		return nil, err

@@ -30,6 +30,9 @@ type ProcessOptions struct {
 // returns the record as it was left. It returns ErrFenced or ErrLockLost when
 // this process lost the order to another, and then has changed nothing.
 func (s *Service) Process(ctx context.Context, k order.Key, opt ProcessOptions) (*order.Order, error) {
+	if err := s.serves(k); err != nil {
+		return nil, err
+	}
 	ctx, stop := s.untilStopped(ctx)
 	defer stop()
 	// Step 3: the per-order mutex.

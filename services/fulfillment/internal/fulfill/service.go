@@ -124,7 +124,8 @@ type IntakeResult struct {
 var (
 	// ErrInvalidDelivery: the delivery cannot name an order.
 	ErrInvalidDelivery = errors.New("invalid delivery")
-	// ErrUnknownStore: the delivery is for a store this service does not serve.
+	// ErrUnknownStore: the delivery or the order is of a store this service
+	// does not serve.
 	ErrUnknownStore = errors.New("unknown store")
 )
 
@@ -262,7 +263,7 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 func (s *Service) sweep(ctx context.Context) {
-	keys, err := s.store.Due(ctx, s.cfg.Now(), cap(s.work)/2)
+	keys, err := s.store.Due(ctx, s.cfg.Store, s.cfg.Now(), cap(s.work)/2)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.WarnContext(ctx, "sweep failed", "err", err)
@@ -272,6 +273,16 @@ func (s *Service) sweep(ctx context.Context) {
 	for _, k := range keys {
 		s.schedule(k)
 	}
+}
+
+// serves refuses an order of another store. Stores may share one etcd,
+// and only the replicas of an order's own store hold its BigCommerce and
+// TropShip credentials and settings.
+func (s *Service) serves(k order.Key) error {
+	if k.Store != s.cfg.Store {
+		return fmt.Errorf("%w: order %d of store %q; this service serves store %q", ErrUnknownStore, k.ID, k.Store, s.cfg.Store)
+	}
+	return nil
 }
 
 // schedule queues an order for a worker of this process, once: an order

@@ -22,8 +22,9 @@ type Store interface {
 	Get(ctx context.Context, k order.Key) (*order.Order, error)
 	// List returns a page of records in key order.
 	List(ctx context.Context, f ListFilter) (orders []*order.Order, next string, err error)
-	// Due returns up to limit queued orders whose work is due at now.
-	Due(ctx context.Context, now time.Time, limit int) ([]order.Key, error)
+	// Due returns up to limit queued orders of store whose work is due at
+	// now. Other stores' queues, in a shared etcd, are never read.
+	Due(ctx context.Context, store string, now time.Time, limit int) ([]order.Key, error)
 	// Lock takes the order's distributed mutex. It returns ErrLockLost when
 	// the process's lock session has ended.
 	Lock(ctx context.Context, k order.Key) (Locked, error)
