@@ -641,13 +641,50 @@ func TestLookup(t *testing.T) {
 		t.Errorf("query = %q", q)
 	}
 
-	// A server ignoring the filter must not hand over another order.
-	f.answer = func(w http.ResponseWriter, r *http.Request, body []byte) bool {
-		writeJSON(w, http.StatusOK, map[string]any{"orders": []any{map[string]any{"offline_order_id": "OFF-X", "reference": "BC-other-1"}}})
+	// "Not found" lets the order be sent again, and so a second charge:
+	// only an empty list says so. An answer that does not name the order
+	// unmistakably is an error (the order is held for a person), never
+	// "not found" and never another order's id.
+	for name, body := range map[string]string{
+		"ignored filter: another order, ours maybe on a later page": `{"orders":[{"offline_order_id":"OFF-X","reference":"BC-other-1"}]}`,
+		"no orders list":               `{"items":[]}`,
+		"orders not a list":            `{"orders":{"BC-abc123-250":"OFF-Z"}}`,
+		"ours without an id":           `{"orders":[{"reference":"BC-abc123-250","status":"received"}]}`,
+		"ours with a null id":          `{"orders":[{"offline_order_id":null,"reference":"BC-abc123-250"}]}`,
+		"an entry without a reference": `{"orders":[{"offline_order_id":"OFF-Y"}]}`,
+	} {
+		f.answer = func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			io.WriteString(w, body)
+			return true
+		}
+		if id, found, err := c.Lookup(ctx, "BC-abc123-250"); err == nil || found || id != "" {
+			t.Errorf("%s: %q %v %v; want an error", name, id, found, err)
+		}
+	}
+	f.answer = func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+		writeJSON(w, http.StatusOK, map[string]any{"orders": []any{}})
 		return true
 	}
-	if id, found, err := c.Lookup(ctx, "BC-abc123-250"); err != nil || found {
-		t.Errorf("ignored filter: %q %v %v", id, found, err)
+	if id, found, err := c.Lookup(ctx, "BC-abc123-250"); err != nil || found || id != "" {
+		t.Errorf("empty list: %q %v %v; want not found", id, found, err)
+	}
+	f.answer = func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, `{"orders":null}`) // a Go server's empty slice
+		return true
+	}
+	if id, found, err := c.Lookup(ctx, "BC-abc123-250"); err != nil || found || id != "" {
+		t.Errorf("null list: %q %v %v; want not found", id, found, err)
+	}
+	// A numeric id is read as text.
+	f.answer = func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+		writeJSON(w, http.StatusOK, map[string]any{"orders": []any{map[string]any{"offline_order_id": 4242, "reference": "BC-abc123-250"}}})
+		return true
+	}
+	if id, found, err := c.Lookup(ctx, "BC-abc123-250"); err != nil || !found || id != "4242" {
+		t.Errorf("numeric id: %q %v %v", id, found, err)
 	}
 }
 

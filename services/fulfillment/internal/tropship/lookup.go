@@ -51,24 +51,43 @@ func (c *Client) Lookup(ctx context.Context, reference string) (string, bool, er
 	if rep.readErr != nil {
 		return "", false, &fulfill.RetryableError{Err: fmt.Errorf("tropship: lookup %q: reading the answer: %w", reference, rep.readErr)}
 	}
-	var list struct {
-		Orders []struct {
-			OfflineOrderID json.RawMessage `json:"offline_order_id"`
-			Reference      string          `json:"reference"`
-		} `json:"orders"`
+	// "Not found" lets the order be sent again, so it is answered only
+	// when the answer says so unmistakably: an "orders" list that is empty
+	// (or null, as a Go server writes an empty one). Anything else that
+	// does not name the order's id (no list, entries of other references
+	// from a server that ignored the filter and may page, our reference
+	// without an id) is an error, which holds the order for a person.
+	var answer struct {
+		Orders json.RawMessage `json:"orders"`
 	}
-	if err := json.Unmarshal(rep.body, &list); err != nil {
+	if err := json.Unmarshal(rep.body, &answer); err != nil {
 		return "", false, fmt.Errorf("tropship: lookup %q: decoding the answer: %w", reference, err)
 	}
-	for _, o := range list.Orders {
-		// The server filters by reference; checking again means a server
-		// that ignores the filter cannot hand us another order's id.
-		if o.Reference != reference {
-			continue
+	if len(answer.Orders) == 0 {
+		return "", false, fmt.Errorf("tropship: lookup %q: the answer has no \"orders\" list, so it says nothing about the order", reference)
+	}
+	var orders []struct {
+		OfflineOrderID json.RawMessage `json:"offline_order_id"`
+		Reference      *string         `json:"reference"`
+	}
+	if err := json.Unmarshal(answer.Orders, &orders); err != nil {
+		return "", false, fmt.Errorf("tropship: lookup %q: decoding the \"orders\" list: %w", reference, err)
+	}
+	for _, o := range orders {
+		switch {
+		case o.Reference == nil:
+			return "", false, fmt.Errorf("tropship: lookup %q: an order without a reference in the answer; it may be this one", reference)
+		case *o.Reference != reference:
+			// Checking the server's filter means a server that ignores it
+			// can neither hand us another order's id nor hide ours on a
+			// later page.
+			return "", false, fmt.Errorf("tropship: lookup %q: the answer lists reference %q: the supplier ignored the filter", reference, *o.Reference)
 		}
-		if id := scalarText(o.OfflineOrderID); id != "" {
-			return id, true, nil
+		id := scalarText(o.OfflineOrderID)
+		if id == "" {
+			return "", false, fmt.Errorf("tropship: lookup %q: the supplier lists the order without an offline_order_id", reference)
 		}
+		return id, true, nil
 	}
 	return "", false, nil
 }
