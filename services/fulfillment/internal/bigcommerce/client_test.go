@@ -34,7 +34,8 @@ type fakeStore struct {
 	// orders by id
 	orders map[uint64]*fakeOrder
 	// endOfLines says how a page past the last line is answered:
-	// "204" (No Content), "empty" ([]) or "" (a short page ends it anyway).
+	// "204" (No Content), "404", "empty" ([]) or "" (a short page ends it
+	// anyway).
 	endOfLines string
 	// metafields per order
 	metafields map[uint64][]map[string]any
@@ -124,8 +125,12 @@ func (fs *fakeStore) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		from := (page - 1) * limit
 		if from >= len(o.lines) {
-			if fs.endOfLines == "204" {
+			switch fs.endOfLines {
+			case "204":
 				w.WriteHeader(http.StatusNoContent)
+				return
+			case "404":
+				http.NotFound(w, r)
 				return
 			}
 			writeJSON(w, http.StatusOK, []any{})
@@ -342,6 +347,8 @@ func TestOrderPagingEnds(t *testing.T) {
 		{"a page of 50 may be cut short by the server: read on", "empty", 50, 250, 2},
 		{"no lines", "empty", 0, 250, 1},
 		{"no lines 204", "204", 0, 250, 1},
+		{"404 for the page after a full one (a 51-line order)", "404", 51, 50, 2},
+		{"404 for the page after 50 lines", "404", 50, 250, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs, srv := newFakeStore(t)
@@ -414,6 +421,30 @@ func TestOrderPagingServerCapsLimitAt50(t *testing.T) {
 	}
 	if n := countPrefix(fs.requests(), "GET /stores/abc123/v2/orders/9/products"); n != 3 {
 		t.Errorf("%d product pages read, want 3 (50, 50, 20)", n)
+	}
+}
+
+// Once the order itself was read, a 404 from its lines' first page or its
+// shipping addresses is an unexpected answer, retried later: taken for "no
+// such order", it would make a real order INELIGIBLE for good.
+func TestOrderSubresource404IsNotOrderNotFound(t *testing.T) {
+	for _, sub := range []string{"/products", "/shipping_addresses"} {
+		t.Run(sub, func(t *testing.T) {
+			fs, srv := newFakeStore(t)
+			fs.addOrder(9, 11, 2)
+			fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+				if !strings.HasSuffix(r.URL.Path, sub) {
+					return false
+				}
+				http.NotFound(w, r)
+				return true
+			}
+			c := newClient(t, srv, nil)
+			_, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 9})
+			if err == nil || errors.Is(err, fulfill.ErrOrderNotFound) {
+				t.Fatalf("err = %v, want an error other than ErrOrderNotFound", err)
+			}
+		})
 	}
 }
 

@@ -3,6 +3,7 @@ package bigcommerce
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -28,8 +29,10 @@ func (c *Client) Order(ctx context.Context, k order.Key) (order.StorefrontOrder,
 	if err != nil {
 		return order.StorefrontOrder{}, err
 	}
+	// The order exists: a 404 from its sub-resources is an unexpected
+	// answer (retried later), never "no such order".
 	var addrs []addressJSON
-	if err := c.getJSON(ctx, k.Store, request{method: http.MethodGet, path: base + "/shipping_addresses"}, &addrs); err != nil {
+	if err := c.getJSONOr(ctx, k.Store, request{method: http.MethodGet, path: base + "/shipping_addresses"}, &addrs, nil); err != nil {
 		return order.StorefrontOrder{}, err
 	}
 
@@ -54,9 +57,11 @@ func (c *Client) Order(ctx context.Context, k order.Key) (order.StorefrontOrder,
 }
 
 // lines reads every page of an order's lines. Paging ends on 204 No Content,
-// an empty page or a short page. A page that brings only lines already seen
-// also ends it: a server that ignores `page` must not be read for ever, nor
-// double the quantities.
+// an empty page, a short page, or a 404 for a page after the first (a
+// server's answer to a page out of range). A page that brings only lines
+// already seen also ends it: a server that ignores `page` must not be read
+// for ever, nor double the quantities. The order exists: a 404 for the
+// first page is an unexpected answer, never "no such order".
 func (c *Client) lines(ctx context.Context, store, path string) ([]order.Line, error) {
 	var lines []order.Line
 	seen := map[uint64]bool{}
@@ -69,7 +74,15 @@ func (c *Client) lines(ctx context.Context, store, path string) ([]order.Line, e
 			"limit": {strconv.Itoa(c.cfg.PageLimit)},
 		}}
 		var batch []lineJSON
-		if err := c.getJSON(ctx, store, req, &batch); err != nil {
+		notFound := error(nil)
+		if page > 1 {
+			notFound = errPastLastPage
+		}
+		err := c.getJSONOr(ctx, store, req, &batch, notFound)
+		if errors.Is(err, errPastLastPage) {
+			return lines, nil
+		}
+		if err != nil {
 			return nil, err
 		}
 		added := 0
@@ -88,6 +101,9 @@ func (c *Client) lines(ctx context.Context, store, path string) ([]order.Line, e
 		}
 	}
 }
+
+// errPastLastPage is a 404 for a page of a list after its first.
+var errPastLastPage = errors.New("no such page")
 
 // getJSON GETs an order resource and decodes it into v. 204 No Content
 // leaves v untouched (an empty list); 404 means the order does not exist.
