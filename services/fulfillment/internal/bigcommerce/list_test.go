@@ -91,6 +91,39 @@ func TestModifiedOrders(t *testing.T) {
 			t.Errorf("requests %q, want min_id 1050 then 1100", reqs)
 		}
 	})
+	t.Run("a server that ignores sort: the rest by page number", func(t *testing.T) {
+		// Newest first, 50 a page; min_id and page honoured. Following
+		// by min_id from the first page's highest id would list 50 of
+		// the 120 and lose the rest for good.
+		fs, srv := newFakeStore(t)
+		fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+			q := r.URL.Query()
+			minID, _ := strconv.Atoi(q.Get("min_id"))
+			page, _ := strconv.Atoi(q.Get("page"))
+			var ids []int
+			for id := 1119; id >= max(1000, minID); id-- {
+				ids = append(ids, id)
+			}
+			from := min((max(page, 1)-1)*50, len(ids))
+			var out []map[string]any
+			for _, id := range ids[from:min(from+50, len(ids))] {
+				out = append(out, map[string]any{"id": id, "status_id": 11, "date_modified": "Fri, 04 Dec 2026 20:00:00 +0000"})
+			}
+			if len(out) == 0 {
+				w.WriteHeader(http.StatusNoContent)
+				return true
+			}
+			writeJSON(w, http.StatusOK, out)
+			return true
+		}
+		got, err := newClient(t, srv, nil).ModifiedOrders(testCtx(t), testStore, 11, since)
+		if err != nil || len(got) != 120 {
+			t.Fatalf("got %d orders, %v; want all 120", len(got), err)
+		}
+		if reqs := fs.requests(); len(reqs) != 3 || !strings.Contains(reqs[1], "page=2&") || !strings.Contains(reqs[2], "page=3&") {
+			t.Errorf("requests %q, want pages 2 and 3 after the first", reqs)
+		}
+	})
 	t.Run("an unreadable date_modified is zero", func(t *testing.T) {
 		fs, srv := newFakeStore(t)
 		fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
