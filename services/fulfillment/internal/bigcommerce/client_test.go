@@ -880,3 +880,28 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// A redirect is never followed: net/http would carry X-Auth-Token to
+// wherever it points.
+func TestRedirectIsNotFollowed(t *testing.T) {
+	var leaked atomic.Bool
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Auth-Token") != "" {
+			leaked.Store(true)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"id": 9})
+	}))
+	t.Cleanup(elsewhere.Close)
+	fs, srv := newFakeStore(t)
+	fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+		http.Redirect(w, r, elsewhere.URL+r.URL.Path, http.StatusTemporaryRedirect)
+		return true
+	}
+	_, err := newClient(t, srv, nil).Order(testCtx(t), order.Key{Store: testStore, ID: 9})
+	if err == nil || !strings.Contains(err.Error(), "307") {
+		t.Errorf("err = %v, want the 307 as an unexpected answer", err)
+	}
+	if leaked.Load() {
+		t.Error("the access token was sent to the redirect's target")
+	}
+}

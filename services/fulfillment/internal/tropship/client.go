@@ -151,11 +151,15 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, ordersURL: cfg.BaseURL + cfg.OrdersPath}
 
+	// Redirects are answered as they are, never followed: net/http would
+	// send the bearer token or the client secret along.
+	noRedirects := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	orders := *cfg.HTTPClient
-	orders.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	orders.CheckRedirect = noRedirects
 	c.http = &orders
 
 	tok := *cfg.HTTPClient
+	tok.CheckRedirect = noRedirects
 	base := tok.Transport
 	if base == nil {
 		base = http.DefaultTransport

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -413,6 +414,11 @@ func TestOutcomeTable(t *testing.T) {
 		{name: "validate passes", validate: true, reply: reply{status: 200, body: `{"valid":true,"warnings":[]}`}, want: order.Valid},
 		{name: "validate passes with warnings", validate: true, reply: reply{status: 200, body: `{"valid":true,"warnings":["postcode reformatted"]}`},
 			want: order.Valid, wantReason: "postcode reformatted"},
+		{name: "validate passes, written as a string", validate: true, reply: reply{status: 200, body: `{"valid":"true"}`}, want: order.Valid},
+		{name: "validate passes, written as 1", validate: true, reply: reply{status: 200, body: `{"valid":1}`}, want: order.Valid},
+		{name: "validate fails, written as a string", validate: true, reply: reply{status: 200, body: `{"valid":"false","errors":["APP449 unknown"]}`},
+			want: order.Refused, wantReason: "APP449 unknown"},
+		{name: "validate without a verdict", validate: true, reply: reply{status: 200, body: `{"valid":null}`}, want: order.NotSent},
 		{name: "validate fails", validate: true, reply: reply{status: 200, body: `{"valid":false,"errors":[{"field":"lines[0].product_code","code":"unavailable","message":"APP449 is not dropship-enabled"}]}`},
 			want: order.Refused, wantReason: "lines[0].product_code: APP449 is not dropship-enabled (unavailable)"},
 		{name: "created", reply: reply{status: 201, body: `{"offline_order_id":"OFF-9","reference":"BC-abc123-250","status":"received"}`},
@@ -795,5 +801,32 @@ func TestConfig(t *testing.T) {
 		if _, err := New(bad); err == nil {
 			t.Errorf("New(%+v) accepted", bad)
 		}
+	}
+}
+
+// Redirects are never followed, from the token endpoint or the orders
+// endpoint: net/http would carry the client secret or the token along.
+func TestRedirectIsNotFollowed(t *testing.T) {
+	var leaked atomic.Bool
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), testClientSecret) || r.Header.Get("Authorization") != "" {
+			leaked.Store(true)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"access_token": "stolen", "token_type": "Bearer", "expires_in": 3600})
+	}))
+	t.Cleanup(elsewhere.Close)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+r.URL.Path, http.StatusPermanentRedirect)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	res := newClient(t, srv.URL, nil).Submit(testCtx(t), sampleSubmission(), false)
+	if res.Outcome != order.NotSent {
+		t.Errorf("outcome %v (%s), want NotSent: the token request was redirected", res.Outcome, res.Reason)
+	}
+	if leaked.Load() {
+		t.Error("the client secret or a token was sent to the redirect's target")
 	}
 }

@@ -59,7 +59,7 @@ func wire(s order.Submission) submission {
 
 // answer is what the orders endpoint may say, all shapes together.
 type answer struct {
-	Valid          *bool             `json:"valid"`
+	Valid          json.RawMessage   `json:"valid"`
 	OfflineOrderID json.RawMessage   `json:"offline_order_id"`
 	Warnings       []json.RawMessage `json:"warnings"`
 	Errors         []json.RawMessage `json:"errors"`
@@ -139,8 +139,8 @@ func classify(rep *reply, validateOnly bool, now time.Time) order.Result {
 			return order.Result{Outcome: order.Ambiguous,
 				Reason: fmt.Sprintf("HTTP 201 without an offline_order_id%s: an order was created but its id is unknown", decodeNote(decodeErr))}
 		}
-		if validateOnly && a.Valid != nil {
-			if *a.Valid {
+		if valid, ok := scalarBool(a.Valid); validateOnly && ok {
+			if valid {
 				r := order.Result{Outcome: order.Valid}
 				if w := join(a.Warnings); w != "" {
 					r.Reason = "valid, with warnings: " + w
@@ -255,6 +255,21 @@ func scalarText(raw json.RawMessage) string {
 		return n.String()
 	}
 	return ""
+}
+
+// scalarBool reads a JSON boolean, or one written as "true"/"false" or
+// 1/0; ok is false for anything else (absent, null, another value).
+func scalarBool(raw json.RawMessage) (v, ok bool) {
+	switch strings.ToLower(scalarText(raw)) {
+	case "true", "1":
+		return true, true
+	case "false", "0":
+		return false, true
+	}
+	if err := json.Unmarshal(raw, &v); err == nil && len(raw) > 0 && string(raw) != "null" {
+		return v, true
+	}
+	return false, false
 }
 
 // limit keeps a reason readable and storable.
