@@ -110,6 +110,11 @@ func runSend(ctx context.Context, args []string) error {
 	if o, ok := badOptions[cfg.bad]; ok {
 		opts = append(opts, o)
 	}
+	if cfg.bad == "unsigned" {
+		// One right credential is enough for the gateway: an unsigned
+		// delivery to be refused carries no shared-secret header either.
+		cfg.headers = nil
+	}
 	events := make([]webhook.Event, cfg.times)
 	for i := range events {
 		events[i] = ev

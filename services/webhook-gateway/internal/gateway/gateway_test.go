@@ -187,11 +187,15 @@ func TestWebhook(t *testing.T) {
 		{name: "valid signed delivery", d: delivery{body: orderBody}, wantStatus: 200, wantCalls: 1, wantBody: `"recorded":true`},
 		{name: "forged key", d: delivery{body: orderBody, signKey: "not-the-secret"}, wantStatus: 401},
 		{name: "tampered body", d: delivery{body: orderBody, tamper: true}, wantStatus: 401},
-		{name: "unsigned", d: delivery{body: orderBody, unsigned: true}, wantStatus: 401},
+		// Both mechanisms are configured here: one right credential is
+		// enough, a wrong one is refused, none is refused.
+		{name: "unsigned, with the shared secret (a store API account's hook)", d: delivery{body: orderBody, unsigned: true}, wantStatus: 200, wantCalls: 1, wantBody: `"recorded":true`},
+		{name: "unsigned and without the shared secret", d: delivery{body: orderBody, unsigned: true, noSecret: true}, wantStatus: 401},
 		{name: "stale timestamp", d: delivery{body: orderBody, tsOffset: -10 * time.Minute}, wantStatus: 401},
 		{name: "future timestamp", d: delivery{body: orderBody, tsOffset: 10 * time.Minute}, wantStatus: 401},
 		{name: "wrong shared secret", d: delivery{body: orderBody, secret: "shared-secret-abcdeg"}, wantStatus: 401},
-		{name: "missing shared secret", d: delivery{body: orderBody, noSecret: true}, wantStatus: 401},
+		{name: "signed, without the shared secret (an app's hook)", d: delivery{body: orderBody, noSecret: true}, wantStatus: 200, wantCalls: 1, wantBody: `"recorded":true`},
+		{name: "forged key, with the shared secret", d: delivery{body: orderBody, signKey: "not-the-secret"}, wantStatus: 401},
 		{name: "body of 64 KiB + 1", d: delivery{body: paddedOrder(t, gateway.MaxBodyBytes+1)}, wantStatus: 413},
 		{name: "body of exactly 64 KiB", d: delivery{body: paddedOrder(t, gateway.MaxBodyBytes)}, wantStatus: 200, wantCalls: 1},
 		{name: "malformed JSON", d: delivery{body: `{"scope":"store/order/created",`}, wantStatus: 400},
@@ -240,7 +244,11 @@ func TestWebhook(t *testing.T) {
 				t.Fatalf("fulfillment received %d calls, want %d", len(calls), tt.wantCalls)
 			}
 			for _, c := range calls {
-				if got := c.md.Get("webhook-id"); len(got) != 1 || got[0] != tt.d.id {
+				got := c.md.Get("webhook-id")
+				if tt.d.unsigned && len(got) != 0 {
+					t.Errorf("webhook-id metadata = %q of an unsigned delivery, want none", got)
+				}
+				if !tt.d.unsigned && (len(got) != 1 || got[0] != tt.d.id) {
 					t.Errorf("webhook-id metadata = %q, want [%q]", got, tt.d.id)
 				}
 				for _, k := range []string{"authorization", strings.ToLower(secretHeader), "webhook-signature", "grpcgateway-webhook-signature"} {

@@ -3,8 +3,11 @@
 // Two mechanisms exist because BigCommerce documents both and it is not
 // settled which hooks are signed (see docs/bigcommerce.md): a Standard
 // Webhooks signature keyed with the app's client secret, and a shared secret
-// in a custom header. Each configured mechanism must pass; configuring none is
-// possible only when explicitly insecure, for development.
+// in a custom header. A delivery must carry at least one configured
+// credential, and every one it carries must be right: a store's hooks made
+// by an app are signed, those made with a store API account may carry only
+// the header. Configuring none is possible only when explicitly insecure,
+// for development.
 //
 // The package does no I/O: it looks at headers and the raw body the caller
 // has already read, so it can be tested without a server.
@@ -84,11 +87,20 @@ func New(opts Options) (*Verifier, error) {
 // is not enabled accepts every delivery.
 func (v *Verifier) Enabled() bool { return v.signature != nil || v.secretHeader != "" }
 
-// Verify checks body and header against every configured mechanism. It
-// returns nil when all pass, else an error wrapping ErrSignature or
-// ErrSharedSecret. Errors never contain secrets.
+// signatureHeaders are the Standard Webhooks headers; any of them present
+// means the delivery claims a signature.
+var signatureHeaders = []string{"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"}
+
+// Verify checks body and header. It returns nil when the delivery carries
+// at least one configured credential and every configured credential it
+// carries is right; else an error wrapping ErrSignature or ErrSharedSecret
+// (both when it carries none). Errors never contain secrets.
 func (v *Verifier) Verify(header http.Header, body []byte) error {
-	if v.secretHeader != "" {
+	if !v.Enabled() {
+		return nil
+	}
+	passed := 0
+	if v.secretHeader != "" && len(header.Values(v.secretHeader)) > 0 {
 		// Comparing digests keeps the comparison constant-time in the
 		// length of the secret too; ConstantTimeCompare returns early on a
 		// length mismatch.
@@ -96,12 +108,32 @@ func (v *Verifier) Verify(header http.Header, body []byte) error {
 		if subtle.ConstantTimeCompare(got[:], v.secretDigest[:]) != 1 {
 			return ErrSharedSecret
 		}
+		passed++
 	}
-	if v.signature != nil {
+	if v.signature != nil && (v.secretHeader == "" || carriesAny(header, signatureHeaders)) {
 		// Verify enforces the ±5 minute timestamp window against replays.
 		if err := v.signature.Verify(body, header); err != nil {
 			return fmt.Errorf("%w: %w", ErrSignature, err)
 		}
+		passed++
 	}
-	return nil
+	if passed > 0 {
+		return nil
+	}
+	switch {
+	case v.signature == nil:
+		return fmt.Errorf("%w: header missing", ErrSharedSecret)
+	case v.secretHeader == "":
+		return fmt.Errorf("%w: unsigned", ErrSignature)
+	}
+	return fmt.Errorf("neither signed nor carrying the shared-secret header: %w, %w", ErrSignature, ErrSharedSecret)
+}
+
+func carriesAny(h http.Header, names []string) bool {
+	for _, n := range names {
+		if len(h.Values(n)) > 0 {
+			return true
+		}
+	}
+	return false
 }
