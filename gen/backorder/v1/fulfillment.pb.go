@@ -663,8 +663,6 @@ type HandleOrderWebhookRequest struct {
 	// An unkeyed SHA-1 over the payload: equal for duplicate deliveries of one
 	// event, different for different events. It proves nothing.
 	Hash string `protobuf:"bytes,4,opt,name=hash,proto3" json:"hash,omitempty"`
-	// Not relied on (its meaning is unsettled).
-	CreatedAt int64 `protobuf:"varint,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// "stores/<store_hash>".
 	Producer      string `protobuf:"bytes,6,opt,name=producer,proto3" json:"producer,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -727,13 +725,6 @@ func (x *HandleOrderWebhookRequest) GetHash() string {
 		return x.Hash
 	}
 	return ""
-}
-
-func (x *HandleOrderWebhookRequest) GetCreatedAt() int64 {
-	if x != nil {
-		return x.CreatedAt
-	}
-	return 0
 }
 
 func (x *HandleOrderWebhookRequest) GetProducer() string {
@@ -1835,15 +1826,14 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\x05scope\x18\x02 \x01(\tR\x05scope\x12\"\n" +
 	"\rnew_status_id\x18\x03 \x01(\rR\vnewStatusId\x12;\n" +
 	"\vreceived_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"receivedAt\"\xca\x01\n" +
+	"receivedAt\"\xbd\x01\n" +
 	"\x19HandleOrderWebhookRequest\x12\x14\n" +
 	"\x05scope\x18\x01 \x01(\tR\x05scope\x12\x19\n" +
 	"\bstore_id\x18\x02 \x01(\tR\astoreId\x12-\n" +
 	"\x04data\x18\x03 \x01(\v2\x19.backorder.v1.WebhookDataR\x04data\x12\x12\n" +
-	"\x04hash\x18\x04 \x01(\tR\x04hash\x12\x1d\n" +
-	"\n" +
-	"created_at\x18\x05 \x01(\x03R\tcreatedAt\x12\x1a\n" +
-	"\bproducer\x18\x06 \x01(\tR\bproducer\"f\n" +
+	"\x04hash\x18\x04 \x01(\tR\x04hash\x12\x1a\n" +
+	"\bproducer\x18\x06 \x01(\tR\bproducerJ\x04\b\x05\x10\x06R\n" +
+	"created_at\"f\n" +
 	"\vWebhookData\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\x123\n" +

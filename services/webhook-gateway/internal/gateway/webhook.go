@@ -60,11 +60,17 @@ func (s *Server) webhook(next http.Handler) http.Handler {
 			warn(ctx, slog.String("warning", "delivery NOT VERIFIED: "+config.EnvInsecureSkipVerify+"=true"))
 		}
 
+		// A field of another type than expected (json.UnmarshalTypeError;
+		// decoding goes on past it) is not refused here: an ignored scope
+		// must be answered 200 whatever its data, and for the scopes acted
+		// on the generated handler judges the fields it needs.
 		var env envelope
 		if err := json.Unmarshal(body, &env); err != nil {
-			annotate(ctx, slog.String("error", "decode envelope: "+err.Error()))
-			writeError(w, http.StatusBadRequest, "malformed JSON body")
-			return
+			if te, typeErr := errors.AsType[*json.UnmarshalTypeError](err); !typeErr || te.Field == "" { // "": not an object at all
+				annotate(ctx, slog.String("error", "decode envelope: "+err.Error()))
+				writeError(w, http.StatusBadRequest, "malformed JSON body")
+				return
+			}
 		}
 		annotate(ctx, slog.String("scope", env.Scope),
 			slog.String("store", strings.TrimPrefix(env.Producer, "stores/")),
