@@ -197,7 +197,7 @@ func runDemo(ctx context.Context, args []string) error {
   go tool grpcurl -plaintext -d '{"state":"ORDER_STATE_WRITTEN_BACK"}' %[1]s backorder.v1.FulfillmentService/ListOrders
   curl -H 'Authorization: Bearer %[4]s' http://%[5]s/v1/stores/%[2]s/orders/%[3]d
   curl -H 'Authorization: Bearer %[4]s' http://%[5]s/v1/status      # replica, supplier mode, Orders API sweep
-  curl -H 'Authorization: Bearer %[4]s' http://%[5]s/metrics
+  curl http://%[5]s/metrics
   curl http://%[5]s/openapi.json     # every HTTP route
   curl http://%[6]s/_sim/ledger
   curl http://%[8]s/_sim/orders/%[3]d       # the BigCommerce order and its metafield

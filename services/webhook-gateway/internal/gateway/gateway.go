@@ -127,7 +127,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	mux.Handle("/v1/", s.adminOnly(gw))
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET "+MetricsPath, s.adminOnly(s.metrics.handler()))
+	// Metrics, like health, are for the platform's scraper, with no
+	// token: counts and latencies by route and status, no order data.
+	mux.Handle("GET "+MetricsPath, s.metrics.handler())
 	// The API's description holds no secret: served to anyone.
 	mux.HandleFunc("GET "+OpenAPIPath, serveOpenAPI)
 	s.handler = s.logRequests(mux)
