@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -85,12 +86,15 @@ func Load(getenv func(string) string) (Config, error) {
 		ListenAddr:         orDefault(getenv(EnvListenAddr), defaultListenAddr),
 		FulfillmentAddrs:   splitList(orDefault(getenv(EnvFulfillmentAddr), defaultFulfillmentAddr)),
 		FulfillmentTimeout: defaultTimeout,
-		ClientSecret:       getenv(EnvClientSecret),
-		SecretHeader:       strings.TrimSpace(getenv(EnvSecretHeader)),
-		Secret:             getenv(EnvSecret),
-		AdminToken:         getenv(EnvAdminToken),
-		DebugAddr:          strings.TrimSpace(getenv(debugserver.EnvAddr)),
-		ShutdownTimeout:    defaultShutdownTimeout,
+		// Secrets are trimmed, as the fulfillment service's settings are:
+		// a trailing newline from a secret file would otherwise refuse
+		// every delivery (a header value never carries one).
+		ClientSecret:    strings.TrimSpace(getenv(EnvClientSecret)),
+		SecretHeader:    strings.TrimSpace(getenv(EnvSecretHeader)),
+		Secret:          strings.TrimSpace(getenv(EnvSecret)),
+		AdminToken:      strings.TrimSpace(getenv(EnvAdminToken)),
+		DebugAddr:       strings.TrimSpace(getenv(debugserver.EnvAddr)),
+		ShutdownTimeout: defaultShutdownTimeout,
 	}
 	var errs []error
 	switch v := strings.ToLower(strings.TrimSpace(getenv(EnvLogLevel))); v {
@@ -199,19 +203,55 @@ func validateFulfillmentAddrs(addrs []string) error {
 	// A single entry may be a full gRPC target (dns:///..., unix:///...);
 	// a list is a set of replicas, each of which must be a plain host:port.
 	if len(addrs) == 1 && strings.Contains(addrs[0], "://") {
-		return nil
+		return validateTarget(addrs[0])
 	}
 	var errs []error
 	for _, a := range addrs {
-		host, port, err := net.SplitHostPort(a)
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("%s: %q is not host:port: %w", EnvFulfillmentAddr, a, err))
-		case host == "" || port == "":
-			errs = append(errs, fmt.Errorf("%s: %q needs both a host and a port", EnvFulfillmentAddr, a))
+		if err := validateHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvFulfillmentAddr, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func validateHostPort(a string) error {
+	if strings.Contains(a, "://") {
+		return fmt.Errorf("%q: in a list, every entry is host:port", a)
+	}
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %w", a, err)
+	}
+	if n, perr := strconv.Atoi(port); host == "" || perr != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q needs a host and a port number", a)
+	}
+	return nil
+}
+
+// validateTarget accepts the gRPC targets of the resolvers grpc-go has
+// built in: dns:///host:port (or dns://authority/host:port), unix:path,
+// unix:///path, unix-abstract:name and passthrough:///host:port.
+func validateTarget(t string) error {
+	u, err := url.Parse(t)
+	if err != nil {
+		return fmt.Errorf("%s: %q is not a gRPC target: %w", EnvFulfillmentAddr, t, err)
+	}
+	endpoint := strings.TrimPrefix(u.Path, "/")
+	switch u.Scheme {
+	case "dns", "passthrough":
+		if err := validateHostPort(endpoint); err != nil {
+			return fmt.Errorf("%s: %q: the endpoint after %s:/// must be host:port: %w", EnvFulfillmentAddr, t, u.Scheme, err)
+		}
+		return nil
+	case "unix", "unix-abstract":
+		if u.Path == "" && u.Opaque == "" {
+			return fmt.Errorf("%s: %q names no socket", EnvFulfillmentAddr, t)
+		}
+		return nil
+	case "http", "https":
+		return fmt.Errorf("%s: %q is an HTTP URL; the fulfillment service speaks gRPC: give host:port (e.g. fulfillment:9090)", EnvFulfillmentAddr, t)
+	}
+	return fmt.Errorf("%s: %q: unknown scheme %q; give host:port, or a dns:/// or unix: target", EnvFulfillmentAddr, t, u.Scheme)
 }
 
 func parseDuration(name, v string) (time.Duration, error) {

@@ -148,6 +148,39 @@ func TestLoad(t *testing.T) {
 			},
 		},
 		{
+			name: "secrets with a trailing newline, as from a secret file",
+			env:  map[string]string{"BIGCOMMERCE_CLIENT_SECRET": "s\n", "WEBHOOK_SECRET_HEADER": "X-Hook", "WEBHOOK_SECRET": "v\n", "ADMIN_TOKEN": " t\n"},
+			check: func(t *testing.T, cfg config.Config) {
+				if cfg.ClientSecret != "s" || cfg.Secret != "v" || cfg.AdminToken != "t" {
+					t.Errorf("secrets not trimmed: %q %q %q", cfg.ClientSecret, cfg.Secret, cfg.AdminToken)
+				}
+			},
+		},
+		{
+			name: "unix socket target",
+			env:  map[string]string{"BIGCOMMERCE_CLIENT_SECRET": "s", "FULFILLMENT_ADDR": "unix:///run/fulfillment.sock"},
+		},
+		{
+			name:    "an HTTP URL is not a gRPC address",
+			env:     map[string]string{"BIGCOMMERCE_CLIENT_SECRET": "s", "FULFILLMENT_ADDR": "http://fulfillment:9090"},
+			wantErr: []string{"FULFILLMENT_ADDR", "HTTP URL", "host:port"},
+		},
+		{
+			name:    "dns target with the name in the authority",
+			env:     map[string]string{"BIGCOMMERCE_CLIENT_SECRET": "s", "FULFILLMENT_ADDR": "dns://fulfillment:9090"},
+			wantErr: []string{"FULFILLMENT_ADDR", "dns:///"},
+		},
+		{
+			name:    "unknown scheme",
+			env:     map[string]string{"BIGCOMMERCE_CLIENT_SECRET": "s", "FULFILLMENT_ADDR": "grpc://fulfillment:9090"},
+			wantErr: []string{"FULFILLMENT_ADDR", "unknown scheme"},
+		},
+		{
+			name:    "port that is not a number",
+			env:     map[string]string{"BIGCOMMERCE_CLIENT_SECRET": "s", "FULFILLMENT_ADDR": "fulfillment:grpc"},
+			wantErr: []string{"FULFILLMENT_ADDR", "port number"},
+		},
+		{
 			name:    "every problem reported",
 			env:     map[string]string{"FULFILLMENT_TIMEOUT": "x", "SHUTDOWN_TIMEOUT": "y"},
 			wantErr: []string{"FULFILLMENT_TIMEOUT", "SHUTDOWN_TIMEOUT"},
