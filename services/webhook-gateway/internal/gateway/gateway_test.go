@@ -621,18 +621,33 @@ func TestOpenAPIDocument(t *testing.T) {
 		t.Fatalf("GET /openapi.json = %d %s", resp.status, resp.body)
 	}
 	var doc struct {
-		Swagger string                     `json:"swagger"`
-		Paths   map[string]json.RawMessage `json:"paths"`
+		Swagger  string                                          `json:"swagger"`
+		Security []map[string][]string                           `json:"security"`
+		Paths    map[string]map[string]struct{ Security *[]any } `json:"paths"`
+		Defs     map[string]struct {
+			Properties map[string]json.RawMessage `json:"properties"`
+		} `json:"definitions"`
 	}
 	if err := json.Unmarshal([]byte(resp.body), &doc); err != nil {
 		t.Fatalf("decode: %v", err)
 	}
-	for _, p := range []string{"/v1/webhooks/bigcommerce", "/v1/orders", "/v1/status", "/v1/stores/{storeHash}/orders:sweep"} {
+	for _, p := range []string{"/v1/webhooks/bigcommerce", "/v1/orders", "/v1/status", "/v1/stores/{store_hash}/orders:sweep"} {
 		if _, ok := doc.Paths[p]; !ok {
 			t.Errorf("the document lacks %s (has %d paths)", p, len(doc.Paths))
 		}
 	}
 	if doc.Swagger != "2.0" {
 		t.Errorf("swagger = %q", doc.Swagger)
+	}
+	// The operator routes need the bearer token; the webhook route does not.
+	if len(doc.Security) != 1 || doc.Security[0]["bearer"] == nil {
+		t.Errorf("top-level security = %v, want the bearer token", doc.Security)
+	}
+	if s := doc.Paths["/v1/webhooks/bigcommerce"]["post"].Security; s == nil || len(*s) != 0 {
+		t.Errorf("webhook route security = %v, want none ([])", s)
+	}
+	// Fields are named as the gateway writes them (proto names).
+	if _, ok := doc.Defs["v1Order"].Properties["offline_order_id"]; !ok {
+		t.Errorf("v1Order properties %v lack offline_order_id", doc.Defs["v1Order"].Properties)
 	}
 }
