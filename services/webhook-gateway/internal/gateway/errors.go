@@ -29,8 +29,9 @@ const retryAfterSeconds = 30
 //     would retry it for two days and count it as a failure.
 //   - Transient failures (Unavailable, ResourceExhausted, Aborted,
 //     DeadlineExceeded, Canceled, Internal, Unknown) are 503 with Retry-After:
-//     "nothing was recorded, try again", which is exactly what BigCommerce's
-//     retry does.
+//     "try again" (the delivery may have been recorded if a deadline passed
+//     after the write; the retry is then a duplicate), which is exactly what
+//     BigCommerce's retry does.
 //   - FailedPrecondition is 409 Conflict: the request is well-formed but the
 //     order's current state does not allow it (e.g. ProcessOrder on an order
 //     waiting for review). Unlike 400 it does not call the request malformed,

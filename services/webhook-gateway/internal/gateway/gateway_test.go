@@ -334,6 +334,24 @@ func TestWebhook(t *testing.T) {
 		if !strings.Contains(out, `"webhook_id"`) || !strings.Contains(out, `"reject"`) {
 			t.Errorf("log lacks the expected request attributes:\n%s", out)
 		}
+		// Refused deliveries are warnings; a scanner's 405 is not.
+		for _, line := range strings.Split(out, "\n") {
+			var l struct {
+				Level  string `json:"level"`
+				Msg    string `json:"msg"`
+				Status int    `json:"status"`
+			}
+			if json.Unmarshal([]byte(line), &l) != nil || l.Msg != "http request" {
+				continue
+			}
+			want := "INFO"
+			if l.Status >= 400 && l.Status != 404 && l.Status != 405 {
+				want = "WARN"
+			}
+			if l.Level != want {
+				t.Errorf("a %d answer logged at %s, want %s: %s", l.Status, l.Level, want, line)
+			}
+		}
 	})
 }
 

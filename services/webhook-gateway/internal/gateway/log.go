@@ -66,13 +66,15 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			slog.String("remote", r.RemoteAddr),
 		}
 		if id := r.Header.Get("Webhook-Id"); id != "" {
-			attrs = append(attrs, slog.String("webhook_id", id))
+			attrs = append(attrs, slog.String("webhook_id", clip(id)))
 		}
 		rl.mu.Lock()
 		attrs = append(attrs, rl.attrs...)
 		level := rl.level
 		rl.mu.Unlock()
-		if rec.status >= 500 {
+		// Refused deliveries (400, 401, 403, 413, ...) and failures are
+		// what an operator looks for; 404 and 405 are any scanner's noise.
+		if rec.status >= 500 || (rec.status >= 400 && rec.status != http.StatusNotFound && rec.status != http.StatusMethodNotAllowed) {
 			level = max(level, slog.LevelWarn)
 		}
 		s.log.LogAttrs(r.Context(), level, "http request", attrs...)
