@@ -700,3 +700,42 @@ func TestOtherStoresOrdersInTheSameEtcdAreLeftAlone(t *testing.T) {
 		t.Errorf("supplier orders %v, want only BC-abc-8", sup.live)
 	}
 }
+
+// In live mode, a person's validate-only ProcessOrder of an order queued
+// for its live submission leaves it queued: the live submission follows,
+// instead of waiting for an event that may never come.
+func TestValidateOnlyRunKeepsALiveOrderQueued(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ep := etcdtest.Start(t)
+	st := newStore(t, ep)
+	k := order.Key{Store: "abc", ID: 7}
+	// Queued, due in an hour (as after a failure's backoff).
+	if rec, _, err := st.RecordDelivery(ctx, k, order.Event{Key: "h-c", Scope: "store/order/created", ReceivedAt: time.Now()}, time.Now().Add(time.Hour), nil); err != nil || !rec {
+		t.Fatalf("record: %v %v", rec, err)
+	}
+	sf := &storefront{status: map[uint64]uint32{7: 11}}
+	sup := &supplier{live: map[string]int{}}
+	svc := fulfill.New(fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
+		SweepInterval: 20 * time.Millisecond, SweepGrace: 20 * time.Millisecond, Workers: 2,
+	}, st, sf, sup, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	o, err := svc.Process(ctx, k, fulfill.ProcessOptions{Force: true, ValidateOnly: true})
+	if err != nil || o.State != order.Validated {
+		t.Fatalf("validate-only run: %+v, %v; want VALIDATED", o, err)
+	}
+	if got, err := svc.Get(ctx, k); err != nil || !got.Pending {
+		t.Fatalf("after the validate-only run: %+v, %v; want still queued", got, err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { svc.Run(ctx) })
+	h := &harness{sf: sf, sup: sup, svc: []*fulfill.Service{svc}}
+	h.waitState(t, k, order.Submitted)
+	sup.mu.Lock()
+	defer sup.mu.Unlock()
+	if sup.live["BC-abc-7"] != 1 || sup.validations != 1 {
+		t.Errorf("supplier: live %v, validations %d; want one of each", sup.live, sup.validations)
+	}
+}

@@ -367,6 +367,12 @@ func (p *run) apply(ctx context.Context, r order.Result) error {
 	if !next.IsZero() {
 		q = QueueOp{At: next}
 	}
+	if r.Outcome == order.Valid && p.s.cfg.Mode == order.ModeLive && p.o.Pending {
+		// A person's validate-only run of an order queued for its live
+		// submission: that submission is still owed, so the order stays
+		// queued, due now.
+		q = QueueOp{At: p.now}
+	}
 	// Step 9 follows a created order in this run, under the same lock: the
 	// id is stored first (step 8), and the entry stays queued, so a sweep
 	// writes it back if this process dies before it does.
