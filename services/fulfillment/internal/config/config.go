@@ -132,6 +132,11 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.TropShipClientSecret == "" {
 		e.fail("TROPSHIP_CLIENT_SECRET", "is required (validate and live modes both call TropShip)")
 	}
+	for _, p := range []struct{ name, path string }{{"TROPSHIP_TOKEN_PATH", c.TropShipTokenPath}, {"TROPSHIP_ORDERS_PATH", c.TropShipOrdersPath}} {
+		if !strings.HasPrefix(p.path, "/") || strings.ContainsAny(p.path, "?# ") {
+			e.fail(p.name, fmt.Sprintf("is %q; want a path under TROPSHIP_BASE_URL starting with /, like /v1/offline-orders", p.path))
+		}
+	}
 	if c.Workers < 1 {
 		e.fail("WORKERS", "must be at least 1")
 	}

@@ -189,6 +189,8 @@ func TestLoadErrors(t *testing.T) {
 		{"etcd endpoint with a bad port", map[string]string{"ETCD_ENDPOINTS": "etcd-0:http"}, []string{"ETCD_ENDPOINTS"}},
 		{"etcd endpoint of another scheme", map[string]string{"ETCD_ENDPOINTS": "dns://etcd-0:2379"}, []string{"ETCD_ENDPOINTS"}},
 		{"loud log level", map[string]string{"LOG_LEVEL": "loud"}, []string{"LOG_LEVEL"}},
+		{"token path without a slash", map[string]string{"TROPSHIP_TOKEN_PATH": "oauth/token"}, []string{"TROPSHIP_TOKEN_PATH"}},
+		{"orders path with a query", map[string]string{"TROPSHIP_ORDERS_PATH": "/v1/offline-orders?x=1"}, []string{"TROPSHIP_ORDERS_PATH"}},
 		{"debug address without port", map[string]string{"DEBUG_ADDR": "6060"}, []string{"DEBUG_ADDR"}},
 		{"bad boolean", map[string]string{"TROPSHIP_VALIDATE_FIRST": "sometimes"}, []string{"TROPSHIP_VALIDATE_FIRST"}},
 		{
