@@ -1130,7 +1130,11 @@ type ListOrdersRequest struct {
 	// At most this many orders (default 50, at most 500).
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of the previous page.
-	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only orders queued for work: waiting to be processed (including those
+	// whose events are recorded but not yet looked at), a retry, a lookup or
+	// a write-back; next_attempt_at says when. With state, both must hold.
+	Pending       bool `protobuf:"varint,5,opt,name=pending,proto3" json:"pending,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1191,6 +1195,13 @@ func (x *ListOrdersRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListOrdersRequest) GetPending() bool {
+	if x != nil {
+		return x.Pending
+	}
+	return false
 }
 
 // ListOrdersResponse is one page of orders.
@@ -1857,14 +1868,15 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"store_hash\x18\x01 \x01(\tR\tstoreHash\x12\x19\n" +
 	"\border_id\x18\x02 \x01(\x04R\aorderId\"=\n" +
 	"\x10GetOrderResponse\x12)\n" +
-	"\x05order\x18\x01 \x01(\v2\x13.backorder.v1.OrderR\x05order\"\x9e\x01\n" +
+	"\x05order\x18\x01 \x01(\v2\x13.backorder.v1.OrderR\x05order\"\xb8\x01\n" +
 	"\x11ListOrdersRequest\x12\x1d\n" +
 	"\n" +
 	"store_hash\x18\x01 \x01(\tR\tstoreHash\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.backorder.v1.OrderStateR\x05state\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tR\tpageToken\"i\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\x12\x18\n" +
+	"\apending\x18\x05 \x01(\bR\apending\"i\n" +
 	"\x12ListOrdersResponse\x12+\n" +
 	"\x06orders\x18\x01 \x03(\v2\x13.backorder.v1.OrderR\x06orders\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x19\n" +

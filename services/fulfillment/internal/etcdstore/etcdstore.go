@@ -264,18 +264,23 @@ func (s *Store) Get(ctx context.Context, k order.Key) (*order.Order, error) {
 	return o, nil
 }
 
-// List implements fulfill.Store. With a state, it walks the state index;
-// otherwise the records themselves.
+// List implements fulfill.Store. Pending walks the queue (so orders whose
+// events are recorded but have no record yet are listed too); a state, the
+// state index; otherwise the records themselves.
 func (s *Store) List(ctx context.Context, f fulfill.ListFilter) ([]*order.Order, string, error) {
 	if f.PageSize <= 0 {
 		f.PageSize = 50
 	}
-	var prefix string
-	if f.State != order.StateUnspecified {
-		prefix = s.statePrefix(f.State)
-	} else {
-		prefix = s.prefix + "orders/"
+	var base string // keys are base + "<store>/<id>"
+	switch {
+	case f.Pending:
+		base = s.queuePrefix()
+	case f.State != order.StateUnspecified:
+		base = s.statePrefix(f.State)
+	default:
+		base = s.prefix + "orders/"
 	}
+	prefix := base
 	if f.Store != "" {
 		prefix += f.Store + "/"
 	}
@@ -293,7 +298,7 @@ func (s *Store) List(ctx context.Context, f fulfill.ListFilter) ([]*order.Order,
 	}
 	out := make([]*order.Order, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		if f.State == order.StateUnspecified {
+		if !f.Pending && f.State == order.StateUnspecified {
 			o, err := decodeOrder(kv.Value)
 			if err != nil {
 				return nil, "", err
@@ -301,7 +306,7 @@ func (s *Store) List(ctx context.Context, f fulfill.ListFilter) ([]*order.Order,
 			out = append(out, o)
 			continue
 		}
-		k, ok := parseKeySuffix(strings.TrimPrefix(string(kv.Key), s.statePrefix(f.State)))
+		k, ok := parseKeySuffix(strings.TrimPrefix(string(kv.Key), base))
 		if !ok {
 			continue
 		}
@@ -312,7 +317,8 @@ func (s *Store) List(ctx context.Context, f fulfill.ListFilter) ([]*order.Order,
 		if err != nil {
 			return nil, "", err
 		}
-		if o.State == f.State { // the index may lag a concurrent write
+		// The index or the queue may lag a concurrent write.
+		if (f.State == order.StateUnspecified || o.State == f.State) && (!f.Pending || o.Pending) {
 			out = append(out, o)
 		}
 	}

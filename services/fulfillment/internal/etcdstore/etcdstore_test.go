@@ -262,6 +262,9 @@ func TestListByStateAndPages(t *testing.T) {
 				if f.State != order.StateUnspecified && o.State != f.State {
 					t.Fatalf("listed %v in %v", o.State, f.State)
 				}
+				if f.Pending && !o.Pending {
+					t.Fatalf("listed %v, not pending, as pending", o.Key)
+				}
 			}
 			if next == "" {
 				return n, pages
@@ -269,11 +272,22 @@ func TestListByStateAndPages(t *testing.T) {
 			f.PageToken = next
 		}
 	}
+	// Queued for work: an order with a record, one whose event is
+	// recorded but not yet processed (no record), another store's.
+	for _, k := range []order.Key{{Store: "s", ID: 1}, {Store: "s", ID: 8}, {Store: "t", ID: 1}} {
+		if _, _, err := s.RecordDelivery(ctx, k, ev("p"), now, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, c := range []struct {
 		f     fulfill.ListFilter
 		n     int
 		pages int
 	}{
+		{fulfill.ListFilter{Pending: true, PageSize: 2}, 3, 2},
+		{fulfill.ListFilter{Pending: true, Store: "s"}, 2, 1},
+		{fulfill.ListFilter{Pending: true, Store: "s", State: order.Received}, 2, 1},
+		{fulfill.ListFilter{Pending: true, State: order.Ineligible}, 0, 1},
 		{fulfill.ListFilter{PageSize: 3}, 7, 3},
 		{fulfill.ListFilter{State: order.Ineligible, PageSize: 2}, 3, 2},
 		{fulfill.ListFilter{State: order.Received, Store: "s", PageSize: 10}, 4, 1},

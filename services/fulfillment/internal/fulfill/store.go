@@ -111,6 +111,7 @@ type QueueOp struct {
 type ListFilter struct {
 	Store     string      // empty: all stores
 	State     order.State // unspecified: all states
+	Pending   bool        // only orders queued for work (the queue, not the records)
 	PageSize  int
 	PageToken string
 }

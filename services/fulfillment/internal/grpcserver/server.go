@@ -101,6 +101,7 @@ func (s *Server) ListOrders(ctx context.Context, req *backorderv1.ListOrdersRequ
 	orders, next, err := s.svc.List(ctx, fulfill.ListFilter{
 		Store:     req.GetStoreHash(),
 		State:     order.State(req.GetState()),
+		Pending:   req.GetPending(),
 		PageSize:  int(req.GetPageSize()),
 		PageToken: req.GetPageToken(),
 	})
