@@ -25,6 +25,7 @@ const (
 	EnvListenAddr          = "LISTEN_ADDR"
 	EnvFulfillmentAddr     = "FULFILLMENT_ADDR"
 	EnvFulfillmentTimeout  = "FULFILLMENT_TIMEOUT"
+	EnvOperatorTimeout     = "OPERATOR_TIMEOUT"
 	EnvClientSecret        = "BIGCOMMERCE_CLIENT_SECRET"
 	EnvSecretHeader        = "WEBHOOK_SECRET_HEADER"
 	EnvSecret              = "WEBHOOK_SECRET"
@@ -35,6 +36,7 @@ const (
 	defaultListenAddr      = ":8080"
 	defaultFulfillmentAddr = "localhost:9090"
 	defaultTimeout         = 5 * time.Second
+	defaultOperatorTimeout = time.Minute
 	defaultShutdownTimeout = 10 * time.Second
 )
 
@@ -55,6 +57,11 @@ type Config struct {
 	// FulfillmentTimeout is the deadline of every gRPC call the gateway makes
 	// (FULFILLMENT_TIMEOUT).
 	FulfillmentTimeout time.Duration
+	// OperatorTimeout is the deadline of the operator API's calls
+	// (OPERATOR_TIMEOUT): ProcessOrder waits for a supplier call and
+	// SweepOrders for a listing, which may well take longer than a
+	// webhook's answer may.
+	OperatorTimeout time.Duration
 	// ClientSecret is the BigCommerce app client secret; its raw bytes are the
 	// Standard Webhooks HMAC key (BIGCOMMERCE_CLIENT_SECRET).
 	ClientSecret string
@@ -86,6 +93,7 @@ func Load(getenv func(string) string) (Config, error) {
 		ListenAddr:         orDefault(getenv(EnvListenAddr), defaultListenAddr),
 		FulfillmentAddrs:   splitList(orDefault(getenv(EnvFulfillmentAddr), defaultFulfillmentAddr)),
 		FulfillmentTimeout: defaultTimeout,
+		OperatorTimeout:    defaultOperatorTimeout,
 		// Secrets are trimmed, as the fulfillment service's settings are:
 		// a trailing newline from a secret file would otherwise refuse
 		// every delivery (a header value never carries one).
@@ -113,6 +121,11 @@ func Load(getenv func(string) string) (Config, error) {
 		d, err := parseDuration(EnvFulfillmentTimeout, v)
 		errs = append(errs, err)
 		cfg.FulfillmentTimeout = d
+	}
+	if v := getenv(EnvOperatorTimeout); v != "" {
+		d, err := parseDuration(EnvOperatorTimeout, v)
+		errs = append(errs, err)
+		cfg.OperatorTimeout = d
 	}
 	if v := getenv(EnvShutdownTimeout); v != "" {
 		d, err := parseDuration(EnvShutdownTimeout, v)
@@ -148,6 +161,9 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.FulfillmentTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("%s: must be positive, got %s", EnvFulfillmentTimeout, cfg.FulfillmentTimeout))
+	}
+	if cfg.OperatorTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("%s: must be positive, got %s", EnvOperatorTimeout, cfg.OperatorTimeout))
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("%s: must be positive, got %s", EnvShutdownTimeout, cfg.ShutdownTimeout))
@@ -187,6 +203,7 @@ func (cfg Config) LogValue() slog.Value {
 		slog.String("listen_addr", cfg.ListenAddr),
 		slog.String("fulfillment_addr", strings.Join(cfg.FulfillmentAddrs, ",")),
 		slog.Duration("fulfillment_timeout", cfg.FulfillmentTimeout),
+		slog.Duration("operator_timeout", cfg.OperatorTimeout),
 		slog.String("bigcommerce_client_secret", setOrUnset(cfg.ClientSecret)),
 		slog.String("webhook_secret_header", cfg.SecretHeader),
 		slog.String("webhook_secret", setOrUnset(cfg.Secret)),

@@ -157,6 +157,20 @@ func TestLoad(t *testing.T) {
 			},
 		},
 		{
+			name:    "operator timeout not positive",
+			env:     map[string]string{"BIGCOMMERCE_CLIENT_SECRET": "s", "OPERATOR_TIMEOUT": "0s"},
+			wantErr: []string{"OPERATOR_TIMEOUT", "positive"},
+		},
+		{
+			name: "operator timeout",
+			env:  map[string]string{"BIGCOMMERCE_CLIENT_SECRET": "s", "OPERATOR_TIMEOUT": "2m"},
+			check: func(t *testing.T, cfg config.Config) {
+				if cfg.OperatorTimeout != 2*time.Minute || cfg.FulfillmentTimeout != 5*time.Second {
+					t.Errorf("timeouts %s, %s; want 2m0s for the operator API, 5s for webhooks", cfg.OperatorTimeout, cfg.FulfillmentTimeout)
+				}
+			},
+		},
+		{
 			name: "unix socket target",
 			env:  map[string]string{"BIGCOMMERCE_CLIENT_SECRET": "s", "FULFILLMENT_ADDR": "unix:///run/fulfillment.sock"},
 		},

@@ -161,7 +161,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		// Long enough for the slowest gRPC call the handler can make.
-		WriteTimeout:   s.cfg.FulfillmentTimeout + 10*time.Second,
+		WriteTimeout:   max(s.cfg.FulfillmentTimeout, s.cfg.OperatorTimeout) + 10*time.Second,
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
@@ -207,7 +207,7 @@ func dialFulfillment(cfg config.Config) (*grpc.ClientConn, error) {
 		// The fulfillment service is reached over the internal network.
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(serviceConfig),
-		grpc.WithChainUnaryInterceptor(deadline(cfg.FulfillmentTimeout)),
+		grpc.WithChainUnaryInterceptor(deadline(cfg.FulfillmentTimeout, cfg.OperatorTimeout)),
 	}
 	var target string
 	switch addrs := cfg.FulfillmentAddrs; {
@@ -236,11 +236,17 @@ func dialFulfillment(cfg config.Config) (*grpc.ClientConn, error) {
 // dns:///name:9090 or unix:///run/fulfillment.sock.
 func hasScheme(target string) bool { return strings.Contains(target, "://") }
 
-// deadline bounds every gRPC call the gateway makes. BigCommerce's response
-// timeout is undocumented and slow answers count against the domain's success
-// ratio, so a stuck backend must become a quick 503, not a hung request.
-func deadline(d time.Duration) grpc.UnaryClientInterceptor {
+// deadline bounds every gRPC call the gateway makes. A webhook's gets
+// webhook: BigCommerce's response timeout is undocumented and slow answers
+// count against the domain's success ratio, so a stuck backend must become a
+// quick 503, not a hung request. The operator API's get operator: a
+// ProcessOrder waits for the supplier's answer.
+func deadline(webhook, operator time.Duration) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		d := operator
+		if method == backorderv1.FulfillmentService_HandleOrderWebhook_FullMethodName {
+			d = webhook
+		}
 		ctx, cancel := context.WithTimeout(ctx, d)
 		defer cancel()
 		return invoker(ctx, method, req, reply, cc, opts...)

@@ -41,6 +41,7 @@ func testConfig(addrs ...string) config.Config {
 		ListenAddr:         "127.0.0.1:0",
 		FulfillmentAddrs:   addrs,
 		FulfillmentTimeout: 5 * time.Second,
+		OperatorTimeout:    time.Minute,
 		ClientSecret:       clientSecret,
 		SecretHeader:       secretHeader,
 		Secret:             sharedSecret,
