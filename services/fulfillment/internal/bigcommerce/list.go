@@ -3,8 +3,10 @@ package bigcommerce
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,66 +37,111 @@ func parseDate(s string) (time.Time, error) {
 
 // ModifiedOrders lists the store's orders in status statusID that were
 // modified at or after since (GET /v2/orders with status_id and
-// min_date_modified). It implements fulfill.OrderLister. Pages follow
-// each other by min_id (the last id seen, plus one), not by page number:
-// an order that leaves the status while the list is read (it is being
-// processed) would otherwise shift the later pages and hide an order at a
-// page boundary. That needs the list sorted by id (sort=id:asc): a page
-// that is not (a server that ignores sort) switches the rest of the
-// listing to page numbers, which lists every order whatever the order. An
-// order whose date_modified does not parse gets a zero DateModified.
+// min_date_modified). It implements fulfill.OrderLister. An order whose
+// date_modified does not parse gets a zero DateModified.
+//
+// Pages follow each other by min_id (the last id seen, plus one), asking
+// for the list sorted by id: an order that leaves the status while the
+// list is read (it is being processed) cannot shift a later page and hide
+// an order at a page boundary, as it can with page numbers. But min_id
+// only works if the server sorts by id, which bigcommerce.md does not
+// promise, and a server that does not would have its lower ids on later
+// pages filtered out. So a listing of more than one page is read again by
+// page number, the orders seen skipped: an order is missed only if both
+// readings miss it. A page out of id order, or one that brings only
+// orders seen before (min_id ignored), switches to page numbers at once.
 func (c *Client) ModifiedOrders(ctx context.Context, store string, statusID uint32, since time.Time) ([]order.Modified, error) {
-	var out []order.Modified
-	seen := map[uint64]bool{}
+	l := listing{c: c, ctx: ctx, store: store, seen: map[uint64]bool{}, query: url.Values{
+		"status_id":         {strconv.FormatUint(uint64(statusID), 10)},
+		"min_date_modified": {since.UTC().Format(time.RFC1123Z)},
+		"sort":              {"id:asc"},
+		"limit":             {strconv.Itoa(c.cfg.PageLimit)},
+	}}
+	// By min_id.
 	var minID uint64
-	byNumber := 0 // once the server ignores sort: the page of the query at minID
-	for n := 1; ; n++ {
-		if n > maxPages {
-			return nil, fmt.Errorf("bigcommerce: GET /v2/orders: more than %d pages", maxPages)
-		}
-		q := url.Values{
-			"status_id":         {strconv.FormatUint(uint64(statusID), 10)},
-			"min_date_modified": {since.UTC().Format(time.RFC1123Z)},
-			"sort":              {"id:asc"},
-			"limit":             {strconv.Itoa(c.cfg.PageLimit)},
-		}
-		if minID > 0 {
-			q.Set("min_id", strconv.FormatUint(minID, 10))
-		}
-		if byNumber > 1 {
-			q.Set("page", strconv.Itoa(byNumber))
-		}
-		var batch []modifiedJSON
-		// The list has no 404 of its own: one means a wrong base URL or
-		// store hash, and is reported as an unexpected answer.
-		if err := c.getJSONOr(ctx, store, request{method: http.MethodGet, path: "/v2/orders", query: q}, &batch, nil); err != nil {
+	var first []uint64 // the first page's ids: page 1 by number
+	for pages := 1; ; pages++ {
+		batch, err := l.get("min_id", minID)
+		if err != nil {
 			return nil, err
 		}
-		if byNumber == 0 && !sortedFrom(batch, minID) {
-			byNumber = 1 // this page was page 1 of the query at minID
+		sorted := sortedFrom(batch, minID)
+		added, next, ids := l.add(batch, minID)
+		if pages == 1 {
+			first = ids
 		}
-		added := 0
-		next := minID
-		for _, m := range batch {
-			id := uint64(m.ID)
-			if id == 0 || seen[id] {
-				continue
-			}
-			seen[id] = true
-			mod, _ := parseDate(string(m.DateModified))
-			out = append(out, order.Modified{ID: id, StatusID: uint32(m.StatusID), DateModified: mod})
-			added++
-			next = max(next, id+1)
+		if !sorted || (added == 0 && len(batch) > 0) {
+			break
 		}
 		if c.lastPage(len(batch), added) {
-			return out, nil
+			if pages == 1 {
+				return l.out, nil // one page holds them all, whatever the order
+			}
+			break
 		}
-		if byNumber > 0 {
-			byNumber++
-		} else {
-			minID = next
-		}
+		minID = next
 	}
+	// By page number, from page 2: page 1 is the first answer, asked
+	// without min_id. Pages may bring only orders read before, so only a
+	// short page, or the same page again (page ignored), ends it.
+	last := first
+	for page := 2; ; page++ {
+		batch, err := l.get("page", uint64(page))
+		if err != nil {
+			return nil, err
+		}
+		_, _, ids := l.add(batch, 0)
+		if len(batch) < min(c.cfg.PageLimit, defaultPageSize) || slices.Equal(ids, last) {
+			return l.out, nil
+		}
+		last = ids
+	}
+}
+
+// listing is one ModifiedOrders call's state.
+type listing struct {
+	c     *Client
+	ctx   context.Context
+	store string
+	query url.Values
+	seen  map[uint64]bool
+	out   []order.Modified
+	pages int
+}
+
+// get reads one page, with the query plus name=v when v is not 0.
+func (l *listing) get(name string, v uint64) ([]modifiedJSON, error) {
+	if l.pages++; l.pages > maxPages {
+		return nil, fmt.Errorf("bigcommerce: GET /v2/orders: more than %d pages", maxPages)
+	}
+	q := maps.Clone(l.query)
+	if v > 0 {
+		q.Set(name, strconv.FormatUint(v, 10))
+	}
+	var batch []modifiedJSON
+	// The list has no 404 of its own: one means a wrong base URL or store
+	// hash, and is reported as an unexpected answer.
+	err := l.c.getJSONOr(l.ctx, l.store, request{method: http.MethodGet, path: "/v2/orders", query: q}, &batch, nil)
+	return batch, err
+}
+
+// add keeps the orders of batch not seen before. It returns how many, the
+// highest id plus one (at least from), and the page's ids in order.
+func (l *listing) add(batch []modifiedJSON, from uint64) (added int, next uint64, ids []uint64) {
+	next = from
+	for _, m := range batch {
+		id := uint64(m.ID)
+		ids = append(ids, id)
+		if id == 0 || l.seen[id] {
+			continue
+		}
+		l.seen[id] = true
+		mod, _ := parseDate(string(m.DateModified))
+		l.out = append(l.out, order.Modified{ID: id, StatusID: uint32(m.StatusID), DateModified: mod})
+		added++
+		next = max(next, id+1)
+	}
+	return added, next, ids
 }
 
 // sortedFrom says whether a page is sorted by id, ascending, from minID on.

@@ -11,9 +11,9 @@ import (
 	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
 )
 
-// listServer answers GET /v2/orders from n orders of status 11, cut into
-// pages of at most pageCap (a server may cap limit), and records the
-// queries.
+// listServer answers GET /v2/orders from n orders of status 11 sorted by
+// id, filtered by min_id, cut into pages of at most pageCap (a server may
+// cap limit) and chosen by page, and records the queries.
 func listServer(t *testing.T, n, pageCap int) (*fakeStore, *Client) {
 	t.Helper()
 	fs, srv := newFakeStore(t)
@@ -25,7 +25,8 @@ func listServer(t *testing.T, n, pageCap int) (*fakeStore, *Client) {
 		minID, _ := strconv.Atoi(q.Get("min_id"))
 		limit, _ := strconv.Atoi(q.Get("limit"))
 		limit = min(limit, pageCap)
-		from := max(minID-1000, 0) // order i has id 1000+i
+		page, _ := strconv.Atoi(q.Get("page"))
+		from := max(minID-1000, 0) + (max(page, 1)-1)*limit // order i has id 1000+i
 		if from >= n {
 			w.WriteHeader(http.StatusNoContent)
 			return true
@@ -77,8 +78,10 @@ func TestModifiedOrders(t *testing.T) {
 		if err != nil || len(got) != 120 {
 			t.Fatalf("got %d orders, %v; want all 120", len(got), err)
 		}
-		if n := countPrefix(fs.requests(), "GET /stores/abc123/v2/orders?"); n != 3 {
-			t.Errorf("%d pages read, want 3", n)
+		// 3 by min_id, then pages 2 and 3 by number: a listing of
+		// several pages is read both ways.
+		if n := countPrefix(fs.requests(), "GET /stores/abc123/v2/orders?"); n != 5 {
+			t.Errorf("%d pages read, want 5", n)
 		}
 	})
 	t.Run("pages follow by min_id", func(t *testing.T) {
@@ -87,8 +90,9 @@ func TestModifiedOrders(t *testing.T) {
 			t.Fatal(err)
 		}
 		reqs := fs.requests()
-		if len(reqs) != 3 || !strings.Contains(reqs[1], "min_id=1050&") || !strings.Contains(reqs[2], "min_id=1100&") {
-			t.Errorf("requests %q, want min_id 1050 then 1100", reqs)
+		if len(reqs) != 5 || !strings.Contains(reqs[1], "min_id=1050&") || !strings.Contains(reqs[2], "min_id=1100&") ||
+			!strings.Contains(reqs[3], "page=2&") || !strings.Contains(reqs[4], "page=3&") {
+			t.Errorf("requests %q, want min_id 1050 then 1100, then pages 2 and 3", reqs)
 		}
 	})
 	t.Run("a server that ignores sort: the rest by page number", func(t *testing.T) {
@@ -122,6 +126,62 @@ func TestModifiedOrders(t *testing.T) {
 		}
 		if reqs := fs.requests(); len(reqs) != 3 || !strings.Contains(reqs[1], "page=2&") || !strings.Contains(reqs[2], "page=3&") {
 			t.Errorf("requests %q, want pages 2 and 3 after the first", reqs)
+		}
+	})
+	t.Run("a server that sorts by date: every page looks sorted", func(t *testing.T) {
+		// Oldest change first; order 1005 changed last. Page 1 happens to
+		// be in id order, and min_id from its highest id would filter
+		// 1005 out of every later page: only reading by page number too
+		// finds it.
+		var byDate []int
+		for id := 1000; id < 1100; id++ {
+			if id != 1005 {
+				byDate = append(byDate, id)
+			}
+		}
+		byDate = append(byDate, 1005)
+		fs, srv := newFakeStore(t)
+		fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+			q := r.URL.Query()
+			minID, _ := strconv.Atoi(q.Get("min_id"))
+			page, _ := strconv.Atoi(q.Get("page"))
+			var ids []int
+			for _, id := range byDate {
+				if id >= minID {
+					ids = append(ids, id)
+				}
+			}
+			from := min((max(page, 1)-1)*50, len(ids))
+			var out []map[string]any
+			for _, id := range ids[from:min(from+50, len(ids))] {
+				out = append(out, map[string]any{"id": id, "status_id": 11, "date_modified": "Fri, 04 Dec 2026 20:00:00 +0000"})
+			}
+			writeJSON(w, http.StatusOK, out)
+			return true
+		}
+		got, err := newClient(t, srv, nil).ModifiedOrders(testCtx(t), testStore, 11, since)
+		if err != nil || len(got) != 100 {
+			t.Fatalf("got %d orders, %v; want all 100", len(got), err)
+		}
+	})
+	t.Run("a server that ignores min_id", func(t *testing.T) {
+		fs, srv := newFakeStore(t)
+		fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+			page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+			from := (max(page, 1) - 1) * 50
+			var out []map[string]any
+			for id := 1000 + from; id < min(1000+from+50, 1120); id++ {
+				out = append(out, map[string]any{"id": id, "status_id": 11, "date_modified": "Fri, 04 Dec 2026 20:00:00 +0000"})
+			}
+			writeJSON(w, http.StatusOK, out)
+			return true
+		}
+		got, err := newClient(t, srv, nil).ModifiedOrders(testCtx(t), testStore, 11, since)
+		if err != nil || len(got) != 120 {
+			t.Fatalf("got %d orders, %v; want all 120", len(got), err)
+		}
+		if n := countPrefix(fs.requests(), "GET /stores/abc123/v2/orders?"); n != 4 {
+			t.Errorf("%d requests, want 4 (page 1, min_id ignored, pages 2 and 3)", n)
 		}
 	})
 	t.Run("an unreadable date_modified is zero", func(t *testing.T) {
