@@ -1773,7 +1773,7 @@ func (rep *loadReport) writeTable(w io.Writer) {
 	if f := rep.Fault; f != nil {
 		row("fault", "%s at %.1f s (%d deliveries answered); back at %.1f s", f.What, f.AtSeconds, f.AtDelivered, f.BackSeconds)
 		if f.NewLeaderMs > 0 {
-			row("", "another member led %.0f ms after the stop began; the stop took %.0f ms", f.NewLeaderMs, f.StopMs)
+			row("", "member %d led %.0f ms after the stop began; the stop took %.0f ms", f.NewLeader, f.NewLeaderMs, f.StopMs)
 		}
 		if f.Error != "" {
 			row("", "failed: %s", f.Error)

@@ -33,6 +33,8 @@ type faultReport struct {
 	// NewLeaderMs is, for stop-etcd-leader, how long after the stop
 	// another member led.
 	NewLeaderMs float64 `json:"new_leader_ms,omitempty"`
+	// NewLeader is, for stop-etcd-leader, the member that led next.
+	NewLeader int `json:"new_leader,omitempty"`
 	// StopMs is, for stop-etcd-leader, how long the member took to stop.
 	StopMs float64 `json:"stop_ms,omitempty"`
 	// BackSeconds is when the replica or member served again, from the
@@ -117,8 +119,8 @@ func (r *loadRun) stopEtcdLeader(ctx context.Context, f *faultReport) error {
 	t0 := time.Now()
 	stopped := make(chan struct{})
 	go func() { defer close(stopped); r.cluster.Stop(l) }()
-	_, err = r.cluster.AwaitLeader(time.Minute)
-	f.NewLeaderMs = round3(ms(time.Since(t0)))
+	next, err := r.cluster.AwaitLeader(time.Minute, l)
+	f.NewLeaderMs, f.NewLeader = round3(ms(time.Since(t0))), next
 	<-stopped
 	f.StopMs = round3(ms(time.Since(t0)))
 	if err != nil {

@@ -122,7 +122,7 @@ func TestLoadFaults(t *testing.T) {
 			if f == nil || f.Error != "" || f.AtDelivered*2 < int64(rep.Deliveries.Planned) || f.BackSeconds < f.AtSeconds+c.FaultDown.Seconds() {
 				t.Fatalf("fault %+v: not done mid-run and undone", f)
 			}
-			if tc.fault == faultStopEtcdLeader && f.StopMs <= 0 {
+			if tc.fault == faultStopEtcdLeader && (f.StopMs <= 0 || f.NewLeaderMs <= 0) {
 				t.Errorf("leader stop not timed: %+v", f)
 			}
 			if rep.Supplier.ExtraOrders != 0 || rep.Supplier.LiveOrders != c.Orders {

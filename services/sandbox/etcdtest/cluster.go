@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -138,13 +139,13 @@ func (c *Cluster) Leader() int {
 	return -1
 }
 
-// AwaitLeader waits until a running member leads and returns its index, or
-// an error if none does within timeout (a cluster without a quorum never
-// elects one).
-func (c *Cluster) AwaitLeader(timeout time.Duration) (int, error) {
+// AwaitLeader waits until a running member other than the ones in not
+// leads and returns its index, or an error if none does within timeout (a
+// cluster without a quorum never elects one).
+func (c *Cluster) AwaitLeader(timeout time.Duration, not ...int) (int, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		if l := c.Leader(); l >= 0 {
+		if l := c.Leader(); l >= 0 && !slices.Contains(not, l) {
 			return l, nil
 		}
 		if time.Now().After(deadline) {
