@@ -245,9 +245,10 @@ func validateHostPort(a string) error {
 	return nil
 }
 
-// validateTarget accepts the gRPC targets of the resolvers grpc-go has
-// built in: dns:///host:port (or dns://authority/host:port), unix:path,
-// unix:///path, unix-abstract:name and passthrough:///host:port.
+// validateTarget accepts the gRPC targets (those with "://") of the
+// resolvers grpc-go has built in: dns:///host:port (or
+// dns://authority/host:port), unix:///path, unix-abstract:///name and
+// passthrough:///host:port.
 func validateTarget(t string) error {
 	u, err := url.Parse(t)
 	if err != nil {

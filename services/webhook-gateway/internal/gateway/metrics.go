@@ -11,7 +11,7 @@ import (
 	"github.com/backorder/backorder/services/internal/promreg"
 )
 
-// MetricsPath serves the gateway's Prometheus metrics, behind ADMIN_TOKEN.
+// MetricsPath serves the gateway's Prometheus metrics, without a token, like health.
 const MetricsPath = "/metrics"
 
 // gatewayMetrics counts and times every request by route and status.

@@ -49,11 +49,13 @@ func (s *Server) webhook(next http.Handler) http.Handler {
 			writeError(w, http.StatusBadRequest, "could not read body")
 			return
 		}
-		if err := s.verifier.Verify(r.Header, body); err != nil {
+		checked, err := s.verifier.Verify(r.Header, body)
+		if err != nil {
 			warn(ctx, slog.String("reject", err.Error()))
 			writeError(w, http.StatusUnauthorized, "delivery not authenticated")
 			return
 		}
+		annotate(ctx, slog.String("verified", string(checked)))
 		if !s.verifier.Enabled() {
 			// Loud on every delivery, not only at start, so that nobody can
 			// miss that this gateway accepts anything.

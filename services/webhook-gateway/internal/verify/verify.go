@@ -91,42 +91,60 @@ func (v *Verifier) Enabled() bool { return v.signature != nil || v.secretHeader 
 // means the delivery claims a signature.
 var signatureHeaders = []string{"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"}
 
-// Verify checks body and header. It returns nil when the delivery carries
-// at least one configured credential and every configured credential it
-// carries is right; else an error wrapping ErrSignature or ErrSharedSecret
-// (both when it carries none). Errors never contain secrets.
-func (v *Verifier) Verify(header http.Header, body []byte) error {
+// Checked names what authenticated a delivery, for the log.
+type Checked string
+
+const (
+	CheckedNothing   Checked = "none" // no mechanism configured (insecure)
+	CheckedSignature Checked = "signature"
+	CheckedSecret    Checked = "shared-secret"
+	CheckedBoth      Checked = "signature+shared-secret"
+)
+
+// Verify checks body and header. It returns what was checked when the
+// delivery carries at least one configured credential and every configured
+// credential it carries is right; else an error wrapping ErrSignature or
+// ErrSharedSecret (both when it carries none). Errors never contain secrets.
+func (v *Verifier) Verify(header http.Header, body []byte) (Checked, error) {
 	if !v.Enabled() {
-		return nil
+		return CheckedNothing, nil
 	}
-	passed := 0
+	var secretOK, signatureOK bool
 	if v.secretHeader != "" && len(header.Values(v.secretHeader)) > 0 {
+		// One value, and the right one: a second value is refused rather
+		// than ignored.
+		vals := header.Values(v.secretHeader)
 		// Comparing digests keeps the comparison constant-time in the
 		// length of the secret too; ConstantTimeCompare returns early on a
 		// length mismatch.
-		got := sha256.Sum256([]byte(header.Get(v.secretHeader)))
-		if subtle.ConstantTimeCompare(got[:], v.secretDigest[:]) != 1 {
-			return ErrSharedSecret
+		got := sha256.Sum256([]byte(vals[0]))
+		if len(vals) != 1 || subtle.ConstantTimeCompare(got[:], v.secretDigest[:]) != 1 {
+			return "", ErrSharedSecret
 		}
-		passed++
+		secretOK = true
 	}
 	if v.signature != nil && (v.secretHeader == "" || carriesAny(header, signatureHeaders)) {
 		// Verify enforces the ±5 minute timestamp window against replays.
 		if err := v.signature.Verify(body, header); err != nil {
-			return fmt.Errorf("%w: %w", ErrSignature, err)
+			return "", fmt.Errorf("%w: %w", ErrSignature, err)
 		}
-		passed++
+		signatureOK = true
 	}
-	if passed > 0 {
-		return nil
+	switch {
+	case secretOK && signatureOK:
+		return CheckedBoth, nil
+	case secretOK:
+		return CheckedSecret, nil
+	case signatureOK:
+		return CheckedSignature, nil
 	}
 	switch {
 	case v.signature == nil:
-		return fmt.Errorf("%w: header missing", ErrSharedSecret)
+		return "", fmt.Errorf("%w: header missing", ErrSharedSecret)
 	case v.secretHeader == "":
-		return fmt.Errorf("%w: unsigned", ErrSignature)
+		return "", fmt.Errorf("%w: unsigned", ErrSignature)
 	}
-	return fmt.Errorf("neither signed nor carrying the shared-secret header: %w, %w", ErrSignature, ErrSharedSecret)
+	return "", fmt.Errorf("neither signed nor carrying the shared-secret header: %w, %w", ErrSignature, ErrSharedSecret)
 }
 
 func carriesAny(h http.Header, names []string) bool {

@@ -62,6 +62,11 @@ func TestVerify(t *testing.T) {
 		{"both configured, secret header empty", both, withSecret(signed(t, "key", now), ""), verify.ErrSharedSecret},
 		{"both configured, neither carried", both, http.Header{}, verify.ErrSignature},
 		{"both configured, neither carried (secret)", both, http.Header{}, verify.ErrSharedSecret},
+		{"both configured, the secret header twice, right then wrong", both, func() http.Header {
+			h := withSecret(http.Header{}, "s3cr3t")
+			h.Add("X-Hook-Secret", "guess")
+			return h
+		}(), verify.ErrSharedSecret},
 		{"insecure accepts anything", verify.Options{Insecure: true}, http.Header{}, nil},
 	}
 	for _, tt := range tests {
@@ -70,7 +75,7 @@ func TestVerify(t *testing.T) {
 			if err != nil {
 				t.Fatalf("New: %v", err)
 			}
-			err = v.Verify(tt.header, []byte(body))
+			_, err = v.Verify(tt.header, []byte(body))
 			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
 				t.Errorf("Verify = %v, want %v", err, tt.wantErr)
 			}
@@ -88,5 +93,23 @@ func TestNew(t *testing.T) {
 	v, err := verify.New(verify.Options{Insecure: true})
 	if err != nil || v.Enabled() {
 		t.Errorf("insecure Verifier: err %v, enabled %v", err, v != nil && v.Enabled())
+	}
+}
+
+// Verify says what authenticated a delivery, for the log line.
+func TestVerifySaysWhatWasChecked(t *testing.T) {
+	v, err := verify.New(verify.Options{ClientSecret: "key", SecretHeader: "x-hook-secret", Secret: "s3cr3t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withSecret := func(h http.Header) http.Header { h.Set("X-Hook-Secret", "s3cr3t"); return h }
+	for want, h := range map[verify.Checked]http.Header{
+		verify.CheckedBoth:      withSecret(signed(t, "key", time.Now())),
+		verify.CheckedSignature: signed(t, "key", time.Now()),
+		verify.CheckedSecret:    withSecret(http.Header{}),
+	} {
+		if got, err := v.Verify(h, []byte(body)); err != nil || got != want {
+			t.Errorf("Verify = %q, %v; want %q", got, err, want)
+		}
 	}
 }
