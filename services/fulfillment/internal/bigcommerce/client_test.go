@@ -247,6 +247,8 @@ func (fs *fakeStore) addOrder(id uint64, status int, n int) {
 		}
 		o.lines = append(o.lines, l)
 	}
+	// As BigCommerce does: the items to ship to the address.
+	o.addrs[0]["items_total"] = 2 * n
 	fs.mu.Lock()
 	fs.orders[id] = o
 	fs.mu.Unlock()
@@ -347,7 +349,7 @@ func TestOrderPagingEnds(t *testing.T) {
 		{"a page of 50 may be cut short by the server: read on", "empty", 50, 250, 2},
 		{"no lines", "empty", 0, 250, 1},
 		{"no lines 204", "204", 0, 250, 1},
-		{"404 for the page after a full one (a 51-line order)", "404", 51, 50, 2},
+		{"404 for the page after two full ones", "404", 100, 50, 3},
 		{"404 for the page after 50 lines", "404", 50, 250, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -421,6 +423,26 @@ func TestOrderPagingServerCapsLimitAt50(t *testing.T) {
 	}
 	if n := countPrefix(fs.requests(), "GET /stores/abc123/v2/orders/9/products"); n != 3 {
 		t.Errorf("%d product pages read, want 3 (50, 50, 20)", n)
+	}
+}
+
+// A 404 in the middle of an order's lines must not pass for the end of the
+// list: the order would be sent, and charged, with lines missing. The
+// shipping address's items_total tells the two apart.
+func TestOrderLines404MidListIsNotTheEnd(t *testing.T) {
+	fs, srv := newFakeStore(t)
+	fs.addOrder(9, 11, 120)
+	fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasSuffix(r.URL.Path, "/products") && r.URL.Query().Get("page") == "2" {
+			http.NotFound(w, r)
+			return true
+		}
+		return false
+	}
+	c := newClient(t, srv, func(c *Config) { c.PageLimit = 50 })
+	o, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 9})
+	if err == nil || errors.Is(err, fulfill.ErrOrderNotFound) || !strings.Contains(err.Error(), "items_total") {
+		t.Fatalf("Order = %d lines, %v; want an error naming items_total", len(o.Lines), err)
 	}
 }
 

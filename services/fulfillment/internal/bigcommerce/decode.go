@@ -151,6 +151,9 @@ type addressJSON struct {
 	CountryISO2 flexString `json:"country_iso2"`
 	Phone       flexString `json:"phone"`
 	Email       flexString `json:"email"`
+	// ItemsTotal is the number of items to ship to a shipping address
+	// (nil when absent): the check of an order's lines cut short by a 404.
+	ItemsTotal *flexInt `json:"items_total"`
 }
 
 func (a addressJSON) domain() order.Address {

@@ -25,7 +25,7 @@ func (c *Client) Order(ctx context.Context, k order.Key) (order.StorefrontOrder,
 	if err := c.getJSON(ctx, k.Store, request{method: http.MethodGet, path: base}, &o); err != nil {
 		return order.StorefrontOrder{}, err
 	}
-	lines, err := c.lines(ctx, k.Store, base+"/products")
+	lines, cut, err := c.lines(ctx, k.Store, base+"/products")
 	if err != nil {
 		return order.StorefrontOrder{}, err
 	}
@@ -53,7 +53,35 @@ func (c *Client) Order(ctx context.Context, k order.Key) (order.StorefrontOrder,
 	for _, a := range addrs {
 		so.Shipping = append(so.Shipping, a.domain())
 	}
+	if cut > 0 {
+		if err := checkLineCount(lines, addrs, cut); err != nil {
+			return order.StorefrontOrder{}, fmt.Errorf("bigcommerce: order %d: %w", k.ID, err)
+		}
+	}
 	return so, nil
+}
+
+// checkLineCount accepts lines whose list ended with a 404 for page cut
+// only if they add up to the items the order's shipping addresses expect:
+// a 404 in the middle of the list would otherwise send, and charge, an
+// order with lines missing.
+func checkLineCount(lines []order.Line, addrs []addressJSON, cut int) error {
+	want, known := 0, len(addrs) > 0
+	for _, a := range addrs {
+		if a.ItemsTotal == nil {
+			known = false
+			break
+		}
+		want += int(*a.ItemsTotal)
+	}
+	got := 0
+	for _, l := range lines {
+		got += l.Quantity
+	}
+	if !known || got != want {
+		return fmt.Errorf("its lines ended with a 404 for page %d, and their %d items do not match the shipping addresses' items_total (%d, known: %v): not taken as the whole order, read again later", cut, got, want, known)
+	}
+	return nil
 }
 
 // lines reads every page of an order's lines. Paging ends on 204 No Content,
@@ -62,12 +90,13 @@ func (c *Client) Order(ctx context.Context, k order.Key) (order.StorefrontOrder,
 // already seen also ends it: a server that ignores `page` must not be read
 // for ever, nor double the quantities. The order exists: a 404 for the
 // first page is an unexpected answer, never "no such order".
-func (c *Client) lines(ctx context.Context, store, path string) ([]order.Line, error) {
-	var lines []order.Line
+//
+// cut is the page that answered 404 (0: none), for checkLineCount.
+func (c *Client) lines(ctx context.Context, store, path string) (lines []order.Line, cut int, err error) {
 	seen := map[uint64]bool{}
 	for page := 1; ; page++ {
 		if page > maxPages {
-			return nil, fmt.Errorf("bigcommerce: GET %s: more than %d pages of lines", path, maxPages)
+			return nil, 0, fmt.Errorf("bigcommerce: GET %s: more than %d pages of lines", path, maxPages)
 		}
 		req := request{method: http.MethodGet, path: path, query: url.Values{
 			"page":  {strconv.Itoa(page)},
@@ -80,10 +109,10 @@ func (c *Client) lines(ctx context.Context, store, path string) ([]order.Line, e
 		}
 		err := c.getJSONOr(ctx, store, req, &batch, notFound)
 		if errors.Is(err, errPastLastPage) {
-			return lines, nil
+			return lines, page, nil
 		}
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		added := 0
 		for _, l := range batch {
@@ -97,7 +126,7 @@ func (c *Client) lines(ctx context.Context, store, path string) ([]order.Line, e
 			added++
 		}
 		if c.lastPage(len(batch), added) {
-			return lines, nil
+			return lines, 0, nil
 		}
 	}
 }
