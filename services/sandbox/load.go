@@ -496,10 +496,11 @@ type loadRun struct {
 	pids    map[string]int
 	killed  map[*stack.Proc]bool // killed on purpose: their exit is no failure
 	deadCPU float64              // CPU seconds of killed processes
-	sender  *webhook.Sender
-	hc      *http.Client
-	polls   atomic.Int64 // count-only reads of the state index, subtracted
-	prof    *profiler    // nil unless -profile
+
+	sender *webhook.Sender
+	hc     *http.Client
+	polls  atomic.Int64 // count-only reads of the state index, subtracted
+	prof   *profiler    // nil unless -profile
 
 	delivered atomic.Int64
 	sampleMu  sync.Mutex

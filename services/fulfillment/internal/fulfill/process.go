@@ -355,6 +355,7 @@ func (p *run) submitAndApply(ctx context.Context, sub order.Submission, mode ord
 
 // apply stores a supplier result and queues what comes next.
 func (p *run) apply(ctx context.Context, r order.Result) error {
+	wasDue := p.o.NextAttemptAt
 	next, err := p.o.Apply(r, p.now, p.s.cfg.Retry)
 	if err != nil {
 		return err
@@ -370,8 +371,11 @@ func (p *run) apply(ctx context.Context, r order.Result) error {
 	if r.Outcome == order.Valid && p.s.cfg.Mode == order.ModeLive && p.o.Pending {
 		// A person's validate-only run of an order queued for its live
 		// submission: that submission is still owed, so the order stays
-		// queued, due now.
+		// queued, due when it was (a retry's backoff is kept), or now.
 		q = QueueOp{At: p.now}
+		if wasDue.After(p.now) {
+			q = QueueOp{At: wasDue}
+		}
 	}
 	// Step 9 follows a created order in this run, under the same lock: the
 	// id is stored first (step 8), and the entry stays queued, so a sweep

@@ -57,10 +57,10 @@ type Config struct {
 	// FulfillmentTimeout is the deadline of every gRPC call the gateway makes
 	// (FULFILLMENT_TIMEOUT).
 	FulfillmentTimeout time.Duration
-	// OperatorTimeout is the deadline of the operator API's calls
-	// (OPERATOR_TIMEOUT): ProcessOrder waits for a supplier call and
-	// SweepOrders for a listing, which may well take longer than a
-	// webhook's answer may.
+	// OperatorTimeout is the deadline of the operator actions
+	// (OPERATOR_TIMEOUT): ProcessOrder, RetryOrder and ResolveOrder may wait
+	// for an order's lock or a supplier call, and SweepOrders for a listing,
+	// which may well take longer than a webhook's answer may.
 	OperatorTimeout time.Duration
 	// ClientSecret is the BigCommerce app client secret; its raw bytes are the
 	// Standard Webhooks HMAC key (BIGCOMMERCE_CLIENT_SECRET).

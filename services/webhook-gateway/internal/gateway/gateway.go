@@ -236,16 +236,25 @@ func dialFulfillment(cfg config.Config) (*grpc.ClientConn, error) {
 // dns:///name:9090 or unix:///run/fulfillment.sock.
 func hasScheme(target string) bool { return strings.Contains(target, "://") }
 
-// deadline bounds every gRPC call the gateway makes. A webhook's gets
-// webhook: BigCommerce's response timeout is undocumented and slow answers
-// count against the domain's success ratio, so a stuck backend must become a
-// quick 503, not a hung request. The operator API's get operator: a
-// ProcessOrder waits for the supplier's answer.
-func deadline(webhook, operator time.Duration) grpc.UnaryClientInterceptor {
+// slowCalls are the operator actions that may wait for an order's lock
+// (held through a supplier call) or for the supplier or BigCommerce.
+var slowCalls = map[string]bool{
+	backorderv1.FulfillmentService_ProcessOrder_FullMethodName: true,
+	backorderv1.FulfillmentService_RetryOrder_FullMethodName:   true,
+	backorderv1.FulfillmentService_ResolveOrder_FullMethodName: true,
+	backorderv1.FulfillmentService_SweepOrders_FullMethodName:  true,
+}
+
+// deadline bounds every gRPC call the gateway makes. The operator actions
+// in slowCalls get operator. Every other call (a webhook, reads, health)
+// gets short: BigCommerce's response timeout is undocumented and slow
+// answers count against the domain's success ratio, so a stuck backend
+// must become a quick 503, not a hung request.
+func deadline(short, operator time.Duration) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		d := operator
-		if method == backorderv1.FulfillmentService_HandleOrderWebhook_FullMethodName {
-			d = webhook
+		d := short
+		if slowCalls[method] {
+			d = operator
 		}
 		ctx, cancel := context.WithTimeout(ctx, d)
 		defer cancel()
