@@ -386,10 +386,12 @@ func (p *run) apply(ctx context.Context, r order.Result) error {
 	}
 	if err := p.saveSure(sctx, q, !writeBack); err != nil {
 		if r.Outcome == order.Created {
-			// The record still says SUBMITTING: the next holder looks the
+			// The record still says SUBMITTING: the next holder finds the
+			// id on the BigCommerce order (below), else looks the
 			// reference up or holds the order for a person.
 			p.log().ErrorContext(ctx, "the supplier created the order but its id could not be stored",
 				"offline_order_id", r.OfflineOrderID, "stored_state", order.Submitting.String(), "err", err)
+			p.keepOnStorefront(ctx, r.OfflineOrderID)
 		}
 		return err
 	}
@@ -400,6 +402,26 @@ func (p *run) apply(ctx context.Context, r order.Result) error {
 		return p.writeBack(ctx)
 	}
 	return nil
+}
+
+// keepOnStorefront writes a created order's id to the BigCommerce order's
+// metafield when etcd could not store it, so that it outlives this
+// process: the next holder adopts it (unknownOutcome) instead of holding
+// the order for a person. The id is a fact whoever holds the lock now, and
+// a metafield holding another id is never overwritten.
+func (p *run) keepOnStorefront(ctx context.Context, id string) {
+	if !p.s.cfg.WriteBack {
+		return
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := p.s.storefront.SetSupplierReference(wctx, p.k, id); err != nil {
+		p.log().ErrorContext(ctx, "nor could the supplier's id be written to BigCommerce: the order waits for a lookup or a person",
+			"offline_order_id", id, "err", err)
+		return
+	}
+	p.log().WarnContext(ctx, "the supplier's id was written to the BigCommerce order instead: the next run adopts it",
+		"offline_order_id", id)
 }
 
 // writeBack is step 9: the supplier's id goes on the BigCommerce order's
@@ -451,6 +473,13 @@ func (p *run) writeBack(ctx context.Context) error {
 // lookup on, the reference is looked up once the settle delay passed; with
 // it off, the order waits for a person.
 func (p *run) unknownOutcome(ctx context.Context) error {
+	// The id may be on the BigCommerce order: written by a holder that
+	// could not store it in etcd (keepOnStorefront). Found, it settles the
+	// outcome with no lookup and no person. A failed read changes nothing.
+	if ref, err := p.s.storefront.SupplierReference(ctx, p.k); err == nil && ref != "" {
+		return p.apply(ctx, order.Result{Outcome: order.Created, OfflineOrderID: ref,
+			Reason: "found on the BigCommerce order's metafield"})
+	}
 	settle := p.s.cfg.Retry.LookupSettle
 	if settle <= 0 {
 		return p.apply(ctx, order.Result{Outcome: order.Ambiguous,

@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/etcdstore"
 	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
 	"github.com/backorder/backorder/services/sandbox/etcdtest"
@@ -174,5 +178,90 @@ func TestWriteBackRetryWaitsForItsBackoff(t *testing.T) {
 	}
 	if _, writes := sf.ref(36); writes != 1 || o.WriteBackFailures != 1 || !o.Pending || o.NextAttemptAt.Before(time.Now().Add(20*time.Minute)) {
 		t.Fatalf("%d write-backs, record %d failures, pending %v, next %v; want 1, 1, true, half an hour on", writes, o.WriteBackFailures, o.Pending, o.NextAttemptAt)
+	}
+}
+
+// closingSupplier creates every live order, but first runs onCreate (an
+// etcd that goes away between the supplier's answer and its storing).
+type closingSupplier struct {
+	supplier
+	onCreate func()
+}
+
+func (s *closingSupplier) Submit(ctx context.Context, sub order.Submission, validateOnly bool) order.Result {
+	r := s.supplier.Submit(ctx, sub, validateOnly)
+	if r.Outcome == order.Created {
+		s.onCreate()
+	}
+	return r
+}
+
+// A created order whose id etcd cannot store: the id goes on the
+// BigCommerce order, where the next holder finds it.
+func TestCreatedIDGoesOnTheOrderWhenEtcdCannotStoreIt(t *testing.T) {
+	ep := etcdtest.Start(t)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := etcdstore.New(context.Background(), cli, etcdstore.Options{Prefix: "/t/", LockTTL: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf := &storefront{status: map[uint64]uint32{40: 11}}
+	sup := &closingSupplier{supplier: supplier{live: map[string]int{}}, onCreate: func() { cli.Close() }}
+	svc := fulfill.New(fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(), WriteBack: true, Retry: fastRetry,
+		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1,
+	}, st, sf, sup, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if _, err := svc.Process(context.Background(), order.Key{Store: "abc", ID: 40}, fulfill.ProcessOptions{Force: true}); err == nil {
+		t.Fatal("Process stored a result on a closed etcd client")
+	}
+	if ref, _ := sf.ref(40); ref != "TS-BC-abc-40-1" || sup.live["BC-abc-40"] != 1 {
+		t.Fatalf("metafield %q, supplier orders %v; want the created id on the order", ref, sup.live)
+	}
+}
+
+// An order left SUBMITTING (its holder died, or could not store the
+// answer) whose id is on the BigCommerce order is adopted: no lookup, no
+// person, nothing sent again.
+func TestSubmittingOrderWithTheIDOnTheOrderIsAdopted(t *testing.T) {
+	ctx := context.Background()
+	ep := etcdtest.Start(t)
+	st := newStore(t, ep)
+	k := order.Key{Store: "abc", ID: 41}
+	lk, err := st.Lock(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lk.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	o := order.New(k, now.Add(-time.Minute))
+	if err := o.Transition(order.Submitting, now.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	o.Mode, o.Reference, o.Attempts, o.CallDeadline = order.ModeLive, "BC-abc-41", 1, now.Add(-30*time.Second)
+	if err := lk.Save(ctx, o, fulfill.QueueOp{At: now}); err != nil {
+		t.Fatal(err)
+	}
+	lk.Unlock(ctx)
+
+	sf := &storefront{status: map[uint64]uint32{41: 11}, refs: map[uint64]string{41: "TS-41"}}
+	sup := &supplier{live: map[string]int{}}
+	// Lookup off: without the metafield this order would go to NEEDS_REVIEW.
+	svc := fulfill.New(fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(), WriteBack: true, Retry: fastRetry,
+		SweepInterval: 20 * time.Millisecond, SweepGrace: 20 * time.Millisecond, Workers: 1,
+	}, newStore(t, ep), sf, sup, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { svc.Run(rctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	h := &harness{sf: sf, sup: sup, svc: []*fulfill.Service{svc}}
+	got := h.waitState(t, k, order.WrittenBack)
+	if got.OfflineOrderID != "TS-41" || len(sup.live) != 0 || sup.validations != 0 {
+		t.Fatalf("record %+v, supplier orders %v; want TS-41 adopted and nothing sent", got, sup.live)
 	}
 }
