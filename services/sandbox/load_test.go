@@ -25,15 +25,7 @@ func TestLoadSmoke(t *testing.T) {
 	c := defaultLoadConfig()
 	c.Orders, c.Dup, c.Concurrency, c.BenchOps, c.Timeout = 20, 2, 8, 50, 3*time.Minute
 	c.ProfileDir, c.ProfileSeconds = t.TempDir(), 1
-	var progress bytes.Buffer
-	rep, err := runLoadTest(ctx, c, &progress)
-	t.Log(progress.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var table bytes.Buffer
-	rep.writeTable(&table)
-	t.Log("\n" + table.String())
+	rep := runLoadLogged(ctx, t, c)
 
 	if rep.Supplier.ExtraOrders != 0 || rep.Supplier.DuplicateReferences != 0 {
 		t.Errorf("supplier duplicates: %d extra orders, %d references", rep.Supplier.ExtraOrders, rep.Supplier.DuplicateReferences)
@@ -109,15 +101,7 @@ func TestLoadFaults(t *testing.T) {
 			c := defaultLoadConfig()
 			c.Orders, c.Dup, c.Rate, c.Spread, c.BenchOps, c.AfterSubmit, c.Timeout = 60, 2, 50, 30, 0, false, 3*time.Minute
 			c.EtcdMembers, c.Fault, c.FaultDown = tc.members, tc.fault, time.Second
-			var progress bytes.Buffer
-			rep, err := runLoadTest(ctx, c, &progress)
-			t.Log(progress.String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			var table bytes.Buffer
-			rep.writeTable(&table)
-			t.Log("\n" + table.String())
+			rep := runLoadLogged(ctx, t, c)
 			f := rep.Fault
 			if f == nil || f.Error != "" || f.AtDelivered*2 < int64(rep.Deliveries.Planned) || f.BackSeconds < f.AtSeconds+c.FaultDown.Seconds() {
 				t.Fatalf("fault %+v: not done mid-run and undone", f)
@@ -139,6 +123,22 @@ func TestLoadFaults(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runLoadLogged runs a load test, logs its progress and table, and fails
+// the test if it fails.
+func runLoadLogged(ctx context.Context, t *testing.T, c loadConfig) *loadReport {
+	t.Helper()
+	var progress bytes.Buffer
+	rep, err := runLoadTest(ctx, c, &progress)
+	t.Log(progress.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table bytes.Buffer
+	rep.writeTable(&table)
+	t.Log("\n" + table.String())
+	return rep
 }
 
 func TestParseLoadFlags(t *testing.T) {

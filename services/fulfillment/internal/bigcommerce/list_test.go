@@ -46,6 +46,53 @@ func listServer(t *testing.T, n, pageCap int) (*fakeStore, *Client) {
 	return fs, newClient(t, srv, nil)
 }
 
+// orderedServer answers GET /v2/orders with the orders ids in that order
+// (whatever sort asks), 50 a page by page, filtered by min_id only if
+// minIDs, and 204 past the end.
+func orderedServer(t *testing.T, ids []int, minIDs bool) (*fakeStore, *Client) {
+	t.Helper()
+	fs, srv := newFakeStore(t)
+	fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+		q := r.URL.Query()
+		minID, _ := strconv.Atoi(q.Get("min_id"))
+		page, _ := strconv.Atoi(q.Get("page"))
+		var kept []int
+		for _, id := range ids {
+			if !minIDs || id >= minID {
+				kept = append(kept, id)
+			}
+		}
+		from := min((max(page, 1)-1)*50, len(kept))
+		var out []map[string]any
+		for _, id := range kept[from:min(from+50, len(kept))] {
+			out = append(out, map[string]any{"id": id, "status_id": 11, "date_modified": "Fri, 04 Dec 2026 20:00:00 +0000"})
+		}
+		if len(out) == 0 {
+			w.WriteHeader(http.StatusNoContent)
+			return true
+		}
+		writeJSON(w, http.StatusOK, out)
+		return true
+	}
+	return fs, newClient(t, srv, nil)
+}
+
+// idRange returns the ids from first to last, counting up or down.
+func idRange(first, last int) []int {
+	var ids []int
+	for id := first; ; {
+		ids = append(ids, id)
+		switch {
+		case id == last:
+			return ids
+		case first < last:
+			id++
+		default:
+			id--
+		}
+	}
+}
+
 func TestModifiedOrders(t *testing.T) {
 	since := time.Date(2026, 12, 4, 19, 55, 0, 0, time.UTC)
 	t.Run("query and decoding", func(t *testing.T) {
@@ -99,28 +146,8 @@ func TestModifiedOrders(t *testing.T) {
 		// Newest first, 50 a page; min_id and page honoured. Following
 		// by min_id from the first page's highest id would list 50 of
 		// the 120 and lose the rest for good.
-		fs, srv := newFakeStore(t)
-		fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
-			q := r.URL.Query()
-			minID, _ := strconv.Atoi(q.Get("min_id"))
-			page, _ := strconv.Atoi(q.Get("page"))
-			var ids []int
-			for id := 1119; id >= max(1000, minID); id-- {
-				ids = append(ids, id)
-			}
-			from := min((max(page, 1)-1)*50, len(ids))
-			var out []map[string]any
-			for _, id := range ids[from:min(from+50, len(ids))] {
-				out = append(out, map[string]any{"id": id, "status_id": 11, "date_modified": "Fri, 04 Dec 2026 20:00:00 +0000"})
-			}
-			if len(out) == 0 {
-				w.WriteHeader(http.StatusNoContent)
-				return true
-			}
-			writeJSON(w, http.StatusOK, out)
-			return true
-		}
-		got, err := newClient(t, srv, nil).ModifiedOrders(testCtx(t), testStore, 11, since)
+		fs, c := orderedServer(t, idRange(1119, 1000), true)
+		got, err := c.ModifiedOrders(testCtx(t), testStore, 11, since)
 		if err != nil || len(got) != 120 {
 			t.Fatalf("got %d orders, %v; want all 120", len(got), err)
 		}
@@ -133,50 +160,16 @@ func TestModifiedOrders(t *testing.T) {
 		// be in id order, and min_id from its highest id would filter
 		// 1005 out of every later page: only reading by page number too
 		// finds it.
-		var byDate []int
-		for id := 1000; id < 1100; id++ {
-			if id != 1005 {
-				byDate = append(byDate, id)
-			}
-		}
-		byDate = append(byDate, 1005)
-		fs, srv := newFakeStore(t)
-		fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
-			q := r.URL.Query()
-			minID, _ := strconv.Atoi(q.Get("min_id"))
-			page, _ := strconv.Atoi(q.Get("page"))
-			var ids []int
-			for _, id := range byDate {
-				if id >= minID {
-					ids = append(ids, id)
-				}
-			}
-			from := min((max(page, 1)-1)*50, len(ids))
-			var out []map[string]any
-			for _, id := range ids[from:min(from+50, len(ids))] {
-				out = append(out, map[string]any{"id": id, "status_id": 11, "date_modified": "Fri, 04 Dec 2026 20:00:00 +0000"})
-			}
-			writeJSON(w, http.StatusOK, out)
-			return true
-		}
-		got, err := newClient(t, srv, nil).ModifiedOrders(testCtx(t), testStore, 11, since)
+		byDate := append(append(idRange(1000, 1004), idRange(1006, 1099)...), 1005)
+		_, c := orderedServer(t, byDate, true)
+		got, err := c.ModifiedOrders(testCtx(t), testStore, 11, since)
 		if err != nil || len(got) != 100 {
 			t.Fatalf("got %d orders, %v; want all 100", len(got), err)
 		}
 	})
 	t.Run("a server that ignores min_id", func(t *testing.T) {
-		fs, srv := newFakeStore(t)
-		fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
-			page, _ := strconv.Atoi(r.URL.Query().Get("page"))
-			from := (max(page, 1) - 1) * 50
-			var out []map[string]any
-			for id := 1000 + from; id < min(1000+from+50, 1120); id++ {
-				out = append(out, map[string]any{"id": id, "status_id": 11, "date_modified": "Fri, 04 Dec 2026 20:00:00 +0000"})
-			}
-			writeJSON(w, http.StatusOK, out)
-			return true
-		}
-		got, err := newClient(t, srv, nil).ModifiedOrders(testCtx(t), testStore, 11, since)
+		fs, c := orderedServer(t, idRange(1000, 1119), false)
+		got, err := c.ModifiedOrders(testCtx(t), testStore, 11, since)
 		if err != nil || len(got) != 120 {
 			t.Fatalf("got %d orders, %v; want all 120", len(got), err)
 		}
