@@ -241,15 +241,18 @@ func (s *Store) Get(ctx context.Context, k order.Key) (*order.Order, error) {
 		return nil, fmt.Errorf("get order %s: %w", k, unavailable(err))
 	}
 	rec, evs := resp.Responses[0].GetResponseRange(), resp.Responses[1].GetResponseRange()
+	queued := resp.Responses[2].GetResponseRange().Count > 0
 	var o *order.Order
-	if len(rec.Kvs) > 0 {
+	switch {
+	case len(rec.Kvs) > 0:
 		if o, err = decodeOrder(rec.Kvs[0].Value); err != nil {
 			return nil, err
 		}
-	} else if len(evs.Kvs) > 0 {
-		// Recorded but not processed yet: show it as received.
+	case len(evs.Kvs) > 0 || queued:
+		// Recorded but not processed yet (its dedupe keys may even have
+		// expired, leaving only the queue entry): show it as received.
 		o = order.New(k, time.Time{})
-	} else {
+	default:
 		return nil, fmt.Errorf("order %s: %w", k, fulfill.ErrNotFound)
 	}
 	events, err := decodeEvents(evs.Kvs)
@@ -260,7 +263,7 @@ func (s *Store) Get(ctx context.Context, k order.Key) (*order.Order, error) {
 	if o.CreatedAt.IsZero() && len(o.Events) > 0 {
 		o.CreatedAt, o.UpdatedAt = o.Events[0].ReceivedAt, o.Events[len(o.Events)-1].ReceivedAt
 	}
-	o.Pending = resp.Responses[2].GetResponseRange().Count > 0
+	o.Pending = queued
 	return o, nil
 }
 

@@ -567,3 +567,27 @@ func TestCountOrdersIsPerStore(t *testing.T) {
 		t.Fatalf("counts %v, queued %d; want 2 SUBMITTED, 1 NEEDS_REVIEW, 1 queued, none of the other store's", by, queued)
 	}
 }
+
+// An order whose events were recorded and whose dedupe keys have expired
+// (72 h) before it was processed has only its queue entry left: it is
+// still shown, as received and pending, and listed as pending.
+func TestQueuedOrderWithoutRecordOrDeliveriesIsShown(t *testing.T) {
+	ctx := context.Background()
+	cli := etcdtest.Client(t, etcdtest.Start(t))
+	s := newStore(t, cli)
+	k := order.Key{Store: "s", ID: 5}
+	if _, err := cli.Put(ctx, "/t/queue/s/5", "0"); err != nil {
+		t.Fatal(err)
+	}
+	o, err := s.Get(ctx, k)
+	if err != nil || o.State != order.Received || !o.Pending {
+		t.Fatalf("Get = %+v, %v; want RECEIVED and pending", o, err)
+	}
+	got, _, err := s.List(ctx, fulfill.ListFilter{Pending: true})
+	if err != nil || len(got) != 1 || got[0].Key != k {
+		t.Fatalf("pending list = %v, %v; want order 5", got, err)
+	}
+	if _, err := s.Get(ctx, order.Key{Store: "s", ID: 6}); !errors.Is(err, fulfill.ErrNotFound) {
+		t.Fatalf("an order with nothing stored: %v, want ErrNotFound", err)
+	}
+}
