@@ -60,21 +60,21 @@ func (c *Client) ModifiedOrders(ctx context.Context, store string, statusID uint
 	// By min_id.
 	var minID uint64
 	var first []uint64 // the first page's ids: page 1 by number
-	for pages := 1; ; pages++ {
+	for {
 		batch, err := l.get("min_id", minID)
 		if err != nil {
 			return nil, err
 		}
 		sorted := sortedFrom(batch, minID)
 		added, next, ids := l.add(batch, minID)
-		if pages == 1 {
+		if minID == 0 {
 			first = ids
 		}
 		if !sorted || (added == 0 && len(batch) > 0) {
 			break
 		}
 		if c.lastPage(len(batch), added) {
-			if pages == 1 {
+			if minID == 0 {
 				return l.out, nil // one page holds them all, whatever the order
 			}
 			break
@@ -91,7 +91,7 @@ func (c *Client) ModifiedOrders(ctx context.Context, store string, statusID uint
 			return nil, err
 		}
 		_, _, ids := l.add(batch, 0)
-		if len(batch) < min(c.cfg.PageLimit, defaultPageSize) || slices.Equal(ids, last) {
+		if c.shortPage(len(batch)) || slices.Equal(ids, last) {
 			return l.out, nil
 		}
 		last = ids

@@ -170,5 +170,9 @@ func (c *Client) getJSONOr(ctx context.Context, store string, req request, v any
 // reading goes on until a shorter one (an extra request only for lists of
 // 50 items or more).
 func (c *Client) lastPage(n, added int) bool {
-	return added == 0 || n < min(c.cfg.PageLimit, defaultPageSize)
+	return added == 0 || c.shortPage(n)
 }
+
+// shortPage says whether a page of n items is shorter than any server
+// would cut a full one: nothing follows it.
+func (c *Client) shortPage(n int) bool { return n < min(c.cfg.PageLimit, defaultPageSize) }
