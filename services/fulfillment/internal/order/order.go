@@ -29,11 +29,8 @@ const (
 )
 
 func (m Mode) String() string {
-	switch m {
-	case ModeValidate:
-		return "validate"
-	case ModeLive:
-		return "live"
+	if n, ok := modeNames[m]; ok {
+		return n
 	}
 	return "unspecified"
 }
