@@ -243,9 +243,48 @@ func TestAwaitingPaymentThenStatusUpdated(t *testing.T) {
 	h.sf.set(9, 11)
 	h.svc[0].Intake(context.Background(), delivery(9, "store/order/statusUpdated", 11, "s"))
 	h.svc[0].Intake(context.Background(), delivery(9, "store/order/statusUpdated", 11, "s"))
-	h.waitState(t, k, order.Submitted)
+	o = h.waitState(t, k, order.Submitted)
 	if h.sup.live["BC-abc-9"] != 1 {
 		t.Fatalf("supplier orders %v, want one", h.sup.live)
+	}
+	if o.IneligibleReason != "" {
+		t.Fatalf("submitted order still says it is ineligible: %q", o.IneligibleReason)
+	}
+}
+
+// downStorefront is a BigCommerce that answers every order read with a 500.
+type downStorefront struct{ storefront }
+
+func (s *downStorefront) Order(context.Context, order.Key) (order.StorefrontOrder, error) {
+	return order.StorefrontOrder{}, &fulfill.RetryableError{Err: errors.New("HTTP 500")}
+}
+
+// An order BigCommerce cannot give us stays queued and says when it is read
+// again, and why.
+func TestStorefrontFailureSaysWhenTheOrderIsReadAgain(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t, etcdtest.Start(t))
+	sup := &supplier{live: map[string]int{}}
+	svc := fulfill.New(fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
+		StorefrontRetry: 30 * time.Second, SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1,
+	}, st, &downStorefront{}, sup, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	k := order.Key{Store: "abc", ID: 5}
+	before := time.Now()
+	o, err := svc.Process(ctx, k, fulfill.ProcessOptions{Force: true})
+	if err == nil || o.State != order.Received {
+		t.Fatalf("run against a failing BigCommerce: %+v, %v; want an error and RECEIVED", o, err)
+	}
+	got, err := svc.Get(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Pending || !strings.Contains(got.LastError, "HTTP 500") ||
+		got.NextAttemptAt.Before(before.Add(30*time.Second)) || got.NextAttemptAt.After(time.Now().Add(30*time.Second)) {
+		t.Fatalf("stored %+v; want pending, the error, and next_attempt_at 30 s on", got)
+	}
+	if len(sup.live) != 0 {
+		t.Fatalf("supplier orders %v", sup.live)
 	}
 }
 
@@ -342,6 +381,11 @@ func TestRetryIsProcessedWithoutWaitingForASweep(t *testing.T) {
 	o, err := svc.Process(ctx, k, fulfill.ProcessOptions{Force: true})
 	if err != nil || o.State != order.Rejected {
 		t.Fatalf("first run: %+v, %v; want REJECTED", o, err)
+	}
+	// ProcessOrder does not resend a REJECTED order, and says what does.
+	o, err = svc.Process(ctx, k, fulfill.ProcessOptions{Force: true})
+	if !errors.Is(err, order.ErrInvalidTransition) || !strings.Contains(err.Error(), "RetryOrder") || o.State != order.Rejected {
+		t.Fatalf("ProcessOrder on a REJECTED order: %+v, %v; want refused, naming RetryOrder", o, err)
 	}
 	if _, err := svc.Act(ctx, k, fulfill.Action{Kind: order.ActionRetry, Actor: "ops@example.com"}); err != nil {
 		t.Fatal(err)

@@ -238,7 +238,12 @@ func (p *run) step(ctx context.Context) error {
 		}
 		// An interrupted validation created nothing: just go on.
 	case order.Rejected, order.NeedsReview, order.Failed:
-		// Waiting for a person: never resent automatically.
+		// Waiting for a person: never resent automatically. A person who
+		// asks is told which action sends it again.
+		if p.opt.Force {
+			return fmt.Errorf("%w: order %s is %s and ProcessOrder never resends it: %s",
+				order.ErrInvalidTransition, p.k, p.o.State, p.o.WaitsForPerson())
+		}
 		return p.done(ctx)
 	case order.RetryScheduled:
 		if !p.opt.Force && p.now.Before(p.o.NextAttemptAt) {
@@ -525,8 +530,7 @@ func (p *run) unknownOutcome(ctx context.Context) error {
 }
 
 func (p *run) ineligible(ctx context.Context, reason string) error {
-	p.o.IneligibleReason = reason
-	if err := p.o.Transition(order.Ineligible, p.now); err != nil {
+	if err := p.o.SetIneligible(reason, p.now); err != nil {
 		return err
 	}
 	return p.done(ctx)
@@ -540,9 +544,9 @@ func (p *run) storefrontFailed(ctx context.Context, err error) error {
 	if errors.As(err, &re) && re.RetryAfter > wait {
 		wait = re.RetryAfter
 	}
-	p.o.LastError = "reading the order from BigCommerce: " + err.Error()
-	p.o.UpdatedAt = p.now
-	if serr := p.save(ctx, QueueOp{At: p.now.Add(wait)}); serr != nil {
+	next := p.now.Add(wait)
+	p.o.StorefrontFailed(err.Error(), next, p.now)
+	if serr := p.save(ctx, QueueOp{At: next}); serr != nil {
 		return serr
 	}
 	return err

@@ -111,8 +111,8 @@ func TestWriteBackThatCannotSucceedWaitsForAPerson(t *testing.T) {
 	h, k := runWriteBack(t, sf, sup, fastRetry, 33)
 	ctx := context.Background()
 	o := h.waitState(t, k, order.Submitted)
-	if o.WriteBackFailures != 1 || !strings.Contains(o.LastError, "ProcessOrder") || !strings.Contains(o.LastError, "403") {
-		t.Fatalf("failures %d, last error %q", o.WriteBackFailures, o.LastError)
+	if o.WriteBackFailures != 1 || !strings.Contains(o.ReviewReason, "ProcessOrder") || !strings.Contains(o.LastError, "403") {
+		t.Fatalf("failures %d, last error %q, review reason %q", o.WriteBackFailures, o.LastError, o.ReviewReason)
 	}
 	// ProcessOrder gives the write-back a fresh budget of attempts.
 	sf.failWrites(&fulfill.RetryableError{Err: errors.New("HTTP 503")})

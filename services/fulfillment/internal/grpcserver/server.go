@@ -6,6 +6,7 @@ package grpcserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -191,7 +192,7 @@ func sweepProto(enabled bool, every time.Duration, st fulfill.SweepState) *backo
 // SweepOrders implements the RPC.
 func (s *Server) SweepOrders(ctx context.Context, req *backorderv1.SweepOrdersRequest) (*backorderv1.SweepOrdersResponse, error) {
 	if req.GetStoreHash() != s.info.StoreHash {
-		return nil, status.Errorf(codes.InvalidArgument, "store_hash %q: this service serves store %q", req.GetStoreHash(), s.info.StoreHash)
+		return nil, toStatus(fmt.Errorf("%w: store_hash %q; this service serves store %q", fulfill.ErrUnknownStore, req.GetStoreHash(), s.info.StoreHash))
 	}
 	rep, err := s.svc.SweepOrders(ctx, 0)
 	if err != nil {

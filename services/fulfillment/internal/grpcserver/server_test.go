@@ -61,3 +61,13 @@ func TestToStatus(t *testing.T) {
 		t.Error("toStatus(nil) != nil")
 	}
 }
+
+// A sweep asked for another store is refused like any other action on
+// another store's orders: PermissionDenied, not a malformed request.
+func TestSweepOrdersOfAnotherStore(t *testing.T) {
+	s := New(nil, Info{StoreHash: "abc"})
+	_, err := s.SweepOrders(context.Background(), &backorderv1.SweepOrdersRequest{StoreHash: "other"})
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), `"abc"`) {
+		t.Fatalf("SweepOrders of another store: %v; want PermissionDenied naming the store served", err)
+	}
+}

@@ -70,7 +70,8 @@ func (o *Order) Apply(r Result, now time.Time, p RetryPolicy) (time.Time, error)
 	case Valid:
 		next = Validated
 	case Refused:
-		o.LastError, o.ReviewReason = r.Reason, "supplier refused the order: "+r.Reason
+		o.LastError, o.ReviewReason = r.Reason, "the supplier refused the order: "+r.Reason+
+			"; fix the order in BigCommerce (or the supplier catalogue), then RetryOrder"
 		next = Rejected
 	case Ambiguous:
 		if live && p.LookupSettle > 0 {

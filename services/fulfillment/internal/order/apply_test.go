@@ -164,7 +164,7 @@ func TestApply(t *testing.T) {
 		{
 			name: "refused live", mode: order.ModeLive, attempts: 1,
 			result: order.Result{Outcome: order.Refused, Reason: "unknown product code X1"},
-			want:   want{state: order.Rejected, lastError: "unknown product code X1", review: []string{"refused", "unknown product code X1"}},
+			want:   want{state: order.Rejected, lastError: "unknown product code X1", review: []string{"refused", "unknown product code X1", "RetryOrder"}},
 		},
 		{
 			name: "refused validate", mode: order.ModeValidate, attempts: 1,

@@ -91,9 +91,29 @@ func (o *Order) Transition(to State, now time.Time) error {
 	if !CanTransition(o.State, to) {
 		return fmt.Errorf("%w: %s -> %s (order %s)", ErrInvalidTransition, o.State, to, o.Key)
 	}
+	if o.State == Ineligible && to != Ineligible {
+		// The order is eligible now: the old reason no longer holds.
+		o.IneligibleReason = ""
+	}
 	o.State = to
 	o.UpdatedAt = now
 	return nil
+}
+
+// SetIneligible records that the order is not for the supplier, and why. A
+// later event (or ProcessOrder) looks at it again.
+func (o *Order) SetIneligible(reason string, now time.Time) error {
+	if err := o.Transition(Ineligible, now); err != nil {
+		return err
+	}
+	o.IneligibleReason, o.NextAttemptAt = reason, time.Time{}
+	return nil
+}
+
+// StorefrontFailed records that the order could not be read from
+// BigCommerce: nothing else changes, and it is read again at next.
+func (o *Order) StorefrontFailed(reason string, next, now time.Time) {
+	o.LastError, o.NextAttemptAt, o.UpdatedAt = "reading the order from BigCommerce: "+reason, next, now
 }
 
 // SupplierHolds are the states in which the supplier has the order and the

@@ -15,7 +15,7 @@ func (o *Order) WroteBack(now time.Time) error {
 	if err := o.Transition(WrittenBack, now); err != nil {
 		return err
 	}
-	o.LastError, o.NextAttemptAt, o.WriteBackFailures = "", time.Time{}, 0
+	o.LastError, o.ReviewReason, o.NextAttemptAt, o.WriteBackFailures = "", "", time.Time{}, 0
 	return nil
 }
 
@@ -34,6 +34,7 @@ func (o *Order) WriteBackFailed(reason string, transient bool, retryAfter time.D
 	o.UpdatedAt = now
 	if transient && o.WriteBackFailures < p.maxAttempts() {
 		o.LastError = "writing the supplier id back to BigCommerce: " + reason + "; tried again later"
+		o.ReviewReason = "" // retried without a person (again, after ProcessOrder)
 		o.NextAttemptAt = now.Add(max(retryAfter, p.Backoff(o.WriteBackFailures)))
 		return o.NextAttemptAt, nil
 	}
@@ -41,9 +42,11 @@ func (o *Order) WriteBackFailed(reason string, transient bool, retryAfter time.D
 	if transient {
 		why = fmt.Sprintf("failed %d times", o.WriteBackFailures)
 	}
-	o.LastError = fmt.Sprintf("writing the supplier id %s back to BigCommerce %s: %s; "+
-		"the supplier has the order and nothing will be resent; fix the cause and run ProcessOrder to write it back",
-		o.OfflineOrderID, why, reason)
+	o.LastError = fmt.Sprintf("writing the supplier id %s back to BigCommerce %s: %s", o.OfflineOrderID, why, reason)
+	// Not retried any more: a person must see it, like the other states
+	// that wait for one.
+	o.ReviewReason = o.LastError + "; the supplier has the order and nothing will be resent; " +
+		"fix the cause (e.g. the API account's scopes), then ProcessOrder to write it back"
 	o.NextAttemptAt = time.Time{}
 	return time.Time{}, nil
 }

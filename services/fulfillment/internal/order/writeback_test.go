@@ -50,8 +50,17 @@ func TestWriteBackFailed(t *testing.T) {
 	}
 	// The third failure is the last: no more automatic attempts.
 	if next, _ = o.WriteBackFailed("HTTP 503", true, 0, t0, p); !next.IsZero() || o.State != order.Submitted ||
-		!strings.Contains(o.LastError, "failed 3 times") || !strings.Contains(o.LastError, "ProcessOrder") {
-		t.Fatalf("after 3 failures: next %v, %q", next, o.LastError)
+		!strings.Contains(o.LastError, "failed 3 times") || !strings.Contains(o.ReviewReason, "failed 3 times") ||
+		!strings.Contains(o.ReviewReason, "ProcessOrder") {
+		t.Fatalf("after 3 failures: next %v, last error %q, review reason %q", next, o.LastError, o.ReviewReason)
+	}
+	// ProcessOrder's fresh attempt that fails again is retried without a
+	// person: nothing for one to do.
+	if next, _ = o.WriteBackFailed("HTTP 503", true, 0, t0, order.RetryPolicy{MaxAttempts: 10}); next.IsZero() || o.ReviewReason != "" {
+		t.Fatalf("transient failure after giving up: next %v, review reason %q", next, o.ReviewReason)
+	}
+	if err := o.WroteBack(t0); err != nil || o.ReviewReason != "" || o.LastError != "" {
+		t.Fatalf("written back at last: %v, review reason %q, last error %q", err, o.ReviewReason, o.LastError)
 	}
 	// A failure that cannot pass stops at once.
 	o = submitted(t)

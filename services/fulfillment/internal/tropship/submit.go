@@ -151,12 +151,12 @@ func classify(rep *reply, validateOnly bool, now time.Time) order.Result {
 			if msg == "" {
 				msg = "no details given"
 			}
-			return order.Result{Outcome: order.Refused, Reason: "the supplier found the order invalid: " + msg}
+			return order.Result{Outcome: order.Refused, Reason: "validation failed: " + msg}
 		}
 		return unclear(fmt.Sprintf("unexpected answer HTTP %d%s", st, decodeNote(decodeErr)))
 	case st == http.StatusBadRequest || st == http.StatusUnprocessableEntity:
 		return order.Result{Outcome: order.Refused,
-			Reason: fmt.Sprintf("the supplier refused the order (HTTP %d): %s", st, refusal(a))}
+			Reason: fmt.Sprintf("HTTP %d: %s", st, refusal(a))}
 	case st == http.StatusUnauthorized:
 		// Only reached after a resend with a fresh token.
 		return order.Result{Outcome: order.NotSent,
@@ -175,7 +175,7 @@ func classify(rep *reply, validateOnly bool, now time.Time) order.Result {
 		// Any other client error: HTTP says the request was not acted on;
 		// a person must fix the configuration or the order.
 		return order.Result{Outcome: order.Refused,
-			Reason: fmt.Sprintf("the supplier answered HTTP %d (%s): %s", st, http.StatusText(st), refusal(a))}
+			Reason: fmt.Sprintf("HTTP %d (%s): %s", st, http.StatusText(st), refusal(a))}
 	default:
 		return unclear(fmt.Sprintf("unexpected answer HTTP %d", st))
 	}

@@ -101,6 +101,20 @@ func (f *fakeFulfillment) GetOrder(ctx context.Context, req *backorderv1.GetOrde
 	}}, nil
 }
 
+func (f *fakeFulfillment) ProcessOrder(ctx context.Context, req *backorderv1.ProcessOrderRequest) (*backorderv1.ProcessOrderResponse, error) {
+	if err := f.record(ctx, "ProcessOrder", req); err != nil {
+		return nil, err
+	}
+	return &backorderv1.ProcessOrderResponse{}, nil
+}
+
+func (f *fakeFulfillment) ListOrders(ctx context.Context, req *backorderv1.ListOrdersRequest) (*backorderv1.ListOrdersResponse, error) {
+	if err := f.record(ctx, "ListOrders", req); err != nil {
+		return nil, err
+	}
+	return &backorderv1.ListOrdersResponse{}, nil
+}
+
 func (f *fakeFulfillment) GetServiceStatus(context.Context, *backorderv1.GetServiceStatusRequest) (*backorderv1.GetServiceStatusResponse, error) {
 	return &backorderv1.GetServiceStatusResponse{
 		SupplierMode: backorderv1.SupplierMode_SUPPLIER_MODE_VALIDATE,

@@ -97,34 +97,27 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		verifier: v,
 		metrics:  newGatewayMetrics(),
 	}
-	gw := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
-			MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: false, UseProtoNames: true},
-			// BigCommerce may add envelope fields at any time; an unknown field
-			// must not turn into a 400 and a retry storm.
-			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
-		}),
-		runtime.WithIncomingHeaderMatcher(incomingHeaders),
-		// Response metadata is the fulfillment service's business, not the
-		// caller's.
-		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
-		runtime.WithErrorHandler(s.handleError),
-		runtime.WithRoutingErrorHandler(handleRoutingError),
-		// A delivery is routed by method and path only: no
-		// X-HTTP-Method-Override, no POST-to-GET fallback.
-		runtime.WithDisableHTTPMethodOverride(),
-		runtime.WithDisablePathLengthFallback(),
-	)
-	if err := backorderv1.RegisterFulfillmentServiceHandlerClient(ctx, gw, s.client); err != nil {
-		return nil, errors.Join(fmt.Errorf("gateway: register handlers: %w", err), conn.Close())
+	// Two muxes over the same client. BigCommerce may add envelope fields
+	// at any time: on the webhook route an unknown field must not turn into
+	// a 400 and a retry storm. On the operator routes it must: a misspelt
+	// option ({"validate":true} for validate_only) would otherwise be
+	// dropped and the order sent live, and a misspelt filter would list
+	// everything.
+	webhookMux, err := s.newMux(ctx, true)
+	if err != nil {
+		return nil, errors.Join(err, conn.Close())
+	}
+	operatorMux, err := s.newMux(ctx, false)
+	if err != nil {
+		return nil, errors.Join(err, conn.Close())
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle(WebhookPath, s.webhook(gw))
+	mux.Handle(WebhookPath, s.webhook(webhookMux))
 	// Everything else under /v1/ is the operator API. Nothing reaches the
 	// grpc-gateway mux without passing either webhook verification or the
 	// bearer check.
-	mux.Handle("/v1/", s.adminOnly(gw))
+	mux.Handle("/v1/", s.adminOnly(operatorMux))
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	// Metrics, like health, are for the platform's scraper, with no
@@ -146,6 +139,35 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		logger.Info("operator API disabled: set " + config.EnvAdminToken + " to enable it")
 	}
 	return s, nil
+}
+
+// newMux returns a grpc-gateway mux calling the fulfillment service; with
+// discardUnknown, fields of a request body that the API does not know are
+// dropped, else refused with 400.
+func (s *Server) newMux(ctx context.Context, discardUnknown bool) (*runtime.ServeMux, error) {
+	gw := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: false, UseProtoNames: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: discardUnknown},
+		}),
+		// Query parameters that name no field are refused (only operator
+		// routes take query parameters).
+		runtime.SetQueryParameterParser(strictQueryParser{}),
+		runtime.WithIncomingHeaderMatcher(incomingHeaders),
+		// Response metadata is the fulfillment service's business, not the
+		// caller's.
+		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
+		runtime.WithErrorHandler(s.handleError),
+		runtime.WithRoutingErrorHandler(handleRoutingError),
+		// A delivery is routed by method and path only: no
+		// X-HTTP-Method-Override, no POST-to-GET fallback.
+		runtime.WithDisableHTTPMethodOverride(),
+		runtime.WithDisablePathLengthFallback(),
+	)
+	if err := backorderv1.RegisterFulfillmentServiceHandlerClient(ctx, gw, s.client); err != nil {
+		return nil, fmt.Errorf("gateway: register handlers: %w", err)
+	}
+	return gw, nil
 }
 
 // Handler returns the gateway's HTTP handler, for callers that run their own

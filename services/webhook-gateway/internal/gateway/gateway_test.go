@@ -489,6 +489,78 @@ func TestAdminRoutes(t *testing.T) {
 	}
 }
 
+// The operator routes refuse what they do not know, where the webhook route
+// (TestWebhook's orderBody carries unknown fields) drops it: a misspelt
+// validate_only would otherwise send the order live, and a misspelt filter
+// list every order.
+func TestOperatorRoutesRefuseUnknownFields(t *testing.T) {
+	fake := startFake(t, "replica-1")
+	url, _ := startGateway(t, testConfig(fake.addr))
+	send := func(method, path, body string) response {
+		t.Helper()
+		req, err := http.NewRequest(method, url+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		return do(t, req)
+	}
+	for _, c := range []struct{ method, path, body, name string }{
+		{http.MethodPost, "/v1/stores/abc123/orders/250:process", `{"validate":true}`, "validate"},
+		{http.MethodGet, "/v1/orders?statee=ORDER_STATE_NEEDS_REVIEW", "", "statee"},
+		{http.MethodGet, "/v1/orders?pending=true&page_size=5&order.id=1", "", "order.id"},
+	} {
+		fake.reset(nil)
+		resp := send(c.method, c.path, c.body)
+		if resp.status != http.StatusBadRequest || !strings.Contains(resp.body, c.name) {
+			t.Errorf("%s %s %s: status %d, body %s; want 400 naming %q", c.method, c.path, c.body, resp.status, resp.body, c.name)
+		}
+		if n := len(fake.recorded()); n != 0 {
+			t.Errorf("%s %s: fulfillment received %d calls, want 0", c.method, c.path, n)
+		}
+	}
+
+	fake.reset(nil)
+	if resp := send(http.MethodPost, "/v1/stores/abc123/orders/250:process", `{"validate_only":true}`); resp.status != http.StatusOK {
+		t.Fatalf("ProcessOrder validate_only: status %d, body %s", resp.status, resp.body)
+	}
+	if resp := send(http.MethodGet, "/v1/orders?state=ORDER_STATE_NEEDS_REVIEW&pageSize=5&pending=true", ""); resp.status != http.StatusOK {
+		t.Fatalf("ListOrders: status %d, body %s", resp.status, resp.body)
+	}
+	calls := fake.recorded()
+	if len(calls) != 2 {
+		t.Fatalf("calls = %v, want ProcessOrder and ListOrders", calls)
+	}
+	if p, ok := calls[0].req.(*backorderv1.ProcessOrderRequest); !ok || !p.GetValidateOnly() {
+		t.Errorf("ProcessOrder request = %v, want validate_only", calls[0].req)
+	}
+	if l, ok := calls[1].req.(*backorderv1.ListOrdersRequest); !ok ||
+		l.GetState() != backorderv1.OrderState_ORDER_STATE_NEEDS_REVIEW || l.GetPageSize() != 5 || !l.GetPending() {
+		t.Errorf("ListOrders request = %v, want state, page size (by its JSON name) and pending", calls[1].req)
+	}
+}
+
+// An operator is told why a call failed; BigCommerce, on the open webhook
+// route, only that it should try again.
+func TestOperatorErrorsSayWhy(t *testing.T) {
+	fake := startFake(t, "replica-1")
+	url, _ := startGateway(t, testConfig(fake.addr))
+	const why = "reading the order from BigCommerce: HTTP 401: bigcommerce refused the access token"
+	fake.reset(status.Error(codes.Internal, why))
+
+	req, _ := http.NewRequest(http.MethodPost, url+"/v1/stores/abc123/orders/250:process", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp := do(t, req)
+	if resp.status != http.StatusServiceUnavailable || !strings.Contains(resp.body, "refused the access token") {
+		t.Errorf("operator route: status %d, body %s; want 503 with the cause", resp.status, resp.body)
+	}
+
+	resp = do(t, (&delivery{body: orderBody}).request(t, url))
+	if resp.status != http.StatusServiceUnavailable || resp.header.Get("Retry-After") == "" || strings.Contains(resp.body, "access token") {
+		t.Errorf("webhook route: status %d, body %s; want 503 with Retry-After and no internals", resp.status, resp.body)
+	}
+}
+
 func TestRoundRobin(t *testing.T) {
 	a, b := startFake(t, "replica-a"), startFake(t, "replica-b")
 	url, _ := startGateway(t, testConfig(a.addr, b.addr))
