@@ -6,10 +6,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -26,9 +28,11 @@ import (
 // demoConfig are the demo's flags.
 type demoConfig struct {
 	gatewayAddr, fulfillmentAddr, bcAddr, tsAddr, etcdURL string
+	metricsAddr                                           string
 	orderID                                               uint64
 	times                                                 int
 	exit                                                  bool
+	announce                                              bool
 	verbose                                               bool
 }
 
@@ -55,17 +59,32 @@ func runDemo(ctx context.Context, args []string) error {
 	fs.StringVar(&c.bcAddr, "bigcommerce-addr", "127.0.0.1:8081", "BigCommerce simulator address")
 	fs.StringVar(&c.tsAddr, "tropship-addr", "127.0.0.1:8082", "TropShip simulator address")
 	fs.StringVar(&c.etcdURL, "etcd-url", "http://127.0.0.1:2379", "client URL of the embedded etcd")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "127.0.0.1:9091", "fulfillment's metrics address (METRICS_ADDR)")
 	fs.Uint64Var(&c.orderID, "order", 250, "BigCommerce order id of the demo backorder")
 	fs.IntVar(&c.times, "times", 5, "how many times each webhook event is delivered, in parallel")
 	fs.BoolVar(&c.exit, "exit", false, "stop after the check instead of running until Ctrl-C")
+	fs.BoolVar(&c.announce, "announce", true, "after the check, announce orders added or changed through the BigCommerce simulator to the gateway as webhooks")
 	fs.BoolVar(&c.verbose, "v", false, "show the services' logs")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	say := func(format string, a ...any) { fmt.Printf("demo: "+format+"\n", a...) }
 
-	// 1. The simulators, in this process.
-	bc := bcsim.New(bcsim.Options{Tokens: map[string]string{demoStore: demoToken}})
+	// 1. The simulators, in this process. Once the scripted check has
+	// passed, order changes made through the BigCommerce simulator's admin
+	// API (POST /_sim/orders, /_sim/orders/{id}/status) are announced to
+	// the gateway as signed webhooks, as BigCommerce would; before, only
+	// the deliveries the check counts are sent.
+	hooks := newNotifier(serveConfig{
+		webhookURL: "http://" + c.gatewayAddr + "/v1/webhooks/bigcommerce", webhookSecret: demoSecret, storeID: demoStoreID,
+	}, slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	var announce atomic.Bool
+	go hooks.run(ctx)
+	bc := bcsim.New(bcsim.Options{Tokens: map[string]string{demoStore: demoToken}, OnChange: func(ch bcsim.Change) {
+		if announce.Load() {
+			hooks.enqueue(ch)
+		}
+	}})
 	ts := tropsim.New(tropsim.Options{ClientID: demoTSID, ClientSecret: demoTSSecret})
 	defer ts.Close()
 	for _, s := range []struct {
@@ -104,6 +123,7 @@ func runDemo(ctx context.Context, args []string) error {
 		"BIGCOMMERCE_ACCESS_TOKEN": demoToken,
 		"TROPSHIP_BASE_URL":        "http://" + c.tsAddr, "TROPSHIP_CLIENT_ID": demoTSID,
 		"TROPSHIP_CLIENT_SECRET": demoTSSecret, "TROPSHIP_MODE": "live",
+		"METRICS_ADDR": c.metricsAddr,
 	}, tee)
 	if err != nil {
 		return err
@@ -191,6 +211,10 @@ func runDemo(ctx context.Context, args []string) error {
 	if c.exit {
 		return nil
 	}
+	if c.announce {
+		announce.Store(true)
+		say("order changes made through the BigCommerce simulator now reach the gateway as signed webhooks (-announce=false: they do not)")
+	}
 	say(`running until Ctrl-C. Try:
   go tool grpcurl -plaintext %[1]s list
   go tool grpcurl -plaintext -d '{"store_hash":"%[2]s","order_id":%[3]d}' %[1]s backorder.v1.FulfillmentService/GetOrder
@@ -198,11 +222,12 @@ func runDemo(ctx context.Context, args []string) error {
   curl -H 'Authorization: Bearer %[4]s' http://%[5]s/v1/stores/%[2]s/orders/%[3]d
   curl -H 'Authorization: Bearer %[4]s' http://%[5]s/v1/status      # replica, supplier mode, Orders API sweep
   curl http://%[5]s/metrics
-  curl http://%[5]s/openapi.json     # every HTTP route
+  curl http://%[9]s/metrics           # the fulfillment's: orders by state, queue, supplier calls
+  curl http://%[5]s/openapi.json     # the operator and webhook routes
   curl http://%[6]s/_sim/ledger
   curl http://%[8]s/_sim/orders/%[3]d       # the BigCommerce order and its metafield
   go run ./services/sandbox send -url http://%[5]s/v1/webhooks/bigcommerce -secret %[7]s -store %[2]s -order %[3]d -times 5`,
-		c.fulfillmentAddr, demoStore, c.orderID, demoAdminToken, c.gatewayAddr, c.tsAddr, demoSecret, c.bcAddr)
+		c.fulfillmentAddr, demoStore, c.orderID, demoAdminToken, c.gatewayAddr, c.tsAddr, demoSecret, c.bcAddr, c.metricsAddr)
 	select {
 	case <-ctx.Done():
 	case <-ful.Exited():
