@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -146,6 +147,11 @@ func (s *Store) lockKey(k order.Key) string {
 }
 func (s *Store) deliveryPrefix(k order.Key) string {
 	return fmt.Sprintf("%sdeliveries/%s/%d/", s.prefix, k.Store, k.ID)
+}
+
+// supplierKey indexes records by the supplier's offline_order_id.
+func (s *Store) supplierKey(offlineOrderID string) string {
+	return s.prefix + "index/supplier/" + url.PathEscape(offlineOrderID)
 }
 func (s *Store) statePrefix(st order.State) string {
 	return fmt.Sprintf("%sindex/state/%s/", s.prefix, st)
@@ -413,4 +419,20 @@ func (s *Store) CountOrders(ctx context.Context, store string) (byState map[orde
 		byState[st] = resp.Responses[i].GetResponseRange().GetCount()
 	}
 	return byState, resp.Responses[len(states)].GetResponseRange().GetCount(), nil
+}
+
+// SupplierOrderOf implements fulfill.Store.
+func (s *Store) SupplierOrderOf(ctx context.Context, offlineOrderID string) (order.Key, bool, error) {
+	resp, err := s.cli.Get(ctx, s.supplierKey(offlineOrderID))
+	if err != nil {
+		return order.Key{}, false, fmt.Errorf("look up supplier order %s: %w", offlineOrderID, unavailable(err))
+	}
+	if len(resp.Kvs) == 0 {
+		return order.Key{}, false, nil
+	}
+	k, ok := parseKeySuffix(string(resp.Kvs[0].Value))
+	if !ok {
+		return order.Key{}, false, fmt.Errorf("supplier order %s: damaged index entry %q", offlineOrderID, resp.Kvs[0].Value)
+	}
+	return k, true, nil
 }

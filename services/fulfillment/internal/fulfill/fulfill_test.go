@@ -783,3 +783,59 @@ func TestValidateOnlyRunKeepsALiveOrderQueued(t *testing.T) {
 		t.Errorf("supplier: live %v, validations %d; want one of each", sup.live, sup.validations)
 	}
 }
+
+// ambiguousFor answers the live calls of one reference ambiguously (HTTP
+// 502 after sending), and creates every other order.
+type ambiguousFor struct {
+	supplier
+	ref string
+}
+
+func (s *ambiguousFor) Submit(ctx context.Context, sub order.Submission, validateOnly bool) order.Result {
+	if sub.Reference == s.ref && !validateOnly {
+		return order.Result{Outcome: order.Ambiguous, Reason: "HTTP 502"}
+	}
+	return s.supplier.Submit(ctx, sub, validateOnly)
+}
+
+// ResolveOrder refuses a supplier id that another order holds: pasted by
+// mistake, it would settle this order with another's supplier order, and
+// this order would never be sent.
+func TestResolveRefusesAnotherOrdersSupplierID(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t, etcdtest.Start(t))
+	sf := &storefront{status: map[uint64]uint32{1: 11, 2: 11}}
+	sup := &ambiguousFor{supplier: supplier{live: map[string]int{}}, ref: "BC-abc-2"}
+	svc := fulfill.New(fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(), WriteBack: true,
+		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1,
+	}, st, sf, sup, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, b := order.Key{Store: "abc", ID: 1}, order.Key{Store: "abc", ID: 2}
+	oa, err := svc.Process(ctx, a, fulfill.ProcessOptions{Force: true})
+	if err != nil || oa.State != order.WrittenBack {
+		t.Fatalf("order 1: %+v, %v", oa, err)
+	}
+	if ob, err := svc.Process(ctx, b, fulfill.ProcessOptions{Force: true}); err != nil || ob.State != order.NeedsReview {
+		t.Fatalf("order 2: %+v, %v; want NEEDS_REVIEW", ob, err)
+	}
+
+	_, err = svc.Act(ctx, b, fulfill.Action{Kind: order.ActionResolveFound, Actor: "ops", OfflineOrderID: " " + oa.OfflineOrderID})
+	if !errors.Is(err, fulfill.ErrSupplierIDInUse) || !strings.Contains(err.Error(), "abc/1") || !strings.Contains(err.Error(), "BC-abc-2") {
+		t.Fatalf("resolve with order 1's id: %v; want ErrSupplierIDInUse naming order 1 and the reference", err)
+	}
+	if ob, _ := svc.Get(ctx, b); ob.State != order.NeedsReview {
+		t.Fatalf("refused resolve changed order 2: %+v", ob)
+	}
+	// The right id is taken, and then belongs to order 2.
+	ob, err := svc.Act(ctx, b, fulfill.Action{Kind: order.ActionResolveFound, Actor: "ops", OfflineOrderID: "TS-found-by-hand"})
+	if err != nil || ob.State != order.Submitted {
+		t.Fatalf("resolve with a free id: %+v, %v", ob, err)
+	}
+	if owner, found, err := st.SupplierOrderOf(ctx, "TS-found-by-hand"); err != nil || !found || owner != b {
+		t.Fatalf("index of TS-found-by-hand: %v %v %v; want order 2", owner, found, err)
+	}
+	// The same id again for the same order is not "another order's".
+	if owner, found, _ := st.SupplierOrderOf(ctx, oa.OfflineOrderID); !found || owner != a {
+		t.Fatalf("index of %s: %v %v; want order 1", oa.OfflineOrderID, owner, found)
+	}
+}

@@ -3,6 +3,7 @@ package fulfill
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
@@ -54,6 +55,9 @@ func (s *Service) Act(ctx context.Context, k order.Key, a Action) (*order.Order,
 	case order.ActionRetry:
 		err = o.Retry(a.Actor, a.Note, now)
 	case order.ActionResolveFound:
+		if err := s.supplierIDFree(ctx, k, a.OfflineOrderID, o.Reference); err != nil {
+			return o, err
+		}
 		err = o.ResolveFound(a.OfflineOrderID, a.Actor, a.Note, now)
 		if !s.cfg.WriteBack {
 			q = QueueOp{Done: true}
@@ -79,4 +83,23 @@ func (s *Service) Act(ctx context.Context, k order.Key, a Action) (*order.Order,
 		s.schedule(k)
 	}
 	return o, nil
+}
+
+// supplierIDFree refuses a supplier id that another order already holds: a
+// person who pastes the wrong one would otherwise settle this order with
+// another's supplier order, for good.
+func (s *Service) supplierIDFree(ctx context.Context, k order.Key, id, reference string) error {
+	id = strings.TrimSpace(id)
+	if id == "" {
+		return nil // refused by the domain, with its own message
+	}
+	owner, found, err := s.store.SupplierOrderOf(ctx, id)
+	if err != nil {
+		return err
+	}
+	if found && owner != k {
+		return fmt.Errorf("%w: %s is the supplier order of %s; check the id (search TropShip for reference %s)",
+			ErrSupplierIDInUse, id, owner, reference)
+	}
+	return nil
 }

@@ -38,6 +38,9 @@ type Store interface {
 	// SweepState reads the progress of a store's Orders API sweep (zero:
 	// never swept) without claiming it.
 	SweepState(ctx context.Context, store string) (SweepState, error)
+	// SupplierOrderOf returns the order whose record holds the supplier's
+	// offlineOrderID (found=false: none that this store has recorded).
+	SupplierOrderOf(ctx context.Context, offlineOrderID string) (k order.Key, found bool, err error)
 }
 
 // Sweep is a claimed Orders API sweep of one store.
@@ -131,4 +134,7 @@ var (
 	ErrUnavailable = errors.New("store unavailable")
 	// ErrBadPageToken: a page token that List did not issue.
 	ErrBadPageToken = errors.New("invalid page token")
+	// ErrSupplierIDInUse: an operator gave a supplier id that another
+	// order's record already holds.
+	ErrSupplierIDInUse = errors.New("supplier order id already belongs to another order")
 )

@@ -229,7 +229,7 @@ func toStatus(err error) error {
 		code = codes.PermissionDenied
 	case errors.Is(err, fulfill.ErrNotFound):
 		code = codes.NotFound
-	case errors.Is(err, order.ErrInvalidTransition):
+	case errors.Is(err, order.ErrInvalidTransition), errors.Is(err, fulfill.ErrSupplierIDInUse):
 		code = codes.FailedPrecondition
 	case errors.Is(err, fulfill.ErrFenced), errors.Is(err, fulfill.ErrLockLost):
 		code = codes.Aborted
