@@ -326,17 +326,23 @@ func (c *Client) statusError(req request, resp *response, notFound error) error 
 		return fmt.Errorf("bigcommerce: %s: %w", req, notFound)
 	case s >= 500 || s == http.StatusRequestTimeout:
 		return &fulfill.RetryableError{
-			Err:        fmt.Errorf("bigcommerce: %s: HTTP %d%s", req, s, snippet(resp.body)),
+			Err:        fmt.Errorf("bigcommerce: %s: HTTP %d%s", req, s, snippet(resp.body, c.cfg.AccessToken)),
 			RetryAfter: retryAfter(resp.header),
 		}
 	default:
-		return fmt.Errorf("bigcommerce: %s: unexpected HTTP %d%s", req, s, snippet(resp.body))
+		return fmt.Errorf("bigcommerce: %s: unexpected HTTP %d%s", req, s, snippet(resp.body, c.cfg.AccessToken))
 	}
 }
 
-// snippet quotes the start of an error body, for a person reading the error.
-func snippet(b []byte) string {
-	s := strings.Join(strings.Fields(string(b)), " ")
+// snippet quotes the start of an error body, for a person reading the
+// error, with the access token taken out first, should a server echo the
+// request's headers: the error reaches logs, records and API answers.
+func snippet(b []byte, token string) string {
+	s := string(b)
+	if len(token) >= 4 {
+		s = strings.ReplaceAll(s, token, "[redacted]")
+	}
+	s = strings.Join(strings.Fields(s), " ")
 	if s == "" {
 		return ""
 	}

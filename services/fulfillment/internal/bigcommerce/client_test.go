@@ -661,6 +661,24 @@ func TestServerErrorIsRetryable(t *testing.T) {
 	}
 }
 
+// An error body that echoes the request (some proxies do) never carries the
+// access token into an error, which reaches logs, records and API answers.
+func TestErrorBodiesNeverRepeatTheToken(t *testing.T) {
+	for _, code := range []int{http.StatusInternalServerError, http.StatusBadRequest} {
+		fs, srv := newFakeStore(t)
+		fs.addOrder(1, 11, 1)
+		fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+			http.Error(w, "bad request; headers were X-Auth-Token: "+r.Header.Get("X-Auth-Token")+" Accept: json", code)
+			return true
+		}
+		c := newClient(t, srv, nil)
+		_, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 1})
+		if err == nil || strings.Contains(err.Error(), testToken) || !strings.Contains(err.Error(), "[redacted]") {
+			t.Errorf("HTTP %d: err = %v; want the body quoted with the token redacted", code, err)
+		}
+	}
+}
+
 func TestTransportFailuresAreRetryable(t *testing.T) {
 	t.Run("connection refused", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
