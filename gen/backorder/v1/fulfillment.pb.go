@@ -1123,7 +1123,9 @@ func (x *GetOrderResponse) GetOrder() *Order {
 // ListOrdersRequest filters and pages the stored orders.
 type ListOrdersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Only orders of this store; empty for all stores.
+	// The store whose orders to list: empty for the one this service serves.
+	// Another store's is refused (PERMISSION_DENIED), as every call about its
+	// orders is.
 	StoreHash string `protobuf:"bytes,1,opt,name=store_hash,json=storeHash,proto3" json:"store_hash,omitempty"`
 	// Only orders in this state; unspecified for all.
 	State OrderState `protobuf:"varint,2,opt,name=state,proto3,enum=backorder.v1.OrderState" json:"state,omitempty"`

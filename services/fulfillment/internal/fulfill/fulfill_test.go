@@ -731,7 +731,21 @@ func TestOtherStoresOrdersInTheSameEtcdAreLeftAlone(t *testing.T) {
 	if _, err := svc.Act(ctx, other, fulfill.Action{Kind: order.ActionRetry, Actor: "ops@example.com"}); !errors.Is(err, fulfill.ErrUnknownStore) {
 		t.Errorf("Act on another store's order: %v, want ErrUnknownStore", err)
 	}
-	o, err := svc.Get(ctx, other)
+	// Nor are its records shown: they are another deployment's.
+	if _, err := svc.Get(ctx, other); !errors.Is(err, fulfill.ErrUnknownStore) {
+		t.Errorf("Get of another store's order: %v, want ErrUnknownStore", err)
+	}
+	if _, _, err := svc.List(ctx, fulfill.ListFilter{Store: "xyz", Pending: true}); !errors.Is(err, fulfill.ErrUnknownStore) {
+		t.Errorf("List of another store: %v, want ErrUnknownStore", err)
+	}
+	if got, _, err := svc.List(ctx, fulfill.ListFilter{}); err != nil || len(got) != 1 || got[0].Key.Store != "abc" {
+		t.Errorf("List without a store = %v, %v; want only this store's order", got, err)
+	}
+	// The other store's order is queued, this store's is not.
+	if got, _, err := svc.List(ctx, fulfill.ListFilter{Pending: true}); err != nil || len(got) != 0 {
+		t.Errorf("List pending without a store = %v, %v; want nothing", got, err)
+	}
+	o, err := st.Get(ctx, other)
 	if err != nil || o.State != order.Received || !o.Pending || o.LastError != "" {
 		t.Errorf("the other store's order = %+v, %v; want untouched: RECEIVED, queued, no error", o, err)
 	}

@@ -196,13 +196,24 @@ func deliveryKey(d Delivery) string {
 	return id
 }
 
-// Get returns the record of one order.
+// Get returns the record of one order of this service's store.
 func (s *Service) Get(ctx context.Context, k order.Key) (*order.Order, error) {
+	if err := s.serves(k); err != nil {
+		return nil, err
+	}
 	return s.store.Get(ctx, k)
 }
 
-// List returns a page of records.
+// List returns a page of records of this service's store (f.Store empty
+// means it; another store is refused, as in a shared etcd its records are
+// another deployment's).
 func (s *Service) List(ctx context.Context, f ListFilter) ([]*order.Order, string, error) {
+	if f.Store == "" {
+		f.Store = s.cfg.Store
+	}
+	if f.Store != s.cfg.Store {
+		return nil, "", fmt.Errorf("%w: store %q; this service serves store %q", ErrUnknownStore, f.Store, s.cfg.Store)
+	}
 	if f.PageSize <= 0 {
 		f.PageSize = 50
 	}
