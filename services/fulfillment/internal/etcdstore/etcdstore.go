@@ -113,7 +113,11 @@ func (s *Store) currentSession(ctx context.Context) (*concurrency.Session, error
 	if err != nil {
 		return nil, fmt.Errorf("etcd lock session: %w", unavailable(err))
 	}
-	sess, err := concurrency.NewSession(s.cli, concurrency.WithLease(g.ID), concurrency.WithContext(s.sessionCtx))
+	// The TTL bounds Close's revoke: without it, a Close with etcd
+	// unreachable waits etcd's default 60 s, past any shutdown grace
+	// period; the lease lapses by itself after LOCK_TTL anyway.
+	sess, err := concurrency.NewSession(s.cli, concurrency.WithLease(g.ID), concurrency.WithTTL(s.lockTTL),
+		concurrency.WithContext(s.sessionCtx))
 	if err != nil {
 		return nil, fmt.Errorf("etcd lock session: %w", unavailable(err))
 	}

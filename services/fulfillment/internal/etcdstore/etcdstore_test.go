@@ -418,8 +418,13 @@ func TestSaveAndUnlockReleasesInTheSameWrite(t *testing.T) {
 	if err := la.SaveAndUnlock(ctx, o, fulfill.QueueOp{Done: true}); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-got; err != nil {
-		t.Fatalf("the other process's Lock after SaveAndUnlock: %v", err)
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("the other process's Lock after SaveAndUnlock: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("10 s after SaveAndUnlock the other process's Lock still waits: the write did not release the mutex key")
 	}
 	before := revision(t, cli)
 	if err := la.Unlock(ctx); err != nil {
@@ -589,5 +594,27 @@ func TestQueuedOrderWithoutRecordOrDeliveriesIsShown(t *testing.T) {
 	}
 	if _, err := s.Get(ctx, order.Key{Store: "s", ID: 6}); !errors.Is(err, fulfill.ErrNotFound) {
 		t.Fatalf("an order with nothing stored: %v, want ErrNotFound", err)
+	}
+}
+
+// Closing the store with etcd gone gives up on revoking the lock lease after
+// LOCK_TTL (the lease lapses by itself then), not after etcd's default of a
+// minute, which outlasts a shutdown's grace period and gets the process
+// killed.
+func TestCloseWithEtcdGoneIsBoundedByTheLockTTL(t *testing.T) {
+	c := etcdtest.StartCluster(t, 1)
+	s, err := etcdstore.New(context.Background(), c.Client(), etcdstore.Options{Prefix: "/t/", LockTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(0)
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- s.Close() }()
+	defer func() { t.Logf("Close took %v", time.Since(start)) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close with etcd stopped still waiting after 30 s; LOCK_TTL is 1 s")
 	}
 }
