@@ -147,13 +147,30 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	hs.SetServingStatus(backorderv1.FulfillmentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	setHealth := func(serving bool) {
+		st := healthpb.HealthCheckResponse_SERVING
+		if !serving {
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		hs.SetServingStatus("", st)
+		hs.SetServingStatus(backorderv1.FulfillmentService_ServiceDesc.ServiceName, st)
+	}
+	setHealth(true)
 
 	g, gctx := errgroup.WithContext(ctx)
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
 	g.Go(func() error { return svc.Run(workCtx) })
+	g.Go(func() error {
+		etcdWatch{
+			ping: func(ctx context.Context) error {
+				_, err := cli.Get(ctx, cfg.EtcdPrefix+"ping", clientv3.WithSerializable())
+				return err
+			},
+			set: setHealth, every: etcdPingEvery, timeout: etcdPingTimeout, failures: 2, log: log,
+		}.run(gctx)
+		return nil
+	})
 	g.Go(func() error {
 		log.Info("fulfillment listening", "addr", lis.Addr().String(), "supplier_mode", cfg.TropShipMode.String())
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -231,6 +248,13 @@ func logCalls(log *slog.Logger) grpc.UnaryServerInterceptor {
 }
 
 var _ fulfill.Store = (*etcdstore.Store)(nil)
+
+// etcd is read every etcdPingEvery for the health status; two reads in a
+// row that fail (or take etcdPingTimeout) make the service NOT_SERVING.
+const (
+	etcdPingEvery   = 5 * time.Second
+	etcdPingTimeout = 3 * time.Second
+)
 
 // streamWorkers is how many goroutines of the gRPC server are kept to run
 // calls. A call that finds them all busy gets a goroutine of its own, as

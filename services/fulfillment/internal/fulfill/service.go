@@ -273,8 +273,15 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
+// sweepTimeout bounds one read of the queue: with etcd unreachable, the
+// client would otherwise wait for a connection for ever, and no sweep
+// would fail, or say so, again.
+const sweepTimeout = 10 * time.Second
+
 func (s *Service) sweep(ctx context.Context) {
-	keys, err := s.store.Due(ctx, s.cfg.Store, s.cfg.Now(), cap(s.work)/2)
+	dctx, cancel := context.WithTimeout(ctx, sweepTimeout)
+	defer cancel()
+	keys, err := s.store.Due(dctx, s.cfg.Store, s.cfg.Now(), cap(s.work)/2)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.WarnContext(ctx, "sweep failed", "err", err)

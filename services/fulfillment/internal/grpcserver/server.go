@@ -173,6 +173,10 @@ func (s *Server) GetServiceStatus(ctx context.Context, _ *backorderv1.GetService
 // ordersSweep reports the Orders API sweep. The status answers even when
 // etcd does not: the failure to read is then the sweep's last_error.
 func (s *Server) ordersSweep(ctx context.Context) *backorderv1.OrdersSweepStatus {
+	// A caller without a deadline (grpcurl) would wait as long as etcd is
+	// unreachable.
+	ctx, cancel := context.WithTimeout(ctx, statusReadTimeout)
+	defer cancel()
 	enabled, every, st, err := s.svc.OrdersSweepStatus(ctx)
 	out := sweepProto(enabled, every, st)
 	if err != nil {
@@ -188,6 +192,9 @@ func sweepProto(enabled bool, every time.Duration, st fulfill.SweepState) *backo
 		Listed: int64(st.Listed), Recorded: int64(st.Recorded), LastError: st.LastError,
 	}
 }
+
+// statusReadTimeout bounds GetServiceStatus's one etcd read.
+const statusReadTimeout = 2 * time.Second
 
 // SweepOrders implements the RPC.
 func (s *Server) SweepOrders(ctx context.Context, req *backorderv1.SweepOrdersRequest) (*backorderv1.SweepOrdersResponse, error) {
