@@ -59,7 +59,8 @@ const (
 
 // ErrUnauthorized: BigCommerce refused the access token (401 or 403).
 // Retrying does not help; a person must fix the token or its scopes.
-var ErrUnauthorized = errors.New("bigcommerce refused the access token")
+var ErrUnauthorized = fmt.Errorf("bigcommerce refused the access token (fix BIGCOMMERCE_ACCESS_TOKEN or the API account's scopes): %w",
+	fulfill.ErrCredentialsRefused)
 
 // Config configures a Client.
 type Config struct {

@@ -47,6 +47,10 @@ type Supplier interface {
 // ErrOrderNotFound: the storefront has no such order.
 var ErrOrderNotFound = errors.New("order not found in the storefront")
 
+// ErrCredentialsRefused: an outside service refused this service's
+// credentials. Retrying does not help until a person fixes them.
+var ErrCredentialsRefused = errors.New("credentials refused")
+
 // RetryableError is a transient failure of an outside service: nothing was
 // changed, and the same call may succeed later.
 type RetryableError struct {

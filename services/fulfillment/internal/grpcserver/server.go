@@ -236,7 +236,8 @@ func toStatus(err error) error {
 		code = codes.PermissionDenied
 	case errors.Is(err, fulfill.ErrNotFound):
 		code = codes.NotFound
-	case errors.Is(err, order.ErrInvalidTransition), errors.Is(err, fulfill.ErrSupplierIDInUse):
+	case errors.Is(err, order.ErrInvalidTransition), errors.Is(err, fulfill.ErrSupplierIDInUse),
+		errors.Is(err, fulfill.ErrCredentialsRefused):
 		code = codes.FailedPrecondition
 	case errors.Is(err, fulfill.ErrFenced), errors.Is(err, fulfill.ErrLockLost):
 		code = codes.Aborted

@@ -45,6 +45,7 @@ func TestToStatus(t *testing.T) {
 		{fmt.Errorf("x: %w", fulfill.ErrNotFound), codes.NotFound},
 		{fmt.Errorf("x: %w", order.ErrInvalidTransition), codes.FailedPrecondition},
 		{fmt.Errorf("x: %w", fulfill.ErrSupplierIDInUse), codes.FailedPrecondition},
+		{fmt.Errorf("bigcommerce: x: %w", fulfill.ErrCredentialsRefused), codes.FailedPrecondition},
 		{fmt.Errorf("x: %w", fulfill.ErrFenced), codes.Aborted},
 		{fulfill.ErrLockLost, codes.Aborted},
 		{fmt.Errorf("etcd: %w: no leader", fulfill.ErrUnavailable), codes.Unavailable},

@@ -9,6 +9,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -38,6 +39,7 @@ type Metrics struct {
 	submits    *prometheus.CounterVec
 	lookups    *prometheus.CounterVec
 	writeBacks *prometheus.CounterVec
+	reads      *prometheus.CounterVec
 }
 
 // New returns Metrics with the Go runtime and process collectors.
@@ -65,8 +67,12 @@ func New() *Metrics {
 			Name: "backorder_write_backs_total",
 			Help: "Writes of the supplier's id to the BigCommerce order's metafield (step 9), by result: written, error.",
 		}, []string{"result"}),
+		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "backorder_storefront_reads_total",
+			Help: "Reads of an order from BigCommerce (step 5), by result: ok, not_found, refused (the access token: a person must fix it), error.",
+		}, []string{"result"}),
 	}
-	m.reg = promreg.New(m.grpcCalls, m.grpcTime, m.deliveries, m.submits, m.lookups, m.writeBacks)
+	m.reg = promreg.New(m.grpcCalls, m.grpcTime, m.deliveries, m.submits, m.lookups, m.writeBacks, m.reads)
 	return m
 }
 
@@ -148,6 +154,21 @@ func (m *Metrics) Storefront(s fulfill.Storefront) fulfill.Storefront {
 type storefront struct {
 	fulfill.Storefront
 	m *Metrics
+}
+
+func (c *storefront) Order(ctx context.Context, k order.Key) (order.StorefrontOrder, error) {
+	o, err := c.Storefront.Order(ctx, k)
+	switch {
+	case err == nil:
+		c.m.reads.WithLabelValues("ok").Inc()
+	case errors.Is(err, fulfill.ErrOrderNotFound):
+		c.m.reads.WithLabelValues("not_found").Inc()
+	case errors.Is(err, fulfill.ErrCredentialsRefused):
+		c.m.reads.WithLabelValues("refused").Inc()
+	case ctx.Err() == nil:
+		c.m.reads.WithLabelValues("error").Inc()
+	}
+	return o, err
 }
 
 func (c *storefront) SetSupplierReference(ctx context.Context, k order.Key, offlineOrderID string) error {

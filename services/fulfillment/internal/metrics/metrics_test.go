@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"strings"
@@ -62,6 +63,20 @@ func (fakeStorefront) SetSupplierReference(_ context.Context, _ order.Key, id st
 	return nil
 }
 
+// Order answers by order id: 1 found, 2 not found, 3 token refused, else a
+// 5xx.
+func (fakeStorefront) Order(_ context.Context, k order.Key) (order.StorefrontOrder, error) {
+	switch k.ID {
+	case 1:
+		return order.StorefrontOrder{ID: 1}, nil
+	case 2:
+		return order.StorefrontOrder{}, fulfill.ErrOrderNotFound
+	case 3:
+		return order.StorefrontOrder{}, fmt.Errorf("HTTP 401: %w", fulfill.ErrCredentialsRefused)
+	}
+	return order.StorefrontOrder{}, &fulfill.RetryableError{Err: errors.New("HTTP 503")}
+}
+
 func TestMetrics(t *testing.T) {
 	m := metrics.New()
 	call := func(method string, resp any, err error) {
@@ -83,6 +98,9 @@ func TestMetrics(t *testing.T) {
 	sf := m.Storefront(fakeStorefront{})
 	sf.SetSupplierReference(context.Background(), order.Key{Store: "abc", ID: 1}, "TS-1")
 	sf.SetSupplierReference(context.Background(), order.Key{Store: "abc", ID: 2}, "")
+	for id := range uint64(4) {
+		sf.Order(context.Background(), order.Key{Store: "abc", ID: id + 1})
+	}
 
 	m.BigCommerce(func() metrics.BigCommerceStats { return metrics.BigCommerceStats{Requests: 8, RateLimited: 1} })
 	up := true
@@ -107,6 +125,10 @@ func TestMetrics(t *testing.T) {
 		`backorder_supplier_lookups_total{result="found"} 1`,
 		`backorder_write_backs_total{result="written"} 1`,
 		`backorder_write_backs_total{result="error"} 1`,
+		`backorder_storefront_reads_total{result="ok"} 1`,
+		`backorder_storefront_reads_total{result="not_found"} 1`,
+		`backorder_storefront_reads_total{result="refused"} 1`,
+		`backorder_storefront_reads_total{result="error"} 1`,
 		`backorder_bigcommerce_requests_total 8`,
 		`backorder_bigcommerce_rate_limited_total 1`,
 		`backorder_store_up 1`,
