@@ -103,6 +103,9 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.TropShipLookup {
 		c.Retry.LookupSettle = c.TropShipLookupSettle
 	}
+	if c.Retry.Base > c.Retry.Max {
+		e.fail("RETRY_BASE", fmt.Sprintf("(%s) is longer than RETRY_MAX (%s): the first backoff would be cut to RETRY_MAX", c.Retry.Base, c.Retry.Max))
+	}
 	if n := e.integer("RETRY_MAX_ATTEMPTS", 10); n < 1 {
 		e.fail("RETRY_MAX_ATTEMPTS", "must be at least 1")
 	} else {
@@ -132,10 +135,17 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.TropShipClientSecret == "" {
 		e.fail("TROPSHIP_CLIENT_SECRET", "is required (validate and live modes both call TropShip)")
 	}
-	for _, p := range []struct{ name, path string }{{"TROPSHIP_TOKEN_PATH", c.TropShipTokenPath}, {"TROPSHIP_ORDERS_PATH", c.TropShipOrdersPath}} {
-		if !strings.HasPrefix(p.path, "/") || strings.ContainsAny(p.path, "?# ") {
-			e.fail(p.name, fmt.Sprintf("is %q; want a path under TROPSHIP_BASE_URL starting with /, like /v1/offline-orders", p.path))
-		}
+	if !validPath(c.TropShipTokenPath) && !validHTTPURL(c.TropShipTokenPath) {
+		e.fail("TROPSHIP_TOKEN_PATH", fmt.Sprintf("is %q; want a path under TROPSHIP_BASE_URL starting with /, like /oauth/token, or a full http(s):// URL", c.TropShipTokenPath))
+	}
+	if !validPath(c.TropShipOrdersPath) {
+		e.fail("TROPSHIP_ORDERS_PATH", fmt.Sprintf("is %q; want a path under TROPSHIP_BASE_URL starting with /, like /v1/offline-orders", c.TropShipOrdersPath))
+	}
+	if !validStoreHash(c.BigCommerceStore) && c.BigCommerceStore != "" {
+		e.fail("BIGCOMMERCE_STORE_HASH", fmt.Sprintf("is %q; want the store hash alone, letters and digits, like abc123 (the part after stores/ in the API path)", c.BigCommerceStore))
+	}
+	if u, err := url.Parse(c.EtcdEmbedURL); err != nil || u.Scheme != "http" || u.Host == "" {
+		e.fail("ETCD_EMBED_CLIENT_URL", fmt.Sprintf("is %q; want an http:// URL like http://127.0.0.1:2379 (the embedded etcd has no TLS)", c.EtcdEmbedURL))
 	}
 	if c.Workers < 1 {
 		e.fail("WORKERS", "must be at least 1")
@@ -148,7 +158,7 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	for i, code := range c.Policy.Countries {
 		c.Policy.Countries[i] = strings.ToUpper(code)
-		if len(code) != 2 {
+		if len(code) != 2 || !isLetters(code) {
 			e.fail("SHIP_COUNTRIES", fmt.Sprintf("has %q; want ISO 3166-1 alpha-2 codes like GB", code))
 		}
 	}
@@ -158,10 +168,10 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 	}
 	if err := debugserver.Validate(c.MetricsAddr); err != nil {
-		e.fail("METRICS_ADDR", "is "+err.Error())
+		e.fail("METRICS_ADDR", "is wrong: "+err.Error())
 	}
 	if err := debugserver.Validate(c.DebugAddr); err != nil {
-		e.fail(debugserver.EnvAddr, "is "+err.Error())
+		e.fail(debugserver.EnvAddr, "is wrong: "+err.Error())
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -292,6 +302,38 @@ func (e *env) statuses(name, def string) []uint32 {
 
 // validEtcdEndpoint accepts what the etcd client accepts: host:port, or an
 // http(s) URL with a host and a port.
+// validPath reports whether p is an absolute URL path with no query or
+// fragment.
+func validPath(p string) bool {
+	return strings.HasPrefix(p, "/") && !strings.ContainsAny(p, "?# ")
+}
+
+// validHTTPURL reports whether s is an absolute http(s) URL.
+func validHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// validStoreHash reports whether h can be a BigCommerce store hash: it is
+// put in API paths and etcd keys as it is.
+func validStoreHash(h string) bool {
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return h != ""
+}
+
+func isLetters(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
 func validEtcdEndpoint(ep string) bool {
 	hostPort := ep
 	if strings.Contains(ep, "://") {

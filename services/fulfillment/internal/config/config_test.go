@@ -94,6 +94,8 @@ func TestLoadSettings(t *testing.T) {
 				return c.TropShipMode == order.ModeLive && c.TropShipClientID == "id" && c.TropShipClientSecret == "s"
 			}},
 		{"mode is case-insensitive", map[string]string{"TROPSHIP_MODE": "Validate"}, func(c config.Config) bool { return c.TropShipMode == order.ModeValidate }},
+		{"token endpoint as a full URL", map[string]string{"TROPSHIP_TOKEN_PATH": "https://auth.tropicana.example/oauth/token"},
+			func(c config.Config) bool { return c.TropShipTokenPath == "https://auth.tropicana.example/oauth/token" }},
 		{"trailing slash trimmed", map[string]string{"TROPSHIP_BASE_URL": "http://127.0.0.1:8081/", "BIGCOMMERCE_API_URL": "http://127.0.0.1:8082/"},
 			func(c config.Config) bool {
 				return c.TropShipURL == "http://127.0.0.1:8081" && c.BigCommerceURL == "http://127.0.0.1:8082"
@@ -190,6 +192,12 @@ func TestLoadErrors(t *testing.T) {
 		{"etcd endpoint of another scheme", map[string]string{"ETCD_ENDPOINTS": "dns://etcd-0:2379"}, []string{"ETCD_ENDPOINTS"}},
 		{"loud log level", map[string]string{"LOG_LEVEL": "loud"}, []string{"LOG_LEVEL"}},
 		{"token path without a slash", map[string]string{"TROPSHIP_TOKEN_PATH": "oauth/token"}, []string{"TROPSHIP_TOKEN_PATH"}},
+		{"token URL of another scheme", map[string]string{"TROPSHIP_TOKEN_PATH": "ftp://auth.example/token"}, []string{"TROPSHIP_TOKEN_PATH"}},
+		{"store hash with the path around it", map[string]string{"BIGCOMMERCE_STORE_HASH": "stores/abc123"}, []string{"BIGCOMMERCE_STORE_HASH"}},
+		{"embedded etcd URL of another scheme", map[string]string{"ETCD_EMBED_CLIENT_URL": "ftp://127.0.0.1:0"}, []string{"ETCD_EMBED_CLIENT_URL"}},
+		{"embedded etcd URL with TLS", map[string]string{"ETCD_EMBED_CLIENT_URL": "https://127.0.0.1:2379"}, []string{"ETCD_EMBED_CLIENT_URL"}},
+		{"country with a digit", map[string]string{"SHIP_COUNTRIES": "1x"}, []string{"SHIP_COUNTRIES"}},
+		{"retry base longer than its cap", map[string]string{"RETRY_BASE": "20m", "RETRY_MAX": "10m"}, []string{"RETRY_BASE"}},
 		{"orders path with a query", map[string]string{"TROPSHIP_ORDERS_PATH": "/v1/offline-orders?x=1"}, []string{"TROPSHIP_ORDERS_PATH"}},
 		{"debug address without port", map[string]string{"DEBUG_ADDR": "6060"}, []string{"DEBUG_ADDR"}},
 		{"bad boolean", map[string]string{"TROPSHIP_VALIDATE_FIRST": "sometimes"}, []string{"TROPSHIP_VALIDATE_FIRST"}},

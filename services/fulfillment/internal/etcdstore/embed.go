@@ -38,7 +38,8 @@ func StartEmbedded(ctx context.Context, dir, clientURL string) (*Embedded, error
 	cfg.AutoCompactionRetention = "1h"
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("start embedded etcd in ETCD_DATA_DIR %q: %w", dir, err)
+		// The data directory or the client URL (a port in use): both named.
+		return nil, fmt.Errorf("start embedded etcd (ETCD_DATA_DIR %q, ETCD_EMBED_CLIENT_URL %q): %w", dir, clientURL, err)
 	}
 	select {
 	case <-e.Server.ReadyNotify():

@@ -118,19 +118,25 @@ func Load(getenv func(string) string) (Config, error) {
 		errs = append(errs, fmt.Errorf("%s: %q is not a log level (use debug, info, warn or error)", EnvLogLevel, v))
 	}
 	if v := getenv(EnvFulfillmentTimeout); v != "" {
-		d, err := parseDuration(EnvFulfillmentTimeout, v)
-		errs = append(errs, err)
-		cfg.FulfillmentTimeout = d
+		if d, err := parseDuration(EnvFulfillmentTimeout, v); err != nil {
+			errs = append(errs, err) // the default stays, so Validate does not report it again
+		} else {
+			cfg.FulfillmentTimeout = d
+		}
 	}
 	if v := getenv(EnvOperatorTimeout); v != "" {
-		d, err := parseDuration(EnvOperatorTimeout, v)
-		errs = append(errs, err)
-		cfg.OperatorTimeout = d
+		if d, err := parseDuration(EnvOperatorTimeout, v); err != nil {
+			errs = append(errs, err) // the default stays, so Validate does not report it again
+		} else {
+			cfg.OperatorTimeout = d
+		}
 	}
 	if v := getenv(EnvShutdownTimeout); v != "" {
-		d, err := parseDuration(EnvShutdownTimeout, v)
-		errs = append(errs, err)
-		cfg.ShutdownTimeout = d
+		if d, err := parseDuration(EnvShutdownTimeout, v); err != nil {
+			errs = append(errs, err) // the default stays, so Validate does not report it again
+		} else {
+			cfg.ShutdownTimeout = d
+		}
 	}
 	if v := getenv(EnvInsecureSkipVerify); v != "" {
 		b, err := strconv.ParseBool(strings.TrimSpace(v))
@@ -139,10 +145,14 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		cfg.InsecureSkipVerify = b
 	}
-	if err := errors.Join(errs...); err != nil {
-		return Config{}, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
+	// Every problem at once, the parsed ones and those Validate finds.
 	if err := cfg.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		if !errors.Is(err, ErrInvalid) {
+			err = fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
 		return Config{}, err
 	}
 	return cfg, nil

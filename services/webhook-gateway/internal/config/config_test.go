@@ -249,3 +249,26 @@ func TestErrorsAndLogValueHideSecrets(t *testing.T) {
 		}
 	}
 }
+
+// A start-up with several wrong settings names every one of them at once,
+// not one per restart.
+func TestLoadNamesEveryWrongVariable(t *testing.T) {
+	_, err := config.Load(env(map[string]string{
+		"BIGCOMMERCE_CLIENT_SECRET": "s",
+		"LOG_LEVEL":                 "trace",
+		"FULFILLMENT_TIMEOUT":       "soon",
+		"LISTEN_ADDR":               "nonsense",
+		"FULFILLMENT_ADDR":          "http://x:9090",
+	}))
+	if !errors.Is(err, config.ErrInvalid) {
+		t.Fatalf("err = %v, want ErrInvalid", err)
+	}
+	for _, name := range []string{"LOG_LEVEL", "FULFILLMENT_TIMEOUT", "LISTEN_ADDR", "FULFILLMENT_ADDR"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error does not name %s: %v", name, err)
+		}
+	}
+	if n := strings.Count(err.Error(), "FULFILLMENT_TIMEOUT"); n != 1 {
+		t.Errorf("FULFILLMENT_TIMEOUT reported %d times: %v", n, err)
+	}
+}
