@@ -23,6 +23,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	_ "google.golang.org/grpc/health" // registers client-side health checking, used by serviceConfig
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -230,6 +231,13 @@ func dialFulfillment(cfg config.Config) (*grpc.ClientConn, error) {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(serviceConfig),
 		grpc.WithChainUnaryInterceptor(deadline(cfg.FulfillmentTimeout, cfg.OperatorTimeout)),
+		// A replica that comes back is used again within seconds: gRPC's
+		// default backoff grows to 2 minutes, every delivery of which is a
+		// 503 against BigCommerce's success ratio.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
+			MinConnectTimeout: 5 * time.Second,
+		}),
 	}
 	var target string
 	switch addrs := cfg.FulfillmentAddrs; {
