@@ -853,3 +853,24 @@ func TestResolveRefusesAnotherOrdersSupplierID(t *testing.T) {
 		t.Fatalf("index of %s: %v %v; want order 1", oa.OfflineOrderID, owner, found)
 	}
 }
+
+// ProcessOrder of an order nobody announced and BigCommerce does not have
+// (a typo) is "not found", and leaves nothing behind; one that was
+// announced is recorded INELIGIBLE, with the reason.
+func TestProcessOfAnOrderBigCommerceDoesNotHave(t *testing.T) {
+	ctx := context.Background()
+	h := start(t, 1, order.ModeLive)
+	k := order.Key{Store: "abc", ID: 404}
+	if _, err := h.svc[0].Process(ctx, k, fulfill.ProcessOptions{Force: true}); !errors.Is(err, fulfill.ErrOrderNotFound) {
+		t.Fatalf("ProcessOrder of an unknown order: %v, want ErrOrderNotFound", err)
+	}
+	if o, err := h.svc[0].Get(ctx, k); !errors.Is(err, fulfill.ErrNotFound) {
+		t.Fatalf("after it: %+v, %v; want nothing stored", o, err)
+	}
+	if _, err := h.svc[0].Intake(ctx, delivery(404, "store/order/created", 0, "c404")); err != nil {
+		t.Fatal(err)
+	}
+	if o := h.waitState(t, k, order.Ineligible); !strings.Contains(o.IneligibleReason, "no such order") {
+		t.Fatalf("announced order BigCommerce does not have: %+v", o)
+	}
+}

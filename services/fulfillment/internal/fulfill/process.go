@@ -204,6 +204,7 @@ func (p *run) step(ctx context.Context) error {
 		return err
 	}
 	p.o = loaded.Order
+	unknown := p.o == nil && len(loaded.Events) == 0 && !loaded.Queued // nothing of it stored
 	if p.o == nil {
 		p.o = order.New(p.k, p.now)
 	}
@@ -254,6 +255,10 @@ func (p *run) step(ctx context.Context) error {
 	// Step 5: the order as BigCommerce has it; the webhook is never trusted.
 	sfo, err := p.s.storefront.Order(ctx, p.k)
 	switch {
+	case errors.Is(err, ErrOrderNotFound) && unknown:
+		// A person asked for an order nobody announced, and BigCommerce
+		// has none: a typo, most likely. Nothing is stored.
+		return fmt.Errorf("order %s: %w", p.k, ErrOrderNotFound)
 	case errors.Is(err, ErrOrderNotFound):
 		return p.ineligible(ctx, "BigCommerce has no such order")
 	case err != nil:
