@@ -39,8 +39,8 @@ func TestWriteBackFailuresNeverResend(t *testing.T) {
 	e.bc.SetFaults(bcsim.Faults{Rate: 1, Status: http.StatusForbidden, WritesOnly: true})
 	e.sendAll([]webhook.Event{webhook.Created(storeHash, storeID, refused)}, 1)
 	o = e.waitState(refused, backorderv1.OrderState_ORDER_STATE_SUBMITTED)
-	if o.GetOfflineOrderId() == "" || o.GetWriteBackFailures() != 1 || !strings.Contains(o.GetLastError(), "403") || !strings.Contains(o.GetLastError(), "ProcessOrder") {
-		t.Fatalf("refused write-back: %v; want SUBMITTED with the id and an error naming 403 and ProcessOrder", o)
+	if o.GetOfflineOrderId() == "" || o.GetWriteBackFailures() != 1 || !strings.Contains(o.GetLastError(), "403") || !strings.Contains(o.GetReviewReason(), "ProcessOrder") {
+		t.Fatalf("refused write-back: %v; want SUBMITTED with the id, an error naming 403 and a review reason naming ProcessOrder", o)
 	}
 	if mf := e.bc.Metafields(storeHash, refused); len(mf) != 0 {
 		t.Fatalf("metafields %v after refused writes", mf)

@@ -1,0 +1,101 @@
+package etcdstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/etcdstore"
+	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
+	"github.com/backorder/backorder/services/fulfillment/internal/order"
+	"github.com/backorder/backorder/services/sandbox/etcdtest"
+)
+
+// A delivery that reaches several replicas at the same moment is recorded
+// once: the read before the transaction only saves a write, and it is the
+// transaction's compare on the delivery key that lets exactly one caller
+// record it. Two "recorded" answers would queue the order twice and count
+// one event as two.
+func TestSimultaneousDeliveriesOfOneEventAreRecordedOnce(t *testing.T) {
+	ctx := context.Background()
+	ep := etcdtest.Start(t)
+	cli := etcdtest.Client(t, ep)
+	// Replicas: stores of their own, each on its own client.
+	stores := make([]*etcdstore.Store, 4)
+	for i := range stores {
+		stores[i] = newStore(t, etcdtest.Client(t, ep))
+	}
+	const orders, callers = 50, 16
+	for id := uint64(1); id <= orders; id++ {
+		k := order.Key{Store: "s", ID: id}
+		e := ev("same")
+		var recorded atomic.Int32
+		var ready, wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range callers {
+			ready.Add(1)
+			wg.Go(func() {
+				ready.Done()
+				<-start
+				rec, _, err := stores[i%len(stores)].RecordDelivery(ctx, k, e, time.Now(), nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if rec {
+					recorded.Add(1)
+				}
+			})
+		}
+		ready.Wait()
+		close(start) // every caller goes at once
+		wg.Wait()
+		if n := recorded.Load(); n != 1 {
+			t.Fatalf("order %d: %d of %d simultaneous callers were told the one event was recorded, want exactly 1", id, n, callers)
+		}
+		r, err := cli.Get(ctx, fmt.Sprintf("/t/deliveries/s/%d/same", id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Kvs) != 1 || r.Kvs[0].Version != 1 {
+			t.Fatalf("order %d: delivery key %v; want it written once (version 1)", id, r.Kvs)
+		}
+	}
+}
+
+// Fencing: Check asks etcd whether this holder still owns the order's
+// mutex key, not only whether its session lives. A holder whose key is gone
+// (deleted, or its lease lost and the key taken by another) is fenced, so
+// a live supplier call guarded by Check is not sent.
+func TestCheckFencesAHolderWhoseMutexKeyIsGone(t *testing.T) {
+	ctx := context.Background()
+	cli := etcdtest.Client(t, etcdtest.Start(t))
+	s := newStore(t, cli)
+	k := order.Key{Store: "s", ID: 1}
+	lk, err := s.Lock(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lk.Unlock(ctx)
+	if err := lk.Check(ctx); err != nil {
+		t.Fatalf("Check while the lock is held: %v", err)
+	}
+	r, err := cli.Delete(ctx, "/t/locks/s/1/", clientv3.WithPrefix())
+	if err != nil || r.Deleted != 1 {
+		t.Fatalf("delete the mutex key: %v deleted, %v; want 1", r, err)
+	}
+	select {
+	case <-lk.Done():
+		t.Fatal("the session ended: this test is about a live session that lost its key")
+	default:
+	}
+	if err := lk.Check(ctx); !errors.Is(err, fulfill.ErrFenced) {
+		t.Fatalf("Check after the mutex key was deleted = %v, want ErrFenced", err)
+	}
+}
