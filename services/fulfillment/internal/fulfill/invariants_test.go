@@ -213,8 +213,15 @@ func TestWriteBackCutOffLeavesTheOrderQueued(t *testing.T) {
 // that was interrupted is not looked up, let alone resent, before that
 // holder's call deadline has passed (plus the settle delay), since until
 // then the holder may still be sending it and a lookup could say "not
-// there" just before the supplier creates it.
+// there" just before the supplier creates it. That holds too when the
+// record still carries the due time of an earlier failure (a retry's
+// backoff, a BigCommerce read), which is long past.
 func TestInterruptedLiveCallIsNotLookedUpBeforeItsDeadline(t *testing.T) {
+	t.Run("fresh record", func(t *testing.T) { interruptedLiveCall(t, false) })
+	t.Run("after an earlier failure", func(t *testing.T) { interruptedLiveCall(t, true) })
+}
+
+func interruptedLiveCall(t *testing.T, staleDue bool) {
 	ctx := context.Background()
 	ep := etcdtest.Start(t)
 	clock := testclock.New(time.Now())
@@ -235,6 +242,9 @@ func TestInterruptedLiveCallIsNotLookedUpBeforeItsDeadline(t *testing.T) {
 	}
 	deadline := start.Add(30 * time.Second)
 	o.Mode, o.Reference, o.Attempts, o.CallDeadline = order.ModeLive, "BC-abc-24", 1, deadline
+	if staleDue {
+		o.NextAttemptAt = start.Add(-time.Minute)
+	}
 	if err := lk.Save(ctx, o, fulfill.QueueOp{At: start}); err != nil {
 		t.Fatal(err)
 	}

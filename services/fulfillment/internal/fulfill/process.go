@@ -319,6 +319,9 @@ func (p *run) submitAndApply(ctx context.Context, sub order.Submission, mode ord
 		return err
 	}
 	p.o.Reference, p.o.Mode = sub.Reference, mode
+	// A due time left by an earlier failure (a retry's backoff, a
+	// BigCommerce read) says nothing about this attempt.
+	p.o.NextAttemptAt = time.Time{}
 	p.o.Attempts++
 	// The call must be over by this deadline, counted from before the
 	// intent is written: a holder paused past it (and past its lock) finds
@@ -495,16 +498,17 @@ func (p *run) unknownOutcome(ctx context.Context) error {
 		return p.apply(ctx, order.Result{Outcome: order.Ambiguous,
 			Reason: "an earlier live attempt ended before its answer was stored"})
 	}
-	due := p.o.NextAttemptAt // set when an ambiguous answer came back
-	if due.IsZero() {
-		// The holder was interrupted: never look before its call's
-		// deadline has passed (plus the settle delay), since until then it
-		// may still be sending it.
-		due = p.o.UpdatedAt
-		if d := p.o.CallDeadline; d.After(due) {
-			due = d
-		}
-		due = due.Add(settle)
+	// Never look before the attempt's call deadline has passed (plus the
+	// settle delay): until then its holder, interrupted or paused, may
+	// still be sending it. NextAttemptAt (an ambiguous answer's settle
+	// time, a failed lookup's backoff) can only put the lookup later.
+	due := p.o.UpdatedAt
+	if d := p.o.CallDeadline; d.After(due) {
+		due = d
+	}
+	due = due.Add(settle)
+	if p.o.NextAttemptAt.After(due) {
+		due = p.o.NextAttemptAt
 	}
 	if p.now.Before(due) {
 		p.o.NextAttemptAt = due
