@@ -28,6 +28,13 @@ func (s *Server) adminOnly(next http.Handler) http.Handler {
 			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
 			return
 		}
+		// Only ListOrders reads query parameters (the strict parser refuses
+		// unknown ones there); every other route would ignore them, so
+		// ?validate_only=true on a POST would send the order live.
+		if r.URL.RawQuery != "" && !(r.Method == http.MethodGet && r.URL.Path == ListOrdersPath) {
+			writeError(w, http.StatusBadRequest, "this route takes no query parameters: put the fields in the JSON body")
+			return
+		}
 		// The token stays here: grpc-gateway would forward Authorization to
 		// the fulfillment service as metadata.
 		fwd := r.Clone(r.Context())

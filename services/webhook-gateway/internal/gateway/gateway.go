@@ -151,8 +151,9 @@ func (s *Server) newMux(ctx context.Context, discardUnknown bool) (*runtime.Serv
 			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: false, UseProtoNames: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: discardUnknown},
 		}),
-		// Query parameters that name no field are refused (only operator
-		// routes take query parameters).
+		// Query parameters that name no field are refused. (The parser is
+		// global to grpc-gateway, not per mux; only ListOrders reads query
+		// parameters, and adminOnly refuses them on every other route.)
 		runtime.SetQueryParameterParser(strictQueryParser{}),
 		runtime.WithIncomingHeaderMatcher(incomingHeaders),
 		// Response metadata is the fulfillment service's business, not the

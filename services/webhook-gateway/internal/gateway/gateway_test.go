@@ -509,6 +509,8 @@ func TestOperatorRoutesRefuseUnknownFields(t *testing.T) {
 		{http.MethodPost, "/v1/stores/abc123/orders/250:process", `{"validate":true}`, "validate"},
 		{http.MethodGet, "/v1/orders?statee=ORDER_STATE_NEEDS_REVIEW", "", "statee"},
 		{http.MethodGet, "/v1/orders?pending=true&page_size=5&order.id=1", "", "order.id"},
+		{http.MethodPost, "/v1/stores/abc123/orders/250:process?validate_only=true", `{}`, "query parameters"},
+		{http.MethodGet, "/v1/stores/abc123/orders/250?x=1", "", "query parameters"},
 	} {
 		fake.reset(nil)
 		resp := send(c.method, c.path, c.body)

@@ -11,6 +11,9 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
+// ListOrdersPath is the one operator route that reads query parameters.
+const ListOrdersPath = "/v1/orders"
+
 // strictQueryParser is grpc-gateway's query parser, except that a parameter
 // naming no field of the request is refused instead of ignored: a misspelt
 // filter (?statee=NEEDS_REVIEW) must not quietly list every order.
