@@ -153,9 +153,9 @@ func (s *Store) deliveryPrefix(k order.Key) string {
 	return fmt.Sprintf("%sdeliveries/%s/%d/", s.prefix, k.Store, k.ID)
 }
 
-// supplierKey indexes records by the supplier's offline_order_id.
-func (s *Store) supplierKey(offlineOrderID string) string {
-	return s.prefix + "index/supplier/" + url.PathEscape(offlineOrderID)
+// supplierKey indexes a store's records by the supplier's offline_order_id.
+func (s *Store) supplierKey(store, offlineOrderID string) string {
+	return s.prefix + "index/supplier/" + store + "/" + url.PathEscape(offlineOrderID)
 }
 func (s *Store) statePrefix(st order.State) string {
 	return fmt.Sprintf("%sindex/state/%s/", s.prefix, st)
@@ -426,8 +426,8 @@ func (s *Store) CountOrders(ctx context.Context, store string) (byState map[orde
 }
 
 // SupplierOrderOf implements fulfill.Store.
-func (s *Store) SupplierOrderOf(ctx context.Context, offlineOrderID string) (order.Key, bool, error) {
-	resp, err := s.cli.Get(ctx, s.supplierKey(offlineOrderID))
+func (s *Store) SupplierOrderOf(ctx context.Context, store, offlineOrderID string) (order.Key, bool, error) {
+	resp, err := s.cli.Get(ctx, s.supplierKey(store, offlineOrderID))
 	if err != nil {
 		return order.Key{}, false, fmt.Errorf("look up supplier order %s: %w", offlineOrderID, unavailable(err))
 	}

@@ -87,7 +87,6 @@ type locked struct {
 	recRev      int64 // mod revision of the record at Load (0: none)
 	queueRev    int64 // mod revision of the queue entry at Load (0: none)
 	state       order.State
-	offlineID   string // the record's offline_order_id, as stored
 }
 
 func (l *locked) Done() <-chan struct{} { return l.sess.Done() }
@@ -129,12 +128,12 @@ func (l *locked) Load(ctx context.Context) (fulfill.Loaded, error) {
 		return fulfill.Loaded{}, fmt.Errorf("load order %s: %w", l.k, unavailable(err))
 	}
 	var out fulfill.Loaded
-	l.recRev, l.queueRev, l.state, l.offlineID = 0, 0, order.StateUnspecified, ""
+	l.recRev, l.queueRev, l.state = 0, 0, order.StateUnspecified
 	if rec := resp.Responses[0].GetResponseRange(); len(rec.Kvs) > 0 {
 		if out.Order, err = decodeOrder(rec.Kvs[0].Value); err != nil {
 			return fulfill.Loaded{}, err
 		}
-		l.recRev, l.state, l.offlineID = rec.Kvs[0].ModRevision, out.Order.State, out.Order.OfflineOrderID
+		l.recRev, l.state = rec.Kvs[0].ModRevision, out.Order.State
 	}
 	if out.Events, err = decodeEvents(resp.Responses[1].GetResponseRange().Kvs); err != nil {
 		return fulfill.Loaded{}, err
@@ -176,9 +175,11 @@ func (l *locked) save(ctx context.Context, o *order.Order, q fulfill.QueueOp, re
 		}
 		ops = append(ops, clientv3.OpPut(l.s.stateKey(o.State, l.k), ""))
 	}
-	if o.OfflineOrderID != "" && o.OfflineOrderID != l.offlineID {
-		// The index of supplier ids, for ResolveOrder's check.
-		ops = append(ops, clientv3.OpPut(l.s.supplierKey(o.OfflineOrderID), l.k.String()))
+	if o.OfflineOrderID != "" {
+		// The index of supplier ids, for ResolveOrder's check; written on
+		// every save of a record with an id, so records from before the
+		// index get theirs when next saved.
+		ops = append(ops, clientv3.OpPut(l.s.supplierKey(l.k.Store, o.OfflineOrderID), l.k.String()))
 	}
 	qk := l.s.queueKey(l.k)
 	switch {
@@ -204,7 +205,7 @@ func (l *locked) save(ctx context.Context, o *order.Order, q fulfill.QueueOp, re
 	if !resp.Succeeded {
 		return fmt.Errorf("save order %s: %w", l.k, fulfill.ErrFenced)
 	}
-	l.recRev, l.state, l.offlineID = resp.Header.Revision, o.State, o.OfflineOrderID
+	l.recRev, l.state = resp.Header.Revision, o.State
 	l.released = l.released || release
 	if q.Done || !q.At.IsZero() {
 		// The entry was deleted or rewritten by this transaction.

@@ -840,16 +840,32 @@ func TestResolveRefusesAnotherOrdersSupplierID(t *testing.T) {
 	if ob, _ := svc.Get(ctx, b); ob.State != order.NeedsReview {
 		t.Fatalf("refused resolve changed order 2: %+v", ob)
 	}
+	// Another store sharing the etcd (with its own supplier account) holds
+	// the same id: that is no reason to refuse it here.
+	xk := order.Key{Store: "xyz", ID: 9}
+	xl, err := st.Lock(ctx, xk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := xl.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	xo := order.New(xk, time.Now())
+	xo.State, xo.OfflineOrderID = order.Submitted, "TS-found-by-hand"
+	if err := xl.SaveAndUnlock(ctx, xo, fulfill.QueueOp{}); err != nil {
+		t.Fatal(err)
+	}
+	xl.Unlock(ctx)
 	// The right id is taken, and then belongs to order 2.
 	ob, err := svc.Act(ctx, b, fulfill.Action{Kind: order.ActionResolveFound, Actor: "ops", OfflineOrderID: "TS-found-by-hand"})
 	if err != nil || ob.State != order.Submitted {
 		t.Fatalf("resolve with a free id: %+v, %v", ob, err)
 	}
-	if owner, found, err := st.SupplierOrderOf(ctx, "TS-found-by-hand"); err != nil || !found || owner != b {
+	if owner, found, err := st.SupplierOrderOf(ctx, "abc", "TS-found-by-hand"); err != nil || !found || owner != b {
 		t.Fatalf("index of TS-found-by-hand: %v %v %v; want order 2", owner, found, err)
 	}
 	// The same id again for the same order is not "another order's".
-	if owner, found, _ := st.SupplierOrderOf(ctx, oa.OfflineOrderID); !found || owner != a {
+	if owner, found, _ := st.SupplierOrderOf(ctx, "abc", oa.OfflineOrderID); !found || owner != a {
 		t.Fatalf("index of %s: %v %v; want order 1", oa.OfflineOrderID, owner, found)
 	}
 }

@@ -93,7 +93,7 @@ func (s *Service) supplierIDFree(ctx context.Context, k order.Key, id, reference
 	if id == "" {
 		return nil // refused by the domain, with its own message
 	}
-	owner, found, err := s.store.SupplierOrderOf(ctx, id)
+	owner, found, err := s.store.SupplierOrderOf(ctx, k.Store, id)
 	if err != nil {
 		return err
 	}

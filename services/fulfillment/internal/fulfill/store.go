@@ -38,9 +38,11 @@ type Store interface {
 	// SweepState reads the progress of a store's Orders API sweep (zero:
 	// never swept) without claiming it.
 	SweepState(ctx context.Context, store string) (SweepState, error)
-	// SupplierOrderOf returns the order whose record holds the supplier's
-	// offlineOrderID (found=false: none that this store has recorded).
-	SupplierOrderOf(ctx context.Context, offlineOrderID string) (k order.Key, found bool, err error)
+	// SupplierOrderOf returns the order of store whose record holds the
+	// supplier's offlineOrderID (found=false: none recorded). Stores in a
+	// shared etcd may use different supplier accounts, so each has its own
+	// ids.
+	SupplierOrderOf(ctx context.Context, store, offlineOrderID string) (k order.Key, found bool, err error)
 }
 
 // Sweep is a claimed Orders API sweep of one store.
