@@ -270,6 +270,17 @@ func TestStorefrontFailureSaysWhenTheOrderIsReadAgain(t *testing.T) {
 		StorefrontRetry: 30 * time.Second, SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1,
 	}, st, &downStorefront{}, sup, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	k := order.Key{Store: "abc", ID: 5}
+	// An order nobody announced: the error, and nothing stored.
+	if _, err := svc.Process(ctx, k, fulfill.ProcessOptions{Force: true}); err == nil || !strings.Contains(err.Error(), "HTTP 500") {
+		t.Fatalf("run of an unannounced order against a failing BigCommerce: %v; want its error", err)
+	}
+	if o, err := svc.Get(ctx, k); !errors.Is(err, fulfill.ErrNotFound) {
+		t.Fatalf("unannounced order after the failure: %+v, %v; want nothing stored", o, err)
+	}
+	// An announced one stays queued.
+	if _, err := svc.Intake(ctx, delivery(5, "store/order/created", 0, "c5")); err != nil {
+		t.Fatal(err)
+	}
 	before := time.Now()
 	o, err := svc.Process(ctx, k, fulfill.ProcessOptions{Force: true})
 	if err == nil || o.State != order.Received {

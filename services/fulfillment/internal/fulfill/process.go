@@ -261,6 +261,10 @@ func (p *run) step(ctx context.Context) error {
 		return fmt.Errorf("order %s: %w", p.k, ErrOrderNotFound)
 	case errors.Is(err, ErrOrderNotFound):
 		return p.ineligible(ctx, "BigCommerce has no such order")
+	case err != nil && unknown:
+		// Nor is anything stored for it while BigCommerce cannot say: the
+		// person asks again, and no record of a typo is left queued.
+		return err
 	case err != nil:
 		return p.storefrontFailed(ctx, err)
 	}
