@@ -144,7 +144,7 @@ func Load(getenv func(string) string) (Config, error) {
 	if !validStoreHash(c.BigCommerceStore) && c.BigCommerceStore != "" {
 		e.fail("BIGCOMMERCE_STORE_HASH", fmt.Sprintf("is %q; want the store hash alone, letters and digits, like abc123 (the part after stores/ in the API path)", c.BigCommerceStore))
 	}
-	if u, err := url.Parse(c.EtcdEmbedURL); err != nil || u.Scheme != "http" || u.Host == "" {
+	if u, err := url.Parse(c.EtcdEmbedURL); len(c.EtcdEndpoints) == 0 && (err != nil || u.Scheme != "http" || u.Host == "") {
 		e.fail("ETCD_EMBED_CLIENT_URL", fmt.Sprintf("is %q; want an http:// URL like http://127.0.0.1:2379 (the embedded etcd has no TLS)", c.EtcdEmbedURL))
 	}
 	if c.Workers < 1 {
@@ -308,10 +308,11 @@ func validPath(p string) bool {
 	return strings.HasPrefix(p, "/") && !strings.ContainsAny(p, "?# ")
 }
 
-// validHTTPURL reports whether s is an absolute http(s) URL.
+// validHTTPURL reports whether s is an absolute http(s) URL, its scheme in
+// lower case as the TropShip client tells a URL from a path by it.
 func validHTTPURL(s string) bool {
 	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+	return err == nil && (strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")) && u.Host != ""
 }
 
 // validStoreHash reports whether h can be a BigCommerce store hash: it is

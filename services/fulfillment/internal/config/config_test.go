@@ -193,6 +193,7 @@ func TestLoadErrors(t *testing.T) {
 		{"loud log level", map[string]string{"LOG_LEVEL": "loud"}, []string{"LOG_LEVEL"}},
 		{"token path without a slash", map[string]string{"TROPSHIP_TOKEN_PATH": "oauth/token"}, []string{"TROPSHIP_TOKEN_PATH"}},
 		{"token URL of another scheme", map[string]string{"TROPSHIP_TOKEN_PATH": "ftp://auth.example/token"}, []string{"TROPSHIP_TOKEN_PATH"}},
+		{"token URL with its scheme in capitals", map[string]string{"TROPSHIP_TOKEN_PATH": "HTTPS://auth.example/token"}, []string{"TROPSHIP_TOKEN_PATH"}},
 		{"store hash with the path around it", map[string]string{"BIGCOMMERCE_STORE_HASH": "stores/abc123"}, []string{"BIGCOMMERCE_STORE_HASH"}},
 		{"embedded etcd URL of another scheme", map[string]string{"ETCD_EMBED_CLIENT_URL": "ftp://127.0.0.1:0"}, []string{"ETCD_EMBED_CLIENT_URL"}},
 		{"embedded etcd URL with TLS", map[string]string{"ETCD_EMBED_CLIENT_URL": "https://127.0.0.1:2379"}, []string{"ETCD_EMBED_CLIENT_URL"}},
