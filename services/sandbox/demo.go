@@ -51,7 +51,11 @@ const (
 // fulfillment service with an embedded etcd, the gateway, and one backorder
 // whose webhooks arrive several times at once, and checks that the
 // simulated supplier got it exactly once.
-func runDemo(ctx context.Context, args []string) error {
+func runDemo(ctx context.Context, args []string) error { return runDemoWith(ctx, args, nil) }
+
+// runDemoWith is runDemo; running, when not nil, is called once the demo
+// runs until ctx ends (after its check, with -announce in effect).
+func runDemoWith(ctx context.Context, args []string, running func()) error {
 	var c demoConfig
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.StringVar(&c.gatewayAddr, "gateway-addr", "127.0.0.1:8080", "webhook gateway HTTP address")
@@ -214,6 +218,9 @@ func runDemo(ctx context.Context, args []string) error {
 	if c.announce {
 		announce.Store(true)
 		say("order changes made through the BigCommerce simulator now reach the gateway as signed webhooks (-announce=false: they do not)")
+	}
+	if running != nil {
+		running()
 	}
 	say(`running until Ctrl-C. Try:
   go tool grpcurl -plaintext %[1]s list
