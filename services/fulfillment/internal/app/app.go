@@ -22,7 +22,6 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
-	backorderv1 "github.com/backorder/backorder/gen/backorder/v1"
 	"github.com/backorder/backorder/services/fulfillment/internal/bigcommerce"
 	"github.com/backorder/backorder/services/fulfillment/internal/config"
 	"github.com/backorder/backorder/services/fulfillment/internal/etcdstore"
@@ -147,14 +146,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
-	setHealth := func(serving bool) {
-		st := healthpb.HealthCheckResponse_SERVING
-		if !serving {
-			st = healthpb.HealthCheckResponse_NOT_SERVING
-		}
-		hs.SetServingStatus("", st)
-		hs.SetServingStatus(backorderv1.FulfillmentService_ServiceDesc.ServiceName, st)
-	}
+	setHealth := healthSetter(hs)
 	setHealth(true)
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -163,11 +155,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	g.Go(func() error { return svc.Run(workCtx) })
 	g.Go(func() error {
 		etcdWatch{
-			ping: func(ctx context.Context) error {
-				_, err := cli.Get(ctx, cfg.EtcdPrefix+"ping", clientv3.WithSerializable())
-				return err
-			},
-			set: setHealth, every: etcdPingEvery, timeout: etcdPingTimeout, failures: 2, log: log,
+			ping: etcdPing(cli, cfg.EtcdPrefix),
+			set:  setHealth, every: etcdPingEvery, timeout: etcdPingTimeout, failures: 2, log: log,
 		}.run(gctx)
 		return nil
 	})

@@ -4,6 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	backorderv1 "github.com/backorder/backorder/gen/backorder/v1"
 )
 
 // etcdWatch keeps the service's health in step with etcd, which every call
@@ -61,5 +67,27 @@ func (w etcdWatch) run(ctx context.Context) {
 					"failed_reads", failed, "err", err)
 			}
 		}
+	}
+}
+
+// etcdPing is the watch's read: serializable, so that it fails only when no
+// member answers (see etcdWatch.ping).
+func etcdPing(cli *clientv3.Client, prefix string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		_, err := cli.Get(ctx, prefix+"ping", clientv3.WithSerializable())
+		return err
+	}
+}
+
+// healthSetter sets the status of the server as a whole ("", which the
+// gateway's client-side health checking asks) and of the service.
+func healthSetter(hs *health.Server) func(serving bool) {
+	return func(serving bool) {
+		st := healthpb.HealthCheckResponse_SERVING
+		if !serving {
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		hs.SetServingStatus("", st)
+		hs.SetServingStatus(backorderv1.FulfillmentService_ServiceDesc.ServiceName, st)
 	}
 }
