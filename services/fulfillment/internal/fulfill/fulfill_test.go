@@ -901,3 +901,40 @@ func TestProcessOfAnOrderBigCommerceDoesNotHave(t *testing.T) {
 		t.Fatalf("announced order BigCommerce does not have: %+v", o)
 	}
 }
+
+// A person's validate-only run of a live order waiting for its retry keeps
+// the retry's time: the live send it leaves queued is not made due at once,
+// which would ignore the supplier's Retry-After or the backoff.
+func TestValidateOnlyRunKeepsARetrysTime(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t, etcdtest.Start(t))
+	k := order.Key{Store: "abc", ID: 8}
+	due := time.Now().Add(time.Hour)
+	lk, err := st.Lock(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lk.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o := order.New(k, time.Now())
+	o.State, o.Mode, o.Attempts, o.NextAttemptAt = order.RetryScheduled, order.ModeLive, 1, due
+	if err := lk.SaveAndUnlock(ctx, o, fulfill.QueueOp{At: due}); err != nil {
+		t.Fatal(err)
+	}
+	lk.Unlock(ctx)
+	svc := fulfill.New(fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
+		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1,
+	}, st, &storefront{status: map[uint64]uint32{8: 11}}, &supplier{live: map[string]int{}},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if got, err := svc.Process(ctx, k, fulfill.ProcessOptions{Force: true, ValidateOnly: true}); err != nil || got.State != order.Validated {
+		t.Fatalf("validate-only run: %+v, %v", got, err)
+	}
+	if now, err := st.Due(ctx, "abc", time.Now(), 10); err != nil || len(now) != 0 {
+		t.Fatalf("due now: %v, %v; want nothing (the retry is due in an hour)", now, err)
+	}
+	if later, err := st.Due(ctx, "abc", due.Add(time.Second), 10); err != nil || len(later) != 1 {
+		t.Fatalf("due after the retry's time: %v, %v; want the order", later, err)
+	}
+}

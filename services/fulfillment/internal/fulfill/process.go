@@ -323,9 +323,14 @@ func (p *run) submitAndApply(ctx context.Context, sub order.Submission, mode ord
 		return err
 	}
 	p.o.Reference, p.o.Mode = sub.Reference, mode
-	// A due time left by an earlier failure (a retry's backoff, a
-	// BigCommerce read) says nothing about this attempt.
-	p.o.NextAttemptAt = time.Time{}
+	if mode == order.ModeLive {
+		// A due time left by an earlier failure (a retry's backoff, a
+		// BigCommerce read) says nothing about this live attempt, whose
+		// lookup, should it be needed, waits for its own deadline. (A
+		// validate-only run keeps it: the live send it leaves queued is
+		// due then, see apply.)
+		p.o.NextAttemptAt = time.Time{}
+	}
 	p.o.Attempts++
 	// The call must be over by this deadline, counted from before the
 	// intent is written: a holder paused past it (and past its lock) finds
@@ -504,11 +509,13 @@ func (p *run) unknownOutcome(ctx context.Context) error {
 	}
 	// Never look before the attempt's call deadline has passed (plus the
 	// settle delay): until then its holder, interrupted or paused, may
-	// still be sending it. NextAttemptAt (an ambiguous answer's settle
-	// time, a failed lookup's backoff) can only put the lookup later.
-	due := p.o.UpdatedAt
-	if d := p.o.CallDeadline; d.After(due) {
-		due = d
+	// still be sending it. (A record without a deadline, from an older
+	// build, counts from its last change.) NextAttemptAt (an ambiguous
+	// answer's settle time, a failed lookup's backoff) can only put the
+	// lookup later.
+	due := p.o.CallDeadline
+	if due.IsZero() {
+		due = p.o.UpdatedAt
 	}
 	due = due.Add(settle)
 	if p.o.NextAttemptAt.After(due) {

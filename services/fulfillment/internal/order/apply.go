@@ -77,7 +77,13 @@ func (o *Order) Apply(r Result, now time.Time, p RetryPolicy) (time.Time, error)
 		if live && p.LookupSettle > 0 {
 			// Still SUBMITTING: the next pass looks the reference up.
 			o.LastError = r.Reason + "; the reference will be looked up at the supplier"
-			o.NextAttemptAt = now.Add(p.LookupSettle)
+			// Not before the call's deadline (plus the settle delay): the
+			// lookup waits for it anyway (see fulfill's unknownOutcome).
+			from := now
+			if o.CallDeadline.After(from) {
+				from = o.CallDeadline
+			}
+			o.NextAttemptAt = from.Add(p.LookupSettle)
 			o.UpdatedAt = now
 			return o.NextAttemptAt, nil
 		}
