@@ -141,7 +141,7 @@ func Load(getenv func(string) string) (Config, error) {
 	if !validPath(c.TropShipOrdersPath) {
 		e.fail("TROPSHIP_ORDERS_PATH", fmt.Sprintf("is %q; want a path under TROPSHIP_BASE_URL starting with /, like /v1/offline-orders", c.TropShipOrdersPath))
 	}
-	if !validStoreHash(c.BigCommerceStore) && c.BigCommerceStore != "" {
+	if !asciiAlnum(c.BigCommerceStore, true) && c.BigCommerceStore != "" {
 		e.fail("BIGCOMMERCE_STORE_HASH", fmt.Sprintf("is %q; want the store hash alone, letters and digits, like abc123 (the part after stores/ in the API path)", c.BigCommerceStore))
 	}
 	if u, err := url.Parse(c.EtcdEmbedURL); len(c.EtcdEndpoints) == 0 && (err != nil || u.Scheme != "http" || u.Host == "") {
@@ -158,7 +158,7 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	for i, code := range c.Policy.Countries {
 		c.Policy.Countries[i] = strings.ToUpper(code)
-		if len(code) != 2 || !isLetters(code) {
+		if len(code) != 2 || !asciiAlnum(code, false) {
 			e.fail("SHIP_COUNTRIES", fmt.Sprintf("has %q; want ISO 3166-1 alpha-2 codes like GB", code))
 		}
 	}
@@ -300,8 +300,6 @@ func (e *env) statuses(name, def string) []uint32 {
 	return out
 }
 
-// validEtcdEndpoint accepts what the etcd client accepts: host:port, or an
-// http(s) URL with a host and a port.
 // validPath reports whether p is an absolute URL path with no query or
 // fragment.
 func validPath(p string) bool {
@@ -315,26 +313,20 @@ func validHTTPURL(s string) bool {
 	return err == nil && (strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")) && u.Host != ""
 }
 
-// validStoreHash reports whether h can be a BigCommerce store hash: it is
-// put in API paths and etcd keys as it is.
-func validStoreHash(h string) bool {
-	for _, r := range h {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return h != ""
-}
-
-func isLetters(s string) bool {
+// asciiAlnum reports whether s is not empty and only ASCII letters, and
+// digits if digits is set. A store hash is put in API paths and etcd keys
+// as it is; a country code is two letters.
+func asciiAlnum(s string, digits bool) bool {
 	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || digits && r >= '0' && r <= '9') {
 			return false
 		}
 	}
-	return true
+	return s != ""
 }
 
+// validEtcdEndpoint accepts what the etcd client accepts: host:port, or an
+// http(s) URL with a host and a port.
 func validEtcdEndpoint(ep string) bool {
 	hostPort := ep
 	if strings.Contains(ep, "://") {

@@ -145,6 +145,24 @@ func start(t testing.TB, replicas int, mode order.Mode, opts ...func(*fulfill.Co
 	return h
 }
 
+// putRecord stores o as its order's record, under the order's lock, with
+// q applied to the queue: what an earlier holder would have left.
+func putRecord(t testing.TB, st *etcdstore.Store, o *order.Order, q fulfill.QueueOp) {
+	t.Helper()
+	ctx := context.Background()
+	lk, err := st.Lock(ctx, o.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lk.Unlock(ctx)
+	if _, err := lk.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := lk.SaveAndUnlock(ctx, o, q); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // newStore opens a store on the etcd at ep, closed with the test.
 func newStore(t testing.TB, ep string) *etcdstore.Store {
 	t.Helper()
@@ -853,20 +871,9 @@ func TestResolveRefusesAnotherOrdersSupplierID(t *testing.T) {
 	}
 	// Another store sharing the etcd (with its own supplier account) holds
 	// the same id: that is no reason to refuse it here.
-	xk := order.Key{Store: "xyz", ID: 9}
-	xl, err := st.Lock(ctx, xk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := xl.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
-	xo := order.New(xk, time.Now())
+	xo := order.New(order.Key{Store: "xyz", ID: 9}, time.Now())
 	xo.State, xo.OfflineOrderID = order.Submitted, "TS-found-by-hand"
-	if err := xl.SaveAndUnlock(ctx, xo, fulfill.QueueOp{}); err != nil {
-		t.Fatal(err)
-	}
-	xl.Unlock(ctx)
+	putRecord(t, st, xo, fulfill.QueueOp{})
 	// The right id is taken, and then belongs to order 2.
 	ob, err := svc.Act(ctx, b, fulfill.Action{Kind: order.ActionResolveFound, Actor: "ops", OfflineOrderID: "TS-found-by-hand"})
 	if err != nil || ob.State != order.Submitted {
@@ -910,19 +917,9 @@ func TestValidateOnlyRunKeepsARetrysTime(t *testing.T) {
 	st := newStore(t, etcdtest.Start(t))
 	k := order.Key{Store: "abc", ID: 8}
 	due := time.Now().Add(time.Hour)
-	lk, err := st.Lock(ctx, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lk.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
 	o := order.New(k, time.Now())
 	o.State, o.Mode, o.Attempts, o.NextAttemptAt = order.RetryScheduled, order.ModeLive, 1, due
-	if err := lk.SaveAndUnlock(ctx, o, fulfill.QueueOp{At: due}); err != nil {
-		t.Fatal(err)
-	}
-	lk.Unlock(ctx)
+	putRecord(t, st, o, fulfill.QueueOp{At: due})
 	svc := fulfill.New(fulfill.Config{
 		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
 		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1,

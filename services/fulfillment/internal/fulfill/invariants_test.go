@@ -229,13 +229,6 @@ func interruptedLiveCall(t *testing.T, staleDue bool) {
 	k := order.Key{Store: "abc", ID: 24}
 	// The record a holder leaves when interrupted during its live call.
 	st := newStore(t, ep)
-	lk, err := st.Lock(ctx, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lk.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
 	o := order.New(k, start)
 	if err := o.Transition(order.Submitting, start); err != nil {
 		t.Fatal(err)
@@ -245,12 +238,7 @@ func interruptedLiveCall(t *testing.T, staleDue bool) {
 	if staleDue {
 		o.NextAttemptAt = start.Add(-time.Minute)
 	}
-	if err := lk.Save(ctx, o, fulfill.QueueOp{At: start}); err != nil {
-		t.Fatal(err)
-	}
-	if err := lk.Unlock(ctx); err != nil {
-		t.Fatal(err)
-	}
+	putRecord(t, st, o, fulfill.QueueOp{At: start})
 
 	sup := &noLookup{}
 	svc := fulfill.New(fulfill.Config{

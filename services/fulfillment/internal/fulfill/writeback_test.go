@@ -230,23 +230,13 @@ func TestSubmittingOrderWithTheIDOnTheOrderIsAdopted(t *testing.T) {
 	ep := etcdtest.Start(t)
 	st := newStore(t, ep)
 	k := order.Key{Store: "abc", ID: 41}
-	lk, err := st.Lock(ctx, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lk.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now()
 	o := order.New(k, now.Add(-time.Minute))
 	if err := o.Transition(order.Submitting, now.Add(-time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	o.Mode, o.Reference, o.Attempts, o.CallDeadline = order.ModeLive, "BC-abc-41", 1, now.Add(-30*time.Second)
-	if err := lk.Save(ctx, o, fulfill.QueueOp{At: now}); err != nil {
-		t.Fatal(err)
-	}
-	lk.Unlock(ctx)
+	putRecord(t, st, o, fulfill.QueueOp{At: now})
 
 	sf := &storefront{status: map[uint64]uint32{41: 11}, refs: map[uint64]string{41: "TS-41"}}
 	sup := &supplier{live: map[string]int{}}

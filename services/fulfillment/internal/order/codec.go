@@ -11,73 +11,46 @@ import (
 // were used hold numbers; both are read.
 
 // MarshalJSON writes the state's name.
-func (s State) MarshalJSON() ([]byte, error) {
-	n, ok := stateNames[s]
-	if !ok {
-		return nil, fmt.Errorf("order state %d has no name", int(s))
-	}
-	return json.Marshal(n)
-}
+func (s State) MarshalJSON() ([]byte, error) { return marshalName(s, stateNames, "order state") }
 
 // UnmarshalJSON reads a state's name, or the number of an older record.
-func (s *State) UnmarshalJSON(b []byte) error {
-	v, err := nameOrNumber(b, "order state", func(name string) (int, bool) {
-		st, ok := ParseState(name)
-		return int(st), ok
-	})
-	if err != nil {
-		return err
-	}
-	if _, ok := stateNames[State(v)]; !ok {
-		return fmt.Errorf("order state %d is unknown", v)
-	}
-	*s = State(v)
-	return nil
-}
+func (s *State) UnmarshalJSON(b []byte) error { return unmarshalName(b, s, stateNames, "order state") }
 
 var modeNames = map[Mode]string{ModeUnspecified: "unspecified", ModeValidate: "validate", ModeLive: "live"}
 
 // MarshalJSON writes the mode's name.
-func (m Mode) MarshalJSON() ([]byte, error) {
-	n, ok := modeNames[m]
+func (m Mode) MarshalJSON() ([]byte, error) { return marshalName(m, modeNames, "mode") }
+
+// UnmarshalJSON reads a mode's name, or the number of an older record.
+func (m *Mode) UnmarshalJSON(b []byte) error { return unmarshalName(b, m, modeNames, "mode") }
+
+func marshalName[T ~int](v T, names map[T]string, what string) ([]byte, error) {
+	n, ok := names[v]
 	if !ok {
-		return nil, fmt.Errorf("mode %d has no name", int(m))
+		return nil, fmt.Errorf("%s %d has no name", what, int(v))
 	}
 	return json.Marshal(n)
 }
 
-// UnmarshalJSON reads a mode's name, or the number of an older record.
-func (m *Mode) UnmarshalJSON(b []byte) error {
-	v, err := nameOrNumber(b, "mode", func(name string) (int, bool) {
-		for mode, n := range modeNames {
-			if n == name {
-				return int(mode), true
-			}
-		}
-		return 0, false
-	})
-	if err != nil {
-		return err
-	}
-	if _, ok := modeNames[Mode(v)]; !ok {
-		return fmt.Errorf("mode %d is unknown", v)
-	}
-	*m = Mode(v)
-	return nil
-}
-
-func nameOrNumber(b []byte, what string, byName func(string) (int, bool)) (int, error) {
+// unmarshalName reads into dst a name of names, or a number that has one.
+func unmarshalName[T ~int](b []byte, dst *T, names map[T]string, what string) error {
 	var name string
 	if err := json.Unmarshal(b, &name); err == nil {
-		v, ok := byName(name)
-		if !ok {
-			return 0, fmt.Errorf("%s %q is unknown", what, name)
+		for v, n := range names {
+			if n == name {
+				*dst = v
+				return nil
+			}
 		}
-		return v, nil
+		return fmt.Errorf("%s %q is unknown", what, name)
 	}
-	v, err := strconv.Atoi(string(b))
+	n, err := strconv.Atoi(string(b))
 	if err != nil {
-		return 0, fmt.Errorf("%s: want a name or a number, got %s", what, b)
+		return fmt.Errorf("%s: want a name or a number, got %s", what, b)
 	}
-	return v, nil
+	if _, ok := names[T(n)]; !ok {
+		return fmt.Errorf("%s %d is unknown", what, n)
+	}
+	*dst = T(n)
+	return nil
 }

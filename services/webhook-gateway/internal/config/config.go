@@ -117,27 +117,21 @@ func Load(getenv func(string) string) (Config, error) {
 	default:
 		errs = append(errs, fmt.Errorf("%s: %q is not a log level (use debug, info, warn or error)", EnvLogLevel, v))
 	}
-	if v := getenv(EnvFulfillmentTimeout); v != "" {
-		if d, err := parseDuration(EnvFulfillmentTimeout, v); err != nil {
-			errs = append(errs, err) // the default stays, so Validate does not report it again
-		} else {
-			cfg.FulfillmentTimeout = d
+	// A duration that does not parse is reported here, and its default
+	// stays, so that Validate does not report it again.
+	duration := func(name string, dst *time.Duration) {
+		if v := getenv(name); v != "" {
+			d, err := parseDuration(name, v)
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			*dst = d
 		}
 	}
-	if v := getenv(EnvOperatorTimeout); v != "" {
-		if d, err := parseDuration(EnvOperatorTimeout, v); err != nil {
-			errs = append(errs, err) // the default stays, so Validate does not report it again
-		} else {
-			cfg.OperatorTimeout = d
-		}
-	}
-	if v := getenv(EnvShutdownTimeout); v != "" {
-		if d, err := parseDuration(EnvShutdownTimeout, v); err != nil {
-			errs = append(errs, err) // the default stays, so Validate does not report it again
-		} else {
-			cfg.ShutdownTimeout = d
-		}
-	}
+	duration(EnvFulfillmentTimeout, &cfg.FulfillmentTimeout)
+	duration(EnvOperatorTimeout, &cfg.OperatorTimeout)
+	duration(EnvShutdownTimeout, &cfg.ShutdownTimeout)
 	if v := getenv(EnvInsecureSkipVerify); v != "" {
 		b, err := strconv.ParseBool(strings.TrimSpace(v))
 		if err != nil {

@@ -80,27 +80,25 @@ func (s *Server) handleError(ctx context.Context, _ *runtime.ServeMux, _ runtime
 	st := status.Convert(err)
 	code := HTTPStatus(st.Code())
 	annotate(r.Context(), slog.String("grpc_code", st.Code().String()), slog.String("grpc_error", st.Message()))
-	switch {
-	case st.Code() == codes.AlreadyExists:
+	if st.Code() == codes.AlreadyExists {
 		// Same shape as HandleOrderWebhookResponse.duplicate.
 		writeJSON(w, http.StatusOK, map[string]bool{"duplicate": true})
-	case code >= 500 && r.URL.Path == WebhookPath:
+		return
+	}
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	}
+	msg := st.Message()
+	if code >= 500 && r.URL.Path == WebhookPath {
 		// The reason stays in our log: internal details are not for the
 		// internet, and BigCommerce's action is the same whatever it is.
-		msg := http.StatusText(code)
+		// An operator (past the bearer check) is told the cause.
+		msg = http.StatusText(code)
 		if code == http.StatusServiceUnavailable {
-			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 			msg = "fulfillment temporarily unavailable, try again later"
 		}
-		writeJSON(w, code, errorBody{Error: msg, Code: st.Code().String()})
-	case code == http.StatusServiceUnavailable:
-		// An operator (past the bearer check) is told the cause: "try
-		// again" does not help when BigCommerce refuses the access token.
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
-		writeJSON(w, code, errorBody{Error: st.Message(), Code: st.Code().String()})
-	default:
-		writeJSON(w, code, errorBody{Error: st.Message(), Code: st.Code().String()})
 	}
+	writeJSON(w, code, errorBody{Error: msg, Code: st.Code().String()})
 }
 
 // handleRoutingError answers requests the grpc-gateway mux has no route for,
