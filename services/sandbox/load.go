@@ -101,6 +101,11 @@ type loadConfig struct {
 	// (see load_fault.go); the victim is down for FaultDown.
 	Fault     string
 	FaultDown time.Duration
+	// FirstStatus is the status each order is seeded in. Another than 11
+	// (Awaiting Fulfillment) turns 11 just before the order's first
+	// statusUpdated delivery is sent, as a payment would turn it: events
+	// sent before find it not yet payable.
+	FirstStatus uint32
 }
 
 // doneState is the state in which an order of this run is done.
@@ -118,13 +123,15 @@ func defaultLoadConfig() loadConfig {
 		Concurrency: 32, Replicas: 2, BenchOps: 2000, AfterSubmit: true, Lines: 2,
 		Timeout: 15 * time.Minute, Seed: 1, WriteBack: true,
 		EtcdMembers: 1, FaultDown: 5 * time.Second,
+		FirstStatus: bcsim.StatusAwaitingFulfillment,
 	}
 }
 
 func parseLoad(args []string) (loadConfig, error) {
 	c := defaultLoadConfig()
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
-	fs.IntVar(&c.Orders, "orders", c.Orders, "number of orders (each seeded in status 11, UK address)")
+	fs.IntVar(&c.Orders, "orders", c.Orders, "number of orders (each seeded in status -first-status, UK address)")
+	firstStatus := fs.Uint("first-status", uint(c.FirstStatus), "status each order is seeded in; another than 11 turns 11 just before the order's first statusUpdated delivery is sent (as a payment would), so that its earlier events find it not yet payable (e.g. 7, Awaiting Payment)")
 	fs.IntVar(&c.Dup, "dup", c.Dup, "deliveries of each event (1: no duplicates)")
 	mix := fs.String("mix", "created,statusUpdated,updated", "events each order gets (comma-separated: created, statusUpdated, updated)")
 	fs.Float64Var(&c.Rate, "rate", 0, "target deliveries per second (open loop, at most -concurrency in flight); 0: as fast as -concurrency allows")
@@ -153,6 +160,7 @@ func parseLoad(args []string) (loadConfig, error) {
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
 	}
+	c.FirstStatus = uint32(*firstStatus)
 	c.Mix = nil
 	for _, m := range strings.Split(*mix, ",") {
 		m = strings.TrimSpace(m)
@@ -183,6 +191,12 @@ func parseLoad(args []string) (loadConfig, error) {
 		return c, errUsage
 	case c.FaultDown < 0:
 		fmt.Fprintln(fs.Output(), "-fault-down must not be negative")
+		return c, errUsage
+	case *firstStatus > 14:
+		fmt.Fprintf(fs.Output(), "-first-status: %d is not a BigCommerce status id (0 to 14)\n", *firstStatus)
+		return c, errUsage
+	case c.FirstStatus != bcsim.StatusAwaitingFulfillment && !slices.Contains(c.Mix, webhook.ScopeOrderStatusUpdated):
+		fmt.Fprintln(fs.Output(), "-first-status other than 11 needs statusUpdated in -mix: it is what makes the orders payable")
 		return c, errUsage
 	}
 	return c, nil
@@ -243,6 +257,7 @@ type loadReport struct {
 		EtcdMembers       int      `json:"etcd_members"`
 		Fault             string   `json:"fault,omitempty"`
 		FaultDownMs       float64  `json:"fault_down_ms,omitempty"`
+		FirstStatus       uint32   `json:"first_status"`
 	} `json:"config"`
 	// Fault is what -fault did, if set.
 	Fault      *faultReport  `json:"fault_injected,omitempty"`
@@ -532,6 +547,7 @@ func runLoadTest(ctx context.Context, cfg loadConfig, progress io.Writer) (rep *
 	}
 	rep.Config.SupplierLatencyMs = ms(cfg.SupplierLatency)
 	rep.Config.Lines, rep.Config.BenchOps, rep.Config.Seed = cfg.Lines, cfg.BenchOps, cfg.Seed
+	rep.Config.FirstStatus = cfg.FirstStatus
 	rep.Memory.End = map[string]int{}
 	rep.Memory.CPUSeconds = map[string]float64{}
 	// A stable prefix would leave the last run's keys in an external etcd.
@@ -626,9 +642,9 @@ func (r *loadRun) start(ctx context.Context) error {
 	}
 	lines := bcsim.Lines(cfg.Lines)
 	for i := range cfg.Orders {
-		r.bc.AddOrder(loadStore, bcsim.NewUKOrder(uint64(loadFirstOrder+i), bcsim.StatusAwaitingFulfillment, lines...))
+		r.bc.AddOrder(loadStore, bcsim.NewUKOrder(uint64(loadFirstOrder+i), cfg.FirstStatus, lines...))
 	}
-	r.say("simulators: BigCommerce %s (%d orders seeded, status 11), TropShip %s (latency %s, live)", simURLs[0], cfg.Orders, simURLs[1], cfg.SupplierLatency)
+	r.say("simulators: BigCommerce %s (%d orders seeded, status %d), TropShip %s (latency %s, live)", simURLs[0], cfg.Orders, cfg.FirstStatus, simURLs[1], cfg.SupplierLatency)
 
 	// The services, as processes.
 	if cfg.Verbose {
@@ -735,7 +751,11 @@ func (r *loadRun) measure(ctx context.Context) error {
 		for _, scope := range cfg.Mix {
 			ev := webhook.New(scope, loadStore, loadStoreID, id)
 			if scope == webhook.ScopeOrderStatusUpdated {
-				ev.Data.Status = &webhook.StatusChange{PreviousStatusID: bcsim.StatusPending, NewStatusID: bcsim.StatusAwaitingFulfillment}
+				previous := cfg.FirstStatus
+				if previous == bcsim.StatusAwaitingFulfillment {
+					previous = bcsim.StatusPending
+				}
+				ev.Data.Status = &webhook.StatusChange{PreviousStatusID: previous, NewStatusID: bcsim.StatusAwaitingFulfillment}
 			}
 			if _, ok := first[id]; !ok {
 				first[id] = ev
@@ -945,9 +965,22 @@ func (r *loadRun) send(ctx context.Context, deliveries []webhook.Event) delivery
 	}
 	results := make([]result, len(deliveries))
 	var start time.Time // set before the first try
+	var paid sync.Map   // order id -> *sync.Once turning it 11 (see loadConfig.FirstStatus)
 	one := func(i int) {
 		defer r.delivered.Add(1)
 		res := &results[i]
+		if ev := deliveries[i]; cfg.FirstStatus != bcsim.StatusAwaitingFulfillment && ev.Scope == webhook.ScopeOrderStatusUpdated {
+			// Once per order, and every copy waits for it: a copy sent
+			// before the change would find the order unpaid, and the
+			// copies after it are duplicates that change nothing.
+			once, _ := paid.LoadOrStore(ev.Data.ID, new(sync.Once))
+			var err error
+			once.(*sync.Once).Do(func() { err = r.bc.SetStatus(loadStore, ev.Data.ID, bcsim.StatusAwaitingFulfillment) })
+			if err != nil {
+				res.status = append(res.status, 0)
+				return
+			}
+		}
 		for attempt := range loadAttempts {
 			req, err := r.sender.Request(ctx, deliveries[i])
 			if err != nil {

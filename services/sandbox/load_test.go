@@ -125,6 +125,36 @@ func TestLoadFaults(t *testing.T) {
 	}
 }
 
+// TestLoadFirstStatus runs orders that are not payable when created: every
+// event before the payment costs one BigCommerce read (the order), and the
+// lines, addresses and metafield are read once per order, once it is paid.
+func TestLoadFirstStatus(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the services; skipped in -short mode")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c := defaultLoadConfig()
+	c.Orders, c.Dup, c.Concurrency, c.BenchOps, c.AfterSubmit, c.Timeout = 30, 2, 8, 0, false, 3*time.Minute
+	c.FirstStatus = 7
+	rep := runLoadLogged(ctx, t, c)
+	if rep.Supplier.ExtraOrders != 0 || rep.Supplier.LiveOrders != c.Orders {
+		t.Errorf("supplier: %d live orders, %d extra; want %d, 0", rep.Supplier.LiveOrders, rep.Supplier.ExtraOrders, c.Orders)
+	}
+	if !rep.EndToEnd.All || rep.EndToEnd.ListedSubmitted != c.Orders {
+		t.Errorf("done: %d (listed %d) of %d", rep.EndToEnd.Submitted, rep.EndToEnd.ListedSubmitted, c.Orders)
+	}
+	b := rep.BigCommerce.Stats
+	if b.Products != c.Orders || b.ShippingAddresses != c.Orders || b.MetafieldsGet != c.Orders || b.MetafieldsPost != c.Orders {
+		t.Errorf("BigCommerce %+v: want lines, addresses, metafield read and write once per order (%d)", b, c.Orders)
+	}
+	// One order read per run: the paid run, and at most one for each of
+	// the two events that may come before the payment.
+	if b.Order < c.Orders || b.Order > 3*c.Orders {
+		t.Errorf("%d order reads for %d orders, want %d to %d", b.Order, c.Orders, c.Orders, 3*c.Orders)
+	}
+}
+
 // runLoadLogged runs a load test, logs its progress and table, and fails
 // the test if it fails.
 func runLoadLogged(ctx context.Context, t *testing.T, c loadConfig) *loadReport {
@@ -150,7 +180,10 @@ func TestParseLoadFlags(t *testing.T) {
 		c.BCQuota != 150 || c.BCWindow != 3*time.Second || c.WriteBack || c.doneState().String() != "ORDER_STATE_SUBMITTED" {
 		t.Errorf("parsed %+v", c)
 	}
-	if c, _ := parseLoad(nil); !c.WriteBack || c.doneState().String() != "ORDER_STATE_WRITTEN_BACK" {
+	if c, err := parseLoad([]string{"-first-status", "7"}); err != nil || c.FirstStatus != 7 {
+		t.Errorf("-first-status 7: %d, %v", c.FirstStatus, err)
+	}
+	if c, _ := parseLoad(nil); !c.WriteBack || c.doneState().String() != "ORDER_STATE_WRITTEN_BACK" || c.FirstStatus != 11 {
 		t.Errorf("defaults: write-back %v, done at %v; want on, WRITTEN_BACK", c.WriteBack, c.doneState())
 	}
 	if c, err := parseLoad([]string{"-etcd-members", "3", "-fault", "stop-etcd-leader", "-fault-down", "2s"}); err != nil ||
@@ -162,6 +195,7 @@ func TestParseLoadFlags(t *testing.T) {
 		{"-etcd-members", "0"}, {"-etcd-members", "3", "-etcd-endpoints", "http://127.0.0.1:2379"},
 		{"-fault", "unplug"}, {"-fault", "stop-etcd-leader"}, {"-fault", "stop-etcd-leader", "-etcd-members", "2"},
 		{"-fault", "kill-replica", "-fault-down", "-1s"},
+		{"-first-status", "15"}, {"-first-status", "7", "-mix", "created,updated"},
 	} {
 		if _, err := parseLoad(bad); err == nil {
 			t.Errorf("%v accepted", bad)

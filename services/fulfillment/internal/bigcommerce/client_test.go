@@ -288,7 +288,7 @@ func TestOrderReadsEveryPageAndDecodes(t *testing.T) {
 	fs.addOrder(250, 11, 260)
 	c := newClient(t, srv, nil)
 
-	o, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 250})
+	o, err := readOrder(testCtx(t), c, order.Key{Store: testStore, ID: 250})
 	if err != nil {
 		t.Fatalf("Order: %v", err)
 	}
@@ -357,7 +357,7 @@ func TestOrderPagingEnds(t *testing.T) {
 			fs.endOfLines = tc.end
 			fs.addOrder(9, 11, tc.lines)
 			c := newClient(t, srv, func(c *Config) { c.PageLimit = tc.limit })
-			o, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 9})
+			o, err := readOrder(testCtx(t), c, order.Key{Store: testStore, ID: 9})
 			if err != nil {
 				t.Fatalf("Order: %v", err)
 			}
@@ -386,7 +386,7 @@ func TestOrderPagingServerIgnoresPage(t *testing.T) {
 		return true
 	}
 	c := newClient(t, srv, func(c *Config) { c.PageLimit = 2 })
-	o, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 9})
+	o, err := readOrder(testCtx(t), c, order.Key{Store: testStore, ID: 9})
 	if err != nil {
 		t.Fatalf("Order: %v", err)
 	}
@@ -414,7 +414,7 @@ func TestOrderPagingServerCapsLimitAt50(t *testing.T) {
 		return true
 	}
 	c := newClient(t, srv, nil)
-	o, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 9})
+	o, err := readOrder(testCtx(t), c, order.Key{Store: testStore, ID: 9})
 	if err != nil {
 		t.Fatalf("Order: %v", err)
 	}
@@ -440,7 +440,7 @@ func TestOrderLines404MidListIsNotTheEnd(t *testing.T) {
 		return false
 	}
 	c := newClient(t, srv, func(c *Config) { c.PageLimit = 50 })
-	o, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 9})
+	o, err := readOrder(testCtx(t), c, order.Key{Store: testStore, ID: 9})
 	if err == nil || errors.Is(err, fulfill.ErrOrderNotFound) || !strings.Contains(err.Error(), "items_total") {
 		t.Fatalf("Order = %d lines, %v; want an error naming items_total", len(o.Lines), err)
 	}
@@ -462,7 +462,7 @@ func TestOrderSubresource404IsNotOrderNotFound(t *testing.T) {
 				return true
 			}
 			c := newClient(t, srv, nil)
-			_, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 9})
+			_, err := readOrder(testCtx(t), c, order.Key{Store: testStore, ID: 9})
 			if err == nil || errors.Is(err, fulfill.ErrOrderNotFound) {
 				t.Fatalf("err = %v, want an error other than ErrOrderNotFound", err)
 			}
@@ -473,7 +473,7 @@ func TestOrderSubresource404IsNotOrderNotFound(t *testing.T) {
 func TestOrderNotFound(t *testing.T) {
 	_, srv := newFakeStore(t)
 	c := newClient(t, srv, nil)
-	_, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 404})
+	_, err := readOrder(testCtx(t), c, order.Key{Store: testStore, ID: 404})
 	if !errors.Is(err, fulfill.ErrOrderNotFound) {
 		t.Fatalf("err = %v, want ErrOrderNotFound", err)
 	}
@@ -497,7 +497,7 @@ func TestRateLimit429ThenSuccess(t *testing.T) {
 		return true
 	}
 	c := newClient(t, srv, nil)
-	o, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 1})
+	o, err := readOrder(testCtx(t), c, order.Key{Store: testStore, ID: 1})
 	if err != nil {
 		t.Fatalf("Order: %v", err)
 	}
@@ -574,7 +574,7 @@ func TestRequestsLeftZeroPacesNextRequest(t *testing.T) {
 		return false
 	}
 	c := newClient(t, srv, nil)
-	if _, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 1}); err != nil {
+	if _, err := readOrder(testCtx(t), c, order.Key{Store: testStore, ID: 1}); err != nil {
 		t.Fatalf("Order: %v", err)
 	}
 	mu.Lock()
@@ -943,5 +943,34 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 	}
 	if leaked.Load() {
 		t.Error("the access token was sent to the redirect's target")
+	}
+}
+
+// readOrder reads an order as a run does when its status is eligible: the
+// order, then its lines and shipping addresses.
+func readOrder(ctx context.Context, c *Client, k order.Key) (order.StorefrontOrder, error) {
+	o, err := c.Order(ctx, k)
+	if err != nil {
+		return o, err
+	}
+	o.Lines, o.Shipping, err = c.Contents(ctx, k)
+	return o, err
+}
+
+// Order alone is one request: an order in a status that is not eligible
+// costs the store's API quota one request, not four.
+func TestOrderAloneIsOneRequest(t *testing.T) {
+	fs, srv := newFakeStore(t)
+	fs.addOrder(250, 7, 3)
+	c := newClient(t, srv, nil)
+	o, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 250})
+	if err != nil {
+		t.Fatalf("Order: %v", err)
+	}
+	if o.ID != 250 || o.StatusID != 7 || len(o.Lines) != 0 || len(o.Shipping) != 0 {
+		t.Errorf("Order = %+v; want order 250 in status 7, no lines or addresses", o)
+	}
+	if got := fs.requests(); len(got) != 1 || got[0] != "GET /stores/abc123/v2/orders/250" {
+		t.Errorf("requests = %q; want only GET /stores/abc123/v2/orders/250", got)
 	}
 }

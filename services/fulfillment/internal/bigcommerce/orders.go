@@ -13,36 +13,22 @@ import (
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
 )
 
-// Order reads an order, all pages of its lines and its shipping addresses
-// (three or more requests). It returns an error wrapping
-// fulfill.ErrOrderNotFound when the store has no such order, a
-// *fulfill.RetryableError for failures worth retrying, and an error wrapping
-// ErrUnauthorized when the access token is refused.
+// Order reads an order itself (one request); Contents reads its lines and
+// shipping addresses. It returns an error wrapping fulfill.ErrOrderNotFound
+// when the store has no such order, a *fulfill.RetryableError for failures
+// worth retrying, and an error wrapping ErrUnauthorized when the access
+// token is refused.
 func (c *Client) Order(ctx context.Context, k order.Key) (order.StorefrontOrder, error) {
-	base := "/v2/orders/" + strconv.FormatUint(k.ID, 10)
-
 	var o orderJSON
-	if err := c.getJSON(ctx, k.Store, request{method: http.MethodGet, path: base}, &o); err != nil {
+	if err := c.getJSON(ctx, k.Store, request{method: http.MethodGet, path: orderPath(k)}, &o); err != nil {
 		return order.StorefrontOrder{}, err
 	}
-	lines, cut, err := c.lines(ctx, k.Store, base+"/products")
-	if err != nil {
-		return order.StorefrontOrder{}, err
-	}
-	// The order exists: a 404 from its sub-resources is an unexpected
-	// answer (retried later), never "no such order".
-	var addrs []addressJSON
-	if err := c.getJSONOr(ctx, k.Store, request{method: http.MethodGet, path: base + "/shipping_addresses"}, &addrs, nil); err != nil {
-		return order.StorefrontOrder{}, err
-	}
-
 	so := order.StorefrontOrder{
 		ID:              uint64(o.ID),
 		StatusID:        uint32(o.StatusID),
 		Status:          string(o.Status),
 		CustomerMessage: string(o.CustomerMessage),
 		Billing:         o.BillingAddress.domain(),
-		Lines:           lines,
 	}
 	if so.ID == 0 {
 		so.ID = k.ID
@@ -50,16 +36,35 @@ func (c *Client) Order(ctx context.Context, k order.Key) (order.StorefrontOrder,
 	if so.ID != k.ID {
 		return order.StorefrontOrder{}, fmt.Errorf("bigcommerce: asked for order %d, got order %d", k.ID, so.ID)
 	}
-	for _, a := range addrs {
-		so.Shipping = append(so.Shipping, a.domain())
+	return so, nil
+}
+
+// Contents reads all pages of an order's lines and its shipping addresses
+// (two or more requests). The order exists: a 404 from these sub-resources
+// is an unexpected answer (retried later), never "no such order".
+func (c *Client) Contents(ctx context.Context, k order.Key) ([]order.Line, []order.Address, error) {
+	base := orderPath(k)
+	lines, cut, err := c.lines(ctx, k.Store, base+"/products")
+	if err != nil {
+		return nil, nil, err
+	}
+	var addrs []addressJSON
+	if err := c.getJSONOr(ctx, k.Store, request{method: http.MethodGet, path: base + "/shipping_addresses"}, &addrs, nil); err != nil {
+		return nil, nil, err
 	}
 	if cut > 0 {
 		if err := checkLineCount(lines, addrs, cut); err != nil {
-			return order.StorefrontOrder{}, fmt.Errorf("bigcommerce: order %d: %w", k.ID, err)
+			return nil, nil, fmt.Errorf("bigcommerce: order %d: %w", k.ID, err)
 		}
 	}
-	return so, nil
+	var shipping []order.Address
+	for _, a := range addrs {
+		shipping = append(shipping, a.domain())
+	}
+	return lines, shipping, nil
 }
+
+func orderPath(k order.Key) string { return "/v2/orders/" + strconv.FormatUint(k.ID, 10) }
 
 // checkLineCount accepts lines whose list ended with a 404 for page cut
 // only if they add up to the items the order's shipping addresses expect:

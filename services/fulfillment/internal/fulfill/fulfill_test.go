@@ -26,6 +26,8 @@ type storefront struct {
 	status map[uint64]uint32
 	refs   map[uint64]string // the metafield of each order
 	writes int               // SetSupplierReference calls
+	// contents and refReads count Contents and SupplierReference calls.
+	contents, refReads int
 	// writeErr, when set, is what SetSupplierReference answers.
 	writeErr error
 	// writeDelay is how long each SetSupplierReference takes.
@@ -57,16 +59,24 @@ func (s *storefront) Order(_ context.Context, k order.Key) (order.StorefrontOrde
 	if !ok {
 		return order.StorefrontOrder{}, fulfill.ErrOrderNotFound
 	}
-	return order.StorefrontOrder{
-		ID: k.ID, StatusID: st,
-		Lines:    []order.Line{{SKU: "APP449", Quantity: 2}},
-		Shipping: []order.Address{{FirstName: "Jo", LastName: "Bloggs", Street1: "1 High St", City: "Leeds", Zip: "LS1 1AA", CountryISO2: "GB"}},
-	}, nil
+	return order.StorefrontOrder{ID: k.ID, StatusID: st}, nil
+}
+
+func (s *storefront) Contents(_ context.Context, k order.Key) ([]order.Line, []order.Address, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.contents++
+	if _, ok := s.status[k.ID]; !ok {
+		return nil, nil, errors.New("no such order: Contents of an order Order did not find")
+	}
+	return []order.Line{{SKU: "APP449", Quantity: 2}},
+		[]order.Address{{FirstName: "Jo", LastName: "Bloggs", Street1: "1 High St", City: "Leeds", Zip: "LS1 1AA", CountryISO2: "GB"}}, nil
 }
 
 func (s *storefront) SupplierReference(_ context.Context, k order.Key) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.refReads++
 	return s.refs[k.ID], nil
 }
 
@@ -934,4 +944,71 @@ func TestValidateOnlyRunKeepsARetrysTime(t *testing.T) {
 	if later, err := st.Due(ctx, "abc", due.Add(time.Second), 10); err != nil || len(later) != 1 {
 		t.Fatalf("due after the retry's time: %v, %v; want the order", later, err)
 	}
+}
+
+// The store's API quota is the limit of a flash sale: an order in a status
+// that is not eligible costs one BigCommerce read (the order), not four;
+// one whose contents are not for the supplier costs three (no metafield);
+// and the metafield is still read before anything is sent.
+func TestIneligibleOrdersReadOnlyWhatTheyNeed(t *testing.T) {
+	ctx := context.Background()
+	cli := etcdtest.Start(t)
+	run := func(t *testing.T, pol order.Policy, status uint32) (*storefront, *supplier, *order.Order) {
+		t.Helper()
+		sf := &storefront{status: map[uint64]uint32{30: status}}
+		sup := &supplier{live: map[string]int{}}
+		svc := fulfill.New(fulfill.Config{
+			Store: "abc", Mode: order.ModeLive, Policy: pol,
+			SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1,
+		}, newStore(t, cli), sf, sup, discard())
+		if _, err := svc.Intake(ctx, delivery(30, "store/order/created", 0, "c-"+t.Name())); err != nil {
+			t.Fatal(err)
+		}
+		o, err := svc.Process(ctx, order.Key{Store: "abc", ID: 30}, fulfill.ProcessOptions{NoWait: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sf, sup, o
+	}
+	reads := func(sf *storefront) (int, int) {
+		sf.mu.Lock()
+		defer sf.mu.Unlock()
+		return sf.contents, sf.refReads
+	}
+
+	t.Run("status", func(t *testing.T) {
+		sf, sup, o := run(t, order.DefaultPolicy(), 7)
+		if o.State != order.Ineligible || !strings.Contains(o.IneligibleReason, "status 7") {
+			t.Fatalf("record %+v; want INELIGIBLE for status 7", o)
+		}
+		if c, r := reads(sf); c != 0 || r != 0 {
+			t.Errorf("%d reads of lines and addresses, %d of the metafield; want 0 and 0", c, r)
+		}
+		if len(sup.live) != 0 {
+			t.Errorf("supplier got %v", sup.live)
+		}
+	})
+	t.Run("contents", func(t *testing.T) {
+		pol := order.DefaultPolicy()
+		pol.Countries = []string{"FR"}
+		sf, _, o := run(t, pol, 11)
+		if o.State != order.Ineligible || !strings.Contains(o.IneligibleReason, "country") {
+			t.Fatalf("record %+v; want INELIGIBLE for its country", o)
+		}
+		if c, r := reads(sf); c != 1 || r != 0 {
+			t.Errorf("%d reads of lines and addresses, %d of the metafield; want 1 and 0", c, r)
+		}
+	})
+	t.Run("eligible", func(t *testing.T) {
+		sf, sup, o := run(t, order.DefaultPolicy(), 11)
+		if !o.HasSupplierOrder() {
+			t.Fatalf("record %+v; want the supplier's id", o)
+		}
+		if c, r := reads(sf); c != 1 || r != 1 {
+			t.Errorf("%d reads of lines and addresses, %d of the metafield; want 1 and 1", c, r)
+		}
+		if n := sup.live[order.Reference(order.Key{Store: "abc", ID: 30})]; n != 1 {
+			t.Errorf("%d live orders, want 1", n)
+		}
+	})
 }

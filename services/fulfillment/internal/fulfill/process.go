@@ -269,6 +269,27 @@ func (p *run) step(ctx context.Context) error {
 		return p.storefrontFailed(ctx, err)
 	}
 	p.o.StatusID = sfo.StatusID
+	// Step 6, first by status alone: most events of an order come before
+	// it is payable or after it shipped, and each then costs the store's
+	// API quota one request instead of four. Nothing is sent, so the
+	// metafield need not be read (an id adopted there would change nothing
+	// but the record's state).
+	if reason := p.s.cfg.Policy.StatusReason(sfo.StatusID); reason != "" {
+		return p.ineligible(ctx, reason)
+	}
+	if sfo.Lines, sfo.Shipping, err = p.s.storefront.Contents(ctx, p.k); err != nil {
+		if unknown {
+			return err
+		}
+		return p.storefrontFailed(ctx, err)
+	}
+	sub, reason := p.s.cfg.Policy.Decide(p.k, sfo)
+	if reason != "" {
+		return p.ineligible(ctx, reason)
+	}
+	// The order is for the supplier. Before anything is sent, the
+	// metafield: an earlier run may have created it and written its id
+	// back, in a record this etcd no longer has.
 	ref, err := p.s.storefront.SupplierReference(ctx, p.k)
 	if errors.Is(err, ErrOrderNotFound) {
 		// The order was just read: a 404 on its metafields means it has
@@ -276,6 +297,9 @@ func (p *run) step(ctx context.Context) error {
 		ref, err = "", nil
 	}
 	if err != nil {
+		if unknown {
+			return err
+		}
 		return p.storefrontFailed(ctx, err)
 	}
 	if ref != "" {
@@ -289,12 +313,6 @@ func (p *run) step(ctx context.Context) error {
 			return err
 		}
 		return p.done(ctx)
-	}
-
-	// Step 6: eligibility.
-	sub, reason := p.s.cfg.Policy.Decide(p.k, sfo)
-	if reason != "" {
-		return p.ineligible(ctx, reason)
 	}
 
 	mode := p.s.cfg.Mode
@@ -447,8 +465,8 @@ func (p *run) keepOnStorefront(ctx context.Context, id string) {
 }
 
 // writeBack is step 9: the supplier's id goes on the BigCommerce order's
-// metafield, where step 5 of any later run finds it, even one whose etcd
-// lost this record. The supplier has the order, so a failure never resends
+// metafield, where any later run finds it before it sends anything, even
+// one whose etcd lost this record. The supplier has the order, so a failure never resends
 // it: the write-back alone is tried again later (see order.WriteBackFailed).
 func (p *run) writeBack(ctx context.Context) error {
 	// A shutdown does not wait for the write-back: the order stays queued

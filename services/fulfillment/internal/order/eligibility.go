@@ -120,12 +120,23 @@ func StatusName(id uint32) string {
 	return "unknown"
 }
 
+// StatusReason returns why an order in this status is not for the supplier
+// now, or "" when the status is eligible. It needs only the order itself, so
+// an order in another status is decided before its lines and addresses are
+// read.
+func (p Policy) StatusReason(statusID uint32) string {
+	if slices.Contains(p.EligibleStatuses, statusID) {
+		return ""
+	}
+	return fmt.Sprintf("status %d (%s) is not eligible; eligible: %v",
+		statusID, StatusName(statusID), p.EligibleStatuses)
+}
+
 // Decide returns the submission for an order, or a non-empty reason why the
 // order is not for the supplier now.
 func (p Policy) Decide(k Key, o StorefrontOrder) (Submission, string) {
-	if !slices.Contains(p.EligibleStatuses, o.StatusID) {
-		return Submission{}, fmt.Sprintf("status %d (%s) is not eligible; eligible: %v",
-			o.StatusID, StatusName(o.StatusID), p.EligibleStatuses)
+	if reason := p.StatusReason(o.StatusID); reason != "" {
+		return Submission{}, reason
 	}
 	if len(o.Shipping) == 0 {
 		return Submission{}, "order has no shipping address"

@@ -6,8 +6,8 @@ import (
 )
 
 // WroteBack records step 9 of design.md: the supplier's id is on the
-// BigCommerce order (its metafield), where step 5 of any later run, even
-// one whose store lost this record, finds it and sends nothing.
+// BigCommerce order (its metafield), where any later run, even one whose
+// store lost this record, finds it before it sends anything.
 func (o *Order) WroteBack(now time.Time) error {
 	if !o.HasSupplierOrder() {
 		return fmt.Errorf("%w: order %s has no supplier id to write back", ErrInvalidTransition, o.Key)
