@@ -488,20 +488,22 @@ type rssSample struct {
 
 // loadRun is the state of one run.
 type loadRun struct {
-	cfg      loadConfig
-	say      func(format string, a ...any)
-	rep      *loadReport
-	dir      string
-	prefix   string
-	etcdURLs []string
-	embedded *embed.Etcd
-	cluster  *etcdtest.Cluster // -etcd-members > 1
-	cli      *clientv3.Client
-	bc       *bcsim.Server
-	ts       *tropsim.Server
-	servers  []*http.Server
-	bins     stack.Binaries
-	tee      *os.File
+	cfg loadConfig
+	say func(format string, a ...any)
+	rep *loadReport
+	// problemsMu guards rep.Problems while deliveries are sent.
+	problemsMu sync.Mutex
+	dir        string
+	prefix     string
+	etcdURLs   []string
+	embedded   *embed.Etcd
+	cluster    *etcdtest.Cluster // -etcd-members > 1
+	cli        *clientv3.Client
+	bc         *bcsim.Server
+	ts         *tropsim.Server
+	servers    []*http.Server
+	bins       stack.Binaries
+	tee        *os.File
 	// replicaEnv is each replica's environment, to start it again.
 	replicaEnv []map[string]string
 
@@ -953,6 +955,20 @@ func arrange(d []webhook.Event, spread int, seed uint64) []webhook.Event {
 	return d
 }
 
+// payment turns one order payable once, before its first statusUpdated
+// delivery; every copy of that delivery waits for it and sees its error.
+type payment struct {
+	once sync.Once
+	err  error
+}
+
+// problem records a problem of the run, from any goroutine.
+func (r *loadRun) problem(p string) {
+	r.problemsMu.Lock()
+	defer r.problemsMu.Unlock()
+	r.rep.Problems = append(r.rep.Problems, p)
+}
+
 // send delivers every event (retrying answers other than 200 a few times,
 // as BigCommerce does) at the configured rate or concurrency.
 func (r *loadRun) send(ctx context.Context, deliveries []webhook.Event) deliveryStats {
@@ -965,7 +981,7 @@ func (r *loadRun) send(ctx context.Context, deliveries []webhook.Event) delivery
 	}
 	results := make([]result, len(deliveries))
 	var start time.Time // set before the first try
-	var paid sync.Map   // order id -> *sync.Once turning it 11 (see loadConfig.FirstStatus)
+	var paid sync.Map   // order id -> *payment (see loadConfig.FirstStatus)
 	one := func(i int) {
 		defer r.delivered.Add(1)
 		res := &results[i]
@@ -973,10 +989,14 @@ func (r *loadRun) send(ctx context.Context, deliveries []webhook.Event) delivery
 			// Once per order, and every copy waits for it: a copy sent
 			// before the change would find the order unpaid, and the
 			// copies after it are duplicates that change nothing.
-			once, _ := paid.LoadOrStore(ev.Data.ID, new(sync.Once))
-			var err error
-			once.(*sync.Once).Do(func() { err = r.bc.SetStatus(loadStore, ev.Data.ID, bcsim.StatusAwaitingFulfillment) })
-			if err != nil {
+			v, _ := paid.LoadOrStore(ev.Data.ID, new(payment))
+			pay := v.(*payment)
+			pay.once.Do(func() {
+				if pay.err = r.bc.SetStatus(loadStore, ev.Data.ID, bcsim.StatusAwaitingFulfillment); pay.err != nil {
+					r.problem(fmt.Sprintf("order %d: turning it %d: %v", ev.Data.ID, bcsim.StatusAwaitingFulfillment, pay.err))
+				}
+			})
+			if pay.err != nil {
 				res.status = append(res.status, 0)
 				return
 			}
@@ -1803,6 +1823,9 @@ func (rep *loadReport) writeTable(w io.Writer) {
 	head("RUN")
 	row("orders x events x dup", "%d x %d (%s) x %d = %d deliveries, %s", c.Orders, len(c.Mix), strings.Join(mix, ","), c.Dup, d.Planned, mode)
 	row("fulfillment replicas", "%d with %d workers each; supplier latency %.0f ms; %d lines per order", c.Replicas, c.Workers, c.SupplierLatencyMs, c.Lines)
+	if c.FirstStatus != bcsim.StatusAwaitingFulfillment {
+		row("orders seeded", "in status %d, turned 11 before their first statusUpdated delivery", c.FirstStatus)
+	}
 	row("etcd", "%s", rep.Conditions.Etcd)
 	if f := rep.Fault; f != nil {
 		row("fault", "%s at %.1f s (%d deliveries answered); back at %.1f s", f.What, f.AtSeconds, f.AtDelivered, f.BackSeconds)
@@ -1847,9 +1870,10 @@ func (rep *loadReport) writeTable(w io.Writer) {
 		if c.WriteBack {
 			perOrder = 5
 		}
+		perOrder = max(perOrder, b.CallsPerOrder) // reads before payment, 429s
 		window := time.Duration(c.BCWindowMs * float64(time.Millisecond))
 		most := float64(c.BCQuota) / window.Seconds() / perOrder
-		row("BigCommerce quota", "%d requests per %s: at most %.1f orders/s at %.0f calls each; answered 429 %d times",
+		row("BigCommerce quota", "%d requests per %s: at most %.1f orders/s at %.2f calls each; answered 429 %d times",
 			c.BCQuota, window, most, perOrder, b.Stats.RateLimited)
 	}
 	head("ETCD PER ORDER (reads and writes)")

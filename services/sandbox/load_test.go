@@ -150,8 +150,9 @@ func TestLoadFirstStatus(t *testing.T) {
 	}
 	// One order read per run: the paid run, and at most one for each of
 	// the two events that may come before the payment.
-	if b.Order < c.Orders || b.Order > 3*c.Orders {
-		t.Errorf("%d order reads for %d orders, want %d to %d", b.Order, c.Orders, c.Orders, 3*c.Orders)
+	// (With 30 orders, some event certainly finds its order unpaid.)
+	if b.Order <= c.Orders || b.Order > 3*c.Orders {
+		t.Errorf("%d order reads for %d orders, want more than %d (some before the payment), at most %d", b.Order, c.Orders, c.Orders, 3*c.Orders)
 	}
 }
 

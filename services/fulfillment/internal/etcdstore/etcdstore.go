@@ -425,18 +425,36 @@ func (s *Store) CountOrders(ctx context.Context, store string) (byState map[orde
 	return byState, resp.Responses[len(states)].GetResponseRange().GetCount(), nil
 }
 
-// SupplierOrderOf implements fulfill.Store.
+// SupplierOrderOf returns the order of store whose record holds the
+// supplier's offlineOrderID (found=false: none recorded). Stores in a
+// shared etcd may use different supplier accounts, so each has its own ids.
 func (s *Store) SupplierOrderOf(ctx context.Context, store, offlineOrderID string) (order.Key, bool, error) {
+	kv, err := s.supplierIndex(ctx, store, offlineOrderID)
+	if err != nil || kv == nil {
+		return order.Key{}, false, err
+	}
+	return kv.owner, true, nil
+}
+
+// indexEntry is an entry of the supplier-id index: the order that holds
+// the id, and the entry's mod revision.
+type indexEntry struct {
+	owner order.Key
+	rev   int64
+}
+
+// supplierIndex reads the supplier-id index entry of an id (nil: none).
+func (s *Store) supplierIndex(ctx context.Context, store, offlineOrderID string) (*indexEntry, error) {
 	resp, err := s.cli.Get(ctx, s.supplierKey(store, offlineOrderID))
 	if err != nil {
-		return order.Key{}, false, fmt.Errorf("look up supplier order %s: %w", offlineOrderID, unavailable(err))
+		return nil, fmt.Errorf("look up supplier order %s: %w", offlineOrderID, unavailable(err))
 	}
 	if len(resp.Kvs) == 0 {
-		return order.Key{}, false, nil
+		return nil, nil
 	}
 	k, ok := parseKeySuffix(string(resp.Kvs[0].Value))
 	if !ok {
-		return order.Key{}, false, fmt.Errorf("supplier order %s: damaged index entry %q", offlineOrderID, resp.Kvs[0].Value)
+		return nil, fmt.Errorf("supplier order %s: damaged index entry %q", offlineOrderID, resp.Kvs[0].Value)
 	}
-	return k, true, nil
+	return &indexEntry{owner: k, rev: resp.Kvs[0].ModRevision}, nil
 }

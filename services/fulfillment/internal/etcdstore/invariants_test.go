@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -97,5 +98,65 @@ func TestCheckFencesAHolderWhoseMutexKeyIsGone(t *testing.T) {
 	}
 	if err := lk.Check(ctx); !errors.Is(err, fulfill.ErrFenced) {
 		t.Fatalf("Check after the mutex key was deleted = %v, want ErrFenced", err)
+	}
+}
+
+// Two people resolving two orders with the same supplier id at the same
+// time both find it free; only the first save stores it. The second is
+// refused, naming the order that took it, and stores nothing: otherwise
+// two orders would share one supplier order and one of them would never
+// be sent.
+func TestClaimedSupplierIDIsStoredOnlyOnce(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, etcdtest.Client(t, etcdtest.Start(t)))
+	a, b := order.Key{Store: "abc", ID: 1}, order.Key{Store: "abc", ID: 2}
+	hold := func(k order.Key) (fulfill.Locked, *order.Order) {
+		t.Helper()
+		lk, err := s.Lock(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = lk.Unlock(context.Background()) })
+		if _, err := lk.Load(ctx); err != nil {
+			t.Fatal(err)
+		}
+		o := order.New(k, time.Now())
+		o.State = order.NeedsReview
+		return lk, o
+	}
+	la, oa := hold(a)
+	lb, ob := hold(b)
+	for _, lk := range []fulfill.Locked{la, lb} {
+		if owner, taken, err := lk.ClaimSupplierID(ctx, "TS-1"); err != nil || taken {
+			t.Fatalf("claim: %v %v %v; want free", owner, taken, err)
+		}
+	}
+	ob.State, ob.OfflineOrderID = order.Submitted, "TS-1"
+	if err := lb.SaveAndUnlock(ctx, ob, fulfill.QueueOp{Done: true}); err != nil {
+		t.Fatalf("first save: %v", err)
+	}
+	oa.State, oa.OfflineOrderID = order.Submitted, "TS-1"
+	err := la.Save(ctx, oa, fulfill.QueueOp{Done: true})
+	if !errors.Is(err, fulfill.ErrSupplierIDInUse) || !strings.Contains(err.Error(), "abc/2") {
+		t.Fatalf("second save: %v; want ErrSupplierIDInUse naming abc/2", err)
+	}
+	if got, err := s.Get(ctx, a); !errors.Is(err, fulfill.ErrNotFound) {
+		t.Fatalf("order 1 after the refused save: %+v, %v; want nothing stored", got, err)
+	}
+	if owner, found, err := s.SupplierOrderOf(ctx, "abc", "TS-1"); err != nil || !found || owner != b {
+		t.Fatalf("index of TS-1: %v %v %v; want order 2", owner, found, err)
+	}
+	// Asked again, the claim names the owner; and the lock still holds,
+	// so a save of something else goes through.
+	if owner, taken, err := la.ClaimSupplierID(ctx, "TS-1"); err != nil || !taken || owner != b {
+		t.Fatalf("claim after: %v %v %v; want taken by order 2", owner, taken, err)
+	}
+	oa.OfflineOrderID, oa.State = "", order.NeedsReview
+	if err := la.Save(ctx, oa, fulfill.QueueOp{Done: true}); err != nil {
+		t.Fatalf("save without the id: %v", err)
+	}
+	// An id the order itself holds is its own: claimed and saved again.
+	if owner, taken, err := lb.ClaimSupplierID(ctx, "TS-1"); err != nil || taken {
+		t.Fatalf("own id: %v %v %v; want free", owner, taken, err)
 	}
 }

@@ -87,6 +87,11 @@ type locked struct {
 	recRev      int64 // mod revision of the record at Load (0: none)
 	queueRev    int64 // mod revision of the queue entry at Load (0: none)
 	state       order.State
+	// claim is a supplier id ClaimSupplierID found free (or this order's),
+	// and claimRev the mod revision of its index key then (0: none): the
+	// save that stores it compares that revision.
+	claim    string
+	claimRev int64
 }
 
 func (l *locked) Done() <-chan struct{} { return l.sess.Done() }
@@ -144,6 +149,23 @@ func (l *locked) Load(ctx context.Context) (fulfill.Loaded, error) {
 	return out, nil
 }
 
+// ClaimSupplierID implements fulfill.Locked.
+func (l *locked) ClaimSupplierID(ctx context.Context, id string) (order.Key, bool, error) {
+	kv, err := l.s.supplierIndex(ctx, l.k.Store, id)
+	if err != nil {
+		return order.Key{}, false, err
+	}
+	var rev int64
+	if kv != nil {
+		if kv.owner != l.k {
+			return kv.owner, true, nil
+		}
+		rev = kv.rev
+	}
+	l.claim, l.claimRev = id, rev
+	return order.Key{}, false, nil
+}
+
 // Save implements fulfill.Locked: one fenced transaction writes the record,
 // its state index and the queue entry.
 func (l *locked) Save(ctx context.Context, o *order.Order, q fulfill.QueueOp) error {
@@ -195,16 +217,31 @@ func (l *locked) save(ctx context.Context, o *order.Order, q fulfill.QueueOp, re
 	if release {
 		ops = append(ops, clientv3.OpDelete(l.m.Key()))
 	}
-	resp, err := l.s.cli.Txn(ctx).If(
-		l.m.IsOwner(),
-		clientv3.Compare(clientv3.ModRevision(ok), "=", l.recRev),
-	).Then(ops...).Commit()
+	cmps := []clientv3.Cmp{l.m.IsOwner(), clientv3.Compare(clientv3.ModRevision(ok), "=", l.recRev)}
+	var orElse []clientv3.Op
+	claimKey := ""
+	if l.claim != "" && o.OfflineOrderID == l.claim {
+		// A claimed id is stored only if no other order took it since
+		// ClaimSupplierID read its index key.
+		claimKey = l.s.supplierKey(l.k.Store, l.claim)
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(claimKey), "=", l.claimRev))
+		orElse = append(orElse, clientv3.OpGet(claimKey))
+	}
+	resp, err := l.s.cli.Txn(ctx).If(cmps...).Then(ops...).Else(orElse...).Commit()
 	if err != nil {
 		return fmt.Errorf("save order %s: %w", l.k, unavailable(err))
 	}
 	if !resp.Succeeded {
+		if claimKey != "" {
+			if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 && kvs[0].ModRevision != l.claimRev {
+				if owner, ok := parseKeySuffix(string(kvs[0].Value)); ok && owner != l.k {
+					return fmt.Errorf("save order %s: %w: %s was taken by %s meanwhile", l.k, fulfill.ErrSupplierIDInUse, l.claim, owner)
+				}
+			}
+		}
 		return fmt.Errorf("save order %s: %w", l.k, fulfill.ErrFenced)
 	}
+	l.claim, l.claimRev = "", 0
 	l.recRev, l.state = resp.Header.Revision, o.State
 	l.released = l.released || release
 	if q.Done || !q.At.IsZero() {

@@ -280,50 +280,81 @@ func TestAwaitingPaymentThenStatusUpdated(t *testing.T) {
 	}
 }
 
-// downStorefront is a BigCommerce that answers every order read with a 500.
-type downStorefront struct{ storefront }
-
-func (s *downStorefront) Order(context.Context, order.Key) (order.StorefrontOrder, error) {
-	return order.StorefrontOrder{}, &fulfill.RetryableError{Err: errors.New("HTTP 500")}
+// partlyDownStorefront has its orders in status 11 but answers a 500 for
+// one part of them: "order", "contents" (lines and addresses) or
+// "metafield".
+type partlyDownStorefront struct {
+	storefront
+	down string
 }
 
-// An order BigCommerce cannot give us stays queued and says when it is read
-// again, and why.
+var errHTTP500 = &fulfill.RetryableError{Err: errors.New("HTTP 500")}
+
+func (s *partlyDownStorefront) Order(ctx context.Context, k order.Key) (order.StorefrontOrder, error) {
+	if s.down == "order" {
+		return order.StorefrontOrder{}, errHTTP500
+	}
+	return order.StorefrontOrder{ID: k.ID, StatusID: 11}, nil
+}
+
+func (s *partlyDownStorefront) Contents(ctx context.Context, k order.Key) ([]order.Line, []order.Address, error) {
+	if s.down == "contents" {
+		return nil, nil, errHTTP500
+	}
+	s.set(k.ID, 11)
+	return s.storefront.Contents(ctx, k)
+}
+
+func (s *partlyDownStorefront) SupplierReference(ctx context.Context, k order.Key) (string, error) {
+	if s.down == "metafield" {
+		return "", errHTTP500
+	}
+	return s.storefront.SupplierReference(ctx, k)
+}
+
+// An order BigCommerce cannot give us, whichever part of it fails, stays
+// queued and says when it is read again, and why; nothing is sent.
 func TestStorefrontFailureSaysWhenTheOrderIsReadAgain(t *testing.T) {
 	ctx := context.Background()
-	st := newStore(t, etcdtest.Start(t))
-	sup := &supplier{live: map[string]int{}}
-	svc := fulfill.New(fulfill.Config{
-		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
-		StorefrontRetry: 30 * time.Second, SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1,
-	}, st, &downStorefront{}, sup, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	k := order.Key{Store: "abc", ID: 5}
-	// An order nobody announced: the error, and nothing stored.
-	if _, err := svc.Process(ctx, k, fulfill.ProcessOptions{Force: true}); err == nil || !strings.Contains(err.Error(), "HTTP 500") {
-		t.Fatalf("run of an unannounced order against a failing BigCommerce: %v; want its error", err)
-	}
-	if o, err := svc.Get(ctx, k); !errors.Is(err, fulfill.ErrNotFound) {
-		t.Fatalf("unannounced order after the failure: %+v, %v; want nothing stored", o, err)
-	}
-	// An announced one stays queued.
-	if _, err := svc.Intake(ctx, delivery(5, "store/order/created", 0, "c5")); err != nil {
-		t.Fatal(err)
-	}
-	before := time.Now()
-	o, err := svc.Process(ctx, k, fulfill.ProcessOptions{Force: true})
-	if err == nil || o.State != order.Received {
-		t.Fatalf("run against a failing BigCommerce: %+v, %v; want an error and RECEIVED", o, err)
-	}
-	got, err := svc.Get(ctx, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !got.Pending || !strings.Contains(got.LastError, "HTTP 500") ||
-		got.NextAttemptAt.Before(before.Add(30*time.Second)) || got.NextAttemptAt.After(time.Now().Add(30*time.Second)) {
-		t.Fatalf("stored %+v; want pending, the error, and next_attempt_at 30 s on", got)
-	}
-	if len(sup.live) != 0 {
-		t.Fatalf("supplier orders %v", sup.live)
+	cli := etcdtest.Start(t)
+	for i, part := range []string{"order", "contents", "metafield"} {
+		id := uint64(5 + i) // one etcd for all
+		t.Run(part, func(t *testing.T) {
+			st := newStore(t, cli)
+			sup := &supplier{live: map[string]int{}}
+			svc := fulfill.New(fulfill.Config{
+				Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
+				StorefrontRetry: 30 * time.Second, SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1,
+			}, st, &partlyDownStorefront{storefront: storefront{status: map[uint64]uint32{}}, down: part}, sup, discard())
+			k := order.Key{Store: "abc", ID: id}
+			// An order nobody announced: the error, and nothing stored.
+			if _, err := svc.Process(ctx, k, fulfill.ProcessOptions{Force: true}); err == nil || !strings.Contains(err.Error(), "HTTP 500") {
+				t.Fatalf("run of an unannounced order against a failing BigCommerce: %v; want its error", err)
+			}
+			if o, err := svc.Get(ctx, k); !errors.Is(err, fulfill.ErrNotFound) {
+				t.Fatalf("unannounced order after the failure: %+v, %v; want nothing stored", o, err)
+			}
+			// An announced one stays queued.
+			if _, err := svc.Intake(ctx, delivery(id, "store/order/created", 0, "c")); err != nil {
+				t.Fatal(err)
+			}
+			before := time.Now()
+			o, err := svc.Process(ctx, k, fulfill.ProcessOptions{Force: true})
+			if err == nil || o.State != order.Received {
+				t.Fatalf("run against a failing BigCommerce: %+v, %v; want an error and RECEIVED", o, err)
+			}
+			got, err := svc.Get(ctx, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !got.Pending || !strings.Contains(got.LastError, "HTTP 500") ||
+				got.NextAttemptAt.Before(before.Add(30*time.Second)) || got.NextAttemptAt.After(time.Now().Add(30*time.Second)) {
+				t.Fatalf("stored %+v; want pending, the error, and next_attempt_at 30 s on", got)
+			}
+			if len(sup.live) != 0 {
+				t.Fatalf("supplier orders %v", sup.live)
+			}
+		})
 	}
 }
 
@@ -997,6 +1028,23 @@ func TestIneligibleOrdersReadOnlyWhatTheyNeed(t *testing.T) {
 		}
 		if c, r := reads(sf); c != 1 || r != 0 {
 			t.Errorf("%d reads of lines and addresses, %d of the metafield; want 1 and 0", c, r)
+		}
+	})
+	t.Run("status, with a metafield", func(t *testing.T) {
+		// After etcd lost its record, an order the supplier has that is no
+		// longer payable: nothing is sent, and nothing more is read.
+		sf := &storefront{status: map[uint64]uint32{31: 10}, refs: map[uint64]string{31: "TS-earlier"}}
+		sup := &supplier{live: map[string]int{}}
+		svc := fulfill.New(fulfill.Config{
+			Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
+			SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1,
+		}, newStore(t, cli), sf, sup, discard())
+		o, err := svc.Process(ctx, order.Key{Store: "abc", ID: 31}, fulfill.ProcessOptions{Force: true})
+		if err != nil || o.State != order.Ineligible {
+			t.Fatalf("record %+v, %v; want INELIGIBLE", o, err)
+		}
+		if c, r := reads(sf); c != 0 || r != 0 || len(sup.live) != 0 {
+			t.Errorf("%d reads of lines and addresses, %d of the metafield, supplier %v; want 0, 0, nothing", c, r, sup.live)
 		}
 	})
 	t.Run("eligible", func(t *testing.T) {

@@ -326,11 +326,12 @@ func TestNewEventOfAnOrderInReviewSendsNothing(t *testing.T) {
 		t.Fatalf("after the run: %+v, %v; want NEEDS_REVIEW, not queued, both events", o, err)
 	}
 	sf.mu.Lock()
-	reads := sf.reads
+	reads, contents, refReads := sf.reads, sf.contents, sf.refReads
 	sf.mu.Unlock()
 	sup.mu.Lock()
 	defer sup.mu.Unlock()
-	if reads != 1 || sup.calls != 1 || sup.lookups != 0 {
-		t.Fatalf("%d BigCommerce order reads, %d live calls, %d lookups; want 1, 1, 0 (nothing after the first run)", reads, sup.calls, sup.lookups)
+	if reads != 1 || contents != 1 || refReads != 1 || sup.calls != 1 || sup.lookups != 0 {
+		t.Fatalf("%d BigCommerce order reads, %d of lines and addresses, %d of the metafield, %d live calls, %d lookups; want 1, 1, 1, 1, 0 (nothing after the first run)",
+			reads, contents, refReads, sup.calls, sup.lookups)
 	}
 }

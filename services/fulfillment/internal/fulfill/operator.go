@@ -55,7 +55,7 @@ func (s *Service) Act(ctx context.Context, k order.Key, a Action) (*order.Order,
 	case order.ActionRetry:
 		err = o.Retry(a.Actor, a.Note, now)
 	case order.ActionResolveFound:
-		if err := s.supplierIDFree(ctx, k, a.OfflineOrderID, o.Reference); err != nil {
+		if err := supplierIDFree(ctx, lk, a.OfflineOrderID, o.Reference); err != nil {
 			return o, err
 		}
 		err = o.ResolveFound(a.OfflineOrderID, a.Actor, a.Note, now)
@@ -87,17 +87,18 @@ func (s *Service) Act(ctx context.Context, k order.Key, a Action) (*order.Order,
 
 // supplierIDFree refuses a supplier id that another order already holds: a
 // person who pastes the wrong one would otherwise settle this order with
-// another's supplier order, for good.
-func (s *Service) supplierIDFree(ctx context.Context, k order.Key, id, reference string) error {
+// another's supplier order, for good. The id is claimed: the save that
+// stores it fails if another order took it meanwhile.
+func supplierIDFree(ctx context.Context, lk Locked, id, reference string) error {
 	id = strings.TrimSpace(id)
 	if id == "" {
 		return nil // refused by the domain, with its own message
 	}
-	owner, found, err := s.store.SupplierOrderOf(ctx, k.Store, id)
+	owner, taken, err := lk.ClaimSupplierID(ctx, id)
 	if err != nil {
 		return err
 	}
-	if found && owner != k {
+	if taken {
 		return fmt.Errorf("%w: %s is the supplier order of %s; check the id (search TropShip for reference %s)",
 			ErrSupplierIDInUse, id, owner, reference)
 	}

@@ -38,11 +38,6 @@ type Store interface {
 	// SweepState reads the progress of a store's Orders API sweep (zero:
 	// never swept) without claiming it.
 	SweepState(ctx context.Context, store string) (SweepState, error)
-	// SupplierOrderOf returns the order of store whose record holds the
-	// supplier's offlineOrderID (found=false: none recorded). Stores in a
-	// shared etcd may use different supplier accounts, so each has its own
-	// ids.
-	SupplierOrderOf(ctx context.Context, store, offlineOrderID string) (k order.Key, found bool, err error)
 }
 
 // Sweep is a claimed Orders API sweep of one store.
@@ -88,6 +83,13 @@ type Locked interface {
 	// SaveAndUnlock is Save and Unlock in one write: the last write of a
 	// run. Once it succeeded, Unlock only drops what the process holds.
 	SaveAndUnlock(ctx context.Context, o *order.Order, q QueueOp) error
+	// ClaimSupplierID returns the other order of the store whose record
+	// holds the supplier's id (taken=true), if any. Else the next save
+	// that stores this id stores it only if no other order took it
+	// meanwhile, and fails with ErrSupplierIDInUse otherwise. Stores in a
+	// shared etcd may use different supplier accounts, so each store has
+	// its own ids.
+	ClaimSupplierID(ctx context.Context, offlineOrderID string) (owner order.Key, taken bool, err error)
 	// Check returns nil while this process still owns the mutex (asked of
 	// etcd), else ErrFenced or ErrLockLost.
 	Check(ctx context.Context) error

@@ -69,7 +69,7 @@ func New() *Metrics {
 		}, []string{"result"}),
 		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "backorder_storefront_reads_total",
-			Help: "Reads of an order from BigCommerce (step 5), by result: ok, not_found, refused (the access token: a person must fix it), error.",
+			Help: "Reads of an order from BigCommerce (steps 5 and 6), by result: ok (the order read), not_found, and failed reads of the order, its lines or its addresses: refused (the access token: a person must fix it), error.",
 		}, []string{"result"}),
 	}
 	m.reg = promreg.New(m.grpcCalls, m.grpcTime, m.deliveries, m.submits, m.lookups, m.writeBacks, m.reads)
@@ -158,9 +158,23 @@ type storefront struct {
 
 func (c *storefront) Order(ctx context.Context, k order.Key) (order.StorefrontOrder, error) {
 	o, err := c.Storefront.Order(ctx, k)
+	if err == nil {
+		c.m.reads.WithLabelValues("ok").Inc()
+	}
+	c.readFailed(ctx, err)
+	return o, err
+}
+
+// Contents counts only failures: the order read counted the run.
+func (c *storefront) Contents(ctx context.Context, k order.Key) ([]order.Line, []order.Address, error) {
+	lines, shipping, err := c.Storefront.Contents(ctx, k)
+	c.readFailed(ctx, err)
+	return lines, shipping, err
+}
+
+func (c *storefront) readFailed(ctx context.Context, err error) {
 	switch {
 	case err == nil:
-		c.m.reads.WithLabelValues("ok").Inc()
 	case errors.Is(err, fulfill.ErrOrderNotFound):
 		c.m.reads.WithLabelValues("not_found").Inc()
 	case errors.Is(err, fulfill.ErrCredentialsRefused):
@@ -168,7 +182,6 @@ func (c *storefront) Order(ctx context.Context, k order.Key) (order.StorefrontOr
 	case ctx.Err() == nil:
 		c.m.reads.WithLabelValues("error").Inc()
 	}
-	return o, err
 }
 
 func (c *storefront) SetSupplierReference(ctx context.Context, k order.Key, offlineOrderID string) error {

@@ -77,6 +77,17 @@ func (fakeStorefront) Order(_ context.Context, k order.Key) (order.StorefrontOrd
 	return order.StorefrontOrder{}, &fulfill.RetryableError{Err: errors.New("HTTP 503")}
 }
 
+// Contents answers by order id: 1 found, 3 token refused, else a 5xx.
+func (fakeStorefront) Contents(_ context.Context, k order.Key) ([]order.Line, []order.Address, error) {
+	switch k.ID {
+	case 1:
+		return nil, nil, nil
+	case 3:
+		return nil, nil, fmt.Errorf("HTTP 401: %w", fulfill.ErrCredentialsRefused)
+	}
+	return nil, nil, &fulfill.RetryableError{Err: errors.New("HTTP 503")}
+}
+
 func TestMetrics(t *testing.T) {
 	m := metrics.New()
 	call := func(method string, resp any, err error) {
@@ -100,6 +111,10 @@ func TestMetrics(t *testing.T) {
 	sf.SetSupplierReference(context.Background(), order.Key{Store: "abc", ID: 2}, "")
 	for id := range uint64(4) {
 		sf.Order(context.Background(), order.Key{Store: "abc", ID: id + 1})
+	}
+	// Lines and addresses: a success is not counted again; a failure is.
+	for _, id := range []uint64{1, 3, 4} {
+		sf.Contents(context.Background(), order.Key{Store: "abc", ID: id})
 	}
 
 	m.BigCommerce(func() metrics.BigCommerceStats { return metrics.BigCommerceStats{Requests: 8, RateLimited: 1} })
@@ -127,8 +142,8 @@ func TestMetrics(t *testing.T) {
 		`backorder_write_backs_total{result="error"} 1`,
 		`backorder_storefront_reads_total{result="ok"} 1`,
 		`backorder_storefront_reads_total{result="not_found"} 1`,
-		`backorder_storefront_reads_total{result="refused"} 1`,
-		`backorder_storefront_reads_total{result="error"} 1`,
+		`backorder_storefront_reads_total{result="refused"} 2`,
+		`backorder_storefront_reads_total{result="error"} 2`,
 		`backorder_bigcommerce_requests_total 8`,
 		`backorder_bigcommerce_rate_limited_total 1`,
 		`backorder_store_up 1`,
