@@ -156,7 +156,24 @@ func TestClaimedSupplierIDIsStoredOnlyOnce(t *testing.T) {
 		t.Fatalf("save without the id: %v", err)
 	}
 	// An id the order itself holds is its own: claimed and saved again.
-	if owner, taken, err := lb.ClaimSupplierID(ctx, "TS-1"); err != nil || taken {
+	if err := lb.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	lb2, err := s.Lock(lctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb2.Unlock(context.Background())
+	loaded, err := lb2.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owner, taken, err := lb2.ClaimSupplierID(ctx, "TS-1"); err != nil || taken {
 		t.Fatalf("own id: %v %v %v; want free", owner, taken, err)
+	}
+	if err := lb2.Save(ctx, loaded.Order, fulfill.QueueOp{Done: true}); err != nil {
+		t.Fatalf("save of its own id: %v", err)
 	}
 }

@@ -84,6 +84,7 @@ type locked struct {
 	// unlockLocal releases the process-local lock taken with the mutex.
 	unlockLocal func()
 	released    bool  // SaveAndUnlock deleted the mutex key
+	unlocked    bool  // Unlock was called
 	recRev      int64 // mod revision of the record at Load (0: none)
 	queueRev    int64 // mod revision of the queue entry at Load (0: none)
 	state       order.State
@@ -96,7 +97,13 @@ type locked struct {
 
 func (l *locked) Done() <-chan struct{} { return l.sess.Done() }
 
+// Unlock releases the mutex. A second call does nothing (releasing the
+// process-local lock twice would block for ever).
 func (l *locked) Unlock(ctx context.Context) error {
+	if l.unlocked {
+		return nil
+	}
+	l.unlocked = true
 	defer l.unlockLocal()
 	if l.released {
 		return nil
@@ -151,6 +158,7 @@ func (l *locked) Load(ctx context.Context) (fulfill.Loaded, error) {
 
 // ClaimSupplierID implements fulfill.Locked.
 func (l *locked) ClaimSupplierID(ctx context.Context, id string) (order.Key, bool, error) {
+	l.claim, l.claimRev = "", 0
 	kv, err := l.s.supplierIndex(ctx, l.k.Store, id)
 	if err != nil {
 		return order.Key{}, false, err
@@ -241,7 +249,9 @@ func (l *locked) save(ctx context.Context, o *order.Order, q fulfill.QueueOp, re
 		}
 		return fmt.Errorf("save order %s: %w", l.k, fulfill.ErrFenced)
 	}
-	l.claim, l.claimRev = "", 0
+	if claimKey != "" {
+		l.claim, l.claimRev = "", 0 // stored: the index entry is this order's now
+	}
 	l.recRev, l.state = resp.Header.Revision, o.State
 	l.released = l.released || release
 	if q.Done || !q.At.IsZero() {

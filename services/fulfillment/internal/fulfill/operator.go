@@ -2,6 +2,7 @@ package fulfill
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -71,6 +72,9 @@ func (s *Service) Act(ctx context.Context, k order.Key, a Action) (*order.Order,
 		return o, err
 	}
 	if err := lk.SaveAndUnlock(ctx, o, q); err != nil {
+		if errors.Is(err, ErrSupplierIDInUse) {
+			err = fmt.Errorf("%w; check the id (search TropShip for reference %s)", err, o.Reference)
+		}
 		return o, err
 	}
 	s.log.InfoContext(ctx, "operator action", "store", k.Store, "order_id", k.ID,
