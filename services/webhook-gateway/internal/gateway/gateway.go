@@ -115,6 +115,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 
 	mux := http.NewServeMux()
 	mux.Handle(WebhookPath, s.webhook(webhookMux))
+	mux.HandleFunc("/v1/webhooks/", wrongWebhookPath)
 	// Everything else under /v1/ is the operator API. Nothing reaches the
 	// grpc-gateway mux without passing either webhook verification or the
 	// bearer check.

@@ -172,6 +172,21 @@ func paddedOrder(t *testing.T, n int) string {
 	return head + strings.Repeat("x", n-len(head)-len(tail)) + tail
 }
 
+// A hook set up with a trailing slash is told where deliveries go, not
+// asked for the operator token.
+func TestWebhookPathWithTrailingSlash(t *testing.T) {
+	fake := startFake(t, "replica-1")
+	url, _ := startGateway(t, testConfig(fake.addr))
+	req, err := http.NewRequest(http.MethodPost, url+gateway.WebhookPath+"/", strings.NewReader(orderBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := do(t, req)
+	if resp.status != http.StatusNotFound || !strings.Contains(resp.body, "POST "+gateway.WebhookPath) {
+		t.Fatalf("%d %s; want 404 naming the webhook route", resp.status, resp.body)
+	}
+}
+
 func TestWebhook(t *testing.T) {
 	fake := startFake(t, "replica-1")
 	url, logs := startGateway(t, testConfig(fake.addr))
@@ -201,7 +216,10 @@ func TestWebhook(t *testing.T) {
 		{name: "body of exactly 64 KiB", d: delivery{body: paddedOrder(t, gateway.MaxBodyBytes)}, wantStatus: 200, wantCalls: 1},
 		{name: "malformed JSON", d: delivery{body: `{"scope":"store/order/created",`}, wantStatus: 400},
 		{name: "not a JSON object", d: delivery{body: `["store/order/created"]`}, wantStatus: 400},
-		{name: "order scope with undecodable data", d: delivery{body: `{"scope":"store/order/created","data":{"id":true}}`}, wantStatus: 400},
+		{name: "order scope with undecodable data", d: delivery{body: `{"scope":"store/order/created","data":{"id":true}}`}, wantStatus: 400,
+			wantBody: `"error":"malformed request body: (line 1:45): invalid value for uint64 field id: true"`},
+		{name: "null", d: delivery{body: `null`}, wantStatus: 400, wantBody: "not an object"},
+		{name: "no scope", d: delivery{body: `{"store_id":"1","data":{"type":"order","id":7}}`}, wantStatus: 400, wantBody: "scope is missing"},
 		{name: "ignored scope with data of another type", d: delivery{body: `{"scope":"store/order/transaction/created","store_id":"1","producer":7,"data":"t-9"}`},
 			wantStatus: 200, wantBody: `{"ignored":true}`},
 		{name: "order scope with data that is not an object", d: delivery{body: `{"scope":"store/order/created","store_id":"1","data":"250"}`}, wantStatus: 400},
@@ -212,7 +230,7 @@ func TestWebhook(t *testing.T) {
 		{name: "store_id as a JSON number", d: delivery{body: strings.Replace(orderBody, `"1025646"`, `1025646`, 1)},
 			wantStatus: 200, wantCalls: 1, wantBody: `"recorded":true`},
 		{name: "store_id of another type", d: delivery{body: strings.Replace(orderBody, `"1025646"`, `{"id":1}`, 1)},
-			wantStatus: 400},
+			wantStatus: 400, wantBody: "field store_id"},
 		{name: "fulfillment unavailable", d: delivery{body: orderBody}, fakeErr: status.Error(codes.Unavailable, "etcd down"),
 			wantStatus: 503, wantCalls: 1, wantRetryAf: true},
 		{name: "fulfillment internal error", d: delivery{body: orderBody}, fakeErr: status.Error(codes.Internal, "boom"),

@@ -74,6 +74,15 @@ func (s *Server) webhook(next http.Handler) http.Handler {
 				return
 			}
 		}
+		if !isObject(body) { // null decodes without an error
+			writeError(w, http.StatusBadRequest, "malformed JSON body: not an object")
+			return
+		}
+		if env.Scope == "" {
+			// Every BigCommerce event names its scope: this is no delivery.
+			writeError(w, http.StatusBadRequest, "malformed envelope: scope is missing")
+			return
+		}
 		annotate(ctx, slog.String("scope", env.Scope),
 			slog.String("store", strings.TrimPrefix(env.Producer, "stores/")),
 			slog.String("order_id", clip(string(env.Data.ID))))
@@ -102,6 +111,19 @@ func (s *Server) webhook(next http.Handler) http.Handler {
 		fwd.ContentLength = int64(len(body))
 		next.ServeHTTP(w, fwd)
 	})
+}
+
+// isObject reports whether a JSON text is an object.
+func isObject(body []byte) bool {
+	b := bytes.TrimLeft(body, " \t\r\n")
+	return len(b) > 0 && b[0] == '{'
+}
+
+// wrongWebhookPath answers paths under /v1/webhooks/ that are not the
+// webhook route (a hook set up with a trailing slash, say), before the
+// operator API's bearer check would send its owner looking for a token.
+func wrongWebhookPath(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusNotFound, "no such route: BigCommerce deliveries go to POST "+WebhookPath+" (exactly, no trailing slash)")
 }
 
 // clip bounds what a delivery can put into a log line.
