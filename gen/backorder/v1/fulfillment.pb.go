@@ -1787,6 +1787,65 @@ func (x *ResolveOrderResponse) GetOrder() *Order {
 	return nil
 }
 
+// ErrorResponse is the JSON body of every error the HTTP gateway answers
+// with. It is not used by any RPC: it documents the HTTP API's errors in the
+// OpenAPI document.
+type ErrorResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What went wrong, for a person. On the webhook route a 5xx says only
+	// that the delivery should be retried; the cause stays in the logs.
+	Error string `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	// The gRPC status code behind the answer (e.g. "FailedPrecondition"),
+	// absent when the gateway answered by itself (401, 404, 405, 413).
+	Code          string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ErrorResponse) Reset() {
+	*x = ErrorResponse{}
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ErrorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ErrorResponse) ProtoMessage() {}
+
+func (x *ErrorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ErrorResponse.ProtoReflect.Descriptor instead.
+func (*ErrorResponse) Descriptor() ([]byte, []int) {
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ErrorResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ErrorResponse) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
 var File_backorder_v1_fulfillment_proto protoreflect.FileDescriptor
 
 const file_backorder_v1_fulfillment_proto_rawDesc = "" +
@@ -1923,7 +1982,10 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\n" +
 	"resolution\"A\n" +
 	"\x14ResolveOrderResponse\x12)\n" +
-	"\x05order\x18\x01 \x01(\v2\x13.backorder.v1.OrderR\x05order*\xc0\x02\n" +
+	"\x05order\x18\x01 \x01(\v2\x13.backorder.v1.OrderR\x05order\"9\n" +
+	"\rErrorResponse\x12\x14\n" +
+	"\x05error\x18\x01 \x01(\tR\x05error\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\tR\x04code*\xc0\x02\n" +
 	"\n" +
 	"OrderState\x12\x1b\n" +
 	"\x17ORDER_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
@@ -1967,7 +2029,7 @@ func file_backorder_v1_fulfillment_proto_rawDescGZIP() []byte {
 }
 
 var file_backorder_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_backorder_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_backorder_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_backorder_v1_fulfillment_proto_goTypes = []any{
 	(OrderState)(0),                    // 0: backorder.v1.OrderState
 	(SupplierMode)(0),                  // 1: backorder.v1.SupplierMode
@@ -1993,22 +2055,23 @@ var file_backorder_v1_fulfillment_proto_goTypes = []any{
 	(*RetryOrderResponse)(nil),         // 21: backorder.v1.RetryOrderResponse
 	(*ResolveOrderRequest)(nil),        // 22: backorder.v1.ResolveOrderRequest
 	(*ResolveOrderResponse)(nil),       // 23: backorder.v1.ResolveOrderResponse
-	(*timestamppb.Timestamp)(nil),      // 24: google.protobuf.Timestamp
+	(*ErrorResponse)(nil),              // 24: backorder.v1.ErrorResponse
+	(*timestamppb.Timestamp)(nil),      // 25: google.protobuf.Timestamp
 }
 var file_backorder_v1_fulfillment_proto_depIdxs = []int32{
 	19, // 0: backorder.v1.SweepOrdersResponse.status:type_name -> backorder.v1.OrdersSweepStatus
 	0,  // 1: backorder.v1.Order.state:type_name -> backorder.v1.OrderState
 	1,  // 2: backorder.v1.Order.mode:type_name -> backorder.v1.SupplierMode
 	6,  // 3: backorder.v1.Order.events:type_name -> backorder.v1.OrderEvent
-	24, // 4: backorder.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	24, // 5: backorder.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
-	24, // 6: backorder.v1.Order.submitted_at:type_name -> google.protobuf.Timestamp
-	24, // 7: backorder.v1.Order.next_attempt_at:type_name -> google.protobuf.Timestamp
+	25, // 4: backorder.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	25, // 5: backorder.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
+	25, // 6: backorder.v1.Order.submitted_at:type_name -> google.protobuf.Timestamp
+	25, // 7: backorder.v1.Order.next_attempt_at:type_name -> google.protobuf.Timestamp
 	5,  // 8: backorder.v1.Order.actions:type_name -> backorder.v1.OperatorAction
-	24, // 9: backorder.v1.OperatorAction.at:type_name -> google.protobuf.Timestamp
+	25, // 9: backorder.v1.OperatorAction.at:type_name -> google.protobuf.Timestamp
 	0,  // 10: backorder.v1.OperatorAction.from_state:type_name -> backorder.v1.OrderState
 	0,  // 11: backorder.v1.OperatorAction.to_state:type_name -> backorder.v1.OrderState
-	24, // 12: backorder.v1.OrderEvent.received_at:type_name -> google.protobuf.Timestamp
+	25, // 12: backorder.v1.OrderEvent.received_at:type_name -> google.protobuf.Timestamp
 	8,  // 13: backorder.v1.HandleOrderWebhookRequest.data:type_name -> backorder.v1.WebhookData
 	9,  // 14: backorder.v1.WebhookData.status:type_name -> backorder.v1.WebhookStatus
 	4,  // 15: backorder.v1.ProcessOrderResponse.order:type_name -> backorder.v1.Order
@@ -2016,11 +2079,11 @@ var file_backorder_v1_fulfillment_proto_depIdxs = []int32{
 	0,  // 17: backorder.v1.ListOrdersRequest.state:type_name -> backorder.v1.OrderState
 	4,  // 18: backorder.v1.ListOrdersResponse.orders:type_name -> backorder.v1.Order
 	1,  // 19: backorder.v1.GetServiceStatusResponse.supplier_mode:type_name -> backorder.v1.SupplierMode
-	24, // 20: backorder.v1.GetServiceStatusResponse.started_at:type_name -> google.protobuf.Timestamp
+	25, // 20: backorder.v1.GetServiceStatusResponse.started_at:type_name -> google.protobuf.Timestamp
 	19, // 21: backorder.v1.GetServiceStatusResponse.orders_sweep:type_name -> backorder.v1.OrdersSweepStatus
-	24, // 22: backorder.v1.OrdersSweepStatus.since:type_name -> google.protobuf.Timestamp
-	24, // 23: backorder.v1.OrdersSweepStatus.cursor:type_name -> google.protobuf.Timestamp
-	24, // 24: backorder.v1.OrdersSweepStatus.last_run:type_name -> google.protobuf.Timestamp
+	25, // 22: backorder.v1.OrdersSweepStatus.since:type_name -> google.protobuf.Timestamp
+	25, // 23: backorder.v1.OrdersSweepStatus.cursor:type_name -> google.protobuf.Timestamp
+	25, // 24: backorder.v1.OrdersSweepStatus.last_run:type_name -> google.protobuf.Timestamp
 	4,  // 25: backorder.v1.RetryOrderResponse.order:type_name -> backorder.v1.Order
 	4,  // 26: backorder.v1.ResolveOrderResponse.order:type_name -> backorder.v1.Order
 	7,  // 27: backorder.v1.FulfillmentService.HandleOrderWebhook:input_type -> backorder.v1.HandleOrderWebhookRequest
@@ -2061,7 +2124,7 @@ func file_backorder_v1_fulfillment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backorder_v1_fulfillment_proto_rawDesc), len(file_backorder_v1_fulfillment_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -731,11 +731,19 @@ func TestOpenAPIDocument(t *testing.T) {
 	if resp.status != http.StatusOK {
 		t.Fatalf("GET /openapi.json = %d %s", resp.status, resp.body)
 	}
+	type response struct {
+		Schema struct {
+			Ref string `json:"$ref"`
+		} `json:"schema"`
+	}
 	var doc struct {
-		Swagger  string                                          `json:"swagger"`
-		Security []map[string][]string                           `json:"security"`
-		Paths    map[string]map[string]struct{ Security *[]any } `json:"paths"`
-		Defs     map[string]struct {
+		Swagger  string                `json:"swagger"`
+		Security []map[string][]string `json:"security"`
+		Paths    map[string]map[string]struct {
+			Security  *[]any              `json:"security"`
+			Responses map[string]response `json:"responses"`
+		} `json:"paths"`
+		Defs map[string]struct {
 			Properties map[string]json.RawMessage `json:"properties"`
 		} `json:"definitions"`
 	}
@@ -760,5 +768,22 @@ func TestOpenAPIDocument(t *testing.T) {
 	// Fields are named as the gateway writes them (proto names).
 	if _, ok := doc.Defs["v1Order"].Properties["offline_order_id"]; !ok {
 		t.Errorf("v1Order properties %v lack offline_order_id", doc.Defs["v1Order"].Properties)
+	}
+	// Errors are described as the gateway writes them, on every operation.
+	props := doc.Defs["v1ErrorResponse"].Properties
+	if _, ok := props["error"]; !ok || len(props) != 2 {
+		t.Errorf("v1ErrorResponse properties %v, want error and code", props)
+	}
+	if _, ok := props["code"]; !ok {
+		t.Errorf("v1ErrorResponse properties %v lack code", props)
+	}
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			for _, code := range []string{"400", "401", "503", "default"} {
+				if ref := op.Responses[code].Schema.Ref; ref != "#/definitions/v1ErrorResponse" {
+					t.Errorf("%s %s: response %s is %q, want v1ErrorResponse", method, path, code, ref)
+				}
+			}
+		}
 	}
 }
