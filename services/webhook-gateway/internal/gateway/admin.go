@@ -1,8 +1,12 @@
 package gateway
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
@@ -39,8 +43,55 @@ func (s *Server) adminOnly(next http.Handler) http.Handler {
 		// the fulfillment service as metadata.
 		fwd := r.Clone(r.Context())
 		fwd.Header.Del("Authorization")
+		if r.Method == http.MethodPost {
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "could not read the body: "+err.Error())
+				return
+			}
+			if msg := bodyContradictsPath(r.URL.Path, body); msg != "" {
+				writeError(w, http.StatusBadRequest, msg)
+				return
+			}
+			fwd.Body = io.NopCloser(bytes.NewReader(body))
+			fwd.ContentLength = int64(len(body))
+		}
 		next.ServeHTTP(w, fwd)
 	})
+}
+
+// bodyContradictsPath says what is wrong when a POST body names another
+// store or order than its path (/v1/stores/{store_hash}/orders/{order_id}:…
+// or /v1/stores/{store_hash}/orders:sweep): grpc-gateway would quietly act
+// on the path's, and the person meant the body's. The same values, or none,
+// are fine; a body that is not a JSON object is left to the decoder.
+func bodyContradictsPath(path string, body []byte) string {
+	rest, ok := strings.CutPrefix(path, "/v1/stores/")
+	if !ok {
+		return ""
+	}
+	store, rest, _ := strings.Cut(rest, "/")
+	id := ""
+	if after, ok := strings.CutPrefix(rest, "orders/"); ok {
+		id, _, _ = strings.Cut(after, ":")
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(body, &fields) != nil {
+		return ""
+	}
+	if raw, ok := fields["store_hash"]; ok {
+		var got string
+		if json.Unmarshal(raw, &got) == nil && got != store {
+			return fmt.Sprintf("the body's store_hash %q is not the path's %q: leave it out of the body", got, store)
+		}
+	}
+	if raw, ok := fields["order_id"]; ok && id != "" {
+		got := strings.Trim(string(raw), `"`)
+		if got != id {
+			return fmt.Sprintf("the body's order_id %s is not the path's %s: leave it out of the body", got, id)
+		}
+	}
+	return ""
 }
 
 // bearerToken extracts the token of an "Authorization: Bearer <token>" header.

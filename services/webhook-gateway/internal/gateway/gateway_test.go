@@ -529,6 +529,11 @@ func TestOperatorRoutesRefuseUnknownFields(t *testing.T) {
 		{http.MethodGet, "/v1/orders?pending=true&page_size=5&order.id=1", "", "order.id"},
 		{http.MethodPost, "/v1/stores/abc123/orders/250:process?validate_only=true", `{}`, "query parameters"},
 		{http.MethodGet, "/v1/stores/abc123/orders/250?x=1", "", "query parameters"},
+		// The path names the order; a body naming another is a mistake.
+		{http.MethodPost, "/v1/stores/abc123/orders/250:process", `{"order_id":251}`, "order_id 251"},
+		{http.MethodPost, "/v1/stores/abc123/orders/250:retry", `{"order_id":"251","actor":"ops"}`, "order_id 251"},
+		{http.MethodPost, "/v1/stores/abc123/orders/250:resolve", `{"store_hash":"other","actor":"ops"}`, `store_hash \"other\"`},
+		{http.MethodPost, "/v1/stores/abc123/orders:sweep", `{"store_hash":"other"}`, `store_hash \"other\"`},
 	} {
 		fake.reset(nil)
 		resp := send(c.method, c.path, c.body)
@@ -541,7 +546,7 @@ func TestOperatorRoutesRefuseUnknownFields(t *testing.T) {
 	}
 
 	fake.reset(nil)
-	if resp := send(http.MethodPost, "/v1/stores/abc123/orders/250:process", `{"validate_only":true}`); resp.status != http.StatusOK {
+	if resp := send(http.MethodPost, "/v1/stores/abc123/orders/250:process", `{"validate_only":true,"order_id":"250","store_hash":"abc123"}`); resp.status != http.StatusOK {
 		t.Fatalf("ProcessOrder validate_only: status %d, body %s", resp.status, resp.body)
 	}
 	if resp := send(http.MethodGet, "/v1/orders?state=ORDER_STATE_NEEDS_REVIEW&pageSize=5&pending=true", ""); resp.status != http.StatusOK {
