@@ -99,6 +99,8 @@ type run struct {
 	opt ProcessOptions
 	now time.Time
 	o   *order.Order
+	// unknown: nothing of the order was stored when the run began.
+	unknown bool
 	// caller is the context Process was called with: it no longer stops
 	// the run once committed, but it still cuts a write-back short.
 	caller context.Context
@@ -204,7 +206,7 @@ func (p *run) step(ctx context.Context) error {
 		return err
 	}
 	p.o = loaded.Order
-	unknown := p.o == nil && len(loaded.Events) == 0 && !loaded.Queued // nothing of it stored
+	p.unknown = p.o == nil && len(loaded.Events) == 0 && !loaded.Queued // nothing of it stored
 	if p.o == nil {
 		p.o = order.New(p.k, p.now)
 	}
@@ -255,16 +257,12 @@ func (p *run) step(ctx context.Context) error {
 	// Step 5: the order as BigCommerce has it; the webhook is never trusted.
 	sfo, err := p.s.storefront.Order(ctx, p.k)
 	switch {
-	case errors.Is(err, ErrOrderNotFound) && unknown:
+	case errors.Is(err, ErrOrderNotFound) && p.unknown:
 		// A person asked for an order nobody announced, and BigCommerce
 		// has none: a typo, most likely. Nothing is stored.
 		return fmt.Errorf("order %s: %w", p.k, ErrOrderNotFound)
 	case errors.Is(err, ErrOrderNotFound):
 		return p.ineligible(ctx, "BigCommerce has no such order")
-	case err != nil && unknown:
-		// Nor is anything stored for it while BigCommerce cannot say: the
-		// person asks again, and no record of a typo is left queued.
-		return err
 	case err != nil:
 		return p.storefrontFailed(ctx, err)
 	}
@@ -278,9 +276,6 @@ func (p *run) step(ctx context.Context) error {
 		return p.ineligible(ctx, reason)
 	}
 	if sfo.Lines, sfo.Shipping, err = p.s.storefront.Contents(ctx, p.k); err != nil {
-		if unknown {
-			return err
-		}
 		return p.storefrontFailed(ctx, err)
 	}
 	sub, reason := p.s.cfg.Policy.Decide(p.k, sfo)
@@ -297,9 +292,6 @@ func (p *run) step(ctx context.Context) error {
 		ref, err = "", nil
 	}
 	if err != nil {
-		if unknown {
-			return err
-		}
 		return p.storefrontFailed(ctx, err)
 	}
 	if ref != "" {
@@ -466,8 +458,9 @@ func (p *run) keepOnStorefront(ctx context.Context, id string) {
 
 // writeBack is step 9: the supplier's id goes on the BigCommerce order's
 // metafield, where any later run finds it before it sends anything, even
-// one whose etcd lost this record. The supplier has the order, so a failure never resends
-// it: the write-back alone is tried again later (see order.WriteBackFailed).
+// one whose etcd lost this record. The supplier has the order, so a failure
+// never resends it: the write-back alone is tried again later (see
+// order.WriteBackFailed).
 func (p *run) writeBack(ctx context.Context) error {
 	// A shutdown does not wait for the write-back: the order stays queued
 	// (from step 8, or from the failure that brought it here) and the next
@@ -575,8 +568,13 @@ func (p *run) ineligible(ctx context.Context, reason string) error {
 }
 
 // storefrontFailed keeps the order queued after a BigCommerce failure: the
-// order is unchanged and is looked at again later.
+// order is unchanged and is looked at again later. Of an order nothing is
+// stored of (a person asked for it), nothing is stored while BigCommerce
+// cannot say: the person asks again, and no record of a typo is left queued.
 func (p *run) storefrontFailed(ctx context.Context, err error) error {
+	if p.unknown {
+		return err
+	}
 	wait := p.s.cfg.StorefrontRetry
 	var re *RetryableError
 	if errors.As(err, &re) && re.RetryAfter > wait {
