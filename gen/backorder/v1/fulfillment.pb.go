@@ -1796,7 +1796,8 @@ type ErrorResponse struct {
 	// that the delivery should be retried; the cause stays in the logs.
 	Error string `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
 	// The gRPC status code behind the answer (e.g. "FailedPrecondition"),
-	// absent when the gateway answered by itself (401, 404, 405, 413).
+	// absent when the gateway answered by itself, before any call (its own
+	// 400s, 401, 403, 404, 405, 413).
 	Code          string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

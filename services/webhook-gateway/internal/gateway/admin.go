@@ -5,10 +5,16 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	backorderv1 "github.com/backorder/backorder/gen/backorder/v1"
 
 	"github.com/backorder/backorder/services/webhook-gateway/internal/config"
 )
@@ -45,6 +51,10 @@ func (s *Server) adminOnly(next http.Handler) http.Handler {
 		fwd.Header.Del("Authorization")
 		if r.Method == http.MethodPost {
 			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+			if _, tooBig := errors.AsType[*http.MaxBytesError](err); tooBig {
+				writeError(w, http.StatusRequestEntityTooLarge, "body larger than 64 KiB")
+				return
+			}
 			if err != nil {
 				writeError(w, http.StatusBadRequest, "could not read the body: "+err.Error())
 				return
@@ -63,32 +73,32 @@ func (s *Server) adminOnly(next http.Handler) http.Handler {
 // bodyContradictsPath says what is wrong when a POST body names another
 // store or order than its path (/v1/stores/{store_hash}/orders/{order_id}:…
 // or /v1/stores/{store_hash}/orders:sweep): grpc-gateway would quietly act
-// on the path's, and the person meant the body's. The same values, or none,
-// are fine; a body that is not a JSON object is left to the decoder.
+// on the path's, and the person meant the body's. The body is read as
+// grpc-gateway reads it (its first JSON value, by protojson, so orderId and
+// 2.5e2 count too); the same values, or none, are fine, and a body it
+// cannot read is left to the decoder's own error.
 func bodyContradictsPath(path string, body []byte) string {
 	rest, ok := strings.CutPrefix(path, "/v1/stores/")
 	if !ok {
 		return ""
 	}
 	store, rest, _ := strings.Cut(rest, "/")
-	id := ""
-	if after, ok := strings.CutPrefix(rest, "orders/"); ok {
-		id, _, _ = strings.Cut(after, ":")
-	}
-	var fields map[string]json.RawMessage
-	if json.Unmarshal(body, &fields) != nil {
+	var first json.RawMessage
+	if json.NewDecoder(bytes.NewReader(body)).Decode(&first) != nil {
 		return ""
 	}
-	if raw, ok := fields["store_hash"]; ok {
-		var got string
-		if json.Unmarshal(raw, &got) == nil && got != store {
-			return fmt.Sprintf("the body's store_hash %q is not the path's %q: leave it out of the body", got, store)
-		}
+	// Every operator request names the order by these two fields.
+	var named backorderv1.ProcessOrderRequest
+	if (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(first, &named) != nil {
+		return ""
 	}
-	if raw, ok := fields["order_id"]; ok && id != "" {
-		got := strings.Trim(string(raw), `"`)
-		if got != id {
-			return fmt.Sprintf("the body's order_id %s is not the path's %s: leave it out of the body", got, id)
+	if named.GetStoreHash() != "" && named.GetStoreHash() != store {
+		return fmt.Sprintf("the body's store_hash %q is not the path's %q: leave it out of the body", named.GetStoreHash(), store)
+	}
+	if after, ok := strings.CutPrefix(rest, "orders/"); ok && named.GetOrderId() != 0 {
+		id, _, _ := strings.Cut(after, ":")
+		if n, err := strconv.ParseUint(id, 10, 64); err == nil && n != named.GetOrderId() {
+			return fmt.Sprintf("the body's order_id %d is not the path's %d: leave it out of the body", named.GetOrderId(), n)
 		}
 	}
 	return ""

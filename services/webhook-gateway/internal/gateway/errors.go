@@ -6,10 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strconv"
-	"strings"
-	"unicode"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/codes"
@@ -92,9 +89,6 @@ func (s *Server) handleError(ctx context.Context, _ *runtime.ServeMux, _ runtime
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 	}
 	msg := st.Message()
-	if st.Code() == codes.InvalidArgument {
-		msg = decodeMessage(msg)
-	}
 	if code >= 500 && r.URL.Path == WebhookPath {
 		// The reason stays in our log: internal details are not for the
 		// internet, and BigCommerce's action is the same whatever it is.
@@ -106,36 +100,6 @@ func (s *Server) handleError(ctx context.Context, _ *runtime.ServeMux, _ runtime
 	}
 	writeJSON(w, code, errorBody{Error: msg, Code: st.Code().String()})
 }
-
-// decodeMessage rewrites the errors of the generated handlers' JSON
-// decoding for people: protojson's "proto:" prefix and its non-breaking
-// space go, and fields are named as the sender wrote them (store_id, not
-// storeId). Other messages are returned unchanged.
-func decodeMessage(msg string) string {
-	switch {
-	case strings.HasPrefix(msg, "proto:"):
-		msg = strings.TrimSpace(strings.ReplaceAll(strings.TrimPrefix(msg, "proto:"), "\u00a0", " "))
-		msg = fieldName.ReplaceAllStringFunc(msg, func(m string) string {
-			var b strings.Builder
-			for _, r := range m {
-				if unicode.IsUpper(r) {
-					b.WriteByte('_')
-					r = unicode.ToLower(r)
-				}
-				b.WriteRune(r)
-			}
-			return b.String()
-		})
-		return "malformed request body: " + msg
-	case strings.HasPrefix(msg, "invalid character"), strings.HasPrefix(msg, "unexpected EOF"),
-		strings.HasPrefix(msg, "unexpected end of JSON input"):
-		return "request body is not valid JSON: " + msg
-	}
-	return msg
-}
-
-// fieldName matches the field named in a protojson error ("field storeId").
-var fieldName = regexp.MustCompile(`\bfield [a-z][A-Za-z0-9]*`)
 
 // handleRoutingError answers requests the grpc-gateway mux has no route for,
 // with the plain HTTP status (404, 405) rather than a gRPC code.

@@ -116,6 +116,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	mux := http.NewServeMux()
 	mux.Handle(WebhookPath, s.webhook(webhookMux))
 	mux.HandleFunc("/v1/webhooks/", wrongWebhookPath)
+	mux.HandleFunc("/v1/webhooks", wrongWebhookPath) // else ServeMux redirects it to the above
 	// Everything else under /v1/ is the operator API. Nothing reaches the
 	// grpc-gateway mux without passing either webhook verification or the
 	// bearer check.
@@ -148,10 +149,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 // dropped, else refused with 400.
 func (s *Server) newMux(ctx context.Context, discardUnknown bool) (*runtime.ServeMux, error) {
 	gw := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonPb{&runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: false, UseProtoNames: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: discardUnknown},
-		}),
+		}}),
 		// Query parameters that name no field are refused. (The parser is
 		// global to grpc-gateway, not per mux; only ListOrders reads query
 		// parameters, and adminOnly refuses them on every other route.)

@@ -177,13 +177,15 @@ func paddedOrder(t *testing.T, n int) string {
 func TestWebhookPathWithTrailingSlash(t *testing.T) {
 	fake := startFake(t, "replica-1")
 	url, _ := startGateway(t, testConfig(fake.addr))
-	req, err := http.NewRequest(http.MethodPost, url+gateway.WebhookPath+"/", strings.NewReader(orderBody))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp := do(t, req)
-	if resp.status != http.StatusNotFound || !strings.Contains(resp.body, "POST "+gateway.WebhookPath) {
-		t.Fatalf("%d %s; want 404 naming the webhook route", resp.status, resp.body)
+	for _, path := range []string{gateway.WebhookPath + "/", "/v1/webhooks", "/v1/webhooks/bc"} {
+		req, err := http.NewRequest(http.MethodPost, url+path, strings.NewReader(orderBody))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := do(t, req)
+		if resp.status != http.StatusNotFound || !strings.Contains(resp.body, "POST "+gateway.WebhookPath) {
+			t.Errorf("%s: %d %s; want 404 naming the webhook route", path, resp.status, resp.body)
+		}
 	}
 }
 
@@ -239,6 +241,8 @@ func TestWebhook(t *testing.T) {
 			wantStatus: 200, wantCalls: 1, wantBody: `"duplicate":true`},
 		{name: "fulfillment rejects argument", d: delivery{body: orderBody}, fakeErr: status.Error(codes.InvalidArgument, "no producer"),
 			wantStatus: 400, wantCalls: 1, wantBody: "no producer"},
+		{name: "fulfillment's own message is passed on as it is", d: delivery{body: orderBody}, fakeErr: status.Error(codes.InvalidArgument, "invalid character in actor"),
+			wantStatus: 400, wantCalls: 1, wantBody: `{"error":"invalid character in actor","code":"InvalidArgument"}`},
 		{name: "fulfillment failed precondition", d: delivery{body: orderBody}, fakeErr: status.Error(codes.FailedPrecondition, "other store"),
 			wantStatus: 409, wantCalls: 1},
 	}
@@ -534,6 +538,12 @@ func TestOperatorRoutesRefuseUnknownFields(t *testing.T) {
 		{http.MethodPost, "/v1/stores/abc123/orders/250:retry", `{"order_id":"251","actor":"ops"}`, "order_id 251"},
 		{http.MethodPost, "/v1/stores/abc123/orders/250:resolve", `{"store_hash":"other","actor":"ops"}`, `store_hash \"other\"`},
 		{http.MethodPost, "/v1/stores/abc123/orders:sweep", `{"store_hash":"other"}`, `store_hash \"other\"`},
+		// Read as grpc-gateway reads it: JSON names, numbers in any form,
+		// only the first value.
+		{http.MethodPost, "/v1/stores/abc123/orders/250:process", `{"orderId":251}`, "order_id 251"},
+		{http.MethodPost, "/v1/stores/abc123/orders/250:process", `{"order_id":2.51e2}`, "order_id 251"},
+		{http.MethodPost, "/v1/stores/abc123/orders/250:process", `{"order_id":251} x`, "order_id 251"},
+		{http.MethodPost, "/v1/stores/abc123/orders/250:process", `{"storeHash":"other"}`, `store_hash \"other\"`},
 	} {
 		fake.reset(nil)
 		resp := send(c.method, c.path, c.body)
@@ -545,6 +555,22 @@ func TestOperatorRoutesRefuseUnknownFields(t *testing.T) {
 		}
 	}
 
+	// A body over 64 KiB is 413, as on the webhook route; one that is not
+	// JSON says so.
+	if resp := send(http.MethodPost, "/v1/stores/abc123/orders/250:process", `{"actor":"`+strings.Repeat("x", gateway.MaxBodyBytes)+`"}`); resp.status != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized body: status %d, body %s; want 413", resp.status, resp.body)
+	}
+	if resp := send(http.MethodPost, "/v1/stores/abc123/orders/250:process", `not json`); resp.status != http.StatusBadRequest ||
+		!strings.Contains(resp.body, "request body is not valid JSON") {
+		t.Errorf("not JSON: status %d, body %s; want 400 saying so", resp.status, resp.body)
+	}
+	// The same order, written any way protojson reads, or no order at all.
+	for _, body := range []string{`{"order_id":250}`, `{"order_id":2.5e2}`, `{"orderId":"250"}`, `{"order_id":null,"store_hash":null}`, `{"store_hash":"abc123"}`} {
+		fake.reset(nil)
+		if resp := send(http.MethodPost, "/v1/stores/abc123/orders/0250:process", body); resp.status != http.StatusOK {
+			t.Errorf("ProcessOrder %s: status %d, body %s; want 200", body, resp.status, resp.body)
+		}
+	}
 	fake.reset(nil)
 	if resp := send(http.MethodPost, "/v1/stores/abc123/orders/250:process", `{"validate_only":true,"order_id":"250","store_hash":"abc123"}`); resp.status != http.StatusOK {
 		t.Fatalf("ProcessOrder validate_only: status %d, body %s", resp.status, resp.body)

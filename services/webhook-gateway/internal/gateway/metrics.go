@@ -50,7 +50,9 @@ func (m *gatewayMetrics) observe(path string, status int, took time.Duration) {
 // route names a path's route with a bounded set of labels.
 func route(path string) string {
 	switch {
-	case path == WebhookPath:
+	case path == WebhookPath, path == "/v1/webhooks", strings.HasPrefix(path, "/v1/webhooks/"):
+		// A wrong hook URL counts against the webhook route, where the
+		// README's alert looks.
 		return "webhook"
 	case strings.HasPrefix(path, "/v1/"):
 		return "operator"

@@ -122,7 +122,10 @@ func isObject(body []byte) bool {
 // wrongWebhookPath answers paths under /v1/webhooks/ that are not the
 // webhook route (a hook set up with a trailing slash, say), before the
 // operator API's bearer check would send its owner looking for a token.
+// It is logged at WARN (unlike other 404s): a hook set up with such a URL
+// fails every delivery until someone sees it.
 func wrongWebhookPath(w http.ResponseWriter, r *http.Request) {
+	warn(r.Context(), slog.String("reject", "not the webhook route: BigCommerce's hook URL is wrong"))
 	writeError(w, http.StatusNotFound, "no such route: BigCommerce deliveries go to POST "+WebhookPath+" (exactly, no trailing slash)")
 }
 
