@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -36,6 +37,13 @@ func (s *Server) adminOnly(next http.Handler) http.Handler {
 		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="backorder"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			return
+		}
+		if code, msg := actionRoute(r.Method, r.URL.Path); code != 0 {
+			if code == http.StatusMethodNotAllowed {
+				w.Header().Set("Allow", http.MethodPost)
+			}
+			writeError(w, code, msg)
 			return
 		}
 		// Only ListOrders reads query parameters (the strict parser refuses
@@ -68,6 +76,42 @@ func (s *Server) adminOnly(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, fwd)
 	})
+}
+
+// actions are the operator actions, by what their path ends with.
+var actions = map[string][]string{
+	"orders/{order_id}": {"process", "retry", "resolve"},
+	"orders":            {"sweep"},
+}
+
+// actionRoute answers a request for an action (".../orders/250:process")
+// that grpc-gateway would answer confusingly: another method than POST
+// (a GET of ":process" reads as an order id "250:process"), or an action
+// that does not exist (405 there). It returns 0 for every other request.
+func actionRoute(method, path string) (int, string) {
+	rest, ok := strings.CutPrefix(path, "/v1/stores/")
+	if !ok {
+		return 0, ""
+	}
+	_, rest, _ = strings.Cut(rest, "/")
+	target, action, ok := strings.Cut(rest, ":")
+	if !ok {
+		return 0, ""
+	}
+	kind := "orders"
+	if target != "orders" {
+		if !strings.HasPrefix(target, "orders/") {
+			return 0, ""
+		}
+		kind = "orders/{order_id}"
+	}
+	if !slices.Contains(actions[kind], action) {
+		return http.StatusNotFound, fmt.Sprintf("no action %q on %s: the actions are :%s", action, kind, strings.Join(actions[kind], ", :"))
+	}
+	if method != http.MethodPost {
+		return http.StatusMethodNotAllowed, ":" + action + " takes POST"
+	}
+	return 0, ""
 }
 
 // bodyContradictsPath says what is wrong when a POST body names another

@@ -555,6 +555,21 @@ func TestOperatorRoutesRefuseUnknownFields(t *testing.T) {
 		}
 	}
 
+	// An action by another method, or one that does not exist, is told so.
+	for _, c := range []struct {
+		method, path string
+		status       int
+		says         string
+	}{
+		{http.MethodGet, "/v1/stores/abc123/orders/250:process", http.StatusMethodNotAllowed, ":process takes POST"},
+		{http.MethodPost, "/v1/stores/abc123/orders/250:bogus", http.StatusNotFound, "the actions are :process, :retry, :resolve"},
+		{http.MethodPost, "/v1/stores/abc123/orders:process", http.StatusNotFound, "the actions are :sweep"},
+		{http.MethodGet, "/v1/stores/abc123/orders:sweep", http.StatusMethodNotAllowed, ":sweep takes POST"},
+	} {
+		if resp := send(c.method, c.path, ""); resp.status != c.status || !strings.Contains(resp.body, c.says) {
+			t.Errorf("%s %s: status %d, body %s; want %d saying %q", c.method, c.path, resp.status, resp.body, c.status, c.says)
+		}
+	}
 	// A body over 64 KiB is 413, as on the webhook route; one that is not
 	// JSON says so.
 	if resp := send(http.MethodPost, "/v1/stores/abc123/orders/250:process", `{"actor":"`+strings.Repeat("x", gateway.MaxBodyBytes)+`"}`); resp.status != http.StatusRequestEntityTooLarge {
