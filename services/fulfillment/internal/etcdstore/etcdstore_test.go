@@ -48,6 +48,24 @@ func revokeAllLeases(t testing.TB, cli *clientv3.Client) {
 	}
 }
 
+// lockLoaded takes an order's lock (failing within 10 s rather than
+// hanging) and loads it; the lock is released when the test ends.
+func lockLoaded(t *testing.T, s *etcdstore.Store, k order.Key) (fulfill.Locked, fulfill.Loaded) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lk, err := s.Lock(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lk.Unlock(context.Background()) })
+	loaded, err := lk.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lk, loaded
+}
+
 func ev(key string) order.Event {
 	return order.Event{Key: key, Scope: "store/order/created", ReceivedAt: time.Now()}
 }
@@ -96,13 +114,7 @@ func TestRecordDeliveryFastPaths(t *testing.T) {
 	if rec, queued, err := s.RecordDelivery(ctx, k, ev("a"), time.Now(), order.SupplierHolds); err != nil || !rec || !queued {
 		t.Fatalf("first delivery: recorded=%v queued=%v err=%v", rec, queued, err)
 	}
-	lk, err := s.Lock(ctx, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lk.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
+	lk, _ := lockLoaded(t, s, k)
 	o := order.New(k, time.Now())
 	o.State, o.OfflineOrderID = order.Submitted, "TS-1"
 	if err := lk.Save(ctx, o, fulfill.QueueOp{Done: true}); err != nil {
@@ -148,19 +160,12 @@ func TestSaveIsFencedByRecordRevision(t *testing.T) {
 	cli := etcdtest.Client(t, etcdtest.Start(t))
 	s := newStore(t, cli)
 	k := order.Key{Store: "s", ID: 1}
-	lk, err := s.Lock(ctx, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lk.Unlock(ctx)
-	if _, err := lk.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
+	lk, _ := lockLoaded(t, s, k)
 	// Someone writes the record behind the holder's back.
 	if _, err := cli.Put(ctx, "/t/orders/s/1", `{"state":4}`); err != nil {
 		t.Fatal(err)
 	}
-	err = lk.Save(ctx, order.New(k, time.Now()), fulfill.QueueOp{})
+	err := lk.Save(ctx, order.New(k, time.Now()), fulfill.QueueOp{})
 	if !errors.Is(err, fulfill.ErrFenced) {
 		t.Fatalf("save after a foreign write = %v, want ErrFenced", err)
 	}

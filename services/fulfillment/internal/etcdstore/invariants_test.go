@@ -112,14 +112,7 @@ func TestClaimedSupplierIDIsStoredOnlyOnce(t *testing.T) {
 	a, b := order.Key{Store: "abc", ID: 1}, order.Key{Store: "abc", ID: 2}
 	hold := func(k order.Key) (fulfill.Locked, *order.Order) {
 		t.Helper()
-		lk, err := s.Lock(ctx, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = lk.Unlock(context.Background()) })
-		if _, err := lk.Load(ctx); err != nil {
-			t.Fatal(err)
-		}
+		lk, _ := lockLoaded(t, s, k)
 		o := order.New(k, time.Now())
 		o.State = order.NeedsReview
 		return lk, o
@@ -159,17 +152,7 @@ func TestClaimedSupplierIDIsStoredOnlyOnce(t *testing.T) {
 	if err := lb.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
-	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	lb2, err := s.Lock(lctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lb2.Unlock(context.Background())
-	loaded, err := lb2.Load(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lb2, loaded := lockLoaded(t, s, b)
 	if owner, taken, err := lb2.ClaimSupplierID(ctx, "TS-1"); err != nil || taken {
 		t.Fatalf("own id: %v %v %v; want free", owner, taken, err)
 	}
