@@ -155,8 +155,13 @@ func parseLoad(args []string) (loadConfig, error) {
 	fs.DurationVar(&c.BCWindow, "bc-window", 30*time.Second, "the BigCommerce rate-limit window")
 	fs.BoolVar(&c.WriteBack, "write-back", c.WriteBack, "BIGCOMMERCE_WRITE_BACK of the replicas: orders are done once WRITTEN_BACK (true) or SUBMITTED (false); \"SUBMITTED\" in the report means done")
 	fs.IntVar(&c.EtcdMembers, "etcd-members", c.EtcdMembers, "members of the embedded etcd, all in this process (3: a cluster in which every write needs a quorum); not with -etcd-endpoints")
-	fs.StringVar(&c.Fault, "fault", "", "a fault once half of the deliveries are answered: "+faultKillReplica+" (SIGKILL fulfillment-0, start it again after -fault-down) or "+faultStopEtcdLeader+" (with -etcd-members 3 or more: stop the leader, start it again after -fault-down)")
-	fs.DurationVar(&c.FaultDown, "fault-down", c.FaultDown, "how long the -fault's replica or etcd member stays down")
+	fs.StringVar(&c.Fault, "fault", "", "a fault once half of the deliveries are answered, lasting -fault-down: "+
+		faultKillReplica+" (SIGKILL fulfillment-0, start it again), "+
+		faultPauseReplica+" (SIGSTOP fulfillment-0, then SIGCONT), "+
+		faultStopEtcdLeader+" (with -etcd-members 3 or more: stop the leader, start it again), "+
+		faultSupplierThrottle+" (TropShip answers every live order 429), "+
+		faultBigCommerceOutage+" (BigCommerce answers every request 503)")
+	fs.DurationVar(&c.FaultDown, "fault-down", c.FaultDown, "how long the -fault lasts (its replica or etcd member stays down, its simulator fails)")
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
 	}
@@ -183,8 +188,8 @@ func parseLoad(args []string) (loadConfig, error) {
 	case c.EtcdMembers < 1, c.EtcdMembers > 1 && c.EtcdEndpoints != "":
 		fmt.Fprintln(fs.Output(), "-etcd-members must be at least 1, and 1 with -etcd-endpoints (it sizes the embedded etcd)")
 		return c, errUsage
-	case c.Fault != "" && c.Fault != faultKillReplica && c.Fault != faultStopEtcdLeader:
-		fmt.Fprintf(fs.Output(), "-fault: unknown fault %q (want %s or %s)\n", c.Fault, faultKillReplica, faultStopEtcdLeader)
+	case c.Fault != "" && !slices.Contains(faults, c.Fault):
+		fmt.Fprintf(fs.Output(), "-fault: unknown fault %q (want one of %s)\n", c.Fault, strings.Join(faults, ", "))
 		return c, errUsage
 	case c.Fault == faultStopEtcdLeader && c.EtcdMembers < 3:
 		fmt.Fprintln(fs.Output(), "-fault "+faultStopEtcdLeader+" needs -etcd-members 3 or more: a smaller etcd has no quorum without its leader")
@@ -360,6 +365,11 @@ type deliveryStats struct {
 	// successive window of loadWindow, to tell a start-up transient or a
 	// passing disturbance from a steady tail.
 	Windows []latencySummary `json:"ack_latency_ms_by_window"`
+	// NotOK counts the tries not answered 200 (any other status, or no
+	// answer), in all and in each window: BigCommerce blocklists a
+	// destination whose success ratio falls below 90 % over two minutes.
+	NotOK         int   `json:"tries_not_ok"`
+	NotOKByWindow []int `json:"tries_not_ok_by_window"`
 }
 
 // loadWindow is the width of the windows of deliveryStats.Windows.
@@ -1100,13 +1110,18 @@ func (r *loadRun) send(ctx context.Context, deliveries []webhook.Event) delivery
 	var all []time.Duration
 	byKind := map[string][]time.Duration{}
 	var windows [][]time.Duration
+	var notOK []int
 	for _, res := range results {
 		for j, at := range res.at {
 			w := int(at / loadWindow)
 			for len(windows) <= w {
 				windows = append(windows, nil)
+				notOK = append(notOK, 0)
 			}
 			windows[w] = append(windows[w], res.lat[j])
+			if res.status[j] != http.StatusOK {
+				notOK[w]++
+			}
 		}
 		st.Attempts += len(res.lat)
 		if len(res.status) > 1 {
@@ -1135,8 +1150,10 @@ func (r *loadRun) send(ctx context.Context, deliveries []webhook.Event) delivery
 	for k, v := range byKind {
 		st.ByKind[k] = summarize(v)
 	}
-	for _, w := range windows {
+	for i, w := range windows {
 		st.Windows = append(st.Windows, summarize(w))
+		st.NotOKByWindow = append(st.NotOKByWindow, notOK[i])
+		st.NotOK += notOK[i]
 	}
 	return st
 }
@@ -1855,6 +1872,17 @@ func (rep *loadReport) writeTable(w io.Writer) {
 			p99s = append(p99s, fmt.Sprintf("%.1f", w.P99))
 		}
 		row(fmt.Sprintf("  p99 by %s window", loadWindow), "%s", strings.Join(p99s, " "))
+		if d.NotOK > 0 {
+			var worst float64
+			var counts []string
+			for i, n := range d.NotOKByWindow {
+				counts = append(counts, strconv.Itoa(n))
+				if c := d.Windows[i].Count; c > 0 {
+					worst = max(worst, float64(n)/float64(c))
+				}
+			}
+			row(fmt.Sprintf("  tries not 200 by %s window", loadWindow), "%s (worst window %.1f %% of its tries)", strings.Join(counts, " "), 100*worst)
+		}
 	}
 	head("END TO END")
 	e := rep.EndToEnd

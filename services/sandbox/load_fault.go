@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
+	"github.com/backorder/backorder/services/sandbox/bcsim"
 	"github.com/backorder/backorder/services/sandbox/stack"
+	"github.com/backorder/backorder/services/sandbox/tropsim"
 )
 
 // The faults the load command can inject (-fault), once half of the
@@ -20,7 +23,25 @@ const (
 	// leadership over first, as etcd does on SIGTERM) and starts it again
 	// after -fault-down.
 	faultStopEtcdLeader = "stop-etcd-leader"
+	// faultPauseReplica stops fulfillment-0 where it stands (SIGSTOP), as a
+	// frozen VM or a long stall would, and lets it run again (SIGCONT) after
+	// -fault-down. It keeps its sockets: connections to it stay open and
+	// calls to it hang. Past LOCK_TTL (10 s by default) its leases expire,
+	// the other replicas take its orders over, and what it resumes with is
+	// refused by fencing.
+	faultPauseReplica = "pause-replica"
+	// faultSupplierThrottle makes the TropShip simulator answer every live
+	// order 429 (Retry-After 1 s) for -fault-down: nothing is created, and
+	// the orders are retried.
+	faultSupplierThrottle = "supplier-throttle"
+	// faultBigCommerceOutage makes the BigCommerce simulator answer every
+	// API request 503 for -fault-down: orders cannot be read, nor written
+	// back, and wait for their next attempt.
+	faultBigCommerceOutage = "bigcommerce-outage"
 )
+
+// faults are the -fault values, in the order the usage text names them.
+var faults = []string{faultKillReplica, faultPauseReplica, faultStopEtcdLeader, faultSupplierThrottle, faultBigCommerceOutage}
 
 // faultReport is what a -fault did and when.
 type faultReport struct {
@@ -66,6 +87,22 @@ func (r *loadRun) injectFault(ctx context.Context, planned int, start time.Time)
 		err = r.killReplica(ctx, f)
 	case faultStopEtcdLeader:
 		err = r.stopEtcdLeader(ctx, f)
+	case faultPauseReplica:
+		err = r.pauseReplica(ctx, f)
+	case faultSupplierThrottle:
+		f.What = fmt.Sprintf("TropShip answered every live order 429 (Retry-After 1 s) for %s", r.cfg.FaultDown)
+		normal := r.ts.Faults()
+		throttled := normal
+		throttled.Throttle, throttled.RetryAfter = tropsim.Trigger{Rate: 1}, time.Second
+		r.ts.SetFaults(throttled)
+		err = sleepCtx(ctx, r.cfg.FaultDown)
+		r.ts.SetFaults(normal)
+	case faultBigCommerceOutage:
+		f.What = fmt.Sprintf("BigCommerce answered every API request 503 for %s", r.cfg.FaultDown)
+		normal := r.bc.Faults()
+		r.bc.SetFaults(bcsim.Faults{Rate: 1, Status: http.StatusServiceUnavailable})
+		err = sleepCtx(ctx, r.cfg.FaultDown)
+		r.bc.SetFaults(normal)
 	}
 	if err != nil {
 		f.Error = err.Error()
@@ -104,6 +141,24 @@ func (r *loadRun) killReplica(ctx context.Context, f *faultReport) error {
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	return np.WaitGRPC(wctx)
+}
+
+// pauseReplica stops fulfillment-0 (SIGSTOP) and lets it run again
+// (SIGCONT) after cfg.FaultDown.
+func (r *loadRun) pauseReplica(ctx context.Context, f *faultReport) error {
+	r.procMu.Lock()
+	p := r.procs[0]
+	pid := r.pids[p.Addr]
+	r.procMu.Unlock()
+	f.What = fmt.Sprintf("SIGSTOP %s (pid %d), SIGCONT after %s", p.Name, pid, r.cfg.FaultDown)
+	if err := p.Pause(); err != nil {
+		return err
+	}
+	err := sleepCtx(ctx, r.cfg.FaultDown)
+	if rerr := p.Resume(); rerr != nil {
+		return rerr
+	}
+	return err
 }
 
 // stopEtcdLeader stops the embedded cluster's leader and starts it again

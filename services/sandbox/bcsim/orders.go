@@ -39,6 +39,20 @@ func (s *Server) SetStatus(storeHash string, id uint64, statusID uint32) error {
 	return err
 }
 
+// Archive archives an order, as DELETE /v2/orders/{id} does in BigCommerce:
+// the API still returns it, with is_deleted true. No webhook is sent (the
+// store/order/archived scope is not one the service acts on).
+func (s *Server) Archive(storeHash string, id uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.storeLocked(storeHash).orders[id]
+	if !ok {
+		return ErrNotFound
+	}
+	o.IsDeleted, o.DateModified = true, s.now()
+	return nil
+}
+
 // Order returns a copy of an order.
 func (s *Server) Order(storeHash string, id uint64) (Order, bool) {
 	s.mu.Lock()

@@ -10,15 +10,18 @@ import (
 // them from their own sub-resources, as BigCommerce does. Its JSON form is
 // what POST /_sim/orders accepts (dates in RFC 3339).
 type Order struct {
-	ID              uint64    `json:"id"`
-	CustomerID      uint64    `json:"customer_id"`
-	StatusID        uint32    `json:"status_id"`
-	CustomerMessage string    `json:"customer_message"`
-	StaffNotes      string    `json:"staff_notes"`
-	DateCreated     time.Time `json:"date_created,omitzero"`
-	DateModified    time.Time `json:"date_modified,omitzero"`
-	CurrencyCode    string    `json:"currency_code"`
-	PaymentMethod   string    `json:"payment_method"`
+	ID              uint64 `json:"id"`
+	CustomerID      uint64 `json:"customer_id"`
+	StatusID        uint32 `json:"status_id"`
+	CustomerMessage string `json:"customer_message"`
+	StaffNotes      string `json:"staff_notes"`
+	// IsDeleted is an archived order: BigCommerce's DELETE archives an
+	// order, which the API then returns with is_deleted true.
+	IsDeleted     bool      `json:"is_deleted,omitempty"`
+	DateCreated   time.Time `json:"date_created,omitzero"`
+	DateModified  time.Time `json:"date_modified,omitzero"`
+	CurrencyCode  string    `json:"currency_code"`
+	PaymentMethod string    `json:"payment_method"`
 	// Money as BigCommerce writes it: decimal strings with four places.
 	SubtotalExTax  string `json:"subtotal_ex_tax"`
 	SubtotalIncTax string `json:"subtotal_inc_tax"`

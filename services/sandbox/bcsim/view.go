@@ -80,6 +80,7 @@ func (s *Server) orderView(r *http.Request, o *Order) orderView {
 		CustomerMessage:   o.CustomerMessage,
 		StaffNotes:        o.StaffNotes,
 		BillingAddress:    billingView{Address: o.BillingAddress, FormFields: []any{}},
+		IsDeleted:         o.IsDeleted,
 		OrderSource:       "www",
 		ChannelID:         1,
 		Products:          sub("products"),

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -109,6 +110,22 @@ func TestAwaitingPaymentThenAwaitingFulfillment(t *testing.T) {
 	e.waitState(id, writtenBack)
 	if l := e.ts.Ledger(); len(l.Orders) != 1 {
 		t.Fatalf("supplier orders = %d, want 1", len(l.Orders))
+	}
+}
+
+// An order the merchant archived (BigCommerce's DELETE) is still returned by
+// the API, in its last status, with is_deleted: it is never sent.
+func TestArchivedOrderIsNotSent(t *testing.T) {
+	e := newEnv(t, options{replicas: 1, mode: "live"})
+	const id = 78
+	e.bc.AddOrder(storeHash, bcsim.NewUKOrder(id, bcsim.StatusAwaitingFulfillment, bcsim.Lines(1)...))
+	if err := e.bc.Archive(storeHash, id); err != nil {
+		t.Fatal(err)
+	}
+	e.sendAll([]webhook.Event{webhook.Created(storeHash, storeID, id)}, 1)
+	o := e.waitState(id, backorderv1.OrderState_ORDER_STATE_INELIGIBLE)
+	if !strings.Contains(o.GetIneligibleReason(), "archived") || len(e.ts.Ledger().Orders) != 0 {
+		t.Fatalf("archived order: %v; supplier orders %d", o, len(e.ts.Ledger().Orders))
 	}
 }
 

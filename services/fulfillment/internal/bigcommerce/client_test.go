@@ -974,3 +974,62 @@ func TestOrderAloneIsOneRequest(t *testing.T) {
 		t.Errorf("requests = %q; want only GET /stores/abc123/v2/orders/250", got)
 	}
 }
+
+// An archived order (BigCommerce's DELETE archives it) is still returned,
+// with is_deleted: it is read as Archived, which no policy sends.
+func TestArchivedOrder(t *testing.T) {
+	fs, srv := newFakeStore(t)
+	fs.addOrder(251, 11, 1)
+	fs.addOrder(252, 11, 1)
+	fs.mu.Lock()
+	fs.orders[251].order["is_deleted"] = true
+	fs.orders[252].order["is_deleted"] = "false"
+	fs.mu.Unlock()
+	c := newClient(t, srv, nil)
+	for id, want := range map[uint64]bool{251: true, 252: false} {
+		o, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: id})
+		if err != nil {
+			t.Fatalf("Order %d: %v", id, err)
+		}
+		if o.Archived != want {
+			t.Errorf("order %d: Archived = %v, want %v", id, o.Archived, want)
+		}
+		if reason := order.DefaultPolicy().StatusReason(o); (reason != "") != want {
+			t.Errorf("order %d: StatusReason = %q", id, reason)
+		}
+	}
+}
+
+// A server that answers a second metafield with 422 instead of 409: what is
+// there decides, as after a 409; a 422 with nothing there stays an error.
+func TestSetSupplierReference422(t *testing.T) {
+	fs, srv := newFakeStore(t)
+	fs.addOrder(1, 11, 1)
+	fs.addOrder(2, 11, 1)
+	c := newClient(t, srv, nil)
+	ctx := testCtx(t)
+	k := order.Key{Store: testStore, ID: 1}
+	if err := c.SetSupplierReference(ctx, k, "TS-1"); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	fs.mu.Lock()
+	fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodPost {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		_, _ = io.WriteString(w, `{"status":422,"title":"The metafield key is already in use"}`)
+		return true
+	}
+	fs.mu.Unlock()
+	if err := c.SetSupplierReference(ctx, k, "TS-1"); err != nil {
+		t.Errorf("repeat answered 422: %v; want success (the metafield holds TS-1)", err)
+	}
+	if err := c.SetSupplierReference(ctx, k, "TS-2"); err == nil || !strings.Contains(err.Error(), `"TS-1"`) {
+		t.Errorf("another id answered 422: %v; want an error naming TS-1", err)
+	}
+	if err := c.SetSupplierReference(ctx, order.Key{Store: testStore, ID: 2}, "TS-3"); err == nil || !strings.Contains(err.Error(), "422") {
+		t.Errorf("422 with no metafield there: %v; want the 422 as an error", err)
+	}
+}

@@ -114,6 +114,7 @@ func parseInt(s string) (int64, error) {
 // orderJSON is GET /v2/orders/{id}, the fields this service uses.
 type orderJSON struct {
 	ID              flexUint    `json:"id"`
+	IsDeleted       flexBool    `json:"is_deleted"`
 	StatusID        flexUint    `json:"status_id"`
 	Status          flexString  `json:"status"`
 	CustomerMessage flexString  `json:"customer_message"`

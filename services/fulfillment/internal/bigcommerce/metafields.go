@@ -25,7 +25,7 @@ func (c *Client) SupplierReference(ctx context.Context, k order.Key) (string, er
 
 // SetSupplierReference records the supplier's order id in the order's
 // metafield, creating it (app_only, so other apps cannot change it). When it
-// exists already (409) and holds the same id, that is success: a failed
+// exists already (409, or a 422 after which it is found) and holds the same id, that is success: a failed
 // write-back may simply be repeated. When it holds another id, nothing is
 // overwritten: the order's one reference cannot have two supplier orders
 // unless something went wrong, and the other id is the evidence a person
@@ -53,7 +53,10 @@ func (c *Client) SetSupplierReference(ctx context.Context, k order.Key, offlineI
 	switch resp.status {
 	case http.StatusOK, http.StatusCreated:
 		return nil
-	case http.StatusConflict:
+	case http.StatusConflict, http.StatusUnprocessableEntity:
+		// 409 is BigCommerce's answer to a second metafield with this
+		// namespace and key; 422 is "invalid input", which some servers
+		// answer for a duplicate too. Either way, what is there decides.
 	default:
 		return c.statusError(req, resp, fulfill.ErrOrderNotFound)
 	}
@@ -61,6 +64,9 @@ func (c *Client) SetSupplierReference(ctx context.Context, k order.Key, offlineI
 	mf, err := c.findMetafield(ctx, k)
 	if err != nil {
 		return err
+	}
+	if mf == nil && resp.status == http.StatusUnprocessableEntity {
+		return c.statusError(req, resp, fulfill.ErrOrderNotFound)
 	}
 	if mf == nil {
 		// Deleted between the two calls, or the list hides it: a later

@@ -25,6 +25,7 @@ func (c *Client) Order(ctx context.Context, k order.Key) (order.StorefrontOrder,
 	}
 	so := order.StorefrontOrder{
 		ID:              uint64(o.ID),
+		Archived:        bool(o.IsDeleted),
 		StatusID:        uint32(o.StatusID),
 		Status:          string(o.Status),
 		CustomerMessage: string(o.CustomerMessage),

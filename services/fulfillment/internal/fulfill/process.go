@@ -272,7 +272,7 @@ func (p *run) step(ctx context.Context) error {
 	// API quota one request instead of four. Nothing is sent, so the
 	// metafield need not be read (an id adopted there would change nothing
 	// but the record's state).
-	if reason := p.s.cfg.Policy.StatusReason(sfo.StatusID); reason != "" {
+	if reason := p.s.cfg.Policy.StatusReason(sfo); reason != "" {
 		return p.ineligible(ctx, reason)
 	}
 	if sfo.Lines, sfo.Shipping, err = p.s.storefront.Contents(ctx, p.k); err != nil {

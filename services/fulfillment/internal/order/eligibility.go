@@ -10,7 +10,10 @@ import (
 // StorefrontOrder is what the BigCommerce Orders API says of an order. Nothing
 // but the order id and store is ever taken from a webhook.
 type StorefrontOrder struct {
-	ID              uint64
+	ID uint64
+	// Archived is BigCommerce's is_deleted: the merchant archived
+	// ("deleted") the order, which the API still returns.
+	Archived        bool
 	StatusID        uint32
 	Status          string
 	CustomerMessage string
@@ -120,22 +123,25 @@ func StatusName(id uint32) string {
 	return "unknown"
 }
 
-// StatusReason returns why an order in this status is not for the supplier
-// now, or "" when the status is eligible. It needs only the order itself, so
-// an order in another status is decided before its lines and addresses are
-// read.
-func (p Policy) StatusReason(statusID uint32) string {
-	if slices.Contains(p.EligibleStatuses, statusID) {
+// StatusReason returns why an order is not for the supplier now, from what
+// the order itself says (archived, or its status), or "" when it may be. It
+// needs only the order itself, so an order in another status is decided
+// before its lines and addresses are read.
+func (p Policy) StatusReason(o StorefrontOrder) string {
+	if o.Archived {
+		return "the order is archived (deleted) in BigCommerce"
+	}
+	if slices.Contains(p.EligibleStatuses, o.StatusID) {
 		return ""
 	}
 	return fmt.Sprintf("status %d (%s) is not eligible; eligible: %v",
-		statusID, StatusName(statusID), p.EligibleStatuses)
+		o.StatusID, StatusName(o.StatusID), p.EligibleStatuses)
 }
 
 // Decide returns the submission for an order, or a non-empty reason why the
 // order is not for the supplier now.
 func (p Policy) Decide(k Key, o StorefrontOrder) (Submission, string) {
-	if reason := p.StatusReason(o.StatusID); reason != "" {
+	if reason := p.StatusReason(o); reason != "" {
 		return Submission{}, reason
 	}
 	if len(o.Shipping) == 0 {

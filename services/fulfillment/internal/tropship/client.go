@@ -9,9 +9,13 @@
 package tropship
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -164,7 +168,7 @@ func New(cfg Config) (*Client, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	tok.Transport = countingTransport{base: base, n: &c.tokenRequests}
+	tok.Transport = jsonTokenAnswers{countingTransport{base: base, n: &c.tokenRequests}}
 	// Token fetches outlive the call that triggers them (the token is
 	// shared), so they get their own bound rather than the caller's context.
 	if tok.Timeout == 0 || tok.Timeout > cfg.Timeout {
@@ -248,6 +252,40 @@ func (c *Client) Stats() Stats {
 		OrderRequests:  c.orderRequests.Load(),
 		LookupRequests: c.lookupRequests.Load(),
 	}
+}
+
+// jsonTokenAnswers labels a token answer whose body is a JSON object as
+// application/json when the server called it text/plain or a form (a Go
+// server that writes JSON without setting Content-Type sends "text/plain;
+// charset=utf-8"). oauth2 reads such answers as a query string and finds no
+// access_token in them, so every call would fail for want of a token.
+// tropship.md shows the answer as JSON and names no media type.
+type jsonTokenAnswers struct{ base http.RoundTripper }
+
+// maxTokenAnswer bounds what is read of a token answer to look at it; oauth2
+// reads at most 1 MiB of it too.
+const maxTokenAnswer = 1 << 20
+
+func (t jsonTokenAnswers) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(r)
+	if err != nil {
+		return resp, err
+	}
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if mt != "text/plain" && mt != "application/x-www-form-urlencoded" {
+		return resp, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenAnswer))
+	resp.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read the token answer: %w", err)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	if trimmed := bytes.TrimSpace(body); len(trimmed) > 0 && trimmed[0] == '{' && json.Valid(trimmed) {
+		resp.Header = resp.Header.Clone()
+		resp.Header.Set("Content-Type", "application/json")
+	}
+	return resp, nil
 }
 
 // countingTransport counts the requests that pass through it.

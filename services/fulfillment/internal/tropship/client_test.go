@@ -34,6 +34,9 @@ type fakeTropShip struct {
 	valid  map[string]bool
 	// tokenFail, when non-zero, is the token endpoint's answer.
 	tokenFail int
+	// tokenMediaType is the Content-Type of a token: "" application/json,
+	// "unset" none (net/http then sends text/plain).
+	tokenMediaType string
 	// answer, when set, answers an orders request itself (returns true).
 	answer func(w http.ResponseWriter, r *http.Request, body []byte) bool
 	// created orders by reference (a duplicate appends).
@@ -80,7 +83,14 @@ func (f *fakeTropShip) token(w http.ResponseWriter, r *http.Request) {
 	tok := fmt.Sprintf("tok-%d-abcdef", len(f.issued)+1)
 	f.issued = append(f.issued, tok)
 	f.valid[tok] = true
-	w.Header().Set("Content-Type", "application/json")
+	switch f.tokenMediaType {
+	case "":
+		w.Header().Set("Content-Type", "application/json")
+	case "unset":
+		// net/http sniffs the body: "text/plain; charset=utf-8".
+	default:
+		w.Header().Set("Content-Type", f.tokenMediaType)
+	}
 	fmt.Fprintf(w, `{"access_token":%q,"token_type":"Bearer","expires_in":300}`, tok)
 }
 
@@ -321,6 +331,43 @@ func TestTokenFetchedOnceAndReused(t *testing.T) {
 	}
 }
 
+// A token server that writes its JSON answer without saying so (a Go server
+// that sets no Content-Type sends text/plain) is still understood: oauth2
+// alone reads such an answer as a form and finds no token in it, and then
+// nothing is ever sent.
+func TestTokenAnswerNotLabelledJSON(t *testing.T) {
+	for _, mt := range []string{"unset", "text/plain", "application/x-www-form-urlencoded"} {
+		t.Run(mt, func(t *testing.T) {
+			f, srv := newFake(t)
+			f.tokenMediaType = mt
+			c := newClient(t, srv.URL, nil)
+			if res := c.Submit(testCtx(t), sampleSubmission(), false); res.Outcome != order.Created {
+				t.Fatalf("Submit = %+v, want Created", res)
+			}
+		})
+	}
+	// A real form answer still reads as one.
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /oauth/token", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/x-www-form-urlencoded")
+		_, _ = io.WriteString(w, "access_token=tok-form&token_type=bearer&expires_in=300")
+	})
+	var bearer atomic.Value
+	mux.HandleFunc("POST /v1/offline-orders", func(w http.ResponseWriter, r *http.Request) {
+		bearer.Store(r.Header.Get("Authorization"))
+		writeJSON(w, http.StatusCreated, map[string]any{"offline_order_id": "OFF-1"})
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	c := newClient(t, srv.URL, nil)
+	if res := c.Submit(testCtx(t), sampleSubmission(), false); res.Outcome != order.Created {
+		t.Fatalf("form token: Submit = %+v, want Created", res)
+	}
+	if got := bearer.Load(); got != "Bearer tok-form" {
+		t.Errorf("form token: Authorization %v, want Bearer tok-form", got)
+	}
+}
+
 func TestExpiredTokenRefreshedOnce(t *testing.T) {
 	f, srv := newFake(t)
 	c := newClient(t, srv.URL, nil)
@@ -418,6 +465,10 @@ func TestOutcomeTable(t *testing.T) {
 		{name: "validate passes, written as 1", validate: true, reply: reply{status: 200, body: `{"valid":1}`}, want: order.Valid},
 		{name: "validate fails, written as a string", validate: true, reply: reply{status: 200, body: `{"valid":"false","errors":["APP449 unknown"]}`},
 			want: order.Refused, wantReason: "APP449 unknown"},
+		{name: "validate passes, echoing an id", validate: true, reply: reply{status: 200, body: `{"valid":true,"offline_order_id":"OFF-7"}`}, want: order.Valid},
+		{name: "validate fails, 201 echoing an id", validate: true, reply: reply{status: 201, body: `{"valid":false,"offline_order_id":"OFF-7","errors":["no stock"]}`},
+			want: order.Refused, wantReason: "no stock"},
+		{name: "validate answered by a creation", validate: true, reply: reply{status: 201, body: `{"offline_order_id":"OFF-8"}`}, want: order.Created, wantID: "OFF-8"},
 		{name: "validate without a verdict", validate: true, reply: reply{status: 200, body: `{"valid":null}`}, want: order.NotSent},
 		{name: "validate fails", validate: true, reply: reply{status: 200, body: `{"valid":false,"errors":[{"field":"lines[0].product_code","code":"unavailable","message":"APP449 is not dropship-enabled"}]}`},
 			want: order.Refused, wantReason: "lines[0].product_code: APP449 is not dropship-enabled (unavailable)"},

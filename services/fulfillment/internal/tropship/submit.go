@@ -130,16 +130,20 @@ func classify(rep *reply, validateOnly bool, now time.Time) order.Result {
 	}
 	switch {
 	case st >= 200 && st < 300:
-		if id := scalarText(a.OfflineOrderID); id != "" {
+		// A validation's verdict is read first: tropship.md's validate-only
+		// answer creates nothing, whatever else it echoes. Only an answer
+		// with no verdict and an id says an order was made after all.
+		valid, hasVerdict := scalarBool(a.Valid)
+		if id := scalarText(a.OfflineOrderID); id != "" && !(validateOnly && hasVerdict) {
 			return order.Result{Outcome: order.Created, OfflineOrderID: id}
 		}
-		if st == http.StatusCreated {
+		if st == http.StatusCreated && !(validateOnly && hasVerdict) {
 			// Something was created, but we cannot tell what: a resend
 			// would make a second one.
 			return order.Result{Outcome: order.Ambiguous,
 				Reason: fmt.Sprintf("HTTP 201 without an offline_order_id%s: an order was created but its id is unknown", decodeNote(decodeErr))}
 		}
-		if valid, ok := scalarBool(a.Valid); validateOnly && ok {
+		if validateOnly && hasVerdict {
 			if valid {
 				r := order.Result{Outcome: order.Valid}
 				if w := join(a.Warnings); w != "" {
