@@ -25,6 +25,7 @@ const (
 	EnvListenAddr          = "LISTEN_ADDR"
 	EnvFulfillmentAddr     = "FULFILLMENT_ADDR"
 	EnvFulfillmentTimeout  = "FULFILLMENT_TIMEOUT"
+	EnvAttemptTimeout      = "FULFILLMENT_ATTEMPT_TIMEOUT"
 	EnvOperatorTimeout     = "OPERATOR_TIMEOUT"
 	EnvClientSecret        = "BIGCOMMERCE_CLIENT_SECRET"
 	EnvSecretHeader        = "WEBHOOK_SECRET_HEADER"
@@ -36,6 +37,7 @@ const (
 	defaultListenAddr      = ":8080"
 	defaultFulfillmentAddr = "localhost:9090"
 	defaultTimeout         = 5 * time.Second
+	defaultAttemptTimeout  = time.Second
 	defaultOperatorTimeout = time.Minute
 	defaultShutdownTimeout = 10 * time.Second
 )
@@ -57,6 +59,14 @@ type Config struct {
 	// FulfillmentTimeout is the deadline of every gRPC call the gateway makes
 	// (FULFILLMENT_TIMEOUT).
 	FulfillmentTimeout time.Duration
+	// AttemptTimeout bounds one try of a delivery's call to a replica
+	// (FULFILLMENT_ATTEMPT_TIMEOUT). A try that takes longer is abandoned
+	// and the delivery tried again on another replica (recording it is
+	// idempotent), within FulfillmentTimeout, and the replica that did not
+	// answer is passed over until it answers again: a frozen replica does
+	// not turn every other delivery into a slow 503. Equal to
+	// FulfillmentTimeout: one try only.
+	AttemptTimeout time.Duration
 	// OperatorTimeout is the deadline of the operator actions
 	// (OPERATOR_TIMEOUT): ProcessOrder, RetryOrder and ResolveOrder may wait
 	// for an order's lock or a supplier call, and SweepOrders for a listing,
@@ -93,6 +103,7 @@ func Load(getenv func(string) string) (Config, error) {
 		ListenAddr:         orDefault(getenv(EnvListenAddr), defaultListenAddr),
 		FulfillmentAddrs:   splitList(orDefault(getenv(EnvFulfillmentAddr), defaultFulfillmentAddr)),
 		FulfillmentTimeout: defaultTimeout,
+		AttemptTimeout:     defaultAttemptTimeout,
 		OperatorTimeout:    defaultOperatorTimeout,
 		// Secrets are trimmed, as the fulfillment service's settings are:
 		// a trailing newline from a secret file would otherwise refuse
@@ -130,6 +141,11 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 	}
 	duration(EnvFulfillmentTimeout, &cfg.FulfillmentTimeout)
+	duration(EnvAttemptTimeout, &cfg.AttemptTimeout)
+	if getenv(EnvAttemptTimeout) == "" && cfg.FulfillmentTimeout > 0 {
+		// A FULFILLMENT_TIMEOUT under the default try: one try.
+		cfg.AttemptTimeout = min(cfg.AttemptTimeout, cfg.FulfillmentTimeout)
+	}
 	duration(EnvOperatorTimeout, &cfg.OperatorTimeout)
 	duration(EnvShutdownTimeout, &cfg.ShutdownTimeout)
 	if v := getenv(EnvInsecureSkipVerify); v != "" {
@@ -165,6 +181,10 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.FulfillmentTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("%s: must be positive, got %s", EnvFulfillmentTimeout, cfg.FulfillmentTimeout))
+	}
+	if cfg.AttemptTimeout <= 0 || cfg.AttemptTimeout > cfg.FulfillmentTimeout {
+		errs = append(errs, fmt.Errorf("%s: must be positive and at most %s (%s), got %s",
+			EnvAttemptTimeout, EnvFulfillmentTimeout, cfg.FulfillmentTimeout, cfg.AttemptTimeout))
 	}
 	if cfg.OperatorTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("%s: must be positive, got %s", EnvOperatorTimeout, cfg.OperatorTimeout))
@@ -207,6 +227,7 @@ func (cfg Config) LogValue() slog.Value {
 		slog.String("listen_addr", cfg.ListenAddr),
 		slog.String("fulfillment_addr", strings.Join(cfg.FulfillmentAddrs, ",")),
 		slog.Duration("fulfillment_timeout", cfg.FulfillmentTimeout),
+		slog.Duration("fulfillment_attempt_timeout", cfg.AttemptTimeout),
 		slog.Duration("operator_timeout", cfg.OperatorTimeout),
 		slog.String("bigcommerce_client_secret", setOrUnset(cfg.ClientSecret)),
 		slog.String("webhook_secret_header", cfg.SecretHeader),

@@ -21,7 +21,7 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatalf("Load: %v", err)
 	}
 	if cfg.ListenAddr != ":8080" || !slices.Equal(cfg.FulfillmentAddrs, []string{"localhost:9090"}) ||
-		cfg.FulfillmentTimeout != 5*time.Second || cfg.ShutdownTimeout != 10*time.Second ||
+		cfg.FulfillmentTimeout != 5*time.Second || cfg.AttemptTimeout != time.Second || cfg.ShutdownTimeout != 10*time.Second ||
 		cfg.InsecureSkipVerify || cfg.AdminToken != "" {
 		t.Errorf("defaults = %+v", cfg)
 	}
@@ -118,6 +118,29 @@ func TestLoad(t *testing.T) {
 			name:    "non-positive duration",
 			env:     map[string]string{"BIGCOMMERCE_CLIENT_SECRET": "s", "FULFILLMENT_TIMEOUT": "0s"},
 			wantErr: []string{"FULFILLMENT_TIMEOUT", "positive"},
+		},
+		{
+			name: "attempt timeout",
+			env:  map[string]string{"BIGCOMMERCE_CLIENT_SECRET": "s", "FULFILLMENT_ATTEMPT_TIMEOUT": "300ms"},
+			check: func(t *testing.T, cfg config.Config) {
+				if cfg.AttemptTimeout != 300*time.Millisecond {
+					t.Errorf("AttemptTimeout = %s", cfg.AttemptTimeout)
+				}
+			},
+		},
+		{
+			name: "a short FULFILLMENT_TIMEOUT is one try",
+			env:  map[string]string{"BIGCOMMERCE_CLIENT_SECRET": "s", "FULFILLMENT_TIMEOUT": "400ms"},
+			check: func(t *testing.T, cfg config.Config) {
+				if cfg.AttemptTimeout != 400*time.Millisecond {
+					t.Errorf("AttemptTimeout = %s, want FULFILLMENT_TIMEOUT's 400ms", cfg.AttemptTimeout)
+				}
+			},
+		},
+		{
+			name:    "attempt timeout longer than the call's",
+			env:     map[string]string{"BIGCOMMERCE_CLIENT_SECRET": "s", "FULFILLMENT_TIMEOUT": "2s", "FULFILLMENT_ATTEMPT_TIMEOUT": "3s"},
+			wantErr: []string{"FULFILLMENT_ATTEMPT_TIMEOUT", "at most FULFILLMENT_TIMEOUT (2s)", "got 3s"},
 		},
 		{
 			name:    "bad listen address",

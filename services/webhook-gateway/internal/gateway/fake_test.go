@@ -36,6 +36,25 @@ type fakeFulfillment struct {
 	mu    sync.Mutex
 	calls []call
 	err   error
+	// hold, when set, holds every webhook call until it is closed or the
+	// call's context ends, as a frozen replica would: its connection and
+	// its health stay up, and nothing is answered.
+	hold chan struct{}
+}
+
+// freeze makes the fake hold webhook calls until the returned func is
+// called.
+func (f *fakeFulfillment) freeze() (thaw func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	h := make(chan struct{})
+	f.hold = h
+	return sync.OnceFunc(func() {
+		f.mu.Lock()
+		f.hold = nil
+		f.mu.Unlock()
+		close(h)
+	})
 }
 
 func startFake(t *testing.T, name string) *fakeFulfillment {
@@ -86,6 +105,16 @@ func (f *fakeFulfillment) recorded() []call {
 func (f *fakeFulfillment) HandleOrderWebhook(ctx context.Context, req *backorderv1.HandleOrderWebhookRequest) (*backorderv1.HandleOrderWebhookResponse, error) {
 	if err := f.record(ctx, "HandleOrderWebhook", req); err != nil {
 		return nil, err
+	}
+	f.mu.Lock()
+	hold := f.hold
+	f.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	return &backorderv1.HandleOrderWebhookResponse{Recorded: true}, nil
 }

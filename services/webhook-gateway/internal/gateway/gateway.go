@@ -43,12 +43,14 @@ const MaxBodyBytes = 64 << 10
 // WebhookPath is the route BigCommerce delivers to.
 const WebhookPath = "/v1/webhooks/bigcommerce"
 
-// serviceConfig balances calls over every resolved fulfillment address and,
-// with client-side health checking, skips replicas that report NOT_SERVING
-// (e.g. while they drain at shutdown). The empty service name is the whole
-// server's status, which grpc's health server reports SERVING by default.
+// serviceConfig balances calls over every resolved fulfillment address,
+// round robin, passing over replicas that stopped answering (see
+// balance.go) and, with client-side health checking, those that report
+// NOT_SERVING (e.g. while they drain at shutdown). The empty service name
+// is the whole server's status, which grpc's health server reports SERVING
+// by default.
 const serviceConfig = `{
-  "loadBalancingConfig": [{"round_robin": {}}],
+  "loadBalancingConfig": [{"` + stallAwareName + `": {}}],
   "healthCheckConfig": {"serviceName": ""}
 }`
 
@@ -233,7 +235,7 @@ func dialFulfillment(cfg config.Config) (*grpc.ClientConn, error) {
 		// The fulfillment service is reached over the internal network.
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(serviceConfig),
-		grpc.WithChainUnaryInterceptor(deadline(cfg.FulfillmentTimeout, cfg.OperatorTimeout)),
+		grpc.WithChainUnaryInterceptor(deadline(cfg.FulfillmentTimeout, cfg.OperatorTimeout), tryElsewhere(cfg.AttemptTimeout)),
 		// A replica that comes back is used again within seconds: gRPC's
 		// default backoff grows to 2 minutes, every delivery of which is a
 		// 503 against BigCommerce's success ratio.
@@ -250,11 +252,13 @@ func dialFulfillment(cfg config.Config) (*grpc.ClientConn, error) {
 		target = "dns:///" + addrs[0]
 	default:
 		r := manual.NewBuilderWithScheme(manualScheme)
-		eps := make([]resolver.Endpoint, 0, len(addrs))
+		var st resolver.State
 		for _, a := range addrs {
-			eps = append(eps, resolver.Endpoint{Addresses: []resolver.Address{{Addr: a}}})
+			st.Endpoints = append(st.Endpoints, resolver.Endpoint{Addresses: []resolver.Address{{Addr: a}}})
+			// The balancer (grpc's base balancer) reads Addresses.
+			st.Addresses = append(st.Addresses, resolver.Address{Addr: a})
 		}
-		r.InitialState(resolver.State{Endpoints: eps})
+		r.InitialState(st)
 		opts = append(opts, grpc.WithResolvers(r))
 		target = manualScheme + ":///fulfillment"
 	}

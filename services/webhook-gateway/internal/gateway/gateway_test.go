@@ -41,6 +41,7 @@ func testConfig(addrs ...string) config.Config {
 		ListenAddr:         "127.0.0.1:0",
 		FulfillmentAddrs:   addrs,
 		FulfillmentTimeout: 5 * time.Second,
+		AttemptTimeout:     time.Second,
 		OperatorTimeout:    time.Minute,
 		ClientSecret:       clientSecret,
 		SecretHeader:       secretHeader,
@@ -649,6 +650,50 @@ func TestRoundRobin(t *testing.T) {
 	}
 	if got := len(a.recorded()) + len(b.recorded()); got != sent {
 		t.Errorf("replicas received %d calls for %d deliveries", got, sent)
+	}
+}
+
+// A replica that freezes (its connection and health stay up, nothing is
+// answered) costs the delivery that finds it one try of AttemptTimeout,
+// after which the delivery is recorded by another replica; the deliveries
+// after it are not sent to the frozen one at all. Before, every other
+// delivery hung for FULFILLMENT_TIMEOUT and was answered 503.
+func TestFrozenReplicaIsPassedOver(t *testing.T) {
+	a, b := startFake(t, "replica-a"), startFake(t, "replica-b")
+	cfg := testConfig(a.addr, b.addr)
+	cfg.AttemptTimeout = 250 * time.Millisecond
+	url, _ := startGateway(t, cfg)
+	deadline := time.Now().Add(30 * time.Second)
+	for len(a.recorded()) == 0 || len(b.recorded()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("both replicas never got a call")
+		}
+		d := delivery{body: orderBody}
+		if resp := do(t, d.request(t, url)); resp.status != 200 {
+			t.Fatalf("status = %d, body %s", resp.status, resp.body)
+		}
+	}
+	a.reset(nil)
+	b.reset(nil)
+	thaw := b.freeze()
+	defer thaw()
+
+	const n = 20
+	start := time.Now()
+	for i := range n {
+		d := delivery{body: orderBody}
+		if resp := do(t, d.request(t, url)); resp.status != 200 {
+			t.Fatalf("delivery %d with replica b frozen: status %d, body %s; want 200", i, resp.status, resp.body)
+		}
+	}
+	elapsed := time.Since(start)
+	if got := len(a.recorded()); got != n {
+		t.Errorf("replica a recorded %d of the %d deliveries, want all", got, n)
+	}
+	// One try finds b frozen; after that b gets one trial call per
+	// stallCooldown (5 s) at most.
+	if got, most := len(b.recorded()), 2+int(elapsed/(5*time.Second)); got < 1 || got > most {
+		t.Errorf("frozen replica b got %d tries in %s, want 1 to %d", got, elapsed.Round(time.Millisecond), most)
 	}
 }
 
