@@ -92,7 +92,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	bc, err := bigcommerce.New(bigcommerce.Config{
 		BaseURL: cfg.BigCommerceURL, StoreHash: cfg.BigCommerceStore,
 		AccessToken: cfg.BigCommerceToken, Timeout: cfg.BigCommerceTimeout,
-		HTTPClient: pooledClient(cfg.Workers),
+		HTTPClient: pooledClient(cfg.Workers, 0),
 	})
 	if err != nil {
 		return fmt.Errorf("BigCommerce client: %w", err)
@@ -100,7 +100,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	ts, err := tropship.New(tropship.Config{
 		BaseURL: cfg.TropShipURL, TokenPath: cfg.TropShipTokenPath, OrdersPath: cfg.TropShipOrdersPath,
 		ClientID: cfg.TropShipClientID, ClientSecret: cfg.TropShipClientSecret, Timeout: cfg.TropShipTimeout,
-		HTTPClient: pooledClient(cfg.Workers),
+		HTTPClient: pooledClient(cfg.Workers, supplierIdleTimeout),
 	})
 	if err != nil {
 		return fmt.Errorf("TropShip client: %w", err)
@@ -187,16 +187,30 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	return err
 }
 
+// supplierIdleTimeout is how long an idle connection to TropShip is kept.
+// A server closes idle connections after its own keep-alive timeout (5 s
+// in Node.js and Apache): a live order written on a connection the server
+// is closing at that moment fails after it was sent, which is an ambiguous
+// outcome (a lookup or a person) for an order the supplier never saw.
+// Closing ours first avoids the race; under load connections are busy and
+// still reused.
+const supplierIdleTimeout = 4 * time.Second
+
 // pooledClient keeps up to one idle connection per worker to each host.
 // net/http's default keeps two, so under load every concurrent call beyond
-// two opened a new TCP connection and closed it afterwards.
-func pooledClient(workers int) *http.Client {
+// two opened a new TCP connection and closed it afterwards. A non-zero
+// idle closes idle connections after that long (net/http's default is
+// 90 s).
+func pooledClient(workers int, idle time.Duration) *http.Client {
 	t := &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true}
 	if d, ok := http.DefaultTransport.(*http.Transport); ok {
 		t = d.Clone()
 	}
 	t.MaxIdleConnsPerHost = max(workers, 2)
 	t.MaxIdleConns = max(t.MaxIdleConns, 2*t.MaxIdleConnsPerHost)
+	if idle > 0 {
+		t.IdleConnTimeout = idle
+	}
 	return &http.Client{Transport: t}
 }
 

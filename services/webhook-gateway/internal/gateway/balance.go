@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/balancer/base"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	backorderv1 "github.com/backorder/backorder/gen/backorder/v1"
@@ -54,11 +55,14 @@ type stalls struct {
 
 type stall struct {
 	until   time.Time // passed over until then
-	probing bool      // a trial call is in flight
+	probing bool      // a trial call is in flight, since probeAt
+	probeAt time.Time
 }
 
 // admit reports whether a call may go to addr now. A replica passed over is
-// let through by one trial call at a time once its cooldown is over.
+// let through by one trial call at a time once its cooldown is over. (A
+// trial whose end was never reported does not bar the replica for good:
+// after another cooldown, another call tries it.)
 func (s *stalls) admit(addr string, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -66,10 +70,10 @@ func (s *stalls) admit(addr string, now time.Time) bool {
 	if !ok {
 		return true
 	}
-	if now.Before(st.until) || st.probing {
+	if now.Before(st.until) || st.probing && now.Sub(st.probeAt) < stallCooldown {
 		return false
 	}
-	st.probing = true
+	st.probing, st.probeAt = true, now
 	return true
 }
 
@@ -149,16 +153,25 @@ const maxTries = 3
 // duplicate, answered 200 as the first would have been. A replica's own
 // answer, Unavailable included (its etcd is down, which another replica's
 // is too), is final.
-func tryElsewhere(attempt time.Duration) grpc.UnaryClientInterceptor {
+// timedOut, if not nil, is told of every try a replica did not answer in
+// time, with the replica's address.
+func tryElsewhere(attempt time.Duration, timedOut func(replica string)) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		if !judged[method] {
 			return invoker(ctx, method, req, reply, cc, opts...)
 		}
 		for try := 1; ; try++ {
+			var p peer.Peer
 			actx, cancel := context.WithTimeout(ctx, attempt)
-			err := invoker(actx, method, req, reply, cc, opts...)
+			err := invoker(actx, method, req, reply, cc, append(opts, grpc.Peer(&p))...)
 			cancel()
-			if status.Code(err) != codes.DeadlineExceeded || try == maxTries || ctx.Err() != nil {
+			if status.Code(err) != codes.DeadlineExceeded {
+				return err
+			}
+			if timedOut != nil && p.Addr != nil {
+				timedOut(p.Addr.String())
+			}
+			if try == maxTries || ctx.Err() != nil {
 				return err
 			}
 		}

@@ -34,6 +34,9 @@ func TestStalls(t *testing.T) {
 	if s.admit("a", after) {
 		t.Fatal("a second call admitted while the trial is in flight")
 	}
+	if !s.admit("a", after.Add(stallCooldown)) {
+		t.Fatal("a trial that never ended bars the replica for good")
+	}
 	s.done("a", timeout, after)
 	if s.admit("a", after.Add(time.Second)) {
 		t.Fatal("admitted right after its trial ran out of time")
@@ -64,7 +67,7 @@ func TestStalls(t *testing.T) {
 // Only a delivery's call is tried again, only after running out of time,
 // and at most maxTries times.
 func TestTryElsewhere(t *testing.T) {
-	intercept := tryElsewhere(50 * time.Millisecond)
+	intercept := tryElsewhere(50*time.Millisecond, nil)
 	for _, tc := range []struct {
 		name   string
 		method string

@@ -87,7 +87,13 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	conn, err := dialFulfillment(cfg)
+	metrics := newGatewayMetrics()
+	timedOut := func(replica string) {
+		metrics.triesTimedOut.Inc()
+		logger.Warn("a fulfillment replica did not answer a delivery in time; trying the next replica, and passing this one over until it answers",
+			"replica", replica, "attempt_timeout", cfg.AttemptTimeout)
+	}
+	conn, err := dialFulfillment(cfg, timedOut)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +104,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		client:   backorderv1.NewFulfillmentServiceClient(conn),
 		health:   healthpb.NewHealthClient(conn),
 		verifier: v,
-		metrics:  newGatewayMetrics(),
+		metrics:  metrics,
 	}
 	// Two muxes over the same client. BigCommerce may add envelope fields
 	// at any time: on the webhook route an unknown field must not turn into
@@ -230,12 +236,12 @@ func (s *Server) Close() error {
 // resolved by DNS (a headless service name gives every replica); several
 // addresses are a static set of replicas fed to the balancer through a manual
 // resolver.
-func dialFulfillment(cfg config.Config) (*grpc.ClientConn, error) {
+func dialFulfillment(cfg config.Config, timedOut func(replica string)) (*grpc.ClientConn, error) {
 	opts := []grpc.DialOption{
 		// The fulfillment service is reached over the internal network.
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(serviceConfig),
-		grpc.WithChainUnaryInterceptor(deadline(cfg.FulfillmentTimeout, cfg.OperatorTimeout), tryElsewhere(cfg.AttemptTimeout)),
+		grpc.WithChainUnaryInterceptor(deadline(cfg.FulfillmentTimeout, cfg.OperatorTimeout), tryElsewhere(cfg.AttemptTimeout, timedOut)),
 		// A replica that comes back is used again within seconds: gRPC's
 		// default backoff grows to 2 minutes, every delivery of which is a
 		// 503 against BigCommerce's success ratio.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -662,7 +663,7 @@ func TestFrozenReplicaIsPassedOver(t *testing.T) {
 	a, b := startFake(t, "replica-a"), startFake(t, "replica-b")
 	cfg := testConfig(a.addr, b.addr)
 	cfg.AttemptTimeout = 250 * time.Millisecond
-	url, _ := startGateway(t, cfg)
+	url, logs := startGateway(t, cfg)
 	deadline := time.Now().Add(30 * time.Second)
 	for len(a.recorded()) == 0 || len(b.recorded()) == 0 {
 		if time.Now().After(deadline) {
@@ -694,6 +695,14 @@ func TestFrozenReplicaIsPassedOver(t *testing.T) {
 	// stallCooldown (5 s) at most.
 	if got, most := len(b.recorded()), 2+int(elapsed/(5*time.Second)); got < 1 || got > most {
 		t.Errorf("frozen replica b got %d tries in %s, want 1 to %d", got, elapsed.Round(time.Millisecond), most)
+	}
+	// An operator sees it: a warning naming the replica, and a counter.
+	if l := logs.String(); !strings.Contains(l, "did not answer a delivery in time") || !strings.Contains(l, b.addr) {
+		t.Errorf("no warning naming the frozen replica %s in the log", b.addr)
+	}
+	req, _ := http.NewRequest(http.MethodGet, url+gateway.MetricsPath, nil)
+	if r := do(t, req); !regexp.MustCompile(`(?m)^backorder_gateway_fulfillment_tries_timed_out_total [1-9]`).MatchString(r.body) {
+		t.Errorf("metrics do not count the timed-out try:\n%s", r.body)
 	}
 }
 

@@ -19,6 +19,9 @@ type gatewayMetrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// triesTimedOut counts tries of a delivery's call that a replica did
+	// not answer within FULFILLMENT_ATTEMPT_TIMEOUT.
+	triesTimedOut prometheus.Counter
 }
 
 func newGatewayMetrics() *gatewayMetrics {
@@ -32,8 +35,12 @@ func newGatewayMetrics() *gatewayMetrics {
 			Help:    "Time to answer an HTTP request, by route. For webhooks this is what BigCommerce waits for.",
 			Buckets: promreg.LatencyBuckets,
 		}, []string{"route"}),
+		triesTimedOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "backorder_gateway_fulfillment_tries_timed_out_total",
+			Help: "Tries of a delivery's call that a fulfillment replica did not answer within FULFILLMENT_ATTEMPT_TIMEOUT; each was made again on the next replica. A rising count means a replica is frozen or overloaded.",
+		}),
 	}
-	m.reg = promreg.New(m.requests, m.duration)
+	m.reg = promreg.New(m.requests, m.duration, m.triesTimedOut)
 	return m
 }
 
