@@ -131,19 +131,21 @@ func classify(rep *reply, validateOnly bool, now time.Time) order.Result {
 	switch {
 	case st >= 200 && st < 300:
 		// A validation's verdict is read first: tropship.md's validate-only
-		// answer creates nothing, whatever else it echoes. Only an answer
-		// with no verdict and an id says an order was made after all.
+		// answer (200 with a verdict) creates nothing, whatever else it
+		// echoes. A 201, or an id with no verdict, says an order was made
+		// after all, and it is kept as made: it must never be sent again.
 		valid, hasVerdict := scalarBool(a.Valid)
-		if id := scalarText(a.OfflineOrderID); id != "" && !(validateOnly && hasVerdict) {
+		verdictOnly := validateOnly && hasVerdict && st != http.StatusCreated
+		if id := scalarText(a.OfflineOrderID); id != "" && !verdictOnly {
 			return order.Result{Outcome: order.Created, OfflineOrderID: id}
 		}
-		if st == http.StatusCreated && !(validateOnly && hasVerdict) {
+		if st == http.StatusCreated {
 			// Something was created, but we cannot tell what: a resend
 			// would make a second one.
 			return order.Result{Outcome: order.Ambiguous,
 				Reason: fmt.Sprintf("HTTP 201 without an offline_order_id%s: an order was created but its id is unknown", decodeNote(decodeErr))}
 		}
-		if validateOnly && hasVerdict {
+		if verdictOnly {
 			if valid {
 				r := order.Result{Outcome: order.Valid}
 				if w := join(a.Warnings); w != "" {

@@ -59,13 +59,13 @@ type Config struct {
 	// FulfillmentTimeout is the deadline of every gRPC call the gateway makes
 	// (FULFILLMENT_TIMEOUT).
 	FulfillmentTimeout time.Duration
-	// AttemptTimeout bounds one try of a delivery's call to a replica
-	// (FULFILLMENT_ATTEMPT_TIMEOUT). A try that takes longer is abandoned
-	// and the delivery tried again on another replica (recording it is
-	// idempotent), within FulfillmentTimeout, and the replica that did not
-	// answer is passed over until it answers again: a frozen replica does
-	// not turn every other delivery into a slow 503. Equal to
-	// FulfillmentTimeout: one try only.
+	// AttemptTimeout bounds the first try of a delivery's call to a
+	// replica (FULFILLMENT_ATTEMPT_TIMEOUT). A try that takes longer is
+	// abandoned and the delivery tried again on another replica (recording
+	// it is idempotent) with the rest of FulfillmentTimeout, and the
+	// replica that did not answer is passed over until it answers again: a
+	// frozen replica does not turn every other delivery into a slow 503.
+	// Equal to FulfillmentTimeout: one try only.
 	AttemptTimeout time.Duration
 	// OperatorTimeout is the deadline of the operator actions
 	// (OPERATOR_TIMEOUT): ProcessOrder, RetryOrder and ResolveOrder may wait

@@ -47,7 +47,8 @@ func init() {
 
 // stalls is what is known of replicas that did not answer in time, by
 // address. It outlives the pickers, which are rebuilt whenever a connection
-// changes state.
+// changes state. It is shared by the process's connections, which in
+// production is one.
 type stalls struct {
 	mu sync.Mutex
 	m  map[string]*stall
@@ -59,36 +60,53 @@ type stall struct {
 	probeAt time.Time
 }
 
-// admit reports whether a call may go to addr now. A replica passed over is
-// let through by one trial call at a time once its cooldown is over. (A
-// trial whose end was never reported does not bar the replica for good:
-// after another cooldown, another call tries it.)
-func (s *stalls) admit(addr string, now time.Time) bool {
+// choose returns the index in addrs of the replica a call goes to, round
+// robin (start is the picker's counter) over those not passed over. A
+// replica passed over is let through by one trial call once its cooldown is
+// over, and then by one call every cooldown while its trial's end is not
+// reported. When every replica is passed over, all are used.
+func (s *stalls) choose(addrs []string, start uint32, now time.Time) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, ok := s.m[addr]
-	if !ok {
-		return true
+	healthy := 0
+	for i, a := range addrs {
+		st, ok := s.m[a]
+		switch {
+		case !ok:
+			healthy++
+		case !now.Before(st.until) && (!st.probing || now.Sub(st.probeAt) >= stallCooldown):
+			st.probing, st.probeAt = true, now
+			return i
+		}
 	}
-	if now.Before(st.until) || st.probing && now.Sub(st.probeAt) < stallCooldown {
-		return false
+	if healthy == 0 {
+		return int(start % uint32(len(addrs)))
 	}
-	st.probing, st.probeAt = true, now
-	return true
+	k := int(start % uint32(healthy))
+	for i, a := range addrs {
+		if _, ok := s.m[a]; !ok {
+			if k == 0 {
+				return i
+			}
+			k--
+		}
+	}
+	return 0 // not reached
 }
 
 // done records how a judged call to addr ended: out of time marks the
-// replica stalled; any answer at all clears it.
-func (s *stalls) done(addr string, err error, now time.Time) {
+// replica passed over; an answer clears it; a call that was cancelled, lost
+// its connection or was never sent only ends a trial.
+func (s *stalls) done(addr string, d balancer.DoneInfo, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch status.Code(err) {
-	case codes.DeadlineExceeded:
+	code := status.Code(d.Err)
+	switch {
+	case code == codes.DeadlineExceeded:
 		s.m[addr] = &stall{until: now.Add(stallCooldown)}
-	case codes.Canceled, codes.Unavailable:
-		// The caller gave up, or the connection broke: says nothing of
-		// whether the replica answers (a broken connection takes it out
-		// of the picker anyway). A trial ends either way.
+	case code == codes.Canceled, code == codes.Unavailable, d.Err == nil && !d.BytesReceived:
+		// Says nothing of whether the replica answers (a broken
+		// connection takes it out of the picker anyway).
 		if st, ok := s.m[addr]; ok {
 			st.probing = false
 		}
@@ -97,8 +115,8 @@ func (s *stalls) done(addr string, err error, now time.Time) {
 	}
 }
 
-// stallAware builds round-robin pickers over the ready replicas that skip
-// those passed over, unless every ready replica is.
+// stallAware builds round-robin pickers over the ready replicas that pass
+// over the replicas that did not answer in time (see stalls.choose).
 type stallAware struct {
 	stalls *stalls
 }
@@ -124,37 +142,31 @@ type stallAwarePicker struct {
 }
 
 func (p *stallAwarePicker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
-	n := uint32(len(p.conns))
 	start := p.next.Add(1)
 	if !judged[info.FullMethodName] {
-		return balancer.PickResult{SubConn: p.conns[start%n]}, nil
+		return balancer.PickResult{SubConn: p.conns[start%uint32(len(p.conns))]}, nil
 	}
-	now := time.Now()
-	i := start % n
-	for k := range n {
-		if j := (start + k) % n; p.stalls.admit(p.addrs[j], now) {
-			i = j
-			break
-		}
-	}
+	i := p.stalls.choose(p.addrs, start, time.Now())
 	addr := p.addrs[i]
 	return balancer.PickResult{SubConn: p.conns[i], Done: func(d balancer.DoneInfo) {
-		p.stalls.done(addr, d.Err, time.Now())
+		p.stalls.done(addr, d, time.Now())
 	}}, nil
 }
 
-// maxTries bounds the tries of one call.
-const maxTries = 3
+// maxTries bounds the tries of one call: one of at most the attempt
+// timeout, then one with whatever is left of the call's deadline.
+const maxTries = 2
 
-// tryElsewhere gives each try of a judged call at most attempt, and tries a
-// call that ran out of time again, on the replica the picker chooses next,
-// up to maxTries and within the call's own deadline. Recording a delivery
+// tryElsewhere gives the first try of a judged call at most attempt, and
+// makes a try that ran out of time again on the replica the picker chooses
+// next (the one that did not answer is passed over by then), with the rest
+// of the call's deadline: a replica that is merely slow, as all are when
+// etcd is, still answers within FULFILLMENT_TIMEOUT. Recording a delivery
 // is idempotent: a try that was recorded after all makes the next one a
 // duplicate, answered 200 as the first would have been. A replica's own
 // answer, Unavailable included (its etcd is down, which another replica's
-// is too), is final.
-// timedOut, if not nil, is told of every try a replica did not answer in
-// time, with the replica's address.
+// is too), is final. timedOut, if not nil, is told of every try a replica
+// did not answer in time, with the replica's address.
 func tryElsewhere(attempt time.Duration, timedOut func(replica string)) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		if !judged[method] {
@@ -162,7 +174,10 @@ func tryElsewhere(attempt time.Duration, timedOut func(replica string)) grpc.Una
 		}
 		for try := 1; ; try++ {
 			var p peer.Peer
-			actx, cancel := context.WithTimeout(ctx, attempt)
+			actx, cancel := ctx, context.CancelFunc(func() {})
+			if try < maxTries {
+				actx, cancel = context.WithTimeout(ctx, attempt)
+			}
 			err := invoker(actx, method, req, reply, cc, append(opts, grpc.Peer(&p))...)
 			cancel()
 			if status.Code(err) != codes.DeadlineExceeded {

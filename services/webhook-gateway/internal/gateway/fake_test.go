@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -40,6 +41,9 @@ type fakeFulfillment struct {
 	// call's context ends, as a frozen replica would: its connection and
 	// its health stay up, and nothing is answered.
 	hold chan struct{}
+	// delay, when set, delays every webhook answer, as a replica whose
+	// etcd is slow would.
+	delay time.Duration
 }
 
 // freeze makes the fake hold webhook calls until the returned func is
@@ -107,8 +111,15 @@ func (f *fakeFulfillment) HandleOrderWebhook(ctx context.Context, req *backorder
 		return nil, err
 	}
 	f.mu.Lock()
-	hold := f.hold
+	hold, delay := f.hold, f.delay
 	f.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	if hold != nil {
 		select {
 		case <-hold:

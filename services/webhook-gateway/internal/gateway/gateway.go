@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -88,10 +89,23 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	metrics := newGatewayMetrics()
+	// Every try that timed out is counted; a warning names the replica at
+	// most once per stallCooldown, not once per delivery.
+	var warnedMu sync.Mutex
+	warned := map[string]time.Time{}
 	timedOut := func(replica string) {
 		metrics.triesTimedOut.Inc()
-		logger.Warn("a fulfillment replica did not answer a delivery in time; trying the next replica, and passing this one over until it answers",
-			"replica", replica, "attempt_timeout", cfg.AttemptTimeout)
+		warnedMu.Lock()
+		last, now := warned[replica], time.Now()
+		quiet := now.Sub(last) < stallCooldown
+		if !quiet {
+			warned[replica] = now
+		}
+		warnedMu.Unlock()
+		if !quiet {
+			logger.Warn("a fulfillment replica did not answer a delivery in time; the delivery is tried on another replica, and this one is passed over until it answers",
+				"replica", replica, "attempt_timeout", cfg.AttemptTimeout)
+		}
 	}
 	conn, err := dialFulfillment(cfg, timedOut)
 	if err != nil {

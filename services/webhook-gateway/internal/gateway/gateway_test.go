@@ -706,6 +706,77 @@ func TestFrozenReplicaIsPassedOver(t *testing.T) {
 	}
 }
 
+// When every replica is slow (etcd is), a delivery whose first try runs
+// out of time is still answered 200 by its second, which has the rest of
+// FULFILLMENT_TIMEOUT.
+func TestSlowReplicasStillAnswer(t *testing.T) {
+	a, b := startFake(t, "replica-a"), startFake(t, "replica-b")
+	cfg := testConfig(a.addr, b.addr)
+	cfg.AttemptTimeout = 100 * time.Millisecond
+	url, _ := startGateway(t, cfg)
+	for _, f := range []*fakeFulfillment{a, b} {
+		f.mu.Lock()
+		f.delay = 300 * time.Millisecond
+		f.mu.Unlock()
+	}
+	for i := range 6 {
+		d := delivery{body: orderBody}
+		if resp := do(t, d.request(t, url)); resp.status != 200 {
+			t.Fatalf("delivery %d to slow replicas: status %d, body %s; want 200", i, resp.status, resp.body)
+		}
+	}
+	// Each delivery was tried at most twice.
+	if got := len(a.recorded()) + len(b.recorded()); got > 12 {
+		t.Errorf("%d tries for 6 deliveries, want at most 12", got)
+	}
+}
+
+// With three replicas and one frozen, the other two share the deliveries
+// evenly (the frozen one's share is not all handed to its neighbour).
+func TestFrozenReplicaShareIsSpread(t *testing.T) {
+	a, b, c := startFake(t, "replica-a"), startFake(t, "replica-b"), startFake(t, "replica-c")
+	cfg := testConfig(a.addr, b.addr, c.addr)
+	cfg.AttemptTimeout = 250 * time.Millisecond
+	url, _ := startGateway(t, cfg)
+	deadline := time.Now().Add(30 * time.Second)
+	for len(a.recorded()) == 0 || len(b.recorded()) == 0 || len(c.recorded()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the three replicas never all got a call")
+		}
+		d := delivery{body: orderBody}
+		if resp := do(t, d.request(t, url)); resp.status != 200 {
+			t.Fatalf("status = %d, body %s", resp.status, resp.body)
+		}
+	}
+	b.reset(nil)
+	thaw := b.freeze()
+	defer thaw()
+	// Until a delivery has found b frozen (and b is passed over).
+	for len(b.recorded()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no delivery went to b")
+		}
+		d := delivery{body: orderBody}
+		if resp := do(t, d.request(t, url)); resp.status != 200 {
+			t.Fatalf("status = %d, body %s", resp.status, resp.body)
+		}
+	}
+	a.reset(nil)
+	c.reset(nil)
+	const n = 40
+	for i := range n {
+		d := delivery{body: orderBody}
+		if resp := do(t, d.request(t, url)); resp.status != 200 {
+			t.Fatalf("delivery %d: status %d, body %s", i, resp.status, resp.body)
+		}
+	}
+	// A trial of b may take one delivery every 5 s; each is then retried.
+	ga, gc := len(a.recorded()), len(c.recorded())
+	if ga+gc != n || ga < n/4 || gc < n/4 {
+		t.Errorf("with b frozen, a got %d and c got %d of %d deliveries; want them shared", ga, gc, n)
+	}
+}
+
 func TestReadyz(t *testing.T) {
 	fake := startFake(t, "replica-1")
 	url, _ := startGateway(t, testConfig(fake.addr))
