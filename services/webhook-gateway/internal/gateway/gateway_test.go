@@ -629,26 +629,45 @@ func TestOperatorErrorsSayWhy(t *testing.T) {
 	}
 }
 
+// deliverUntil sends deliveries, one at a time, each of which must be
+// answered 200, until done says so, within a generous bound rather than a
+// guess at how fast connections come up; it returns how many it sent.
+func deliverUntil(t *testing.T, url, what string, done func() bool) int {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	sent := 0
+	for !done() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d deliveries: %s never happened", sent, what)
+		}
+		d := delivery{body: orderBody}
+		if resp := do(t, d.request(t, url)); resp.status != 200 {
+			t.Fatalf("delivery %d: status %d, body %s; want 200", sent, resp.status, resp.body)
+		}
+		sent++
+	}
+	return sent
+}
+
+// deliverN sends n deliveries, one at a time, each of which must be
+// answered 200.
+func deliverN(t *testing.T, url string, n int) {
+	t.Helper()
+	for i := range n {
+		d := delivery{body: orderBody}
+		if resp := do(t, d.request(t, url)); resp.status != 200 {
+			t.Fatalf("delivery %d: status %d, body %s; want 200", i, resp.status, resp.body)
+		}
+	}
+}
+
 func TestRoundRobin(t *testing.T) {
 	a, b := startFake(t, "replica-a"), startFake(t, "replica-b")
 	url, _ := startGateway(t, testConfig(a.addr, b.addr))
 
 	// Balancing starts once both connections are up; keep delivering until
-	// both replicas have been used, bounded by a generous deadline rather
-	// than a guess at how fast connections come up.
-	deadline := time.Now().Add(30 * time.Second)
-	sent := 0
-	for len(a.recorded()) == 0 || len(b.recorded()) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %d deliveries: replica a got %d calls, b got %d; want both > 0",
-				sent, len(a.recorded()), len(b.recorded()))
-		}
-		d := delivery{body: orderBody}
-		if resp := do(t, d.request(t, url)); resp.status != 200 {
-			t.Fatalf("status = %d, body %s", resp.status, resp.body)
-		}
-		sent++
-	}
+	// both replicas have been used.
+	sent := deliverUntil(t, url, "a call to each replica", func() bool { return len(a.recorded()) > 0 && len(b.recorded()) > 0 })
 	if got := len(a.recorded()) + len(b.recorded()); got != sent {
 		t.Errorf("replicas received %d calls for %d deliveries", got, sent)
 	}
@@ -664,16 +683,7 @@ func TestFrozenReplicaIsPassedOver(t *testing.T) {
 	cfg := testConfig(a.addr, b.addr)
 	cfg.AttemptTimeout = 250 * time.Millisecond
 	url, logs := startGateway(t, cfg)
-	deadline := time.Now().Add(30 * time.Second)
-	for len(a.recorded()) == 0 || len(b.recorded()) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("both replicas never got a call")
-		}
-		d := delivery{body: orderBody}
-		if resp := do(t, d.request(t, url)); resp.status != 200 {
-			t.Fatalf("status = %d, body %s", resp.status, resp.body)
-		}
-	}
+	deliverUntil(t, url, "a call to each replica", func() bool { return len(a.recorded()) > 0 && len(b.recorded()) > 0 })
 	a.reset(nil)
 	b.reset(nil)
 	thaw := b.freeze()
@@ -681,12 +691,7 @@ func TestFrozenReplicaIsPassedOver(t *testing.T) {
 
 	const n = 20
 	start := time.Now()
-	for i := range n {
-		d := delivery{body: orderBody}
-		if resp := do(t, d.request(t, url)); resp.status != 200 {
-			t.Fatalf("delivery %d with replica b frozen: status %d, body %s; want 200", i, resp.status, resp.body)
-		}
-	}
+	deliverN(t, url, n)
 	elapsed := time.Since(start)
 	if got := len(a.recorded()); got != n {
 		t.Errorf("replica a recorded %d of the %d deliveries, want all", got, n)
@@ -719,12 +724,7 @@ func TestSlowReplicasStillAnswer(t *testing.T) {
 		f.delay = 300 * time.Millisecond
 		f.mu.Unlock()
 	}
-	for i := range 6 {
-		d := delivery{body: orderBody}
-		if resp := do(t, d.request(t, url)); resp.status != 200 {
-			t.Fatalf("delivery %d to slow replicas: status %d, body %s; want 200", i, resp.status, resp.body)
-		}
-	}
+	deliverN(t, url, 6)
 	// Each delivery was tried at most twice.
 	if got := len(a.recorded()) + len(b.recorded()); got > 12 {
 		t.Errorf("%d tries for 6 deliveries, want at most 12", got)
@@ -738,38 +738,18 @@ func TestFrozenReplicaShareIsSpread(t *testing.T) {
 	cfg := testConfig(a.addr, b.addr, c.addr)
 	cfg.AttemptTimeout = 250 * time.Millisecond
 	url, _ := startGateway(t, cfg)
-	deadline := time.Now().Add(30 * time.Second)
-	for len(a.recorded()) == 0 || len(b.recorded()) == 0 || len(c.recorded()) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the three replicas never all got a call")
-		}
-		d := delivery{body: orderBody}
-		if resp := do(t, d.request(t, url)); resp.status != 200 {
-			t.Fatalf("status = %d, body %s", resp.status, resp.body)
-		}
-	}
+	deliverUntil(t, url, "a call to each replica", func() bool {
+		return len(a.recorded()) > 0 && len(b.recorded()) > 0 && len(c.recorded()) > 0
+	})
 	b.reset(nil)
 	thaw := b.freeze()
 	defer thaw()
 	// Until a delivery has found b frozen (and b is passed over).
-	for len(b.recorded()) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no delivery went to b")
-		}
-		d := delivery{body: orderBody}
-		if resp := do(t, d.request(t, url)); resp.status != 200 {
-			t.Fatalf("status = %d, body %s", resp.status, resp.body)
-		}
-	}
+	deliverUntil(t, url, "a delivery to b", func() bool { return len(b.recorded()) > 0 })
 	a.reset(nil)
 	c.reset(nil)
 	const n = 40
-	for i := range n {
-		d := delivery{body: orderBody}
-		if resp := do(t, d.request(t, url)); resp.status != 200 {
-			t.Fatalf("delivery %d: status %d, body %s", i, resp.status, resp.body)
-		}
-	}
+	deliverN(t, url, n)
 	// A trial of b may take one delivery every 5 s; each is then retried.
 	ga, gc := len(a.recorded()), len(c.recorded())
 	if ga+gc != n || ga < n/4 || gc < n/4 {
