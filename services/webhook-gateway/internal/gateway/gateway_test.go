@@ -757,6 +757,30 @@ func TestFrozenReplicaShareIsSpread(t *testing.T) {
 	}
 }
 
+// A replica that reports NOT_SERVING (draining, or cut off from etcd) gets
+// no deliveries while another serves: the balancer honours client-side
+// health checks.
+func TestNotServingReplicaIsSkipped(t *testing.T) {
+	a, b := startFake(t, "replica-a"), startFake(t, "replica-b")
+	url, _ := startGateway(t, testConfig(a.addr, b.addr))
+	deliverUntil(t, url, "a call to each replica", func() bool { return len(a.recorded()) > 0 && len(b.recorded()) > 0 })
+	b.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	// The status reaches the gateway by a health stream: deliver until
+	// ten in a row went to a.
+	deliverUntil(t, url, "ten deliveries in a row to a", func() bool {
+		if len(b.recorded()) > 0 {
+			a.reset(nil)
+			b.reset(nil)
+		}
+		return len(a.recorded()) >= 10
+	})
+	b.reset(nil)
+	deliverN(t, url, 20)
+	if got := len(b.recorded()); got != 0 {
+		t.Errorf("NOT_SERVING replica b got %d of 20 deliveries", got)
+	}
+}
+
 func TestReadyz(t *testing.T) {
 	fake := startFake(t, "replica-1")
 	url, _ := startGateway(t, testConfig(fake.addr))
