@@ -160,3 +160,28 @@ func TestClaimedSupplierIDIsStoredOnlyOnce(t *testing.T) {
 		t.Fatalf("save of its own id: %v", err)
 	}
 }
+
+// The supplier-id index names the first order saved with an id. A worker's
+// save of another order with the same id (found by a lookup or on a
+// metafield) stores that order's record but does not move the index, so
+// ResolveOrder's check keeps refusing the id for other orders.
+func TestSupplierIDIndexIsNeverMoved(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, etcdtest.Client(t, etcdtest.Start(t)))
+	a, b := order.Key{Store: "abc", ID: 1}, order.Key{Store: "abc", ID: 2}
+	for _, k := range []order.Key{a, b, a} {
+		lk, _ := lockLoaded(t, s, k)
+		o := order.New(k, time.Now())
+		o.State, o.OfflineOrderID = order.Submitted, "TS-1"
+		if err := lk.SaveAndUnlock(ctx, o, fulfill.QueueOp{Done: true}); err != nil {
+			t.Fatalf("save %s: %v", k, err)
+		}
+		_ = lk.Unlock(ctx)
+		if owner, found, err := s.SupplierOrderOf(ctx, "abc", "TS-1"); err != nil || !found || owner != a {
+			t.Fatalf("after saving %s: index names %v (%v, %v); want %s", k, owner, found, err, a)
+		}
+	}
+	if got, err := s.Get(ctx, b); err != nil || got.OfflineOrderID != "TS-1" {
+		t.Fatalf("order 2: %+v, %v; want its record stored with TS-1", got, err)
+	}
+}

@@ -206,10 +206,15 @@ func (l *locked) save(ctx context.Context, o *order.Order, q fulfill.QueueOp, re
 		ops = append(ops, clientv3.OpPut(l.s.stateKey(o.State, l.k), ""))
 	}
 	if o.OfflineOrderID != "" {
-		// The index of supplier ids, for ResolveOrder's check; written on
-		// every save of a record with an id, so records from before the
-		// index get theirs when next saved.
-		ops = append(ops, clientv3.OpPut(l.s.supplierKey(l.k.Store, o.OfflineOrderID), l.k.String()))
+		// The index of supplier ids, for ResolveOrder's check; written by
+		// the first save of a record with an id (records from before the
+		// index get theirs when next saved), and never moved to another
+		// order: an id found for a second order (a lookup, a metafield)
+		// leaves the index naming the first, whose claim it is.
+		sk := l.s.supplierKey(l.k.Store, o.OfflineOrderID)
+		ops = append(ops, clientv3.OpTxn(
+			[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(sk), "=", 0)},
+			[]clientv3.Op{clientv3.OpPut(sk, l.k.String())}, nil))
 	}
 	qk := l.s.queueKey(l.k)
 	switch {
