@@ -370,6 +370,8 @@ type deliveryStats struct {
 	// destination whose success ratio falls below 90 % over two minutes.
 	NotOK         int   `json:"tries_not_ok"`
 	NotOKByWindow []int `json:"tries_not_ok_by_window"`
+	// Hops is each service's own view of the same acknowledgements.
+	Hops *hops `json:"server_side,omitempty"`
 }
 
 // loadWindow is the width of the windows of deliveryStats.Windows.
@@ -418,8 +420,31 @@ type etcdCounts struct {
 	// fsyncs and the time they took (in a per-order view: per order).
 	WALFsyncs       float64 `json:"wal_fsyncs"`
 	WALFsyncSeconds float64 `json:"wal_fsync_seconds"`
+	// WALFsyncP99Ms and BackendCommitP99Ms are the upper bounds of the
+	// histogram buckets that hold the 99th percentile WAL fsync and the
+	// 99th percentile commit of the backend (bbolt, every 100 ms, which
+	// holds up applies while it runs); etcd's buckets double from 1 ms.
+	// Set on a run's totals only.
+	WALFsyncP99Ms      float64 `json:"wal_fsync_p99_ms,omitempty"`
+	BackendCommitP99Ms float64 `json:"backend_commit_p99_ms,omitempty"`
+	// hists are etcd's duration histograms, by metric: cumulative counts
+	// by bucket bound in seconds (the +Inf bucket holds the count). Left
+	// out of div.
+	hists map[string]map[float64]float64
 	// Gauges, not counters: left out of sub and div.
 	dbBytes, keys float64
+}
+
+// The etcd histograms the load report reads.
+const (
+	histWALFsync      = "etcd_disk_wal_fsync_duration_seconds"
+	histBackendCommit = "etcd_disk_backend_commit_duration_seconds"
+)
+
+// p99 returns the bound, in ms, of the first bucket of histogram name
+// that holds 99 % of its observations, or 0 without any.
+func (c etcdCounts) p99(name string) float64 {
+	return bucketP99(c.hists[name])
 }
 
 // meanFsyncMs is the mean WAL fsync time.
@@ -525,9 +550,13 @@ type loadRun struct {
 	deadCPU float64              // CPU seconds of killed processes
 
 	sender *webhook.Sender
-	hc     *http.Client
-	polls  atomic.Int64 // count-only reads of the state index, subtracted
-	prof   *profiler    // nil unless -profile
+	// gatewayURL and metricsURLs (the replicas' METRICS_ADDR) serve the
+	// services' own metrics: their side of each acknowledgement.
+	gatewayURL  string
+	metricsURLs []string
+	hc          *http.Client
+	polls       atomic.Int64 // count-only reads of the state index, subtracted
+	prof        *profiler    // nil unless -profile
 
 	delivered atomic.Int64
 	sampleMu  sync.Mutex
@@ -689,8 +718,13 @@ func (r *loadRun) start(ctx context.Context) error {
 			return err
 		}
 		name := fmt.Sprintf("fulfillment-%d", i)
+		maddr, err := stack.FreeAddr()
+		if err != nil {
+			return err
+		}
+		r.metricsURLs = append(r.metricsURLs, "http://"+maddr)
 		env, err := debugEnv(name, map[string]string{
-			"LISTEN_ADDR":    addr,
+			"LISTEN_ADDR": addr, "METRICS_ADDR": maddr,
 			"ETCD_ENDPOINTS": strings.Join(r.etcdURLs, ","), "ETCD_PREFIX": r.prefix,
 			"BIGCOMMERCE_API_URL": simURLs[0], "BIGCOMMERCE_STORE_HASH": loadStore,
 			"BIGCOMMERCE_ACCESS_TOKEN": loadBCToken,
@@ -748,6 +782,7 @@ func (r *loadRun) start(ctx context.Context) error {
 		},
 	}
 	r.sender = &webhook.Sender{URL: "http://" + gwAddr + "/v1/webhooks/bigcommerce", ClientSecret: loadSecret, Client: r.hc}
+	r.gatewayURL = "http://" + gwAddr
 	return nil
 }
 
@@ -833,8 +868,10 @@ func (r *loadRun) measure(ctx context.Context) error {
 			r.say("CPU profiles of the first %d s written to %s (go tool pprof -top FILE)", r.prof.seconds, r.prof.dir)
 		}
 	}()
+	hopsBefore := r.hopHistograms(ctx)
 	rep.Deliveries = r.send(ctx, deliveries)
 	sent := time.Now()
+	rep.Deliveries.Hops = hopsBetween(hopsBefore, r.hopHistograms(ctx))
 	rep.Memory.AtSent = r.takeSample(start)
 	r.say("sent in %.1f s: %.0f deliveries/s, ack p50 %.1f ms, p99 %.1f ms; statuses %v",
 		rep.Deliveries.Seconds, rep.Deliveries.PerSec, rep.Deliveries.AckLatency.P50, rep.Deliveries.AckLatency.P99, rep.Deliveries.Statuses)
@@ -878,6 +915,7 @@ func (r *loadRun) measure(ctx context.Context) error {
 	total.Range -= float64(polls)
 	total.MvccRange -= float64(polls)
 	total.finish()
+	total.WALFsyncP99Ms, total.BackendCommitP99Ms = total.p99(histWALFsync), total.p99(histBackendCommit)
 	rep.Etcd.Total, rep.Etcd.PerOrder, rep.Etcd.Polls = total, total.div(float64(cfg.Orders)), int(polls)
 	bcAfter, ledger := r.bc.Stats(), r.ts.Ledger()
 	rep.BigCommerce.Stats = subStats(bcAfter, bcBefore)
@@ -1440,21 +1478,7 @@ func (r *loadRun) fetchEtcdMetrics(ctx context.Context) (etcdCounts, error) {
 }
 
 func fetchMetrics(ctx context.Context, endpoint string) (etcdCounts, error) {
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(cctx, http.MethodGet, strings.TrimSuffix(endpoint, "/")+"/metrics", nil)
-	if err != nil {
-		return etcdCounts{}, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return etcdCounts{}, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return etcdCounts{}, fmt.Errorf("GET /metrics: %s", resp.Status)
-	}
-	samples, err := parseMetrics(resp.Body)
+	samples, err := scrape(ctx, strings.TrimSuffix(endpoint, "/"))
 	if err != nil {
 		return etcdCounts{}, err
 	}
@@ -1586,6 +1610,17 @@ func countsFrom(samples []metricSample) etcdCounts {
 			c.dbBytes = s.value
 		case "etcd_debugging_mvcc_keys_total":
 			c.keys = s.value
+		case histWALFsync + "_bucket", histBackendCommit + "_bucket":
+			if le, err := strconv.ParseFloat(s.labels["le"], 64); err == nil {
+				name := strings.TrimSuffix(s.name, "_bucket")
+				if c.hists == nil {
+					c.hists = map[string]map[float64]float64{}
+				}
+				if c.hists[name] == nil {
+					c.hists[name] = map[float64]float64{}
+				}
+				c.hists[name][le] += s.value
+			}
 		case "etcd_disk_wal_fsync_duration_seconds_count":
 			c.WALFsyncs += s.value
 		case "etcd_disk_wal_fsync_duration_seconds_sum":
@@ -1604,7 +1639,19 @@ func (c etcdCounts) sub(o etcdCounts) etcdCounts {
 		MvccDelete: c.MvccDelete - o.MvccDelete, MvccTxn: c.MvccTxn - o.MvccTxn,
 		LeaseKeepAlives: c.LeaseKeepAlives - o.LeaseKeepAlives,
 		WALFsyncs:       c.WALFsyncs - o.WALFsyncs, WALFsyncSeconds: c.WALFsyncSeconds - o.WALFsyncSeconds,
+		hists: subHists(c.hists, o.hists),
 	}
+}
+
+func subHists(a, b map[string]map[float64]float64) map[string]map[float64]float64 {
+	d := make(map[string]map[float64]float64, len(a))
+	for name, h := range a {
+		d[name] = make(map[float64]float64, len(h))
+		for le, v := range h {
+			d[name][le] = v - b[name][le]
+		}
+	}
+	return d
 }
 
 // finish derives Requests and Reads: a Txn that is not a proposal was
@@ -1872,6 +1919,10 @@ func (rep *loadReport) writeTable(w io.Writer) {
 			p99s = append(p99s, fmt.Sprintf("%.1f", w.P99))
 		}
 		row(fmt.Sprintf("  p99 by %s window", loadWindow), "%s", strings.Join(p99s, " "))
+		if h := d.Hops; h != nil && h.Count > 0 {
+			row("  services' own p99", "gateway answering a webhook ≤ %g ms, replicas recording a delivery ≤ %g ms (histogram buckets; the rest is HTTP and the load generator)",
+				h.GatewayWebhookP99Ms, h.ReplicaIntakeP99Ms)
+		}
 		if d.NotOK > 0 {
 			var worst float64
 			var counts []string
@@ -1913,7 +1964,8 @@ func (rep *loadReport) writeTable(w io.Writer) {
 	row("requests", "%.2f: reads %.2f, writes (raft proposals) %.2f", p.Requests, p.Reads, p.Writes)
 	row("by call", "Range %.2f, Txn %.2f, Put %.2f, DeleteRange %.2f, LeaseGrant %.3f; Watch streams %.2f", p.Range, p.Txn, p.Put, p.DeleteRange, p.LeaseGrant, p.WatchStreams)
 	row("key operations", "range %.2f, put %.2f, delete %.2f (multi-op txns %.2f)", p.MvccRange, p.MvccPut, p.MvccDelete, p.MvccTxn)
-	row("WAL fsyncs", "%.2f per order, mean %.2f ms (%.0f in the run)", p.WALFsyncs, rep.Etcd.Total.meanFsyncMs(), rep.Etcd.Total.WALFsyncs)
+	row("WAL fsyncs", "%.2f per order, mean %.2f ms, 99 %% within %g ms (%.0f in the run); backend commits: 99 %% within %g ms",
+		p.WALFsyncs, rep.Etcd.Total.meanFsyncMs(), rep.Etcd.Total.WALFsyncP99Ms, rep.Etcd.Total.WALFsyncs, rep.Etcd.Total.BackendCommitP99Ms)
 	row("etcd size after", "%.1f MiB database, %.0f live keys", rep.Etcd.DBBytes/(1<<20), rep.Etcd.Keys)
 	if a := rep.AfterSubmit; a != nil {
 		head("DELIVERIES TO SUBMITTED ORDERS (per delivery)")
@@ -1945,3 +1997,107 @@ func (rep *loadReport) writeTable(w io.Writer) {
 }
 
 func mib(kib int) string { return fmt.Sprintf("%.1f", float64(kib)/1024) }
+
+// hops is the services' own view of the acknowledgements of a run: the
+// 99th percentile of the gateway's time to answer a webhook (from the
+// request read to the answer written) and of the replicas' time to record
+// a delivery (the gRPC call, its etcd read and write included), each as
+// the upper bound of the histogram bucket that holds it. The rest of an
+// acknowledgement is the HTTP exchange and the load generator itself.
+type hops struct {
+	Count               float64 `json:"count"`
+	GatewayWebhookP99Ms float64 `json:"gateway_webhook_p99_ms_at_most"`
+	ReplicaIntakeP99Ms  float64 `json:"replica_intake_p99_ms_at_most"`
+	ReplicaIntakeCount  float64 `json:"replica_intake_count"`
+	ReplicasNotCounted  int     `json:"replicas_not_counted,omitempty"`
+}
+
+// hopSnapshot is the services' histograms at one moment, by bucket bound.
+type hopSnapshot struct {
+	gateway, replicas map[float64]float64
+	missing           int
+}
+
+const (
+	gatewayHist = "backorder_gateway_http_request_duration_seconds_bucket"
+	replicaHist = "backorder_grpc_request_duration_seconds_bucket"
+)
+
+// hopHistograms reads the gateway's webhook histogram and the sum of the
+// replicas' HandleOrderWebhook histograms. A service that does not answer
+// (killed by a -fault) is counted as missing.
+func (r *loadRun) hopHistograms(ctx context.Context) hopSnapshot {
+	snap := hopSnapshot{gateway: map[float64]float64{}, replicas: map[float64]float64{}}
+	add := func(url, name, label, value string, into map[float64]float64) bool {
+		samples, err := scrape(ctx, url)
+		if err != nil {
+			return false
+		}
+		for _, s := range samples {
+			if s.name != name || s.labels[label] != value {
+				continue
+			}
+			if le, err := strconv.ParseFloat(s.labels["le"], 64); err == nil {
+				into[le] += s.value
+			}
+		}
+		return true
+	}
+	if !add(r.gatewayURL, gatewayHist, "route", "webhook", snap.gateway) {
+		snap.missing++
+	}
+	for _, u := range r.metricsURLs {
+		if !add(u, replicaHist, "method", "HandleOrderWebhook", snap.replicas) {
+			snap.missing++
+		}
+	}
+	return snap
+}
+
+func hopsBetween(a, b hopSnapshot) *hops {
+	diff := func(x, y map[float64]float64) map[float64]float64 {
+		d := map[float64]float64{}
+		for le, v := range y {
+			d[le] = v - x[le]
+		}
+		return d
+	}
+	g, rp := diff(a.gateway, b.gateway), diff(a.replicas, b.replicas)
+	h := &hops{Count: g[math.Inf(1)], ReplicaIntakeCount: rp[math.Inf(1)], ReplicasNotCounted: max(a.missing, b.missing)}
+	h.GatewayWebhookP99Ms, h.ReplicaIntakeP99Ms = bucketP99(g), bucketP99(rp)
+	return h
+}
+
+// bucketP99 returns, in ms, the bound of the first bucket of a cumulative
+// histogram that holds 99 % of its observations (+Inf holds the count).
+func bucketP99(h map[float64]float64) float64 {
+	n := h[math.Inf(1)]
+	if n <= 0 {
+		return 0
+	}
+	for _, le := range slices.Sorted(maps.Keys(h)) {
+		if h[le] >= 0.99*n {
+			return round3(le * 1000)
+		}
+	}
+	return 0
+}
+
+// scrape reads a Prometheus text endpoint's samples.
+func scrape(ctx context.Context, base string) ([]metricSample, error) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(cctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s/metrics: %s", base, resp.Status)
+	}
+	return parseMetrics(resp.Body)
+}

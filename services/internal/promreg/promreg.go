@@ -12,8 +12,9 @@ import (
 )
 
 // LatencyBuckets are the histogram buckets of request durations, in
-// seconds: fine below 10 ms, where a webhook acknowledgement should be.
-var LatencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+// seconds: fine below 25 ms, around the 10 ms a webhook acknowledgement
+// should take, so that a p99 can be told from it.
+var LatencyBuckets = []float64{.001, .0025, .005, .0075, .01, .015, .02, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 
 // New returns a registry holding cs and the Go runtime and process
 // collectors.
