@@ -608,6 +608,31 @@ func TestOperatorRoutesRefuseUnknownFields(t *testing.T) {
 	}
 }
 
+// A state filter may name the state as design.md and the README's tables
+// do, or by its protobuf name or number; a name that is no state is 400.
+func TestListOrdersStateNames(t *testing.T) {
+	fake := startFake(t, "replica-1")
+	url, _ := startGateway(t, testConfig(fake.addr))
+	list := func(q string) response {
+		req, _ := http.NewRequest(http.MethodGet, url+"/v1/orders?"+q, nil)
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		return do(t, req)
+	}
+	for _, q := range []string{"state=WRITTEN_BACK", "state=written_back", "state=ORDER_STATE_WRITTEN_BACK", "state=5"} {
+		fake.reset(nil)
+		if resp := list(q); resp.status != http.StatusOK {
+			t.Errorf("%s: status %d, body %s; want 200", q, resp.status, resp.body)
+			continue
+		}
+		if calls := fake.recorded(); len(calls) != 1 || calls[0].req.(*backorderv1.ListOrdersRequest).GetState() != backorderv1.OrderState_ORDER_STATE_WRITTEN_BACK {
+			t.Errorf("%s: calls %v; want one ListOrders of WRITTEN_BACK", q, calls)
+		}
+	}
+	if resp := list("state=SHIPPED"); resp.status != http.StatusBadRequest || !strings.Contains(resp.body, "SHIPPED") {
+		t.Errorf("state=SHIPPED: status %d, body %s; want 400 naming it", resp.status, resp.body)
+	}
+}
+
 // An operator is told why a call failed; BigCommerce, on the open webhook
 // route, only that it should try again.
 func TestOperatorErrorsSayWhy(t *testing.T) {

@@ -20,12 +20,48 @@ const ListOrdersPath = "/v1/orders"
 type strictQueryParser struct{}
 
 func (strictQueryParser) Parse(msg proto.Message, values url.Values, filter *utilities.DoubleArray) error {
+	md := msg.ProtoReflect().Descriptor()
 	for key := range values {
-		if err := knownField(msg.ProtoReflect().Descriptor(), key); err != nil {
+		if err := knownField(md, key); err != nil {
 			return err
 		}
 	}
-	return (&runtime.DefaultQueryParser{}).Parse(msg, values, filter)
+	return (&runtime.DefaultQueryParser{}).Parse(msg, bareEnumNames(md, values), filter)
+}
+
+// bareEnumNames lets an enum parameter name its value as design.md and the
+// README's tables do (state=NEEDS_REVIEW, or needs_review) as well as by
+// its protobuf name (ORDER_STATE_NEEDS_REVIEW) or number: a bare name is
+// given the prefix of the enum's values.
+func bareEnumNames(md protoreflect.MessageDescriptor, values url.Values) url.Values {
+	out := url.Values{}
+	for key, vs := range values {
+		fd := md.Fields().ByName(protoreflect.Name(key))
+		if fd == nil {
+			fd = md.Fields().ByJSONName(key)
+		}
+		if fd == nil || fd.Enum() == nil {
+			out[key] = vs
+			continue
+		}
+		ev := fd.Enum().Values()
+		prefix := ""
+		if ev.Len() > 0 {
+			zero := string(ev.Get(0).Name()) // ORDER_STATE_UNSPECIFIED
+			if i := strings.LastIndex(zero, "_"); i > 0 {
+				prefix = zero[:i+1]
+			}
+		}
+		for _, v := range vs {
+			if ev.ByName(protoreflect.Name(v)) == nil && prefix != "" {
+				if full := protoreflect.Name(prefix + strings.ToUpper(strings.TrimSpace(v))); ev.ByName(full) != nil {
+					v = string(full)
+				}
+			}
+			out[key] = append(out[key], v)
+		}
+	}
+	return out
 }
 
 // knownField checks that a dotted query key (by proto or JSON names) names
