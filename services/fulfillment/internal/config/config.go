@@ -210,8 +210,18 @@ func (e *env) url(name, def string) string {
 		return ""
 	}
 	u, err := url.Parse(v)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 		e.fail(name, fmt.Sprintf("is %q; want an http(s) URL like https://api.example.com", v))
+		return ""
+	case u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(u.Path, "?"):
+		// Paths are appended to it: a query would end up in the middle.
+		e.fail(name, fmt.Sprintf("is %q; want a URL without a query or fragment (the API's paths are appended to it)", v))
+		return ""
+	case name == "BIGCOMMERCE_API_URL" && strings.Contains(u.Path+"/", "/stores/"):
+		// https://api.bigcommerce.com/stores/abc123/v3 would become
+		// …/stores/abc123/v3/stores/abc123/v2/orders/….
+		e.fail(name, fmt.Sprintf("is %q; want the API's root (e.g. https://api.bigcommerce.com): /stores/<hash>/v2 and /v3 are appended to it", v))
 		return ""
 	}
 	return strings.TrimRight(v, "/")
