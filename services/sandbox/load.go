@@ -1920,8 +1920,8 @@ func (rep *loadReport) writeTable(w io.Writer) {
 		}
 		row(fmt.Sprintf("  p99 by %s window", loadWindow), "%s", strings.Join(p99s, " "))
 		if h := d.Hops; h != nil && h.Count > 0 {
-			row("  services' own p99", "gateway answering a webhook ≤ %g ms, replicas recording a delivery ≤ %g ms (histogram buckets; the rest is HTTP and the load generator)",
-				h.GatewayWebhookP99Ms, h.ReplicaIntakeP99Ms)
+			row("  services' own p99", "gateway answering a webhook ≤ %g ms, replicas recording a delivery ≤ %g ms, replicas waiting for etcd: Txn ≤ %g ms, Range ≤ %g ms (histogram buckets)",
+				h.GatewayWebhookP99Ms, h.ReplicaIntakeP99Ms, h.EtcdTxnP99Ms, h.EtcdRangeP99Ms)
 		}
 		if d.NotOK > 0 {
 			var worst float64
@@ -2009,45 +2009,57 @@ type hops struct {
 	GatewayWebhookP99Ms float64 `json:"gateway_webhook_p99_ms_at_most"`
 	ReplicaIntakeP99Ms  float64 `json:"replica_intake_p99_ms_at_most"`
 	ReplicaIntakeCount  float64 `json:"replica_intake_count"`
-	ReplicasNotCounted  int     `json:"replicas_not_counted,omitempty"`
+	// EtcdTxnP99Ms and EtcdRangeP99Ms are the replicas' waits for etcd's
+	// answers (all their requests: intake's and processing's).
+	EtcdTxnP99Ms       float64 `json:"replica_etcd_txn_p99_ms_at_most"`
+	EtcdRangeP99Ms     float64 `json:"replica_etcd_range_p99_ms_at_most"`
+	ReplicasNotCounted int     `json:"replicas_not_counted,omitempty"`
 }
 
 // hopSnapshot is the services' histograms at one moment, by bucket bound.
 type hopSnapshot struct {
-	gateway, replicas map[float64]float64
-	missing           int
+	gateway, replicas, txn, rng map[float64]float64
+	missing                     int
 }
 
 const (
 	gatewayHist = "backorder_gateway_http_request_duration_seconds_bucket"
 	replicaHist = "backorder_grpc_request_duration_seconds_bucket"
+	etcdHist    = "backorder_etcd_request_duration_seconds_bucket"
 )
 
 // hopHistograms reads the gateway's webhook histogram and the sum of the
 // replicas' HandleOrderWebhook histograms. A service that does not answer
 // (killed by a -fault) is counted as missing.
 func (r *loadRun) hopHistograms(ctx context.Context) hopSnapshot {
-	snap := hopSnapshot{gateway: map[float64]float64{}, replicas: map[float64]float64{}}
-	add := func(url, name, label, value string, into map[float64]float64) bool {
+	snap := hopSnapshot{gateway: map[float64]float64{}, replicas: map[float64]float64{}, txn: map[float64]float64{}, rng: map[float64]float64{}}
+	type hist struct {
+		name, label, value string
+		into               map[float64]float64
+	}
+	add := func(url string, hs ...hist) bool {
 		samples, err := scrape(ctx, url)
 		if err != nil {
 			return false
 		}
 		for _, s := range samples {
-			if s.name != name || s.labels[label] != value {
-				continue
-			}
-			if le, err := strconv.ParseFloat(s.labels["le"], 64); err == nil {
-				into[le] += s.value
+			for _, h := range hs {
+				if s.name != h.name || s.labels[h.label] != h.value || s.labels["result"] == "error" {
+					continue
+				}
+				if le, err := strconv.ParseFloat(s.labels["le"], 64); err == nil {
+					h.into[le] += s.value
+				}
 			}
 		}
 		return true
 	}
-	if !add(r.gatewayURL, gatewayHist, "route", "webhook", snap.gateway) {
+	if !add(r.gatewayURL, hist{gatewayHist, "route", "webhook", snap.gateway}) {
 		snap.missing++
 	}
 	for _, u := range r.metricsURLs {
-		if !add(u, replicaHist, "method", "HandleOrderWebhook", snap.replicas) {
+		if !add(u, hist{replicaHist, "method", "HandleOrderWebhook", snap.replicas},
+			hist{etcdHist, "method", "Txn", snap.txn}, hist{etcdHist, "method", "Range", snap.rng}) {
 			snap.missing++
 		}
 	}
@@ -2065,6 +2077,7 @@ func hopsBetween(a, b hopSnapshot) *hops {
 	g, rp := diff(a.gateway, b.gateway), diff(a.replicas, b.replicas)
 	h := &hops{Count: g[math.Inf(1)], ReplicaIntakeCount: rp[math.Inf(1)], ReplicasNotCounted: max(a.missing, b.missing)}
 	h.GatewayWebhookP99Ms, h.ReplicaIntakeP99Ms = bucketP99(g), bucketP99(rp)
+	h.EtcdTxnP99Ms, h.EtcdRangeP99Ms = bucketP99(diff(a.txn, b.txn)), bucketP99(diff(a.rng, b.rng))
 	return h
 }
 

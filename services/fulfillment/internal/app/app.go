@@ -66,9 +66,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 		log.Info("embedded single-member etcd started (set ETCD_ENDPOINTS to use a cluster)",
 			"data_dir", cfg.EtcdDataDir, "endpoint", e.Endpoint)
 	}
+	m := metrics.New()
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: endpoints, DialTimeout: cfg.EtcdDialTimeout, Logger: zap.NewNop(),
 		DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second,
+		DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(m.EtcdInterceptor())},
 	})
 	if err != nil {
 		return fmt.Errorf("ETCD_ENDPOINTS %v: %w", endpoints, err)
@@ -106,7 +108,6 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 		return fmt.Errorf("TropShip client: %w", err)
 	}
 	announceMode(log, cfg)
-	m := metrics.New()
 	m.BigCommerce(func() metrics.BigCommerceStats {
 		s := bc.Stats()
 		return metrics.BigCommerceStats{Requests: s.Requests, RateLimited: s.RateLimited, PacedWaits: s.PacedWaits}

@@ -40,6 +40,7 @@ type Metrics struct {
 	lookups    *prometheus.CounterVec
 	writeBacks *prometheus.CounterVec
 	reads      *prometheus.CounterVec
+	etcdTime   *prometheus.HistogramVec
 }
 
 // New returns Metrics with the Go runtime and process collectors.
@@ -71,8 +72,13 @@ func New() *Metrics {
 			Name: "backorder_storefront_reads_total",
 			Help: "Reads of an order from BigCommerce (steps 5 and 6), by result: ok (the order read), not_found, and failed reads of the order, its lines or its addresses: refused (the access token: a person must fix it), error.",
 		}, []string{"result"}),
+		etcdTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "backorder_etcd_request_duration_seconds",
+			Help:    "Time etcd took to answer this replica's requests, as the replica waited for them, by method (Range, Txn, Put, DeleteRange, LeaseGrant, ...) and result (ok, error).",
+			Buckets: promreg.LatencyBuckets,
+		}, []string{"method", "result"}),
 	}
-	m.reg = promreg.New(m.grpcCalls, m.grpcTime, m.deliveries, m.submits, m.lookups, m.writeBacks, m.reads)
+	m.reg = promreg.New(m.grpcCalls, m.grpcTime, m.deliveries, m.submits, m.lookups, m.writeBacks, m.reads, m.etcdTime)
 	return m
 }
 
@@ -103,6 +109,22 @@ func (m *Metrics) Interceptor() grpc.UnaryServerInterceptor {
 			}
 		}
 		return resp, err
+	}
+}
+
+// EtcdInterceptor times the etcd client's unary requests (a gRPC client
+// interceptor for clientv3.Config.DialOptions): how long the service waits
+// for etcd, a delivery's read and write included.
+func (m *Metrics) EtcdInterceptor() grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		start := time.Now()
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		result := "ok"
+		if err != nil {
+			result = "error"
+		}
+		m.etcdTime.WithLabelValues(method[strings.LastIndexByte(method, '/')+1:], result).Observe(time.Since(start).Seconds())
+		return err
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -18,6 +20,7 @@ import (
 	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
 	"github.com/backorder/backorder/services/fulfillment/internal/metrics"
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
+	"github.com/backorder/backorder/services/sandbox/etcdtest"
 )
 
 func scrape(t *testing.T, m *metrics.Metrics) string {
@@ -160,4 +163,34 @@ func TestMetrics(t *testing.T) {
 	if strings.Contains(out, "backorder_orders{") {
 		t.Error("orders by state reported while etcd could not be read")
 	}
+}
+
+// The etcd client's requests are timed by method and result, from the
+// replica's side, against a real etcd.
+func TestEtcdInterceptor(t *testing.T) {
+	m := metrics.New()
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: []string{etcdtest.Start(t)}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(m.EtcdInterceptor())},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cli.Put(ctx, "/t/a", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Get(ctx, "/t/a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Txn(ctx).Then(clientv3.OpPut("/t/b", "1"), clientv3.OpPut("/t/b", "2")).Commit(); err == nil {
+		t.Fatal("a transaction putting one key twice was accepted")
+	}
+	wantLines(t, scrape(t, m),
+		`backorder_etcd_request_duration_seconds_count{method="Put",result="ok"} 1`,
+		`backorder_etcd_request_duration_seconds_count{method="Range",result="ok"} 1`,
+		`backorder_etcd_request_duration_seconds_count{method="Txn",result="error"} 1`,
+	)
 }
