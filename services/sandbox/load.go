@@ -1478,7 +1478,7 @@ func (r *loadRun) fetchEtcdMetrics(ctx context.Context) (etcdCounts, error) {
 }
 
 func fetchMetrics(ctx context.Context, endpoint string) (etcdCounts, error) {
-	samples, err := scrape(ctx, strings.TrimSuffix(endpoint, "/"))
+	samples, err := scrape(ctx, strings.TrimSuffix(endpoint, "/"), 10*time.Second)
 	if err != nil {
 		return etcdCounts{}, err
 	}
@@ -1920,8 +1920,12 @@ func (rep *loadReport) writeTable(w io.Writer) {
 		}
 		row(fmt.Sprintf("  p99 by %s window", loadWindow), "%s", strings.Join(p99s, " "))
 		if h := d.Hops; h != nil && h.Count > 0 {
-			row("  services' own p99", "gateway answering a webhook ≤ %g ms, replicas recording a delivery ≤ %g ms, replicas waiting for etcd: Txn ≤ %g ms, Range ≤ %g ms (histogram buckets)",
-				h.GatewayWebhookP99Ms, h.ReplicaIntakeP99Ms, h.EtcdTxnP99Ms, h.EtcdRangeP99Ms)
+			left := ""
+			if h.ReplicasNotCounted > 0 {
+				left = fmt.Sprintf("; %d replica(s) left out (restarted or not answering)", h.ReplicasNotCounted)
+			}
+			row("  services' own p99", "gateway answering a webhook ≤ %g ms, replicas recording a delivery ≤ %g ms, replicas waiting for etcd: Txn ≤ %g ms, Range ≤ %g ms (histogram buckets%s)",
+				h.GatewayWebhookP99Ms, h.ReplicaIntakeP99Ms, h.EtcdTxnP99Ms, h.EtcdRangeP99Ms, left)
 		}
 		if d.NotOK > 0 {
 			var worst float64
@@ -2016,29 +2020,37 @@ type hops struct {
 	ReplicasNotCounted int     `json:"replicas_not_counted,omitempty"`
 }
 
-// hopSnapshot is the services' histograms at one moment, by bucket bound.
+// hopSnapshot is the services' histograms at one moment, by bucket bound:
+// the gateway's, and each replica's (in -replicas order).
 type hopSnapshot struct {
-	gateway, replicas, txn, rng map[float64]float64
-	missing                     int
+	gateway  map[float64]float64 // nil: not read
+	replicas []replicaHists
+}
+
+type replicaHists struct {
+	ok               bool
+	intake, txn, rng map[float64]float64
 }
 
 const (
 	gatewayHist = "backorder_gateway_http_request_duration_seconds_bucket"
 	replicaHist = "backorder_grpc_request_duration_seconds_bucket"
 	etcdHist    = "backorder_etcd_request_duration_seconds_bucket"
+	// hopScrapeTimeout bounds a scrape of a service's metrics: a replica
+	// paused by -fault does not answer at all.
+	hopScrapeTimeout = 3 * time.Second
 )
 
-// hopHistograms reads the gateway's webhook histogram and the sum of the
-// replicas' HandleOrderWebhook histograms. A service that does not answer
-// (killed by a -fault) is counted as missing.
+// hopHistograms reads the gateway's webhook histogram and each replica's
+// HandleOrderWebhook and etcd histograms. A service that does not answer
+// (killed or paused by a -fault) is left unread.
 func (r *loadRun) hopHistograms(ctx context.Context) hopSnapshot {
-	snap := hopSnapshot{gateway: map[float64]float64{}, replicas: map[float64]float64{}, txn: map[float64]float64{}, rng: map[float64]float64{}}
 	type hist struct {
 		name, label, value string
 		into               map[float64]float64
 	}
-	add := func(url string, hs ...hist) bool {
-		samples, err := scrape(ctx, url)
+	read := func(url string, hs ...hist) bool {
+		samples, err := scrape(ctx, url, hopScrapeTimeout)
 		if err != nil {
 			return false
 		}
@@ -2054,30 +2066,49 @@ func (r *loadRun) hopHistograms(ctx context.Context) hopSnapshot {
 		}
 		return true
 	}
-	if !add(r.gatewayURL, hist{gatewayHist, "route", "webhook", snap.gateway}) {
-		snap.missing++
+	var snap hopSnapshot
+	if g := map[float64]float64{}; read(r.gatewayURL, hist{gatewayHist, "route", "webhook", g}) {
+		snap.gateway = g
 	}
 	for _, u := range r.metricsURLs {
-		if !add(u, hist{replicaHist, "method", "HandleOrderWebhook", snap.replicas},
-			hist{etcdHist, "method", "Txn", snap.txn}, hist{etcdHist, "method", "Range", snap.rng}) {
-			snap.missing++
-		}
+		rh := replicaHists{intake: map[float64]float64{}, txn: map[float64]float64{}, rng: map[float64]float64{}}
+		rh.ok = read(u, hist{replicaHist, "method", "HandleOrderWebhook", rh.intake},
+			hist{etcdHist, "method", "Txn", rh.txn}, hist{etcdHist, "method", "Range", rh.rng})
+		snap.replicas = append(snap.replicas, rh)
 	}
 	return snap
 }
 
+// hopsBetween is what the services counted between two snapshots. A
+// replica read only once, or whose counts went down (it was started again
+// by -fault kill-replica), is left out and counted in ReplicasNotCounted.
 func hopsBetween(a, b hopSnapshot) *hops {
-	diff := func(x, y map[float64]float64) map[float64]float64 {
-		d := map[float64]float64{}
-		for le, v := range y {
-			d[le] = v - x[le]
-		}
-		return d
+	if a.gateway == nil || b.gateway == nil || len(a.replicas) != len(b.replicas) {
+		return nil
 	}
-	g, rp := diff(a.gateway, b.gateway), diff(a.replicas, b.replicas)
-	h := &hops{Count: g[math.Inf(1)], ReplicaIntakeCount: rp[math.Inf(1)], ReplicasNotCounted: max(a.missing, b.missing)}
-	h.GatewayWebhookP99Ms, h.ReplicaIntakeP99Ms = bucketP99(g), bucketP99(rp)
-	h.EtcdTxnP99Ms, h.EtcdRangeP99Ms = bucketP99(diff(a.txn, b.txn)), bucketP99(diff(a.rng, b.rng))
+	diff := func(x, y, into map[float64]float64) {
+		for le, v := range y {
+			into[le] += v - x[le]
+		}
+	}
+	g := map[float64]float64{}
+	diff(a.gateway, b.gateway, g)
+	intake, txn, rng := map[float64]float64{}, map[float64]float64{}, map[float64]float64{}
+	h := &hops{Count: g[math.Inf(1)]}
+	for i, ra := range a.replicas {
+		rb := b.replicas[i]
+		inf := math.Inf(1)
+		if !ra.ok || !rb.ok || rb.intake[inf] < ra.intake[inf] || rb.txn[inf] < ra.txn[inf] {
+			h.ReplicasNotCounted++
+			continue
+		}
+		diff(ra.intake, rb.intake, intake)
+		diff(ra.txn, rb.txn, txn)
+		diff(ra.rng, rb.rng, rng)
+	}
+	h.ReplicaIntakeCount = intake[math.Inf(1)]
+	h.GatewayWebhookP99Ms, h.ReplicaIntakeP99Ms = bucketP99(g), bucketP99(intake)
+	h.EtcdTxnP99Ms, h.EtcdRangeP99Ms = bucketP99(txn), bucketP99(rng)
 	return h
 }
 
@@ -2096,9 +2127,9 @@ func bucketP99(h map[float64]float64) float64 {
 	return 0
 }
 
-// scrape reads a Prometheus text endpoint's samples.
-func scrape(ctx context.Context, base string) ([]metricSample, error) {
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+// scrape reads a Prometheus text endpoint's samples, within timeout.
+func scrape(ctx context.Context, base string, timeout time.Duration) ([]metricSample, error) {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(cctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -71,6 +72,15 @@ func TestLoadSmoke(t *testing.T) {
 			t.Errorf("CPU profile of %s: %v", name, err)
 		}
 	}
+	// The services' own view, from their metrics: the names scraped are
+	// the ones the services export.
+	if h := rep.Deliveries.Hops; h == nil || h.Count < float64(rep.Deliveries.Planned) || h.ReplicaIntakeCount < float64(rep.Deliveries.Planned) ||
+		h.GatewayWebhookP99Ms <= 0 || h.ReplicaIntakeP99Ms <= 0 || h.EtcdTxnP99Ms <= 0 || h.EtcdRangeP99Ms <= 0 || h.ReplicasNotCounted != 0 {
+		t.Errorf("services' own p99 not measured: %+v", h)
+	}
+	if rep.Etcd.Total.WALFsyncP99Ms <= 0 || rep.Etcd.Total.BackendCommitP99Ms <= 0 {
+		t.Errorf("etcd's fsync and commit p99 not measured: %v, %v", rep.Etcd.Total.WALFsyncP99Ms, rep.Etcd.Total.BackendCommitP99Ms)
+	}
 	if rep.Bare.PutsPerSec <= 0 || rep.Bare.MutexCyclesPerSec <= 0 {
 		t.Errorf("bare etcd not measured: %+v", rep.Bare)
 	}
@@ -86,7 +96,8 @@ func TestLoadSmoke(t *testing.T) {
 
 // TestLoadFaults runs the load command small with each -fault: the fault
 // strikes mid-run, its victim comes back, and every order still reaches
-// the supplier exactly once with no delivery lost.
+// the supplier exactly once with no delivery lost or answered anything but
+// 200 in the end (a frozen replica's deliveries are tried on the other).
 func TestLoadFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the services; skipped in -short mode")
@@ -94,7 +105,7 @@ func TestLoadFaults(t *testing.T) {
 	for _, tc := range []struct {
 		fault   string
 		members int
-	}{{faultKillReplica, 1}, {faultStopEtcdLeader, 3}} {
+	}{{faultKillReplica, 1}, {faultPauseReplica, 1}, {faultStopEtcdLeader, 3}, {faultSupplierThrottle, 1}, {faultBigCommerceOutage, 1}} {
 		t.Run(tc.fault, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
@@ -103,7 +114,7 @@ func TestLoadFaults(t *testing.T) {
 			c.EtcdMembers, c.Fault, c.FaultDown = tc.members, tc.fault, time.Second
 			rep := runLoadLogged(ctx, t, c)
 			f := rep.Fault
-			if f == nil || f.Error != "" || f.AtDelivered*2 < int64(rep.Deliveries.Planned) || f.BackSeconds < f.AtSeconds+c.FaultDown.Seconds() {
+			if f == nil || f.Error != "" || f.AtDelivered*2 < int64(rep.Deliveries.Planned) || f.BackSeconds < f.AtSeconds+c.FaultDown.Seconds()-0.01 { // both rounded to 1 ms
 				t.Fatalf("fault %+v: not done mid-run and undone", f)
 			}
 			if tc.fault == faultStopEtcdLeader && (f.StopMs <= 0 || f.NewLeaderMs <= 0) {
@@ -269,5 +280,35 @@ func TestArrange(t *testing.T) {
 	}
 	if !far {
 		t.Error("spread 0 did not shuffle across the run")
+	}
+}
+
+// The services' own p99 comes from histogram buckets; a replica started
+// again (its counts went down) or not read is left out, not subtracted.
+func TestHopsBetween(t *testing.T) {
+	inf := math.Inf(1)
+	h := func(le5, le10, all float64) map[float64]float64 {
+		return map[float64]float64{0.005: le5, 0.01: le10, inf: all}
+	}
+	a := hopSnapshot{gateway: h(0, 0, 0), replicas: []replicaHists{
+		{ok: true, intake: h(0, 0, 0), txn: h(0, 0, 0), rng: h(0, 0, 0)},
+		{ok: true, intake: h(500, 500, 500), txn: h(500, 500, 500), rng: h(500, 500, 500)},
+		{ok: true, intake: h(0, 0, 0), txn: h(0, 0, 0), rng: h(0, 0, 0)},
+	}}
+	b := hopSnapshot{gateway: h(90, 100, 100), replicas: []replicaHists{
+		// 100 deliveries, 99 within 5 ms
+		{ok: true, intake: h(99, 100, 100), txn: h(50, 100, 100), rng: h(100, 100, 100)},
+		// restarted: counts went down
+		{ok: true, intake: h(10, 10, 10), txn: h(10, 10, 10), rng: h(10, 10, 10)},
+		// not read at the end
+		{ok: false},
+	}}
+	got := hopsBetween(a, b)
+	if got == nil || got.Count != 100 || got.ReplicaIntakeCount != 100 || got.ReplicasNotCounted != 2 ||
+		got.GatewayWebhookP99Ms != 10 || got.ReplicaIntakeP99Ms != 5 || got.EtcdTxnP99Ms != 10 || got.EtcdRangeP99Ms != 5 {
+		t.Errorf("hopsBetween = %+v; want 100 deliveries, gateway ≤ 10 ms, intake ≤ 5 ms, Txn ≤ 10 ms, Range ≤ 5 ms, 2 replicas left out", got)
+	}
+	if hopsBetween(hopSnapshot{}, b) != nil {
+		t.Error("a gateway not read gave figures")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -204,6 +205,10 @@ func (e *env) required(name string) string {
 	return v
 }
 
+// storeAPIPath matches a BigCommerce store's API path, pasted whole where
+// the API's root belongs: …/stores/abc123, …/stores/abc123/v3/.
+var storeAPIPath = regexp.MustCompile(`/stores/[^/]+(/v[0-9]+)?/?$`)
+
 func (e *env) url(name, def string) string {
 	v := e.str(name, def)
 	if v == "" {
@@ -214,11 +219,11 @@ func (e *env) url(name, def string) string {
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 		e.fail(name, fmt.Sprintf("is %q; want an http(s) URL like https://api.example.com", v))
 		return ""
-	case u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(u.Path, "?"):
+	case u.ForceQuery || strings.ContainsAny(v, "?#"):
 		// Paths are appended to it: a query would end up in the middle.
 		e.fail(name, fmt.Sprintf("is %q; want a URL without a query or fragment (the API's paths are appended to it)", v))
 		return ""
-	case name == "BIGCOMMERCE_API_URL" && strings.Contains(u.Path+"/", "/stores/"):
+	case name == "BIGCOMMERCE_API_URL" && storeAPIPath.MatchString(u.Path):
 		// https://api.bigcommerce.com/stores/abc123/v3 would become
 		// …/stores/abc123/v3/stores/abc123/v2/orders/….
 		e.fail(name, fmt.Sprintf("is %q; want the API's root (e.g. https://api.bigcommerce.com): /stores/<hash>/v2 and /v3 are appended to it", v))

@@ -100,6 +100,10 @@ func TestLoadSettings(t *testing.T) {
 			func(c config.Config) bool {
 				return c.TropShipURL == "http://127.0.0.1:8081" && c.BigCommerceURL == "http://127.0.0.1:8082"
 			}},
+		{"a stand-in mounted under a path", map[string]string{"BIGCOMMERCE_API_URL": "http://127.0.0.1:8082/bc/stores/", "TROPSHIP_BASE_URL": "http://[::1]:8081/ts/"},
+			func(c config.Config) bool {
+				return c.BigCommerceURL == "http://127.0.0.1:8082/bc/stores" && c.TropShipURL == "http://[::1]:8081/ts"
+			}},
 		{"etcd endpoints", map[string]string{"ETCD_ENDPOINTS": "http://10.0.0.1:2379, http://10.0.0.2:2379,"},
 			func(c config.Config) bool {
 				return reflect.DeepEqual(c.EtcdEndpoints, []string{"http://10.0.0.1:2379", "http://10.0.0.2:2379"})
@@ -160,6 +164,8 @@ func TestLoadErrors(t *testing.T) {
 		{"bigcommerce url: a store's API path", map[string]string{"BIGCOMMERCE_API_URL": "https://api.bigcommerce.com/stores/abc123/v3/"}, []string{"BIGCOMMERCE_API_URL"}},
 		{"bigcommerce url: a query", map[string]string{"BIGCOMMERCE_API_URL": "http://127.0.0.1:8082/bc?x=1"}, []string{"BIGCOMMERCE_API_URL"}},
 		{"tropship url: a fragment", map[string]string{"TROPSHIP_BASE_URL": "http://127.0.0.1:8081/#top"}, []string{"TROPSHIP_BASE_URL"}},
+		{"tropship url: an empty query", map[string]string{"TROPSHIP_BASE_URL": "http://127.0.0.1:8081/?"}, []string{"TROPSHIP_BASE_URL"}},
+		{"bigcommerce url: a store's path without a version", map[string]string{"BIGCOMMERCE_API_URL": "http://127.0.0.1:8082/stores/abc123"}, []string{"BIGCOMMERCE_API_URL"}},
 		{"missing tropship url", map[string]string{"TROPSHIP_BASE_URL": ""}, []string{"TROPSHIP_BASE_URL"}},
 		{"tropship url: not a url", map[string]string{"TROPSHIP_BASE_URL": "not a url"}, []string{"TROPSHIP_BASE_URL"}},
 		{"tropship url: ftp", map[string]string{"TROPSHIP_BASE_URL": "ftp://x"}, []string{"TROPSHIP_BASE_URL"}},

@@ -628,8 +628,10 @@ func TestListOrdersStateNames(t *testing.T) {
 			t.Errorf("%s: calls %v; want one ListOrders of WRITTEN_BACK", q, calls)
 		}
 	}
-	if resp := list("state=SHIPPED"); resp.status != http.StatusBadRequest || !strings.Contains(resp.body, "SHIPPED") {
-		t.Errorf("state=SHIPPED: status %d, body %s; want 400 naming it", resp.status, resp.body)
+	for _, bad := range []string{"SHIPPED", "unspecified"} {
+		if resp := list("state=" + bad); resp.status != http.StatusBadRequest || !strings.Contains(resp.body, bad) {
+			t.Errorf("state=%s: status %d, body %s; want 400 naming it", bad, resp.status, resp.body)
+		}
 	}
 }
 

@@ -54,7 +54,10 @@ func bareEnumNames(md protoreflect.MessageDescriptor, values url.Values) url.Val
 		}
 		for _, v := range vs {
 			if ev.ByName(protoreflect.Name(v)) == nil && prefix != "" {
-				if full := protoreflect.Name(prefix + strings.ToUpper(strings.TrimSpace(v))); ev.ByName(full) != nil {
+				// Not the zero value: its bare name ("unspecified") would
+				// quietly mean no filter at all.
+				full := protoreflect.Name(prefix + strings.ToUpper(strings.TrimSpace(v)))
+				if e := ev.ByName(full); e != nil && e.Number() != 0 {
 					v = string(full)
 				}
 			}
