@@ -74,7 +74,7 @@ func New() *Metrics {
 		}, []string{"result"}),
 		etcdTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "backorder_etcd_request_duration_seconds",
-			Help:    "Time etcd took to answer this replica's requests, as the replica waited for them, by method (Range, Txn, Put, DeleteRange, LeaseGrant, ...) and result (ok, error).",
+			Help:    "Time etcd took to answer this replica's unary requests, as the replica waited for them, by method (Range, Txn, Put, DeleteRange, LeaseGrant, ...) and result (ok, error). Each attempt is timed on its own: the etcd client's retries are not added up.",
 			Buckets: promreg.LatencyBuckets,
 		}, []string{"method", "result"}),
 	}
