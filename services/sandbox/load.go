@@ -430,7 +430,7 @@ type etcdCounts struct {
 	// hists are etcd's duration histograms, by metric: cumulative counts
 	// by bucket bound in seconds (the +Inf bucket holds the count). Left
 	// out of div.
-	hists map[string]map[float64]float64
+	hists map[string]histogram
 	// Gauges, not counters: left out of sub and div.
 	dbBytes, keys float64
 }
@@ -444,7 +444,7 @@ const (
 // p99 returns the bound, in ms, of the first bucket of histogram name
 // that holds 99 % of its observations, or 0 without any.
 func (c etcdCounts) p99(name string) float64 {
-	return bucketP99(c.hists[name])
+	return c.hists[name].p99Ms()
 }
 
 // meanFsyncMs is the mean WAL fsync time.
@@ -1611,16 +1611,14 @@ func countsFrom(samples []metricSample) etcdCounts {
 		case "etcd_debugging_mvcc_keys_total":
 			c.keys = s.value
 		case histWALFsync + "_bucket", histBackendCommit + "_bucket":
-			if le, err := strconv.ParseFloat(s.labels["le"], 64); err == nil {
-				name := strings.TrimSuffix(s.name, "_bucket")
-				if c.hists == nil {
-					c.hists = map[string]map[float64]float64{}
-				}
-				if c.hists[name] == nil {
-					c.hists[name] = map[float64]float64{}
-				}
-				c.hists[name][le] += s.value
+			name := strings.TrimSuffix(s.name, "_bucket")
+			if c.hists == nil {
+				c.hists = map[string]histogram{}
 			}
+			if c.hists[name] == nil {
+				c.hists[name] = histogram{}
+			}
+			c.hists[name].add(s)
 		case "etcd_disk_wal_fsync_duration_seconds_count":
 			c.WALFsyncs += s.value
 		case "etcd_disk_wal_fsync_duration_seconds_sum":
@@ -1643,15 +1641,48 @@ func (c etcdCounts) sub(o etcdCounts) etcdCounts {
 	}
 }
 
-func subHists(a, b map[string]map[float64]float64) map[string]map[float64]float64 {
-	d := make(map[string]map[float64]float64, len(a))
+func subHists(a, b map[string]histogram) map[string]histogram {
+	d := make(map[string]histogram, len(a))
 	for name, h := range a {
-		d[name] = make(map[float64]float64, len(h))
-		for le, v := range h {
-			d[name][le] = v - b[name][le]
-		}
+		d[name] = histogram{}
+		d[name].addDiff(b[name], h)
 	}
 	return d
+}
+
+// histogram is a cumulative Prometheus histogram: counts by bucket bound
+// in seconds, the +Inf bucket holding the count.
+type histogram map[float64]float64
+
+// add adds one _bucket sample.
+func (h histogram) add(s metricSample) {
+	if le, err := strconv.ParseFloat(s.labels["le"], 64); err == nil {
+		h[le] += s.value
+	}
+}
+
+// addDiff adds what was counted from before to after.
+func (h histogram) addDiff(before, after histogram) {
+	for le, v := range after {
+		h[le] += v - before[le]
+	}
+}
+
+func (h histogram) count() float64 { return h[math.Inf(1)] }
+
+// p99Ms returns, in ms, the bound of the first bucket that holds 99 % of
+// the observations, or 0 without any.
+func (h histogram) p99Ms() float64 {
+	n := h.count()
+	if n <= 0 {
+		return 0
+	}
+	for _, le := range slices.Sorted(maps.Keys(h)) {
+		if h[le] >= 0.99*n {
+			return round3(le * 1000)
+		}
+	}
+	return 0
 }
 
 // finish derives Requests and Reads: a Txn that is not a proposal was
@@ -2023,13 +2054,13 @@ type hops struct {
 // hopSnapshot is the services' histograms at one moment, by bucket bound:
 // the gateway's, and each replica's (in -replicas order).
 type hopSnapshot struct {
-	gateway  map[float64]float64 // nil: not read
+	gateway  histogram // nil: not read
 	replicas []replicaHists
 }
 
 type replicaHists struct {
 	ok               bool
-	intake, txn, rng map[float64]float64
+	intake, txn, rng histogram
 }
 
 const (
@@ -2047,7 +2078,7 @@ const (
 func (r *loadRun) hopHistograms(ctx context.Context) hopSnapshot {
 	type hist struct {
 		name, label, value string
-		into               map[float64]float64
+		into               histogram
 	}
 	read := func(url string, hs ...hist) bool {
 		samples, err := scrape(ctx, url, hopScrapeTimeout)
@@ -2056,22 +2087,19 @@ func (r *loadRun) hopHistograms(ctx context.Context) hopSnapshot {
 		}
 		for _, s := range samples {
 			for _, h := range hs {
-				if s.name != h.name || s.labels[h.label] != h.value || s.labels["result"] == "error" {
-					continue
-				}
-				if le, err := strconv.ParseFloat(s.labels["le"], 64); err == nil {
-					h.into[le] += s.value
+				if s.name == h.name && s.labels[h.label] == h.value && s.labels["result"] != "error" {
+					h.into.add(s)
 				}
 			}
 		}
 		return true
 	}
 	var snap hopSnapshot
-	if g := map[float64]float64{}; read(r.gatewayURL, hist{gatewayHist, "route", "webhook", g}) {
+	if g := (histogram{}); read(r.gatewayURL, hist{gatewayHist, "route", "webhook", g}) {
 		snap.gateway = g
 	}
 	for _, u := range r.metricsURLs {
-		rh := replicaHists{intake: map[float64]float64{}, txn: map[float64]float64{}, rng: map[float64]float64{}}
+		rh := replicaHists{intake: histogram{}, txn: histogram{}, rng: histogram{}}
 		rh.ok = read(u, hist{replicaHist, "method", "HandleOrderWebhook", rh.intake},
 			hist{etcdHist, "method", "Txn", rh.txn}, hist{etcdHist, "method", "Range", rh.rng})
 		snap.replicas = append(snap.replicas, rh)
@@ -2086,45 +2114,24 @@ func hopsBetween(a, b hopSnapshot) *hops {
 	if a.gateway == nil || b.gateway == nil || len(a.replicas) != len(b.replicas) {
 		return nil
 	}
-	diff := func(x, y, into map[float64]float64) {
-		for le, v := range y {
-			into[le] += v - x[le]
-		}
-	}
-	g := map[float64]float64{}
-	diff(a.gateway, b.gateway, g)
-	intake, txn, rng := map[float64]float64{}, map[float64]float64{}, map[float64]float64{}
-	h := &hops{Count: g[math.Inf(1)]}
+	g := histogram{}
+	g.addDiff(a.gateway, b.gateway)
+	intake, txn, rng := histogram{}, histogram{}, histogram{}
+	h := &hops{Count: g.count()}
 	for i, ra := range a.replicas {
 		rb := b.replicas[i]
-		inf := math.Inf(1)
-		if !ra.ok || !rb.ok || rb.intake[inf] < ra.intake[inf] || rb.txn[inf] < ra.txn[inf] {
+		if !ra.ok || !rb.ok || rb.intake.count() < ra.intake.count() || rb.txn.count() < ra.txn.count() {
 			h.ReplicasNotCounted++
 			continue
 		}
-		diff(ra.intake, rb.intake, intake)
-		diff(ra.txn, rb.txn, txn)
-		diff(ra.rng, rb.rng, rng)
+		intake.addDiff(ra.intake, rb.intake)
+		txn.addDiff(ra.txn, rb.txn)
+		rng.addDiff(ra.rng, rb.rng)
 	}
-	h.ReplicaIntakeCount = intake[math.Inf(1)]
-	h.GatewayWebhookP99Ms, h.ReplicaIntakeP99Ms = bucketP99(g), bucketP99(intake)
-	h.EtcdTxnP99Ms, h.EtcdRangeP99Ms = bucketP99(txn), bucketP99(rng)
+	h.ReplicaIntakeCount = intake.count()
+	h.GatewayWebhookP99Ms, h.ReplicaIntakeP99Ms = g.p99Ms(), intake.p99Ms()
+	h.EtcdTxnP99Ms, h.EtcdRangeP99Ms = txn.p99Ms(), rng.p99Ms()
 	return h
-}
-
-// bucketP99 returns, in ms, the bound of the first bucket of a cumulative
-// histogram that holds 99 % of its observations (+Inf holds the count).
-func bucketP99(h map[float64]float64) float64 {
-	n := h[math.Inf(1)]
-	if n <= 0 {
-		return 0
-	}
-	for _, le := range slices.Sorted(maps.Keys(h)) {
-		if h[le] >= 0.99*n {
-			return round3(le * 1000)
-		}
-	}
-	return 0
 }
 
 // scrape reads a Prometheus text endpoint's samples, within timeout.

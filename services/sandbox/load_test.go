@@ -297,8 +297,8 @@ func TestArrange(t *testing.T) {
 // again (its counts went down) or not read is left out, not subtracted.
 func TestHopsBetween(t *testing.T) {
 	inf := math.Inf(1)
-	h := func(le5, le10, all float64) map[float64]float64 {
-		return map[float64]float64{0.005: le5, 0.01: le10, inf: all}
+	h := func(le5, le10, all float64) histogram {
+		return histogram{0.005: le5, 0.01: le10, inf: all}
 	}
 	a := hopSnapshot{gateway: h(0, 0, 0), replicas: []replicaHists{
 		{ok: true, intake: h(0, 0, 0), txn: h(0, 0, 0), rng: h(0, 0, 0)},

@@ -25,8 +25,8 @@ func (c *Client) SupplierReference(ctx context.Context, k order.Key) (string, er
 
 // SetSupplierReference records the supplier's order id in the order's
 // metafield, creating it (app_only, so other apps cannot change it). When it
-// exists already (409, or a 422 after which it is found) and holds the same id, that is success: a failed
-// write-back may simply be repeated. When it holds another id, nothing is
+// exists already (409, or a 422 after which it is found) and holds the same
+// id, that is success: a failed write-back may simply be repeated. When it holds another id, nothing is
 // overwritten: the order's one reference cannot have two supplier orders
 // unless something went wrong, and the other id is the evidence a person
 // needs, so it is returned as an error naming both. Other errors are those

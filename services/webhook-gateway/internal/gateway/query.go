@@ -36,10 +36,7 @@ func (strictQueryParser) Parse(msg proto.Message, values url.Values, filter *uti
 func bareEnumNames(md protoreflect.MessageDescriptor, values url.Values) url.Values {
 	out := url.Values{}
 	for key, vs := range values {
-		fd := md.Fields().ByName(protoreflect.Name(key))
-		if fd == nil {
-			fd = md.Fields().ByJSONName(key)
-		}
+		fd := field(md, key)
 		if fd == nil || fd.Enum() == nil {
 			out[key] = vs
 			continue
@@ -75,14 +72,19 @@ func knownField(md protoreflect.MessageDescriptor, key string) error {
 		if md == nil {
 			return fmt.Errorf("unknown query parameter %q: %s is not a message", key, strings.Join(path[:i], "."))
 		}
-		fd := md.Fields().ByName(protoreflect.Name(name))
-		if fd == nil {
-			fd = md.Fields().ByJSONName(name)
-		}
+		fd := field(md, name)
 		if fd == nil {
 			return fmt.Errorf("unknown query parameter %q", key)
 		}
 		md = fd.Message()
 	}
 	return nil
+}
+
+// field returns md's field of that proto or JSON name, or nil.
+func field(md protoreflect.MessageDescriptor, name string) protoreflect.FieldDescriptor {
+	if fd := md.Fields().ByName(protoreflect.Name(name)); fd != nil {
+		return fd
+	}
+	return md.Fields().ByJSONName(name)
 }
