@@ -95,6 +95,9 @@ type loadConfig struct {
 	// store's plan: BCQuota requests per BCWindow (0: unlimited).
 	BCQuota  int
 	BCWindow time.Duration
+	// BCQuotaBurst is the replicas' BIGCOMMERCE_QUOTA_BURST ("": their
+	// default).
+	BCQuotaBurst string
 	// EtcdMembers is the size of the embedded etcd (1: a single member).
 	EtcdMembers int
 	// Fault, when set, is done once half of the deliveries are answered
@@ -153,6 +156,7 @@ func parseLoad(args []string) (loadConfig, error) {
 	fs.IntVar(&c.ProfileSeconds, "profile-seconds", 10, "length of the -profile window in seconds")
 	fs.IntVar(&c.BCQuota, "bc-quota", 0, "BigCommerce API requests the store may make per -bc-window, beyond which the simulator answers 429 (150 is the Standard and Plus plans' quota per 30 s); 0: unlimited")
 	fs.DurationVar(&c.BCWindow, "bc-window", 30*time.Second, "the BigCommerce rate-limit window")
+	fs.StringVar(&c.BCQuotaBurst, "bc-quota-burst", "", "BIGCOMMERCE_QUOTA_BURST of the replicas: requests sent at once before the rest of the store's quota is spread over its window, or off; empty: the service's default")
 	fs.BoolVar(&c.WriteBack, "write-back", c.WriteBack, "BIGCOMMERCE_WRITE_BACK of the replicas: orders are done once WRITTEN_BACK (true) or SUBMITTED (false); \"SUBMITTED\" in the report means done")
 	fs.IntVar(&c.EtcdMembers, "etcd-members", c.EtcdMembers, "members of the embedded etcd, all in this process (3: a cluster in which every write needs a quorum); not with -etcd-endpoints")
 	fs.StringVar(&c.Fault, "fault", "", "a fault once half of the deliveries are answered, lasting -fault-down: "+
@@ -258,6 +262,7 @@ type loadReport struct {
 		Spread            int      `json:"spread"`
 		BCQuota           int      `json:"bc_quota,omitempty"`
 		BCWindowMs        float64  `json:"bc_window_ms,omitempty"`
+		BCQuotaBurst      string   `json:"bc_quota_burst,omitempty"`
 		WriteBack         bool     `json:"write_back"`
 		EtcdMembers       int      `json:"etcd_members"`
 		Fault             string   `json:"fault,omitempty"`
@@ -293,6 +298,12 @@ type loadReport struct {
 		Calls         int         `json:"calls"`
 		CallsPerOrder float64     `json:"calls_per_order"`
 		Stats         bcsim.Stats `json:"stats"`
+		// ResetWaits and SpreadWaits are the replicas' requests that
+		// first waited for the quota's reset, or to spread it over its
+		// window (their metrics, summed; a replica that does not answer
+		// is left out).
+		ResetWaits  float64 `json:"replica_reset_waits"`
+		SpreadWaits float64 `json:"replica_spread_waits"`
 	} `json:"bigcommerce"`
 	// Etcd is what the etcd server counted between the first delivery and
 	// the moment writes went quiet after the last order was SUBMITTED,
@@ -586,6 +597,7 @@ func runLoadTest(ctx context.Context, cfg loadConfig, progress io.Writer) (rep *
 	if cfg.BCQuota > 0 {
 		rep.Config.BCQuota, rep.Config.BCWindowMs = cfg.BCQuota, ms(cfg.BCWindow)
 	}
+	rep.Config.BCQuotaBurst = cfg.BCQuotaBurst
 	rep.Config.SupplierLatencyMs = ms(cfg.SupplierLatency)
 	rep.Config.Lines, rep.Config.BenchOps, rep.Config.Seed = cfg.Lines, cfg.BenchOps, cfg.Seed
 	rep.Config.FirstStatus = cfg.FirstStatus
@@ -735,6 +747,9 @@ func (r *loadRun) start(ctx context.Context) error {
 		})
 		if cfg.Workers > 0 {
 			env["WORKERS"] = strconv.Itoa(cfg.Workers)
+		}
+		if cfg.BCQuotaBurst != "" {
+			env["BIGCOMMERCE_QUOTA_BURST"] = cfg.BCQuotaBurst
 		}
 		if err != nil {
 			return err
@@ -921,6 +936,7 @@ func (r *loadRun) measure(ctx context.Context) error {
 	rep.BigCommerce.Stats = subStats(bcAfter, bcBefore)
 	rep.BigCommerce.Calls = rep.BigCommerce.Stats.Total
 	rep.BigCommerce.CallsPerOrder = float64(rep.BigCommerce.Calls) / float64(cfg.Orders)
+	rep.BigCommerce.ResetWaits, rep.BigCommerce.SpreadWaits = r.quotaWaits(ctx)
 	rep.Supplier.LiveOrders, rep.Supplier.ExtraOrders = len(ledger.Orders), ledger.ExtraOrders
 	rep.Supplier.DuplicateReferences = ledger.DuplicateReferences
 	rep.Supplier.Requests = ledger.Requests - tsBefore.Requests
@@ -1993,6 +2009,8 @@ func (rep *loadReport) writeTable(w io.Writer) {
 		most := float64(c.BCQuota) / window.Seconds() / perOrder
 		row("BigCommerce quota", "%d requests per %s: at most %.1f orders/s at %.2f quota-spending calls each; answered 429 %d times",
 			c.BCQuota, window, most, perOrder, b.Stats.RateLimited)
+		row("quota waits", "the replicas held %.0f requests for the reset, %.0f to spread the quota (BIGCOMMERCE_QUOTA_BURST %s)",
+			b.ResetWaits, b.SpreadWaits, cmp.Or(c.BCQuotaBurst, "default"))
 	}
 	head("ETCD PER ORDER (reads and writes)")
 	p := rep.Etcd.PerOrder
@@ -2132,6 +2150,26 @@ func hopsBetween(a, b hopSnapshot) *hops {
 	h.GatewayWebhookP99Ms, h.ReplicaIntakeP99Ms = g.p99Ms(), intake.p99Ms()
 	h.EtcdTxnP99Ms, h.EtcdRangeP99Ms = txn.p99Ms(), rng.p99Ms()
 	return h
+}
+
+// quotaWaits sums the replicas' BigCommerce requests that waited for the
+// quota's reset, and those that waited to spread it.
+func (r *loadRun) quotaWaits(ctx context.Context) (reset, spread float64) {
+	for _, u := range r.metricsURLs {
+		samples, err := scrape(ctx, u, hopScrapeTimeout)
+		if err != nil {
+			continue
+		}
+		for _, s := range samples {
+			switch s.name {
+			case "backorder_bigcommerce_paced_waits_total":
+				reset += s.value
+			case "backorder_bigcommerce_spread_waits_total":
+				spread += s.value
+			}
+		}
+	}
+	return reset, spread
 }
 
 // scrape reads a Prometheus text endpoint's samples, within timeout.

@@ -202,6 +202,9 @@ func TestParseLoadFlags(t *testing.T) {
 		c.BCQuota != 150 || c.BCWindow != 3*time.Second || c.WriteBack || c.doneState().String() != "ORDER_STATE_SUBMITTED" {
 		t.Errorf("parsed %+v", c)
 	}
+	if c, err := parseLoad([]string{"-bc-quota-burst", "off"}); err != nil || c.BCQuotaBurst != "off" {
+		t.Errorf("-bc-quota-burst off: %q, %v", c.BCQuotaBurst, err)
+	}
 	if c, err := parseLoad([]string{"-first-status", "7"}); err != nil || c.FirstStatus != 7 {
 		t.Errorf("-first-status 7: %d, %v", c.FirstStatus, err)
 	}

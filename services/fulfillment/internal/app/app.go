@@ -94,6 +94,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	bc, err := bigcommerce.New(bigcommerce.Config{
 		BaseURL: cfg.BigCommerceURL, StoreHash: cfg.BigCommerceStore,
 		AccessToken: cfg.BigCommerceToken, Timeout: cfg.BigCommerceTimeout,
+		QuotaBurst: cfg.BigCommerceQuotaBurst,
 		HTTPClient: pooledClient(cfg.Workers, 0),
 	})
 	if err != nil {
@@ -110,7 +111,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	announceMode(log, cfg)
 	m.BigCommerce(func() metrics.BigCommerceStats {
 		s := bc.Stats()
-		return metrics.BigCommerceStats{Requests: s.Requests, RateLimited: s.RateLimited, PacedWaits: s.PacedWaits}
+		return metrics.BigCommerceStats{Requests: s.Requests, RateLimited: s.RateLimited, PacedWaits: s.PacedWaits, SpreadWaits: s.SpreadWaits}
 	})
 
 	svc := fulfill.New(fulfill.Config{

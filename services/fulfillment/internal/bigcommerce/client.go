@@ -4,8 +4,9 @@
 //
 // Every request carries a deadline and honours the store's rate limit, which
 // is one quota shared by every app on the store (bigcommerce.md): a 429 is
-// waited out and retried, and once a response says no request is left, the
-// next request waits for the reset. Failures map to the errors the use case
+// waited out and retried, once a response says no request is left the next
+// request waits for the reset, and the requests left are spread evenly over
+// the rest of the window (after a short burst). Failures map to the errors the use case
 // acts on: fulfill.ErrOrderNotFound, *fulfill.RetryableError for what may
 // succeed later, and ErrUnauthorized when the access token is refused.
 package bigcommerce
@@ -39,6 +40,9 @@ const (
 	DefaultMaxRateLimitWait = 30 * time.Second
 	// DefaultPageLimit is the largest page the v2 Orders API serves.
 	DefaultPageLimit = 250
+	// DefaultQuotaBurst is how many requests may go at once before the
+	// rest of a store's quota is spread over its window: two orders' worth.
+	DefaultQuotaBurst = 10
 )
 
 // defaultPageSize is the page the v2 Orders API serves when `limit` is not
@@ -90,6 +94,11 @@ type Config struct {
 	MaxRateLimitWait time.Duration
 	// PageLimit is the page size of order lines (default and maximum 250).
 	PageLimit int
+	// QuotaBurst is how many requests may go at once before the requests
+	// left in a store's quota are spread evenly over the rest of its window
+	// (default DefaultQuotaBurst; negative: never spread, spend the quota as
+	// work comes and wait for the reset once it is spent).
+	QuotaBurst int
 }
 
 func (c Config) withDefaults() Config {
@@ -127,6 +136,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PageLimit == 0 {
 		c.PageLimit = DefaultPageLimit
+	}
+	if c.QuotaBurst == 0 {
+		c.QuotaBurst = DefaultQuotaBurst
 	}
 	return c
 }
@@ -168,7 +180,7 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Client{cfg: cfg, pace: newPacer()}, nil
+	return &Client{cfg: cfg, pace: newPacer(cfg.QuotaBurst, time.Now)}, nil
 }
 
 // Stats counts what the client did since it was made.
@@ -180,10 +192,13 @@ type Stats struct {
 	// PacedWaits is the number of requests that first waited for a
 	// rate-limit reset.
 	PacedWaits uint64
+	// SpreadWaits is the number of requests that first waited only so
+	// that the store's quota is spread over its window.
+	SpreadWaits uint64
 }
 
 type counters struct {
-	requests, rateLimited, pacedWaits atomic.Uint64
+	requests, rateLimited, pacedWaits, spreadWaits atomic.Uint64
 }
 
 // Stats returns the request counters.
@@ -192,6 +207,7 @@ func (c *Client) Stats() Stats {
 		Requests:    c.stats.requests.Load(),
 		RateLimited: c.stats.rateLimited.Load(),
 		PacedWaits:  c.stats.pacedWaits.Load(),
+		SpreadWaits: c.stats.spreadWaits.Load(),
 	}
 }
 
@@ -242,8 +258,11 @@ func (c *Client) do(ctx context.Context, store string, req request) (*response, 
 		if err != nil {
 			return nil, fmt.Errorf("bigcommerce: %s: %w", req, err)
 		}
-		if waited {
+		switch {
+		case waited&heldForReset != 0:
 			c.stats.pacedWaits.Add(1)
+		case waited&heldToSpread != 0:
+			c.stats.spreadWaits.Add(1)
 		}
 		resp, err := c.send(ctx, target, req)
 		if err != nil {

@@ -18,75 +18,190 @@ const (
 	headerResetMs      = "X-Rate-Limit-Time-Reset-Ms"
 )
 
-// pacer holds requests back, per store, until a rate-limit reset has passed.
-// The quota is the store's, so every call of the client shares it.
+// pacer paces the requests of each store by the store's quota, which every
+// call of the client shares (and every other app on the store):
+//
+//   - once an answer says no request is left, or a 429 came, nothing goes
+//     before the reset (a hold);
+//   - with burst > 0, the requests left are spread evenly over what is left
+//     of the window, after a burst of that many at once. A surge of orders
+//     then does not spend a whole window's quota in its first second and
+//     wait out the rest, which would make the store's other apps wait too
+//     and, on a small machine, crowd out the acknowledgements.
+//
+// Each answer's headers re-plan the spacing (the reset's remaining time
+// divided by the requests left), so replicas sharing a store, and other apps,
+// slow each other down without talking: the more others spend, the fewer are
+// left and the wider the spacing. A server that sends no rate-limit headers
+// is never held back.
 type pacer struct {
-	mu    sync.Mutex
-	until map[string]time.Time // store hash -> no request before
+	burst int
+	now   func() time.Time
+
+	mu     sync.Mutex
+	stores map[string]*quota
 }
 
-func newPacer() *pacer { return &pacer{until: map[string]time.Time{}} }
+// quota is what the client knows of one store's quota.
+type quota struct {
+	// hold: no request before it (no request left, or a 429).
+	hold time.Time
+	// interval spreads the requests left over the rest of the window; 0
+	// while no answer told.
+	interval time.Duration
+	// resetAt is when the window of the latest answer ends.
+	resetAt time.Time
+	// due is when the next request is due on the even schedule; up to
+	// burst-1 intervals earlier is allowed.
+	due time.Time
+	// changed is closed when a waiting request may go sooner (a shorter
+	// interval, a new window); nil while nobody waits.
+	changed chan struct{}
+}
+
+func newPacer(burst int, now func() time.Time) *pacer {
+	return &pacer{burst: burst, now: now, stores: map[string]*quota{}}
+}
+
+func (p *pacer) quotaLocked(store string) *quota {
+	q := p.stores[store]
+	if q == nil {
+		q = &quota{}
+		p.stores[store] = q
+	}
+	return q
+}
 
 // hold makes the store's next requests wait until t (never shortening an
 // earlier hold).
 func (p *pacer) hold(store string, t time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if t.After(p.until[store]) {
-		p.until[store] = t
+	if q := p.quotaLocked(store); t.After(q.hold) {
+		q.hold = t
 	}
 }
 
 // observe reads the rate-limit headers of an answer: when no request is left
-// in the window, the next one waits for the reset (at most maxWait).
+// in the window, the next one waits for the reset (at most maxWait); else
+// the requests left are spread over the reset's remaining time.
 func (p *pacer) observe(store string, h http.Header, maxWait time.Duration) {
-	left := strings.TrimSpace(h.Get(headerRequestsLeft))
-	if left == "" {
+	v := strings.TrimSpace(h.Get(headerRequestsLeft))
+	if v == "" {
 		return
 	}
-	if n, err := strconv.ParseInt(left, 10, 64); err != nil || n > 0 {
+	left, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || left < 0 {
 		return
 	}
-	reset := resetDuration(h)
+	reset := min(resetDuration(h), maxWait)
 	if reset <= 0 {
 		return
 	}
-	p.hold(store, time.Now().Add(min(reset, maxWait)))
+	now := p.now()
+	if left == 0 {
+		p.hold(store, now.Add(reset))
+		return
+	}
+	if p.burst <= 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := p.quotaLocked(store)
+	sooner := false
+	if !now.Before(q.resetAt) {
+		// A new window: what the last one's schedule owed is void.
+		q.due, sooner = time.Time{}, true
+	}
+	q.resetAt = now.Add(reset)
+	interval := reset / time.Duration(left)
+	if interval < minInterval {
+		interval = 0 // a quota this large is no limit worth a timer
+	}
+	if interval < q.interval {
+		sooner = true
+	}
+	q.interval = interval
+	if sooner && q.changed != nil {
+		close(q.changed)
+		q.changed = nil
+	}
 }
 
-// wait blocks until the store may be called again, and reports whether it
-// had to wait. When the caller's deadline comes before the reset, it gives up
-// at once with a *fulfill.RetryableError rather than sleeping in vain.
-func (p *pacer) wait(ctx context.Context, store string) (bool, error) {
-	waited := false
-	for {
-		p.mu.Lock()
-		until, ok := p.until[store]
-		if ok && !time.Now().Before(until) {
-			delete(p.until, store)
-			ok = false
+// minInterval is the shortest spacing worth holding a request for: more
+// than a thousand requests a second left is as good as no limit.
+const minInterval = time.Millisecond
+
+// Why a request waited, as bits.
+const (
+	notHeld      = 0
+	heldForReset = 1 << iota
+	heldToSpread
+)
+
+// take lets one request of the store go at now, or says when to ask again
+// (after, or when the returned channel closes) and why.
+func (p *pacer) take(store string, now time.Time) (after time.Time, changed <-chan struct{}, why int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := p.stores[store]
+	if q == nil {
+		return now, nil, notHeld
+	}
+	if now.Before(q.hold) {
+		return q.hold, nil, heldForReset
+	}
+	if q.interval > 0 {
+		if earliest := q.due.Add(-time.Duration(p.burst-1) * q.interval); now.Before(earliest) {
+			if q.changed == nil {
+				q.changed = make(chan struct{})
+			}
+			return earliest, q.changed, heldToSpread
 		}
-		p.mu.Unlock()
-		if !ok {
+		q.due = later(q.due, now).Add(q.interval)
+	}
+	return now, nil, notHeld
+}
+
+// wait blocks until a request of the store may go, and says why it waited
+// (the bits of every reason it was held for; notHeld: it was not). When the caller's deadline comes first, it gives
+// up at once with a *fulfill.RetryableError rather than sleeping in vain.
+func (p *pacer) wait(ctx context.Context, store string) (int, error) {
+	waited := notHeld
+	for {
+		now := p.now()
+		after, changed, why := p.take(store, now)
+		if why == notHeld {
 			return waited, nil
 		}
-		d := time.Until(until)
-		if dl, has := ctx.Deadline(); has && dl.Before(until) {
+		waited |= why
+		d := after.Sub(now)
+		if dl, has := ctx.Deadline(); has && dl.Before(after) {
 			return waited, &fulfill.RetryableError{
 				Err:        fmt.Errorf("rate limited for another %s, beyond the deadline", d.Round(time.Millisecond)),
 				RetryAfter: d,
 			}
 		}
-		waited = true
 		timer := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return waited, &fulfill.RetryableError{Err: fmt.Errorf("waiting for the rate-limit reset: %w", ctx.Err()), RetryAfter: d}
+			return waited, &fulfill.RetryableError{Err: fmt.Errorf("waiting for the store's rate limit: %w", ctx.Err()), RetryAfter: d}
+		case <-changed:
+			timer.Stop()
 		case <-timer.C:
 		}
-		// Loop: another answer may have moved the reset meanwhile.
+		// Ask again: another answer may have moved the reset or the
+		// spacing meanwhile, and another request may have gone first.
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // resetDuration reads X-Rate-Limit-Time-Reset-Ms; 0 when absent or invalid.

@@ -34,6 +34,10 @@ type Config struct {
 	// BigCommerceWriteBack writes the supplier's id to the order's
 	// metafield once submitted (step 9).
 	BigCommerceWriteBack bool
+	// BigCommerceQuotaBurst is how many requests may go at once before the
+	// requests left in the store's quota are spread evenly over the rest of
+	// its window; -1 (off): spend the quota as work comes.
+	BigCommerceQuotaBurst int
 
 	TropShipURL           string
 	TropShipTokenPath     string
@@ -79,6 +83,7 @@ func Load(getenv func(string) string) (Config, error) {
 		BigCommerceToken:      e.required("BIGCOMMERCE_ACCESS_TOKEN"),
 		BigCommerceTimeout:    e.duration("BIGCOMMERCE_TIMEOUT", 10*time.Second),
 		BigCommerceWriteBack:  e.boolean("BIGCOMMERCE_WRITE_BACK", true),
+		BigCommerceQuotaBurst: e.burst("BIGCOMMERCE_QUOTA_BURST", 10),
 		TropShipURL:           e.url("TROPSHIP_BASE_URL", ""),
 		TropShipTokenPath:     e.str("TROPSHIP_TOKEN_PATH", "/oauth/token"),
 		TropShipOrdersPath:    e.str("TROPSHIP_ORDERS_PATH", "/v1/offline-orders"),
@@ -273,6 +278,23 @@ func (e *env) integer(name string, def int) int {
 		return def
 	}
 	return n
+}
+
+// burst is a whole number of at least 1, or off (returned as -1).
+func (e *env) burst(name string, def int) int {
+	switch v := strings.ToLower(e.str(name, "")); v {
+	case "":
+		return def
+	case "off":
+		return -1
+	default:
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			e.fail(name, fmt.Sprintf("is %q; want a whole number of requests of at least 1, or off", v))
+			return def
+		}
+		return n
+	}
 }
 
 func (e *env) boolean(name string, def bool) bool {
