@@ -49,10 +49,14 @@ type quota struct {
 	// interval spreads the requests left over the rest of the window; 0
 	// while no answer told.
 	interval time.Duration
-	// resetAt is when the window of the latest answer ends.
+	// left is the requests left at the latest answer.
+	left int64
+	// resetAt is when the window of the latest answer ends: the quota
+	// refills then, and the schedule planned in the window is void (and
+	// resetAt zero, until the next answer).
 	resetAt time.Time
 	// due is when the next request is due on the even schedule; up to
-	// burst-1 intervals earlier is allowed.
+	// burst-1 intervals earlier is allowed (fewer when fewer are left).
 	due time.Time
 	// changed is closed when a waiting request may go sooner (a shorter
 	// interval, a new window); nil while nobody waits.
@@ -60,7 +64,7 @@ type quota struct {
 }
 
 func newPacer(burst int, now func() time.Time) *pacer {
-	return &pacer{burst: burst, now: now, stores: map[string]*quota{}}
+	return &pacer{burst: min(burst, maxBurst), now: now, stores: map[string]*quota{}}
 }
 
 func (p *pacer) quotaLocked(store string) *quota {
@@ -99,35 +103,47 @@ func (p *pacer) observe(store string, h http.Header, maxWait time.Duration) {
 		return
 	}
 	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := p.quotaLocked(store)
 	if left == 0 {
-		p.hold(store, now.Add(reset))
+		if t := now.Add(reset); t.After(q.hold) {
+			q.hold = t
+		}
+		q.resetAt = now.Add(reset)
 		return
 	}
 	if p.burst <= 0 {
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	q := p.quotaLocked(store)
 	sooner := false
-	if !now.Before(q.resetAt) {
+	if !q.resetAt.IsZero() && !now.Before(q.resetAt) {
 		// A new window: what the last one's schedule owed is void.
 		q.due, sooner = time.Time{}, true
 	}
-	q.resetAt = now.Add(reset)
 	interval := reset / time.Duration(left)
 	if interval < minInterval {
 		interval = 0 // a quota this large is no limit worth a timer
 	}
+	if q.interval > 0 && interval > 0 && q.due.After(now) {
+		// What the schedule still owes was planned at the old spacing:
+		// plan it again at the new one.
+		owed := float64(q.due.Sub(now)) / float64(q.interval)
+		q.due = now.Add(time.Duration(owed * float64(interval)))
+	}
 	if interval < q.interval {
 		sooner = true
 	}
-	q.interval = interval
+	q.interval, q.left, q.resetAt = interval, left, now.Add(reset)
 	if sooner && q.changed != nil {
 		close(q.changed)
 		q.changed = nil
 	}
 }
+
+// maxBurst bounds the burst: beyond it, spreading is as good as off (and
+// the allowance, burst-1 intervals, stays far from overflowing).
+const maxBurst = 10_000
 
 // minInterval is the shortest spacing worth holding a request for: more
 // than a thousand requests a second left is as good as no limit.
@@ -141,7 +157,9 @@ const (
 )
 
 // take lets one request of the store go at now, or says when to ask again
-// (after, or when the returned channel closes) and why.
+// (after, or when the returned channel closes) and why. Waiters are not
+// served in order: each wake-up lets the first to ask go, which is fair
+// enough for a few workers per replica.
 func (p *pacer) take(store string, now time.Time) (after time.Time, changed <-chan struct{}, why int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -153,7 +171,22 @@ func (p *pacer) take(store string, now time.Time) (after time.Time, changed <-ch
 		return q.hold, nil, heldForReset
 	}
 	if q.interval > 0 {
-		if earliest := q.due.Add(-time.Duration(p.burst-1) * q.interval); now.Before(earliest) {
+		burst := int64(p.burst)
+		switch {
+		case now.Before(q.resetAt):
+			// No more at once than are left.
+			burst = max(min(burst, q.left), 1)
+		case !q.resetAt.IsZero():
+			// The window is over and no answer told of the next yet:
+			// the quota has refilled, and the first answers plan anew.
+			q.due, q.resetAt = time.Time{}, time.Time{}
+		}
+		earliest := q.due.Add(-time.Duration(burst-1) * q.interval)
+		if now.Before(q.resetAt) && earliest.After(q.resetAt) {
+			// Never past the reset: the quota refills then.
+			earliest = q.resetAt
+		}
+		if now.Before(earliest) {
 			if q.changed == nil {
 				q.changed = make(chan struct{})
 			}

@@ -280,7 +280,7 @@ func (e *env) integer(name string, def int) int {
 	return n
 }
 
-// burst is a whole number of at least 1, or off (returned as -1).
+// burst is a whole number from 1 to 10 000, or off (returned as -1).
 func (e *env) burst(name string, def int) int {
 	switch v := strings.ToLower(e.str(name, "")); v {
 	case "":
@@ -289,8 +289,8 @@ func (e *env) burst(name string, def int) int {
 		return -1
 	default:
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			e.fail(name, fmt.Sprintf("is %q; want a whole number of requests of at least 1, or off", v))
+		if err != nil || n < 1 || n > 10_000 {
+			e.fail(name, fmt.Sprintf("is %q; want a whole number of requests from 1 to 10000, or off", v))
 			return def
 		}
 		return n

@@ -194,6 +194,7 @@ func TestLoadErrors(t *testing.T) {
 		{"workers not a number", map[string]string{"WORKERS": "many"}, []string{"WORKERS"}},
 		{"quota burst 0", map[string]string{"BIGCOMMERCE_QUOTA_BURST": "0"}, []string{"BIGCOMMERCE_QUOTA_BURST"}},
 		{"quota burst not a number", map[string]string{"BIGCOMMERCE_QUOTA_BURST": "lots"}, []string{"BIGCOMMERCE_QUOTA_BURST"}},
+		{"quota burst too large", map[string]string{"BIGCOMMERCE_QUOTA_BURST": "10001"}, []string{"BIGCOMMERCE_QUOTA_BURST"}},
 		{"no retry attempts", map[string]string{"RETRY_MAX_ATTEMPTS": "0"}, []string{"RETRY_MAX_ATTEMPTS"}},
 		{"unknown status", map[string]string{"ELIGIBLE_STATUSES": "99"}, []string{"ELIGIBLE_STATUSES"}},
 		{"status not a number", map[string]string{"ELIGIBLE_STATUSES": "11,x"}, []string{"ELIGIBLE_STATUSES"}},
