@@ -189,6 +189,9 @@ func parseLoad(args []string) (loadConfig, error) {
 	case c.BCQuota < 0, c.BCQuota > 0 && c.BCWindow <= 0:
 		fmt.Fprintln(fs.Output(), "-bc-quota must be at least 0, and -bc-window positive")
 		return c, errUsage
+	case !validQuotaBurst(c.BCQuotaBurst):
+		fmt.Fprintln(fs.Output(), "-bc-quota-burst must be a whole number from 1 to 10000, or off")
+		return c, errUsage
 	case c.EtcdMembers < 1, c.EtcdMembers > 1 && c.EtcdEndpoints != "":
 		fmt.Fprintln(fs.Output(), "-etcd-members must be at least 1, and 1 with -etcd-endpoints (it sizes the embedded etcd)")
 		return c, errUsage
@@ -2150,6 +2153,16 @@ func hopsBetween(a, b hopSnapshot) *hops {
 	h.GatewayWebhookP99Ms, h.ReplicaIntakeP99Ms = g.p99Ms(), intake.p99Ms()
 	h.EtcdTxnP99Ms, h.EtcdRangeP99Ms = txn.p99Ms(), rng.p99Ms()
 	return h
+}
+
+// validQuotaBurst says whether s is a BIGCOMMERCE_QUOTA_BURST the replicas
+// take (or empty, for their default).
+func validQuotaBurst(s string) bool {
+	if s == "" || strings.EqualFold(s, "off") {
+		return true
+	}
+	n, err := strconv.Atoi(s)
+	return err == nil && n >= 1 && n <= 10_000
 }
 
 // quotaWaits sums the replicas' BigCommerce requests that waited for the

@@ -221,6 +221,7 @@ func TestParseLoadFlags(t *testing.T) {
 		{"-fault", "unplug"}, {"-fault", "stop-etcd-leader"}, {"-fault", "stop-etcd-leader", "-etcd-members", "2"},
 		{"-fault", "kill-replica", "-fault-down", "-1s"},
 		{"-first-status", "15"}, {"-first-status", "7", "-mix", "created,updated"},
+		{"-bc-quota-burst", "0"}, {"-bc-quota-burst", "some"},
 	} {
 		if _, err := parseLoad(bad); err == nil {
 			t.Errorf("%v accepted", bad)
