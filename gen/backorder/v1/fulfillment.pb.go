@@ -9,6 +9,7 @@ package backorderv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -1313,7 +1314,13 @@ type GetServiceStatusResponse struct {
 	OrdersSweep *OrdersSweepStatus `protobuf:"bytes,6,opt,name=orders_sweep,json=ordersSweep,proto3" json:"orders_sweep,omitempty"`
 	// True when created orders' ids are written back to the BigCommerce
 	// order's metafield (BIGCOMMERCE_WRITE_BACK), making them WRITTEN_BACK.
-	WriteBack     bool `protobuf:"varint,7,opt,name=write_back,json=writeBack,proto3" json:"write_back,omitempty"`
+	WriteBack bool `protobuf:"varint,7,opt,name=write_back,json=writeBack,proto3" json:"write_back,omitempty"`
+	// The store's BigCommerce API quota as this replica last saw it, and how
+	// it paces its requests by it: why processing may be slow in a surge.
+	BigcommerceQuota *BigCommerceQuota `protobuf:"bytes,8,opt,name=bigcommerce_quota,json=bigcommerceQuota,proto3" json:"bigcommerce_quota,omitempty"`
+	// Orders with work queued (due now or later), across all replicas: the
+	// backlog. -1 when it could not be read now.
+	QueuedOrders  int64 `protobuf:"varint,9,opt,name=queued_orders,json=queuedOrders,proto3" json:"queued_orders,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1397,6 +1404,106 @@ func (x *GetServiceStatusResponse) GetWriteBack() bool {
 	return false
 }
 
+func (x *GetServiceStatusResponse) GetBigcommerceQuota() *BigCommerceQuota {
+	if x != nil {
+		return x.BigcommerceQuota
+	}
+	return nil
+}
+
+func (x *GetServiceStatusResponse) GetQueuedOrders() int64 {
+	if x != nil {
+		return x.QueuedOrders
+	}
+	return 0
+}
+
+// BigCommerceQuota is one replica's view of the store's API quota (one per
+// store, shared with every app on it), from the X-Rate-Limit-* headers of
+// its latest answer. Every field is unset (zero) until an answer told.
+type BigCommerceQuota struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Requests left in the window at the latest answer.
+	RequestsLeft int64 `protobuf:"varint,1,opt,name=requests_left,json=requestsLeft,proto3" json:"requests_left,omitempty"`
+	// When the window of the latest answer ends and the quota refills.
+	ResetsAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=resets_at,json=resetsAt,proto3" json:"resets_at,omitempty"`
+	// Set while no request is sent before it: no request was left, or
+	// BigCommerce answered 429.
+	HeldUntil *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=held_until,json=heldUntil,proto3" json:"held_until,omitempty"`
+	// The spacing of requests while the quota left is spread over the rest
+	// of the window (BIGCOMMERCE_QUOTA_BURST); unset when not spreading.
+	Spacing *durationpb.Duration `protobuf:"bytes,4,opt,name=spacing,proto3" json:"spacing,omitempty"`
+	// BIGCOMMERCE_QUOTA_BURST; 0 when spreading is off.
+	Burst         int32 `protobuf:"varint,5,opt,name=burst,proto3" json:"burst,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BigCommerceQuota) Reset() {
+	*x = BigCommerceQuota{}
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BigCommerceQuota) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BigCommerceQuota) ProtoMessage() {}
+
+func (x *BigCommerceQuota) ProtoReflect() protoreflect.Message {
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BigCommerceQuota.ProtoReflect.Descriptor instead.
+func (*BigCommerceQuota) Descriptor() ([]byte, []int) {
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *BigCommerceQuota) GetRequestsLeft() int64 {
+	if x != nil {
+		return x.RequestsLeft
+	}
+	return 0
+}
+
+func (x *BigCommerceQuota) GetResetsAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResetsAt
+	}
+	return nil
+}
+
+func (x *BigCommerceQuota) GetHeldUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HeldUntil
+	}
+	return nil
+}
+
+func (x *BigCommerceQuota) GetSpacing() *durationpb.Duration {
+	if x != nil {
+		return x.Spacing
+	}
+	return nil
+}
+
+func (x *BigCommerceQuota) GetBurst() int32 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
 // OrdersSweepStatus is the state of a store's Orders API sweep, as the
 // replicas share it in etcd.
 type OrdersSweepStatus struct {
@@ -1423,7 +1530,7 @@ type OrdersSweepStatus struct {
 
 func (x *OrdersSweepStatus) Reset() {
 	*x = OrdersSweepStatus{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[17]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1542,7 @@ func (x *OrdersSweepStatus) String() string {
 func (*OrdersSweepStatus) ProtoMessage() {}
 
 func (x *OrdersSweepStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[17]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1555,7 @@ func (x *OrdersSweepStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrdersSweepStatus.ProtoReflect.Descriptor instead.
 func (*OrdersSweepStatus) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{17}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *OrdersSweepStatus) GetEnabled() bool {
@@ -1522,7 +1629,7 @@ type RetryOrderRequest struct {
 
 func (x *RetryOrderRequest) Reset() {
 	*x = RetryOrderRequest{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[18]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +1641,7 @@ func (x *RetryOrderRequest) String() string {
 func (*RetryOrderRequest) ProtoMessage() {}
 
 func (x *RetryOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[18]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +1654,7 @@ func (x *RetryOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryOrderRequest.ProtoReflect.Descriptor instead.
 func (*RetryOrderRequest) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{18}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RetryOrderRequest) GetStoreHash() string {
@@ -1588,7 +1695,7 @@ type RetryOrderResponse struct {
 
 func (x *RetryOrderResponse) Reset() {
 	*x = RetryOrderResponse{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[19]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1600,7 +1707,7 @@ func (x *RetryOrderResponse) String() string {
 func (*RetryOrderResponse) ProtoMessage() {}
 
 func (x *RetryOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[19]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1613,7 +1720,7 @@ func (x *RetryOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryOrderResponse.ProtoReflect.Descriptor instead.
 func (*RetryOrderResponse) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{19}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RetryOrderResponse) GetOrder() *Order {
@@ -1643,7 +1750,7 @@ type ResolveOrderRequest struct {
 
 func (x *ResolveOrderRequest) Reset() {
 	*x = ResolveOrderRequest{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[20]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1655,7 +1762,7 @@ func (x *ResolveOrderRequest) String() string {
 func (*ResolveOrderRequest) ProtoMessage() {}
 
 func (x *ResolveOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[20]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1668,7 +1775,7 @@ func (x *ResolveOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveOrderRequest.ProtoReflect.Descriptor instead.
 func (*ResolveOrderRequest) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{20}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ResolveOrderRequest) GetStoreHash() string {
@@ -1752,7 +1859,7 @@ type ResolveOrderResponse struct {
 
 func (x *ResolveOrderResponse) Reset() {
 	*x = ResolveOrderResponse{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[21]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1764,7 +1871,7 @@ func (x *ResolveOrderResponse) String() string {
 func (*ResolveOrderResponse) ProtoMessage() {}
 
 func (x *ResolveOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[21]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1777,7 +1884,7 @@ func (x *ResolveOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveOrderResponse.ProtoReflect.Descriptor instead.
 func (*ResolveOrderResponse) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{21}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ResolveOrderResponse) GetOrder() *Order {
@@ -1805,7 +1912,7 @@ type ErrorResponse struct {
 
 func (x *ErrorResponse) Reset() {
 	*x = ErrorResponse{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[22]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1817,7 +1924,7 @@ func (x *ErrorResponse) String() string {
 func (*ErrorResponse) ProtoMessage() {}
 
 func (x *ErrorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[22]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1830,7 +1937,7 @@ func (x *ErrorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorResponse.ProtoReflect.Descriptor instead.
 func (*ErrorResponse) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{22}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ErrorResponse) GetError() string {
@@ -1851,7 +1958,7 @@ var File_backorder_v1_fulfillment_proto protoreflect.FileDescriptor
 
 const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\n" +
-	"\x1ebackorder/v1/fulfillment.proto\x12\fbackorder.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"3\n" +
+	"\x1ebackorder/v1/fulfillment.proto\x12\fbackorder.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"3\n" +
 	"\x12SweepOrdersRequest\x12\x1d\n" +
 	"\n" +
 	"store_hash\x18\x01 \x01(\tR\tstoreHash\"~\n" +
@@ -1942,7 +2049,7 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\x12ListOrdersResponse\x12+\n" +
 	"\x06orders\x18\x01 \x03(\v2\x13.backorder.v1.OrderR\x06orders\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x19\n" +
-	"\x17GetServiceStatusRequest\"\xd7\x02\n" +
+	"\x17GetServiceStatusRequest\"\xc9\x03\n" +
 	"\x18GetServiceStatusResponse\x12?\n" +
 	"\rsupplier_mode\x18\x01 \x01(\x0e2\x1a.backorder.v1.SupplierModeR\fsupplierMode\x12\x18\n" +
 	"\areplica\x18\x02 \x01(\tR\areplica\x12#\n" +
@@ -1953,7 +2060,16 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12B\n" +
 	"\forders_sweep\x18\x06 \x01(\v2\x1f.backorder.v1.OrdersSweepStatusR\vordersSweep\x12\x1d\n" +
 	"\n" +
-	"write_back\x18\a \x01(\bR\twriteBack\"\xc8\x02\n" +
+	"write_back\x18\a \x01(\bR\twriteBack\x12K\n" +
+	"\x11bigcommerce_quota\x18\b \x01(\v2\x1e.backorder.v1.BigCommerceQuotaR\x10bigcommerceQuota\x12#\n" +
+	"\rqueued_orders\x18\t \x01(\x03R\fqueuedOrders\"\xf6\x01\n" +
+	"\x10BigCommerceQuota\x12#\n" +
+	"\rrequests_left\x18\x01 \x01(\x03R\frequestsLeft\x127\n" +
+	"\tresets_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bresetsAt\x129\n" +
+	"\n" +
+	"held_until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\theldUntil\x123\n" +
+	"\aspacing\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\aspacing\x12\x14\n" +
+	"\x05burst\x18\x05 \x01(\x05R\x05burst\"\xc8\x02\n" +
 	"\x11OrdersSweepStatus\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12)\n" +
 	"\x10interval_seconds\x18\x02 \x01(\x03R\x0fintervalSeconds\x120\n" +
@@ -2030,7 +2146,7 @@ func file_backorder_v1_fulfillment_proto_rawDescGZIP() []byte {
 }
 
 var file_backorder_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_backorder_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_backorder_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_backorder_v1_fulfillment_proto_goTypes = []any{
 	(OrderState)(0),                    // 0: backorder.v1.OrderState
 	(SupplierMode)(0),                  // 1: backorder.v1.SupplierMode
@@ -2051,28 +2167,30 @@ var file_backorder_v1_fulfillment_proto_goTypes = []any{
 	(*ListOrdersResponse)(nil),         // 16: backorder.v1.ListOrdersResponse
 	(*GetServiceStatusRequest)(nil),    // 17: backorder.v1.GetServiceStatusRequest
 	(*GetServiceStatusResponse)(nil),   // 18: backorder.v1.GetServiceStatusResponse
-	(*OrdersSweepStatus)(nil),          // 19: backorder.v1.OrdersSweepStatus
-	(*RetryOrderRequest)(nil),          // 20: backorder.v1.RetryOrderRequest
-	(*RetryOrderResponse)(nil),         // 21: backorder.v1.RetryOrderResponse
-	(*ResolveOrderRequest)(nil),        // 22: backorder.v1.ResolveOrderRequest
-	(*ResolveOrderResponse)(nil),       // 23: backorder.v1.ResolveOrderResponse
-	(*ErrorResponse)(nil),              // 24: backorder.v1.ErrorResponse
-	(*timestamppb.Timestamp)(nil),      // 25: google.protobuf.Timestamp
+	(*BigCommerceQuota)(nil),           // 19: backorder.v1.BigCommerceQuota
+	(*OrdersSweepStatus)(nil),          // 20: backorder.v1.OrdersSweepStatus
+	(*RetryOrderRequest)(nil),          // 21: backorder.v1.RetryOrderRequest
+	(*RetryOrderResponse)(nil),         // 22: backorder.v1.RetryOrderResponse
+	(*ResolveOrderRequest)(nil),        // 23: backorder.v1.ResolveOrderRequest
+	(*ResolveOrderResponse)(nil),       // 24: backorder.v1.ResolveOrderResponse
+	(*ErrorResponse)(nil),              // 25: backorder.v1.ErrorResponse
+	(*timestamppb.Timestamp)(nil),      // 26: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 27: google.protobuf.Duration
 }
 var file_backorder_v1_fulfillment_proto_depIdxs = []int32{
-	19, // 0: backorder.v1.SweepOrdersResponse.status:type_name -> backorder.v1.OrdersSweepStatus
+	20, // 0: backorder.v1.SweepOrdersResponse.status:type_name -> backorder.v1.OrdersSweepStatus
 	0,  // 1: backorder.v1.Order.state:type_name -> backorder.v1.OrderState
 	1,  // 2: backorder.v1.Order.mode:type_name -> backorder.v1.SupplierMode
 	6,  // 3: backorder.v1.Order.events:type_name -> backorder.v1.OrderEvent
-	25, // 4: backorder.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	25, // 5: backorder.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
-	25, // 6: backorder.v1.Order.submitted_at:type_name -> google.protobuf.Timestamp
-	25, // 7: backorder.v1.Order.next_attempt_at:type_name -> google.protobuf.Timestamp
+	26, // 4: backorder.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	26, // 5: backorder.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
+	26, // 6: backorder.v1.Order.submitted_at:type_name -> google.protobuf.Timestamp
+	26, // 7: backorder.v1.Order.next_attempt_at:type_name -> google.protobuf.Timestamp
 	5,  // 8: backorder.v1.Order.actions:type_name -> backorder.v1.OperatorAction
-	25, // 9: backorder.v1.OperatorAction.at:type_name -> google.protobuf.Timestamp
+	26, // 9: backorder.v1.OperatorAction.at:type_name -> google.protobuf.Timestamp
 	0,  // 10: backorder.v1.OperatorAction.from_state:type_name -> backorder.v1.OrderState
 	0,  // 11: backorder.v1.OperatorAction.to_state:type_name -> backorder.v1.OrderState
-	25, // 12: backorder.v1.OrderEvent.received_at:type_name -> google.protobuf.Timestamp
+	26, // 12: backorder.v1.OrderEvent.received_at:type_name -> google.protobuf.Timestamp
 	8,  // 13: backorder.v1.HandleOrderWebhookRequest.data:type_name -> backorder.v1.WebhookData
 	9,  // 14: backorder.v1.WebhookData.status:type_name -> backorder.v1.WebhookStatus
 	4,  // 15: backorder.v1.ProcessOrderResponse.order:type_name -> backorder.v1.Order
@@ -2080,34 +2198,38 @@ var file_backorder_v1_fulfillment_proto_depIdxs = []int32{
 	0,  // 17: backorder.v1.ListOrdersRequest.state:type_name -> backorder.v1.OrderState
 	4,  // 18: backorder.v1.ListOrdersResponse.orders:type_name -> backorder.v1.Order
 	1,  // 19: backorder.v1.GetServiceStatusResponse.supplier_mode:type_name -> backorder.v1.SupplierMode
-	25, // 20: backorder.v1.GetServiceStatusResponse.started_at:type_name -> google.protobuf.Timestamp
-	19, // 21: backorder.v1.GetServiceStatusResponse.orders_sweep:type_name -> backorder.v1.OrdersSweepStatus
-	25, // 22: backorder.v1.OrdersSweepStatus.since:type_name -> google.protobuf.Timestamp
-	25, // 23: backorder.v1.OrdersSweepStatus.cursor:type_name -> google.protobuf.Timestamp
-	25, // 24: backorder.v1.OrdersSweepStatus.last_run:type_name -> google.protobuf.Timestamp
-	4,  // 25: backorder.v1.RetryOrderResponse.order:type_name -> backorder.v1.Order
-	4,  // 26: backorder.v1.ResolveOrderResponse.order:type_name -> backorder.v1.Order
-	7,  // 27: backorder.v1.FulfillmentService.HandleOrderWebhook:input_type -> backorder.v1.HandleOrderWebhookRequest
-	11, // 28: backorder.v1.FulfillmentService.ProcessOrder:input_type -> backorder.v1.ProcessOrderRequest
-	13, // 29: backorder.v1.FulfillmentService.GetOrder:input_type -> backorder.v1.GetOrderRequest
-	15, // 30: backorder.v1.FulfillmentService.ListOrders:input_type -> backorder.v1.ListOrdersRequest
-	20, // 31: backorder.v1.FulfillmentService.RetryOrder:input_type -> backorder.v1.RetryOrderRequest
-	22, // 32: backorder.v1.FulfillmentService.ResolveOrder:input_type -> backorder.v1.ResolveOrderRequest
-	17, // 33: backorder.v1.FulfillmentService.GetServiceStatus:input_type -> backorder.v1.GetServiceStatusRequest
-	2,  // 34: backorder.v1.FulfillmentService.SweepOrders:input_type -> backorder.v1.SweepOrdersRequest
-	10, // 35: backorder.v1.FulfillmentService.HandleOrderWebhook:output_type -> backorder.v1.HandleOrderWebhookResponse
-	12, // 36: backorder.v1.FulfillmentService.ProcessOrder:output_type -> backorder.v1.ProcessOrderResponse
-	14, // 37: backorder.v1.FulfillmentService.GetOrder:output_type -> backorder.v1.GetOrderResponse
-	16, // 38: backorder.v1.FulfillmentService.ListOrders:output_type -> backorder.v1.ListOrdersResponse
-	21, // 39: backorder.v1.FulfillmentService.RetryOrder:output_type -> backorder.v1.RetryOrderResponse
-	23, // 40: backorder.v1.FulfillmentService.ResolveOrder:output_type -> backorder.v1.ResolveOrderResponse
-	18, // 41: backorder.v1.FulfillmentService.GetServiceStatus:output_type -> backorder.v1.GetServiceStatusResponse
-	3,  // 42: backorder.v1.FulfillmentService.SweepOrders:output_type -> backorder.v1.SweepOrdersResponse
-	35, // [35:43] is the sub-list for method output_type
-	27, // [27:35] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	26, // 20: backorder.v1.GetServiceStatusResponse.started_at:type_name -> google.protobuf.Timestamp
+	20, // 21: backorder.v1.GetServiceStatusResponse.orders_sweep:type_name -> backorder.v1.OrdersSweepStatus
+	19, // 22: backorder.v1.GetServiceStatusResponse.bigcommerce_quota:type_name -> backorder.v1.BigCommerceQuota
+	26, // 23: backorder.v1.BigCommerceQuota.resets_at:type_name -> google.protobuf.Timestamp
+	26, // 24: backorder.v1.BigCommerceQuota.held_until:type_name -> google.protobuf.Timestamp
+	27, // 25: backorder.v1.BigCommerceQuota.spacing:type_name -> google.protobuf.Duration
+	26, // 26: backorder.v1.OrdersSweepStatus.since:type_name -> google.protobuf.Timestamp
+	26, // 27: backorder.v1.OrdersSweepStatus.cursor:type_name -> google.protobuf.Timestamp
+	26, // 28: backorder.v1.OrdersSweepStatus.last_run:type_name -> google.protobuf.Timestamp
+	4,  // 29: backorder.v1.RetryOrderResponse.order:type_name -> backorder.v1.Order
+	4,  // 30: backorder.v1.ResolveOrderResponse.order:type_name -> backorder.v1.Order
+	7,  // 31: backorder.v1.FulfillmentService.HandleOrderWebhook:input_type -> backorder.v1.HandleOrderWebhookRequest
+	11, // 32: backorder.v1.FulfillmentService.ProcessOrder:input_type -> backorder.v1.ProcessOrderRequest
+	13, // 33: backorder.v1.FulfillmentService.GetOrder:input_type -> backorder.v1.GetOrderRequest
+	15, // 34: backorder.v1.FulfillmentService.ListOrders:input_type -> backorder.v1.ListOrdersRequest
+	21, // 35: backorder.v1.FulfillmentService.RetryOrder:input_type -> backorder.v1.RetryOrderRequest
+	23, // 36: backorder.v1.FulfillmentService.ResolveOrder:input_type -> backorder.v1.ResolveOrderRequest
+	17, // 37: backorder.v1.FulfillmentService.GetServiceStatus:input_type -> backorder.v1.GetServiceStatusRequest
+	2,  // 38: backorder.v1.FulfillmentService.SweepOrders:input_type -> backorder.v1.SweepOrdersRequest
+	10, // 39: backorder.v1.FulfillmentService.HandleOrderWebhook:output_type -> backorder.v1.HandleOrderWebhookResponse
+	12, // 40: backorder.v1.FulfillmentService.ProcessOrder:output_type -> backorder.v1.ProcessOrderResponse
+	14, // 41: backorder.v1.FulfillmentService.GetOrder:output_type -> backorder.v1.GetOrderResponse
+	16, // 42: backorder.v1.FulfillmentService.ListOrders:output_type -> backorder.v1.ListOrdersResponse
+	22, // 43: backorder.v1.FulfillmentService.RetryOrder:output_type -> backorder.v1.RetryOrderResponse
+	24, // 44: backorder.v1.FulfillmentService.ResolveOrder:output_type -> backorder.v1.ResolveOrderResponse
+	18, // 45: backorder.v1.FulfillmentService.GetServiceStatus:output_type -> backorder.v1.GetServiceStatusResponse
+	3,  // 46: backorder.v1.FulfillmentService.SweepOrders:output_type -> backorder.v1.SweepOrdersResponse
+	39, // [39:47] is the sub-list for method output_type
+	31, // [31:39] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_backorder_v1_fulfillment_proto_init() }
@@ -2115,7 +2237,7 @@ func file_backorder_v1_fulfillment_proto_init() {
 	if File_backorder_v1_fulfillment_proto != nil {
 		return
 	}
-	file_backorder_v1_fulfillment_proto_msgTypes[20].OneofWrappers = []any{
+	file_backorder_v1_fulfillment_proto_msgTypes[21].OneofWrappers = []any{
 		(*ResolveOrderRequest_OfflineOrderId)(nil),
 		(*ResolveOrderRequest_SupplierHasNoOrder)(nil),
 	}
@@ -2125,7 +2247,7 @@ func file_backorder_v1_fulfillment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backorder_v1_fulfillment_proto_rawDesc), len(file_backorder_v1_fulfillment_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

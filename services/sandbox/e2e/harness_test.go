@@ -84,12 +84,16 @@ type options struct {
 	// tropship are the simulator's options (ClientID and ClientSecret are
 	// filled in).
 	tropship tropsim.Options
+	// bigcommerce are the BigCommerce simulator's options (Tokens is
+	// filled in).
+	bigcommerce bcsim.Options
 }
 
 func newEnv(t *testing.T, o options) *env {
 	t.Helper()
 	e := &env{t: t, prefix: "/" + strings.ReplaceAll(t.Name(), "/", "_") + "/", opts: o}
-	e.bc = bcsim.New(bcsim.Options{Tokens: map[string]string{storeHash: bcToken}})
+	o.bigcommerce.Tokens = map[string]string{storeHash: bcToken}
+	e.bc = bcsim.New(o.bigcommerce)
 	bcs := httptest.NewServer(e.bc)
 	t.Cleanup(bcs.Close)
 	o.tropship.ClientID, o.tropship.ClientSecret = tsClientID, tsSecret

@@ -144,6 +144,14 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	grpcserver.New(svc, grpcserver.Info{
 		Replica: fmt.Sprintf("%s/%d", host, os.Getpid()), EmbeddedEtcd: embedded,
 		StoreHash: cfg.BigCommerceStore, StartedAt: time.Now(),
+		Quota: func() grpcserver.Quota {
+			q := bc.Quota("")
+			return grpcserver.Quota{Left: q.Left, ResetsAt: q.ResetsAt, HeldUntil: q.HeldUntil, Spacing: q.Spacing, Burst: q.Burst}
+		},
+		Queued: func(ctx context.Context) (int64, error) {
+			_, queued, err := store.CountOrders(ctx, cfg.BigCommerceStore)
+			return queued, err
+		},
 	}).Register(srv)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)

@@ -201,6 +201,15 @@ type counters struct {
 	requests, rateLimited, pacedWaits, spreadWaits atomic.Uint64
 }
 
+// Quota returns what the client knows of the store's API quota (store
+// empty: the StoreHash it serves).
+func (c *Client) Quota(store string) QuotaState {
+	if store == "" {
+		store = c.cfg.StoreHash
+	}
+	return c.pace.state(store, time.Now())
+}
+
 // Stats returns the request counters.
 func (c *Client) Stats() Stats {
 	return Stats{

@@ -106,14 +106,16 @@ func (p *pacer) observe(store string, h http.Header, maxWait time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	q := p.quotaLocked(store)
+	resetAt := now.Add(reset)
 	if left == 0 {
-		if t := now.Add(reset); t.After(q.hold) {
-			q.hold = t
+		if resetAt.After(q.hold) {
+			q.hold = resetAt
 		}
-		q.resetAt = now.Add(reset)
+		q.left, q.resetAt = 0, resetAt
 		return
 	}
 	if p.burst <= 0 {
+		q.left, q.resetAt = left, resetAt
 		return
 	}
 	sooner := false
@@ -134,7 +136,7 @@ func (p *pacer) observe(store string, h http.Header, maxWait time.Duration) {
 	if interval < q.interval {
 		sooner = true
 	}
-	q.interval, q.left, q.resetAt = interval, left, now.Add(reset)
+	q.interval, q.left, q.resetAt = interval, left, resetAt
 	if sooner && q.changed != nil {
 		close(q.changed)
 		q.changed = nil
@@ -228,6 +230,43 @@ func (p *pacer) wait(ctx context.Context, store string) (int, error) {
 		// Ask again: another answer may have moved the reset or the
 		// spacing meanwhile, and another request may have gone first.
 	}
+}
+
+// QuotaState is what the client knows of a store's API quota, for an
+// operator: every field is zero until an answer told (and once the window
+// of the latest answer is over, but for Burst).
+type QuotaState struct {
+	// Left is the requests left at the latest answer.
+	Left int64
+	// ResetsAt is when that answer's window ends and the quota refills.
+	ResetsAt time.Time
+	// HeldUntil is set while no request is sent before it (none left, or
+	// a 429).
+	HeldUntil time.Time
+	// Spacing is the time between requests while the quota is spread.
+	Spacing time.Duration
+	// Burst is QuotaBurst; 0 when spreading is off.
+	Burst int
+}
+
+func (p *pacer) state(store string, now time.Time) QuotaState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := QuotaState{Burst: max(p.burst, 0)}
+	q := p.stores[store]
+	if q == nil {
+		return st
+	}
+	if now.Before(q.hold) {
+		st.HeldUntil = q.hold
+	}
+	if now.Before(q.resetAt) {
+		st.Left, st.ResetsAt = q.left, q.resetAt
+		if st.HeldUntil.IsZero() {
+			st.Spacing = q.interval
+		}
+	}
+	return st
 }
 
 func later(a, b time.Time) time.Time {

@@ -312,3 +312,29 @@ func TestClientSpreadsRequestsOverTheWindow(t *testing.T) {
 		t.Errorf("Stats = %+v, want spread waits, no reset waits", s)
 	}
 }
+
+// The operator's view of the quota is the latest answer's, until its window
+// is over.
+func TestPacerState(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	p := newPacer(10, func() time.Time { return t0 })
+	if st := p.state("s", t0); st != (QuotaState{Burst: 10}) {
+		t.Errorf("before any answer: %+v", st)
+	}
+	p.observe("s", rateHeaders(450, 30_000), time.Minute)
+	want := QuotaState{Left: 450, ResetsAt: t0.Add(30 * time.Second), Spacing: 30 * time.Second / 450, Burst: 10}
+	if st := p.state("s", t0.Add(time.Second)); st != want {
+		t.Errorf("in the window: %+v, want %+v", st, want)
+	}
+	p.observe("s", rateHeaders(0, 30_000), time.Minute)
+	st := p.state("s", t0.Add(time.Second))
+	if st.Left != 0 || !st.HeldUntil.Equal(t0.Add(30*time.Second)) || !st.ResetsAt.Equal(st.HeldUntil) || st.Spacing != 0 {
+		t.Errorf("with none left: %+v, want held until the reset", st)
+	}
+	if st := p.state("s", t0.Add(31*time.Second)); st != (QuotaState{Burst: 10}) {
+		t.Errorf("after the window: %+v, want nothing but the burst", st)
+	}
+	if st := newPacer(-1, time.Now).state("s", t0); st.Burst != 0 {
+		t.Errorf("spreading off: burst %d, want 0", st.Burst)
+	}
+}

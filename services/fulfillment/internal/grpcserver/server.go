@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	backorderv1 "github.com/backorder/backorder/gen/backorder/v1"
@@ -27,6 +28,21 @@ type Info struct {
 	EmbeddedEtcd bool
 	StoreHash    string
 	StartedAt    time.Time
+	// Quota reads the replica's view of the store's BigCommerce API quota
+	// (nil: none is reported).
+	Quota func() Quota
+	// Queued counts the orders with work queued, across all replicas (nil:
+	// none is reported).
+	Queued func(ctx context.Context) (int64, error)
+}
+
+// Quota is a replica's view of the store's BigCommerce API quota; zero
+// fields are unknown.
+type Quota struct {
+	Left                int64
+	ResetsAt, HeldUntil time.Time
+	Spacing             time.Duration
+	Burst               int
 }
 
 // Server is the gRPC face of a fulfill.Service.
@@ -160,14 +176,44 @@ func (s *Server) ResolveOrder(ctx context.Context, req *backorderv1.ResolveOrder
 // GetServiceStatus implements the RPC.
 func (s *Server) GetServiceStatus(ctx context.Context, _ *backorderv1.GetServiceStatusRequest) (*backorderv1.GetServiceStatusResponse, error) {
 	return &backorderv1.GetServiceStatusResponse{
-		SupplierMode: backorderv1.SupplierMode(s.svc.Mode()),
-		Replica:      s.info.Replica,
-		EmbeddedEtcd: s.info.EmbeddedEtcd,
-		StoreHash:    s.info.StoreHash,
-		StartedAt:    timestamppb.New(s.info.StartedAt),
-		OrdersSweep:  s.ordersSweep(ctx),
-		WriteBack:    s.svc.WritesBack(),
+		SupplierMode:     backorderv1.SupplierMode(s.svc.Mode()),
+		Replica:          s.info.Replica,
+		EmbeddedEtcd:     s.info.EmbeddedEtcd,
+		StoreHash:        s.info.StoreHash,
+		StartedAt:        timestamppb.New(s.info.StartedAt),
+		OrdersSweep:      s.ordersSweep(ctx),
+		WriteBack:        s.svc.WritesBack(),
+		BigcommerceQuota: s.quota(),
+		QueuedOrders:     s.queued(ctx),
 	}, nil
+}
+
+func (s *Server) quota() *backorderv1.BigCommerceQuota {
+	if s.info.Quota == nil {
+		return nil
+	}
+	q := s.info.Quota()
+	out := &backorderv1.BigCommerceQuota{
+		RequestsLeft: q.Left, ResetsAt: ts(q.ResetsAt), HeldUntil: ts(q.HeldUntil), Burst: int32(q.Burst),
+	}
+	if q.Spacing > 0 {
+		out.Spacing = durationpb.New(q.Spacing)
+	}
+	return out
+}
+
+// queued counts the backlog; -1 when etcd cannot say now.
+func (s *Server) queued(ctx context.Context) int64 {
+	if s.info.Queued == nil {
+		return -1
+	}
+	ctx, cancel := context.WithTimeout(ctx, statusReadTimeout)
+	defer cancel()
+	n, err := s.info.Queued(ctx)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 // ordersSweep reports the Orders API sweep. The status answers even when
@@ -193,7 +239,7 @@ func sweepProto(enabled bool, every time.Duration, st fulfill.SweepState) *backo
 	}
 }
 
-// statusReadTimeout bounds GetServiceStatus's one etcd read.
+// statusReadTimeout bounds each of GetServiceStatus's etcd reads.
 const statusReadTimeout = 2 * time.Second
 
 // SweepOrders implements the RPC.
