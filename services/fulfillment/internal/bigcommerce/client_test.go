@@ -558,27 +558,20 @@ func TestRequestsLeftZeroPacesNextRequest(t *testing.T) {
 	fs, srv := newFakeStore(t)
 	fs.addOrder(1, 11, 1)
 	const reset = 60 * time.Millisecond
-	var mu sync.Mutex
-	var times []time.Time
-	fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		times = append(times, time.Now())
-		if len(times) == 1 {
-			w.Header().Set("X-Rate-Limit-Requests-Left", "0")
-			w.Header().Set("X-Rate-Limit-Time-Reset-Ms", strconv.Itoa(int(reset/time.Millisecond)))
+	stamps := stampRequests(fs, func(n int, h http.Header) {
+		if n == 1 {
+			h.Set("X-Rate-Limit-Requests-Left", "0")
+			h.Set("X-Rate-Limit-Time-Reset-Ms", strconv.Itoa(int(reset/time.Millisecond)))
 		} else {
-			w.Header().Set("X-Rate-Limit-Requests-Left", "100")
-			w.Header().Set("X-Rate-Limit-Time-Reset-Ms", "1")
+			h.Set("X-Rate-Limit-Requests-Left", "100")
+			h.Set("X-Rate-Limit-Time-Reset-Ms", "1")
 		}
-		return false
-	}
+	})
 	c := newClient(t, srv, nil)
 	if _, err := readOrder(testCtx(t), c, order.Key{Store: testStore, ID: 1}); err != nil {
 		t.Fatalf("Order: %v", err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	times := stamps()
 	if len(times) != 3 {
 		t.Fatalf("%d requests, want 3", len(times))
 	}

@@ -13,6 +13,26 @@ import (
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
 )
 
+// stampRequests makes fs note when each request comes, and answer it with
+// the headers set sets (n counts the requests from 1). It returns a reader
+// of the times noted.
+func stampRequests(fs *fakeStore, set func(n int, h http.Header)) func() []time.Time {
+	var mu sync.Mutex
+	var times []time.Time
+	fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		times = append(times, time.Now())
+		set(len(times), w.Header())
+		return false
+	}
+	return func() []time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]time.Time(nil), times...)
+	}
+}
+
 // fakeClock is the pacer's clock in tests that must not depend on speed.
 type fakeClock struct{ t time.Time }
 
@@ -278,16 +298,10 @@ func TestPacerWithoutALimit(t *testing.T) {
 func TestClientSpreadsRequestsOverTheWindow(t *testing.T) {
 	fs, srv := newFakeStore(t)
 	fs.addOrder(1, 11, 1)
-	var mu sync.Mutex
-	var times []time.Time
-	fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		times = append(times, time.Now())
-		w.Header().Set(headerRequestsLeft, "4")
-		w.Header().Set(headerResetMs, "400")
-		return false
-	}
+	stamps := stampRequests(fs, func(_ int, h http.Header) {
+		h.Set(headerRequestsLeft, "4")
+		h.Set(headerResetMs, "400")
+	})
 	c := newClient(t, srv, func(c *Config) { c.QuotaBurst = 1 })
 	start := time.Now()
 	k := order.Key{Store: testStore, ID: 1}
@@ -297,8 +311,7 @@ func TestClientSpreadsRequestsOverTheWindow(t *testing.T) {
 	if _, err := c.SupplierReference(testCtx(t), k); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	times := stamps()
 	if len(times) != 4 {
 		t.Fatalf("%d requests, want 4", len(times))
 	}
