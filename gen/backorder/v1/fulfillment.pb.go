@@ -9,7 +9,6 @@ package backorderv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
-	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -1319,8 +1318,8 @@ type GetServiceStatusResponse struct {
 	// it paces its requests by it: why processing may be slow in a surge.
 	BigcommerceQuota *BigCommerceQuota `protobuf:"bytes,8,opt,name=bigcommerce_quota,json=bigcommerceQuota,proto3" json:"bigcommerce_quota,omitempty"`
 	// Orders with work queued (due now or later), across all replicas: the
-	// backlog. -1 when it could not be read now.
-	QueuedOrders  int64 `protobuf:"varint,9,opt,name=queued_orders,json=queuedOrders,proto3" json:"queued_orders,omitempty"`
+	// backlog. Unset when it could not be read now.
+	QueuedOrders  *int64 `protobuf:"varint,9,opt,name=queued_orders,json=queuedOrders,proto3,oneof" json:"queued_orders,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1412,27 +1411,30 @@ func (x *GetServiceStatusResponse) GetBigcommerceQuota() *BigCommerceQuota {
 }
 
 func (x *GetServiceStatusResponse) GetQueuedOrders() int64 {
-	if x != nil {
-		return x.QueuedOrders
+	if x != nil && x.QueuedOrders != nil {
+		return *x.QueuedOrders
 	}
 	return 0
 }
 
 // BigCommerceQuota is one replica's view of the store's API quota (one per
-// store, shared with every app on it), from the X-Rate-Limit-* headers of
-// its latest answer. Every field is unset (zero) until an answer told.
+// store, shared with every app on it). It comes from the X-Rate-Limit-*
+// headers of the latest BigCommerce answer to this replica: the fields but
+// burst are unset until such an answer came, and again once its window is
+// over.
 type BigCommerceQuota struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Requests left in the window at the latest answer.
-	RequestsLeft int64 `protobuf:"varint,1,opt,name=requests_left,json=requestsLeft,proto3" json:"requests_left,omitempty"`
+	// Requests left in the window at the latest answer (set, even to 0,
+	// while that window lasts).
+	RequestsLeft *int64 `protobuf:"varint,1,opt,name=requests_left,json=requestsLeft,proto3,oneof" json:"requests_left,omitempty"`
 	// When the window of the latest answer ends and the quota refills.
 	ResetsAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=resets_at,json=resetsAt,proto3" json:"resets_at,omitempty"`
 	// Set while no request is sent before it: no request was left, or
 	// BigCommerce answered 429.
 	HeldUntil *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=held_until,json=heldUntil,proto3" json:"held_until,omitempty"`
-	// The spacing of requests while the quota left is spread over the rest
-	// of the window (BIGCOMMERCE_QUOTA_BURST); unset when not spreading.
-	Spacing *durationpb.Duration `protobuf:"bytes,4,opt,name=spacing,proto3" json:"spacing,omitempty"`
+	// Milliseconds between requests while the quota left is spread over the
+	// rest of the window (BIGCOMMERCE_QUOTA_BURST); unset when not spreading.
+	SpacingMs *int64 `protobuf:"varint,4,opt,name=spacing_ms,json=spacingMs,proto3,oneof" json:"spacing_ms,omitempty"`
 	// BIGCOMMERCE_QUOTA_BURST; 0 when spreading is off.
 	Burst         int32 `protobuf:"varint,5,opt,name=burst,proto3" json:"burst,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1470,8 +1472,8 @@ func (*BigCommerceQuota) Descriptor() ([]byte, []int) {
 }
 
 func (x *BigCommerceQuota) GetRequestsLeft() int64 {
-	if x != nil {
-		return x.RequestsLeft
+	if x != nil && x.RequestsLeft != nil {
+		return *x.RequestsLeft
 	}
 	return 0
 }
@@ -1490,11 +1492,11 @@ func (x *BigCommerceQuota) GetHeldUntil() *timestamppb.Timestamp {
 	return nil
 }
 
-func (x *BigCommerceQuota) GetSpacing() *durationpb.Duration {
-	if x != nil {
-		return x.Spacing
+func (x *BigCommerceQuota) GetSpacingMs() int64 {
+	if x != nil && x.SpacingMs != nil {
+		return *x.SpacingMs
 	}
-	return nil
+	return 0
 }
 
 func (x *BigCommerceQuota) GetBurst() int32 {
@@ -1958,7 +1960,7 @@ var File_backorder_v1_fulfillment_proto protoreflect.FileDescriptor
 
 const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\n" +
-	"\x1ebackorder/v1/fulfillment.proto\x12\fbackorder.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"3\n" +
+	"\x1ebackorder/v1/fulfillment.proto\x12\fbackorder.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"3\n" +
 	"\x12SweepOrdersRequest\x12\x1d\n" +
 	"\n" +
 	"store_hash\x18\x01 \x01(\tR\tstoreHash\"~\n" +
@@ -2049,7 +2051,7 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\x12ListOrdersResponse\x12+\n" +
 	"\x06orders\x18\x01 \x03(\v2\x13.backorder.v1.OrderR\x06orders\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x19\n" +
-	"\x17GetServiceStatusRequest\"\xc9\x03\n" +
+	"\x17GetServiceStatusRequest\"\xe0\x03\n" +
 	"\x18GetServiceStatusResponse\x12?\n" +
 	"\rsupplier_mode\x18\x01 \x01(\x0e2\x1a.backorder.v1.SupplierModeR\fsupplierMode\x12\x18\n" +
 	"\areplica\x18\x02 \x01(\tR\areplica\x12#\n" +
@@ -2061,15 +2063,19 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\forders_sweep\x18\x06 \x01(\v2\x1f.backorder.v1.OrdersSweepStatusR\vordersSweep\x12\x1d\n" +
 	"\n" +
 	"write_back\x18\a \x01(\bR\twriteBack\x12K\n" +
-	"\x11bigcommerce_quota\x18\b \x01(\v2\x1e.backorder.v1.BigCommerceQuotaR\x10bigcommerceQuota\x12#\n" +
-	"\rqueued_orders\x18\t \x01(\x03R\fqueuedOrders\"\xf6\x01\n" +
-	"\x10BigCommerceQuota\x12#\n" +
-	"\rrequests_left\x18\x01 \x01(\x03R\frequestsLeft\x127\n" +
+	"\x11bigcommerce_quota\x18\b \x01(\v2\x1e.backorder.v1.BigCommerceQuotaR\x10bigcommerceQuota\x12(\n" +
+	"\rqueued_orders\x18\t \x01(\x03H\x00R\fqueuedOrders\x88\x01\x01B\x10\n" +
+	"\x0e_queued_orders\"\x8b\x02\n" +
+	"\x10BigCommerceQuota\x12(\n" +
+	"\rrequests_left\x18\x01 \x01(\x03H\x00R\frequestsLeft\x88\x01\x01\x127\n" +
 	"\tresets_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bresetsAt\x129\n" +
 	"\n" +
-	"held_until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\theldUntil\x123\n" +
-	"\aspacing\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\aspacing\x12\x14\n" +
-	"\x05burst\x18\x05 \x01(\x05R\x05burst\"\xc8\x02\n" +
+	"held_until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\theldUntil\x12\"\n" +
+	"\n" +
+	"spacing_ms\x18\x04 \x01(\x03H\x01R\tspacingMs\x88\x01\x01\x12\x14\n" +
+	"\x05burst\x18\x05 \x01(\x05R\x05burstB\x10\n" +
+	"\x0e_requests_leftB\r\n" +
+	"\v_spacing_ms\"\xc8\x02\n" +
 	"\x11OrdersSweepStatus\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12)\n" +
 	"\x10interval_seconds\x18\x02 \x01(\x03R\x0fintervalSeconds\x120\n" +
@@ -2175,7 +2181,6 @@ var file_backorder_v1_fulfillment_proto_goTypes = []any{
 	(*ResolveOrderResponse)(nil),       // 24: backorder.v1.ResolveOrderResponse
 	(*ErrorResponse)(nil),              // 25: backorder.v1.ErrorResponse
 	(*timestamppb.Timestamp)(nil),      // 26: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 27: google.protobuf.Duration
 }
 var file_backorder_v1_fulfillment_proto_depIdxs = []int32{
 	20, // 0: backorder.v1.SweepOrdersResponse.status:type_name -> backorder.v1.OrdersSweepStatus
@@ -2203,33 +2208,32 @@ var file_backorder_v1_fulfillment_proto_depIdxs = []int32{
 	19, // 22: backorder.v1.GetServiceStatusResponse.bigcommerce_quota:type_name -> backorder.v1.BigCommerceQuota
 	26, // 23: backorder.v1.BigCommerceQuota.resets_at:type_name -> google.protobuf.Timestamp
 	26, // 24: backorder.v1.BigCommerceQuota.held_until:type_name -> google.protobuf.Timestamp
-	27, // 25: backorder.v1.BigCommerceQuota.spacing:type_name -> google.protobuf.Duration
-	26, // 26: backorder.v1.OrdersSweepStatus.since:type_name -> google.protobuf.Timestamp
-	26, // 27: backorder.v1.OrdersSweepStatus.cursor:type_name -> google.protobuf.Timestamp
-	26, // 28: backorder.v1.OrdersSweepStatus.last_run:type_name -> google.protobuf.Timestamp
-	4,  // 29: backorder.v1.RetryOrderResponse.order:type_name -> backorder.v1.Order
-	4,  // 30: backorder.v1.ResolveOrderResponse.order:type_name -> backorder.v1.Order
-	7,  // 31: backorder.v1.FulfillmentService.HandleOrderWebhook:input_type -> backorder.v1.HandleOrderWebhookRequest
-	11, // 32: backorder.v1.FulfillmentService.ProcessOrder:input_type -> backorder.v1.ProcessOrderRequest
-	13, // 33: backorder.v1.FulfillmentService.GetOrder:input_type -> backorder.v1.GetOrderRequest
-	15, // 34: backorder.v1.FulfillmentService.ListOrders:input_type -> backorder.v1.ListOrdersRequest
-	21, // 35: backorder.v1.FulfillmentService.RetryOrder:input_type -> backorder.v1.RetryOrderRequest
-	23, // 36: backorder.v1.FulfillmentService.ResolveOrder:input_type -> backorder.v1.ResolveOrderRequest
-	17, // 37: backorder.v1.FulfillmentService.GetServiceStatus:input_type -> backorder.v1.GetServiceStatusRequest
-	2,  // 38: backorder.v1.FulfillmentService.SweepOrders:input_type -> backorder.v1.SweepOrdersRequest
-	10, // 39: backorder.v1.FulfillmentService.HandleOrderWebhook:output_type -> backorder.v1.HandleOrderWebhookResponse
-	12, // 40: backorder.v1.FulfillmentService.ProcessOrder:output_type -> backorder.v1.ProcessOrderResponse
-	14, // 41: backorder.v1.FulfillmentService.GetOrder:output_type -> backorder.v1.GetOrderResponse
-	16, // 42: backorder.v1.FulfillmentService.ListOrders:output_type -> backorder.v1.ListOrdersResponse
-	22, // 43: backorder.v1.FulfillmentService.RetryOrder:output_type -> backorder.v1.RetryOrderResponse
-	24, // 44: backorder.v1.FulfillmentService.ResolveOrder:output_type -> backorder.v1.ResolveOrderResponse
-	18, // 45: backorder.v1.FulfillmentService.GetServiceStatus:output_type -> backorder.v1.GetServiceStatusResponse
-	3,  // 46: backorder.v1.FulfillmentService.SweepOrders:output_type -> backorder.v1.SweepOrdersResponse
-	39, // [39:47] is the sub-list for method output_type
-	31, // [31:39] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	26, // 25: backorder.v1.OrdersSweepStatus.since:type_name -> google.protobuf.Timestamp
+	26, // 26: backorder.v1.OrdersSweepStatus.cursor:type_name -> google.protobuf.Timestamp
+	26, // 27: backorder.v1.OrdersSweepStatus.last_run:type_name -> google.protobuf.Timestamp
+	4,  // 28: backorder.v1.RetryOrderResponse.order:type_name -> backorder.v1.Order
+	4,  // 29: backorder.v1.ResolveOrderResponse.order:type_name -> backorder.v1.Order
+	7,  // 30: backorder.v1.FulfillmentService.HandleOrderWebhook:input_type -> backorder.v1.HandleOrderWebhookRequest
+	11, // 31: backorder.v1.FulfillmentService.ProcessOrder:input_type -> backorder.v1.ProcessOrderRequest
+	13, // 32: backorder.v1.FulfillmentService.GetOrder:input_type -> backorder.v1.GetOrderRequest
+	15, // 33: backorder.v1.FulfillmentService.ListOrders:input_type -> backorder.v1.ListOrdersRequest
+	21, // 34: backorder.v1.FulfillmentService.RetryOrder:input_type -> backorder.v1.RetryOrderRequest
+	23, // 35: backorder.v1.FulfillmentService.ResolveOrder:input_type -> backorder.v1.ResolveOrderRequest
+	17, // 36: backorder.v1.FulfillmentService.GetServiceStatus:input_type -> backorder.v1.GetServiceStatusRequest
+	2,  // 37: backorder.v1.FulfillmentService.SweepOrders:input_type -> backorder.v1.SweepOrdersRequest
+	10, // 38: backorder.v1.FulfillmentService.HandleOrderWebhook:output_type -> backorder.v1.HandleOrderWebhookResponse
+	12, // 39: backorder.v1.FulfillmentService.ProcessOrder:output_type -> backorder.v1.ProcessOrderResponse
+	14, // 40: backorder.v1.FulfillmentService.GetOrder:output_type -> backorder.v1.GetOrderResponse
+	16, // 41: backorder.v1.FulfillmentService.ListOrders:output_type -> backorder.v1.ListOrdersResponse
+	22, // 42: backorder.v1.FulfillmentService.RetryOrder:output_type -> backorder.v1.RetryOrderResponse
+	24, // 43: backorder.v1.FulfillmentService.ResolveOrder:output_type -> backorder.v1.ResolveOrderResponse
+	18, // 44: backorder.v1.FulfillmentService.GetServiceStatus:output_type -> backorder.v1.GetServiceStatusResponse
+	3,  // 45: backorder.v1.FulfillmentService.SweepOrders:output_type -> backorder.v1.SweepOrdersResponse
+	38, // [38:46] is the sub-list for method output_type
+	30, // [30:38] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_backorder_v1_fulfillment_proto_init() }
@@ -2237,6 +2241,8 @@ func file_backorder_v1_fulfillment_proto_init() {
 	if File_backorder_v1_fulfillment_proto != nil {
 		return
 	}
+	file_backorder_v1_fulfillment_proto_msgTypes[16].OneofWrappers = []any{}
+	file_backorder_v1_fulfillment_proto_msgTypes[17].OneofWrappers = []any{}
 	file_backorder_v1_fulfillment_proto_msgTypes[21].OneofWrappers = []any{
 		(*ResolveOrderRequest_OfflineOrderId)(nil),
 		(*ResolveOrderRequest_SupplierHasNoOrder)(nil),

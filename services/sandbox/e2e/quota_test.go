@@ -12,13 +12,14 @@ import (
 
 // An operator can see why orders wait for BigCommerce: GetServiceStatus
 // reports the store's API quota as the replica last saw it, and the
-// backlog. (The Orders API sweep is off: it would spend the quota too.) With the quota spent, the next order waits for the reset, and
-// nothing is asked of BigCommerce before it.
+// backlog. With the quota spent, the next order waits for the reset, and
+// nothing is asked of BigCommerce before it. (The Orders API sweep is off:
+// it would spend the quota too.)
 func TestStatusShowsTheStoresQuota(t *testing.T) {
 	t.Run("spent", func(t *testing.T) {
-		// 6 requests a minute: one order takes 5 (order, lines, addresses,
+		// 6 requests per 30 s: one order takes 5 (order, lines, addresses,
 		// metafield read and write), the next one's first read the last.
-		e := newEnv(t, options{replicas: 1, mode: "live", bigcommerce: bcsim.Options{Quota: 6, Window: time.Minute},
+		e := newEnv(t, options{replicas: 1, mode: "live", bigcommerce: bcsim.Options{Quota: 6},
 			env: map[string]string{"BIGCOMMERCE_QUOTA_BURST": "off", "ORDERS_SWEEP_INTERVAL": "off"}})
 		const first, second = 8301, 8302
 		for _, id := range []uint64{first, second} {
@@ -27,7 +28,7 @@ func TestStatusShowsTheStoresQuota(t *testing.T) {
 		e.sendAll([]webhook.Event{webhook.Created(storeHash, storeID, first)}, 1)
 		e.waitState(first, writtenBack)
 		q := serviceStatus(t, e).GetBigcommerceQuota()
-		if q.GetRequestsLeft() != 1 || q.GetResetsAt() == nil || q.GetHeldUntil() != nil || q.GetSpacing() != nil || q.GetBurst() != 0 {
+		if q.RequestsLeft == nil || q.GetRequestsLeft() != 1 || q.GetResetsAt() == nil || q.GetHeldUntil() != nil || q.SpacingMs != nil || q.GetBurst() != 0 {
 			t.Fatalf("after one order: %v; want 1 left, a reset time, no hold, no spacing, burst 0 (off)", q)
 		}
 
@@ -41,10 +42,11 @@ func TestStatusShowsTheStoresQuota(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		q = st.GetBigcommerceQuota()
-		if q.GetRequestsLeft() != 0 || q.GetHeldUntil() == nil || !q.GetHeldUntil().AsTime().Equal(q.GetResetsAt().AsTime()) {
-			t.Fatalf("with the quota spent: %v; want 0 left, held until the reset", q)
+		if q.RequestsLeft == nil || q.GetRequestsLeft() != 0 || q.GetHeldUntil() == nil ||
+			!q.GetHeldUntil().AsTime().Equal(q.GetResetsAt().AsTime()) {
+			t.Fatalf("with the quota spent: %v; want 0 left (shown), held until the reset", q)
 		}
-		if st.GetQueuedOrders() != 1 {
+		if st.QueuedOrders == nil || st.GetQueuedOrders() != 1 {
 			t.Errorf("queued_orders = %d, want 1 (the second order, waiting)", st.GetQueuedOrders())
 		}
 		if s := e.bc.Stats(); s.RateLimited != 0 || s.Total != 6 {
@@ -52,7 +54,7 @@ func TestStatusShowsTheStoresQuota(t *testing.T) {
 		}
 	})
 	t.Run("spread", func(t *testing.T) {
-		e := newEnv(t, options{replicas: 1, mode: "live", bigcommerce: bcsim.Options{Quota: 1000, Window: time.Minute},
+		e := newEnv(t, options{replicas: 1, mode: "live", bigcommerce: bcsim.Options{Quota: 1000},
 			env: map[string]string{"ORDERS_SWEEP_INTERVAL": "off"}})
 		const id = 8303
 		e.bc.AddOrder(storeHash, bcsim.NewUKOrder(id, bcsim.StatusAwaitingFulfillment, bcsim.Lines(1)...))
@@ -60,12 +62,16 @@ func TestStatusShowsTheStoresQuota(t *testing.T) {
 		e.waitState(id, writtenBack)
 		st := serviceStatus(t, e)
 		q := st.GetBigcommerceQuota()
-		// 995 left in under a minute: about 60 ms apart.
-		if q.GetRequestsLeft() != 995 || q.GetBurst() != 10 || q.GetSpacing() == nil ||
-			q.GetSpacing().AsDuration() <= 0 || q.GetSpacing().AsDuration() > 61*time.Millisecond {
-			t.Fatalf("after one order: %v; want 995 left, spacing up to 60ms, burst 10", q)
+		if q.GetRequestsLeft() != 995 || q.GetBurst() != 10 || q.SpacingMs == nil {
+			t.Fatalf("after one order: %v; want 995 left, a spacing, burst 10", q)
 		}
-		if st.GetQueuedOrders() != 0 {
+		// The 995 are spread over what was left of the 30 s window at the
+		// latest answer: at least what is left now, at most 30 s.
+		spread := time.Duration(q.GetSpacingMs()*995) * time.Millisecond
+		if left := time.Until(q.GetResetsAt().AsTime()); spread < left-995*time.Millisecond || spread > 30*time.Second {
+			t.Errorf("spacing %d ms × 995 = %v, want from %v (to the reset, less the milliseconds cut) to 30s", q.GetSpacingMs(), spread, left)
+		}
+		if st.QueuedOrders == nil || st.GetQueuedOrders() != 0 {
 			t.Errorf("queued_orders = %d, want 0", st.GetQueuedOrders())
 		}
 	})

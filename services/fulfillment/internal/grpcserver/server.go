@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	backorderv1 "github.com/backorder/backorder/gen/backorder/v1"
@@ -37,7 +37,7 @@ type Info struct {
 }
 
 // Quota is a replica's view of the store's BigCommerce API quota; zero
-// fields are unknown.
+// fields are unknown (Left is known while ResetsAt is set).
 type Quota struct {
 	Left                int64
 	ResetsAt, HeldUntil time.Time
@@ -193,27 +193,28 @@ func (s *Server) quota() *backorderv1.BigCommerceQuota {
 		return nil
 	}
 	q := s.info.Quota()
-	out := &backorderv1.BigCommerceQuota{
-		RequestsLeft: q.Left, ResetsAt: ts(q.ResetsAt), HeldUntil: ts(q.HeldUntil), Burst: int32(q.Burst),
+	out := &backorderv1.BigCommerceQuota{ResetsAt: ts(q.ResetsAt), HeldUntil: ts(q.HeldUntil), Burst: int32(q.Burst)}
+	if !q.ResetsAt.IsZero() {
+		out.RequestsLeft = proto.Int64(q.Left) // 0 included: the quota is spent
 	}
 	if q.Spacing > 0 {
-		out.Spacing = durationpb.New(q.Spacing)
+		out.SpacingMs = proto.Int64(q.Spacing.Milliseconds())
 	}
 	return out
 }
 
-// queued counts the backlog; -1 when etcd cannot say now.
-func (s *Server) queued(ctx context.Context) int64 {
+// queued counts the backlog; nil when etcd cannot say now.
+func (s *Server) queued(ctx context.Context) *int64 {
 	if s.info.Queued == nil {
-		return -1
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, statusReadTimeout)
 	defer cancel()
 	n, err := s.info.Queued(ctx)
 	if err != nil {
-		return -1
+		return nil
 	}
-	return n
+	return &n
 }
 
 // ordersSweep reports the Orders API sweep. The status answers even when
