@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -71,5 +72,35 @@ func TestSweepOrdersOfAnotherStore(t *testing.T) {
 	_, err := s.SweepOrders(context.Background(), &backorderv1.SweepOrdersRequest{StoreHash: "other"})
 	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), `"abc"`) {
 		t.Fatalf("SweepOrders of another store: %v; want PermissionDenied naming the store served", err)
+	}
+}
+
+// The quota and the backlog in GetServiceStatus: a spent quota shows 0
+// left, an unknown one nothing, and a backlog etcd cannot count is left
+// out rather than shown as a number.
+func TestStatusQuotaAndBacklog(t *testing.T) {
+	resets := time.Unix(1_700_000_030, 0)
+	s := &Server{info: Info{
+		Quota:  func() Quota { return Quota{ResetsAt: resets, HeldUntil: resets, Burst: 10} },
+		Queued: func(context.Context) (int64, error) { return 0, errors.New("etcd unreachable") },
+	}}
+	q := s.quota()
+	if q.RequestsLeft == nil || q.GetRequestsLeft() != 0 || !q.GetHeldUntil().AsTime().Equal(resets) || q.SpacingMs != nil || q.GetBurst() != 10 {
+		t.Errorf("spent: %v; want 0 left shown, held until the reset, no spacing, burst 10", q)
+	}
+	if n := s.queued(context.Background()); n != nil {
+		t.Errorf("queued with etcd unreachable = %d, want left out", *n)
+	}
+	s.info.Quota = func() Quota { return Quota{Left: 450, ResetsAt: resets, Spacing: 66_666_666, Burst: 10} }
+	s.info.Queued = func(context.Context) (int64, error) { return 0, nil }
+	if q := s.quota(); q.GetRequestsLeft() != 450 || q.GetSpacingMs() != 66 || q.HeldUntil != nil {
+		t.Errorf("spread: %v; want 450 left, 66 ms apart, no hold", q)
+	}
+	if n := s.queued(context.Background()); n == nil || *n != 0 {
+		t.Errorf("queued = %v, want 0 shown", n)
+	}
+	s.info.Quota = func() Quota { return Quota{Burst: 10} }
+	if q := s.quota(); q.RequestsLeft != nil || q.ResetsAt != nil || q.GetBurst() != 10 {
+		t.Errorf("before any answer: %v; want only the burst", q)
 	}
 }
