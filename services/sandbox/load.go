@@ -98,6 +98,9 @@ type loadConfig struct {
 	// BCQuotaBurst is the replicas' BIGCOMMERCE_QUOTA_BURST ("": their
 	// default).
 	BCQuotaBurst string
+	// BCOtherApps is the requests per second the store's other apps spend
+	// of its quota, from the first delivery on.
+	BCOtherApps float64
 	// EtcdMembers is the size of the embedded etcd (1: a single member).
 	EtcdMembers int
 	// Fault, when set, is done once half of the deliveries are answered
@@ -156,6 +159,7 @@ func parseLoad(args []string) (loadConfig, error) {
 	fs.IntVar(&c.ProfileSeconds, "profile-seconds", 10, "length of the -profile window in seconds")
 	fs.IntVar(&c.BCQuota, "bc-quota", 0, "BigCommerce API requests the store may make per -bc-window, beyond which the simulator answers 429 (150 is the Standard and Plus plans' quota per 30 s); 0: unlimited")
 	fs.DurationVar(&c.BCWindow, "bc-window", 30*time.Second, "the BigCommerce rate-limit window")
+	fs.Float64Var(&c.BCOtherApps, "bc-other-apps", 0, "requests per second the store's other apps spend of its -bc-quota, from the first delivery on (the quota is one per store)")
 	fs.StringVar(&c.BCQuotaBurst, "bc-quota-burst", "", "BIGCOMMERCE_QUOTA_BURST of the replicas: requests sent at once before the rest of the store's quota is spread over its window, or off; empty: the service's default")
 	fs.BoolVar(&c.WriteBack, "write-back", c.WriteBack, "BIGCOMMERCE_WRITE_BACK of the replicas: orders are done once WRITTEN_BACK (true) or SUBMITTED (false); \"SUBMITTED\" in the report means done")
 	fs.IntVar(&c.EtcdMembers, "etcd-members", c.EtcdMembers, "members of the embedded etcd, all in this process (3: a cluster in which every write needs a quorum); not with -etcd-endpoints")
@@ -188,6 +192,9 @@ func parseLoad(args []string) (loadConfig, error) {
 		return c, errUsage
 	case c.BCQuota < 0, c.BCQuota > 0 && c.BCWindow <= 0:
 		fmt.Fprintln(fs.Output(), "-bc-quota must be at least 0, and -bc-window positive")
+		return c, errUsage
+	case c.BCOtherApps < 0, c.BCOtherApps > 0 && c.BCQuota == 0:
+		fmt.Fprintln(fs.Output(), "-bc-other-apps must be at least 0, and needs -bc-quota")
 		return c, errUsage
 	case !validQuotaBurst(c.BCQuotaBurst):
 		fmt.Fprintln(fs.Output(), "-bc-quota-burst must be a whole number from 1 to 10000, or off")
@@ -266,6 +273,7 @@ type loadReport struct {
 		BCQuota           int      `json:"bc_quota,omitempty"`
 		BCWindowMs        float64  `json:"bc_window_ms,omitempty"`
 		BCQuotaBurst      string   `json:"bc_quota_burst,omitempty"`
+		BCOtherApps       float64  `json:"bc_other_apps,omitempty"`
 		WriteBack         bool     `json:"write_back"`
 		EtcdMembers       int      `json:"etcd_members"`
 		Fault             string   `json:"fault,omitempty"`
@@ -307,6 +315,10 @@ type loadReport struct {
 		// is left out).
 		ResetWaits  float64 `json:"replica_reset_waits"`
 		SpreadWaits float64 `json:"replica_spread_waits"`
+		// OtherAppsSpent and OtherAppsRefused are what -bc-other-apps
+		// spent of the quota, and what it could not (the quota was spent).
+		OtherAppsSpent   int `json:"other_apps_spent,omitempty"`
+		OtherAppsRefused int `json:"other_apps_refused,omitempty"`
 	} `json:"bigcommerce"`
 	// Etcd is what the etcd server counted between the first delivery and
 	// the moment writes went quiet after the last order was SUBMITTED,
@@ -600,7 +612,7 @@ func runLoadTest(ctx context.Context, cfg loadConfig, progress io.Writer) (rep *
 	if cfg.BCQuota > 0 {
 		rep.Config.BCQuota, rep.Config.BCWindowMs = cfg.BCQuota, ms(cfg.BCWindow)
 	}
-	rep.Config.BCQuotaBurst = cfg.BCQuotaBurst
+	rep.Config.BCQuotaBurst, rep.Config.BCOtherApps = cfg.BCQuotaBurst, cfg.BCOtherApps
 	rep.Config.SupplierLatencyMs = ms(cfg.SupplierLatency)
 	rep.Config.Lines, rep.Config.BenchOps, rep.Config.Seed = cfg.Lines, cfg.BenchOps, cfg.Seed
 	rep.Config.FirstStatus = cfg.FirstStatus
@@ -867,6 +879,10 @@ func (r *loadRun) measure(ctx context.Context) error {
 		n, doneAt, err := r.waitSubmitted(wctx)
 		watch <- watched{n, doneAt, err}
 	}()
+	octx, stopOthers := context.WithCancel(ctx)
+	defer stopOthers()
+	othersDone := make(chan [2]int, 1)
+	go func() { othersDone <- r.otherApps(octx, cfg.BCOtherApps) }()
 	faultDone := make(chan struct{})
 	if cfg.Fault != "" {
 		fctx, stopFault := context.WithCancel(ctx)
@@ -935,6 +951,9 @@ func (r *loadRun) measure(ctx context.Context) error {
 	total.finish()
 	total.WALFsyncP99Ms, total.BackendCommitP99Ms = total.p99(histWALFsync), total.p99(histBackendCommit)
 	rep.Etcd.Total, rep.Etcd.PerOrder, rep.Etcd.Polls = total, total.div(float64(cfg.Orders)), int(polls)
+	stopOthers()
+	others := <-othersDone
+	rep.BigCommerce.OtherAppsSpent, rep.BigCommerce.OtherAppsRefused = others[0], others[1]
 	bcAfter, ledger := r.bc.Stats(), r.ts.Ledger()
 	rep.BigCommerce.Stats = subStats(bcAfter, bcBefore)
 	rep.BigCommerce.Calls = rep.BigCommerce.Stats.Total
@@ -2014,6 +2033,9 @@ func (rep *loadReport) writeTable(w io.Writer) {
 			c.BCQuota, window, most, perOrder, b.Stats.RateLimited)
 		row("quota waits", "the replicas held %.0f requests for the reset, %.0f to spread the quota (BIGCOMMERCE_QUOTA_BURST %s)",
 			b.ResetWaits, b.SpreadWaits, cmp.Or(c.BCQuotaBurst, "default"))
+		if c.BCOtherApps > 0 {
+			row("other apps", "%.1f requests/s asked: %d spent of the quota, %d refused (none left)", c.BCOtherApps, b.OtherAppsSpent, b.OtherAppsRefused)
+		}
 	}
 	head("ETCD PER ORDER (reads and writes)")
 	p := rep.Etcd.PerOrder
@@ -2153,6 +2175,32 @@ func hopsBetween(a, b hopSnapshot) *hops {
 	h.GatewayWebhookP99Ms, h.ReplicaIntakeP99Ms = g.p99Ms(), intake.p99Ms()
 	h.EtcdTxnP99Ms, h.EtcdRangeP99Ms = txn.p99Ms(), rng.p99Ms()
 	return h
+}
+
+// otherApps spends perSec requests a second of the store's quota, as its
+// other apps would, until ctx ends, and returns what it spent and what the
+// quota refused.
+func (r *loadRun) otherApps(ctx context.Context, perSec float64) (spent [2]int) {
+	if perSec <= 0 {
+		return spent
+	}
+	const tick = 100 * time.Millisecond
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	owed := 0.0
+	for {
+		select {
+		case <-ctx.Done():
+			return spent
+		case <-t.C:
+		}
+		owed += perSec * tick.Seconds()
+		n := int(owed)
+		owed -= float64(n)
+		got := r.bc.SpendQuota(loadStore, n)
+		spent[0] += got
+		spent[1] += n - got
+	}
 }
 
 // validQuotaBurst says whether s is a BIGCOMMERCE_QUOTA_BURST the replicas

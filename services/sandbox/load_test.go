@@ -221,7 +221,7 @@ func TestParseLoadFlags(t *testing.T) {
 		{"-fault", "unplug"}, {"-fault", "stop-etcd-leader"}, {"-fault", "stop-etcd-leader", "-etcd-members", "2"},
 		{"-fault", "kill-replica", "-fault-down", "-1s"},
 		{"-first-status", "15"}, {"-first-status", "7", "-mix", "created,updated"},
-		{"-bc-quota-burst", "0"}, {"-bc-quota-burst", "some"},
+		{"-bc-quota-burst", "0"}, {"-bc-quota-burst", "some"}, {"-bc-other-apps", "2"}, {"-bc-other-apps", "-1", "-bc-quota", "5"},
 	} {
 		if _, err := parseLoad(bad); err == nil {
 			t.Errorf("%v accepted", bad)

@@ -44,9 +44,7 @@ func (s *Server) admit(k kind, hash, token string, h http.Header) int {
 	s.countLocked(k)
 	st := s.storeLocked(hash)
 	now := s.opts.Now()
-	if now.Sub(st.windowStart) >= s.window || now.Before(st.windowStart) {
-		st.windowStart, st.used = now, 0
-	}
+	s.windowLocked(st, now)
 	want, ok := s.tokens[hash]
 	if !ok || subtle.ConstantTimeCompare([]byte(want), []byte(token)) != 1 {
 		// A request that is not the store's does not spend its quota.
@@ -69,6 +67,31 @@ func (s *Server) admit(k kind, hash, token string, h http.Header) int {
 		return http.StatusInternalServerError
 	}
 	return 0
+}
+
+// windowLocked starts the store's next rate-limit window once the last one
+// is over.
+func (s *Server) windowLocked(st *store, now time.Time) {
+	if now.Sub(st.windowStart) >= s.window || now.Before(st.windowStart) {
+		st.windowStart, st.used = now, 0
+	}
+}
+
+// SpendQuota spends up to n of the store's requests in the current window,
+// as the store's other apps do (the quota is one per store), and returns how
+// many it could spend: the rest would have been answered 429. Other apps'
+// requests are counted in Stats.OtherApps only.
+func (s *Server) SpendQuota(hash string, n int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.storeLocked(hash)
+	s.windowLocked(st, s.opts.Now())
+	if s.opts.Quota > 0 {
+		n = min(n, max(s.opts.Quota-st.used, 0))
+	}
+	st.used += n
+	s.stats.OtherApps += n
+	return n
 }
 
 func (s *Server) countLocked(k kind) {

@@ -85,6 +85,9 @@ type Stats struct {
 	// status_id and staff_notes: on a real store those can clear discounts
 	// or replace fees, so a client should never send them.
 	PutOrderExtraFields int `json:"put_order_extra_fields"`
+	// OtherApps counts the store's requests spent by SpendQuota, as other
+	// apps on the store would (not in Total).
+	OtherApps int `json:"other_apps,omitempty"`
 }
 
 // kind names an endpoint for counting.

@@ -302,6 +302,33 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// Other apps on the store spend the same quota: what they spend is left out
+// of this app's headers, and they cannot spend more than is left.
+func TestOtherAppsSpendTheQuota(t *testing.T) {
+	f := newFixture(t, bcsim.Options{Quota: 5, Window: 30 * time.Second})
+	f.sim.AddOrder(storeHash, bcsim.NewUKOrder(250, 11, bcsim.Line{SKU: "A"}))
+	if got := f.sim.SpendQuota(storeHash, 3); got != 3 {
+		t.Fatalf("spent %d of 3", got)
+	}
+	resp, body := f.do(t, "GET", v2("/orders/250"), nil)
+	wantStatus(t, resp, body, http.StatusOK)
+	if got := resp.Header.Get(bcsim.HeaderRequestsLeft); got != "1" {
+		t.Errorf("Requests-Left = %s, want 1 (5 - 3 spent by others - 1)", got)
+	}
+	if got := f.sim.SpendQuota(storeHash, 4); got != 1 {
+		t.Errorf("others spent %d with 1 left, want 1", got)
+	}
+	resp, body = f.do(t, "GET", v2("/orders/250"), nil)
+	wantStatus(t, resp, body, http.StatusTooManyRequests)
+	if s := f.sim.Stats(); s.OtherApps != 4 || s.Total != 2 {
+		t.Errorf("Stats: other apps %d, total %d; want 4 and 2 (ours)", s.OtherApps, s.Total)
+	}
+	f.clock.Advance(30 * time.Second)
+	if got := f.sim.SpendQuota(storeHash, 4); got != 4 {
+		t.Errorf("in a new window others spent %d of 4", got)
+	}
+}
+
 func TestRateHeadersWithoutQuota(t *testing.T) {
 	f := newFixture(t, bcsim.Options{})
 	resp, _ := f.do(t, "GET", v2("/orders"), nil)
