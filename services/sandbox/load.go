@@ -2029,7 +2029,7 @@ func (rep *loadReport) writeTable(w io.Writer) {
 		}
 		window := time.Duration(c.BCWindowMs * float64(time.Millisecond))
 		most := float64(c.BCQuota) / window.Seconds() / perOrder
-		row("BigCommerce quota", "%d requests per %s: at most %.1f orders/s at %.2f quota-spending calls each; answered 429 %d times",
+		row("BigCommerce quota", "%d requests per %s: at most %.1f orders/s (with no other app spending it) at %.2f quota-spending calls each; answered 429 %d times",
 			c.BCQuota, window, most, perOrder, b.Stats.RateLimited)
 		row("quota waits", "the replicas held %.0f requests for the reset, %.0f to spread the quota (BIGCOMMERCE_QUOTA_BURST %s)",
 			b.ResetWaits, b.SpreadWaits, cmp.Or(c.BCQuotaBurst, "default"))
