@@ -1750,6 +1750,7 @@ func subStats(a, b bcsim.Stats) bcsim.Stats {
 		MetafieldsDelete: a.MetafieldsDelete - b.MetafieldsDelete, Total: a.Total - b.Total,
 		Unauthorized: a.Unauthorized - b.Unauthorized, RateLimited: a.RateLimited - b.RateLimited,
 		Faulted: a.Faulted - b.Faulted, PutOrderExtraFields: a.PutOrderExtraFields - b.PutOrderExtraFields,
+		OtherApps: a.OtherApps - b.OtherApps,
 	}
 }
 

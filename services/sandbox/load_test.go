@@ -177,6 +177,31 @@ func TestLoadFirstStatus(t *testing.T) {
 	}
 }
 
+// TestLoadQuota runs orders at a store's quota that other apps spend too:
+// the replicas spread what is left (BIGCOMMERCE_QUOTA_BURST, reported from
+// their metrics), every order is done once, and the other apps get a share.
+func TestLoadQuota(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the services; skipped in -short mode")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c := defaultLoadConfig()
+	c.Orders, c.Dup, c.Rate, c.BenchOps, c.AfterSubmit, c.Timeout = 20, 2, 40, 0, false, 3*time.Minute
+	c.BCQuota, c.BCWindow, c.BCOtherApps = 40, 2*time.Second, 4
+	rep := runLoadLogged(ctx, t, c)
+	if rep.Supplier.ExtraOrders != 0 || rep.Supplier.LiveOrders != c.Orders || !rep.EndToEnd.All {
+		t.Errorf("supplier: %d live orders, %d extra; done %d of %d", rep.Supplier.LiveOrders, rep.Supplier.ExtraOrders, rep.EndToEnd.Submitted, c.Orders)
+	}
+	b := rep.BigCommerce
+	if b.SpreadWaits == 0 {
+		t.Errorf("the replicas held no request to spread the quota (%+v)", b)
+	}
+	if b.OtherAppsSpent == 0 || b.Stats.OtherApps != b.OtherAppsSpent {
+		t.Errorf("other apps spent %d (the simulator counted %d), want some, the same", b.OtherAppsSpent, b.Stats.OtherApps)
+	}
+}
+
 // runLoadLogged runs a load test, logs its progress and table, and fails
 // the test if it fails.
 func runLoadLogged(ctx context.Context, t *testing.T, c loadConfig) *loadReport {
