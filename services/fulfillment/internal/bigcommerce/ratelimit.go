@@ -61,6 +61,40 @@ type quota struct {
 	// changed is closed when a waiting request may go sooner (a shorter
 	// interval, a new window); nil while nobody waits.
 	changed chan struct{}
+
+	// What others (the store's other apps, this service's other
+	// replicas) spend of the quota, estimated from how much faster the
+	// requests left fall than this client's own answers account for.
+	answers     int64     // this client's answers that spent the quota
+	markAt      time.Time // the start of the current estimate
+	markLeft    int64     // requests left then
+	markAnswers int64     // answers then
+	othersRate  float64   // requests a second, smoothed
+}
+
+// estimateSpan is the shortest time over which others' spending is
+// measured: over shorter ones, answers that crossed on the way make the
+// fall of the requests left too noisy.
+const estimateSpan = time.Second
+
+// estimateOthers updates othersRate with an answer showing left requests,
+// this client's own. Every estimateSpan it compares how far the requests
+// left fell with how many of them this client spent, and averages what the
+// others spent a second with the estimate before (so that two replicas
+// estimating each other settle rather than take turns).
+func (q *quota) estimateOthers(now time.Time, left int64, newWindow bool) {
+	q.answers++
+	if newWindow || q.markAt.IsZero() || left > q.markLeft {
+		q.markAt, q.markLeft, q.markAnswers = now, left, q.answers
+		return
+	}
+	dt := now.Sub(q.markAt)
+	if dt < estimateSpan {
+		return
+	}
+	others := max(float64(q.markLeft-left-(q.answers-q.markAnswers)), 0)
+	q.othersRate = (q.othersRate + others/dt.Seconds()) / 2
+	q.markAt, q.markLeft, q.markAnswers = now, left, q.answers
 }
 
 func newPacer(burst int, now func() time.Time) *pacer {
@@ -119,11 +153,16 @@ func (p *pacer) observe(store string, h http.Header, maxWait time.Duration) {
 		return
 	}
 	sooner := false
-	if !q.resetAt.IsZero() && !now.Before(q.resetAt) {
+	newWindow := !q.resetAt.IsZero() && !now.Before(q.resetAt)
+	if newWindow {
 		// A new window: what the last one's schedule owed is void.
 		q.due, sooner = time.Time{}, true
 	}
-	interval := reset / time.Duration(left)
+	q.estimateOthers(now, left, newWindow)
+	// Leave the others what they are spending; but never go slower than a
+	// quarter of the even pace, so that a wrong estimate cannot stall us.
+	mine := max(float64(left)-q.othersRate*reset.Seconds(), float64(left)/4)
+	interval := time.Duration(float64(reset) / mine)
 	if interval < minInterval {
 		interval = 0 // a quota this large is no limit worth a timer
 	}

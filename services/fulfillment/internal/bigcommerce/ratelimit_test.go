@@ -351,3 +351,80 @@ func TestPacerState(t *testing.T) {
 		t.Errorf("spreading off: burst %d, want 0", st.Burst)
 	}
 }
+
+// The estimate of others' spending: requests left that fall faster than
+// this client's own answers account for are others', and the spacing leaves
+// them their share.
+func TestPacerLeavesOthersTheirShare(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	clk := &fakeClock{t: t0}
+	p := newPacer(1, clk.now)
+	p.observe("s", rateHeaders(450, 30_000), time.Minute)
+	// In 1 s, 10 answers of ours, and others spent 5 more.
+	for i := 1; i <= 10; i++ {
+		clk.t = t0.Add(time.Duration(i) * 100 * time.Millisecond)
+		p.observe("s", rateHeaders(450-i-i/2, 30_000-100*i), time.Minute)
+	}
+	// 435 left in 29 s, others spending 5 a second (averaged with the
+	// estimate before, 0): 2.5 a second, so 362.5 for us, 80 ms apart.
+	p.mu.Lock()
+	got := p.stores["s"].interval
+	p.mu.Unlock()
+	if want := time.Duration(float64(29*time.Second) / (435 - 2.5*29)); got != want {
+		t.Errorf("spacing %v, want %v (the even pace would be %v)", got, want, 29*time.Second/435)
+	}
+}
+
+// Two replicas and another app spend one quota: each replica estimates what
+// the others spend, and together they leave the app its share to the end of
+// the window rather than spend the quota before it.
+func TestPacersShareAQuota(t *testing.T) {
+	const (
+		quotaPerWindow = 450
+		window         = 30 * time.Second
+		appPerSec      = 5
+		step           = 10 * time.Millisecond
+	)
+	t0 := time.Unix(1_700_000_000, 0)
+	clk := &fakeClock{t: t0}
+	replicas := []*pacer{newPacer(10, clk.now), newPacer(10, clk.now)}
+	used, windowStart := 0, t0
+	var appAsked, appRefused, ours int
+	headers := func() http.Header {
+		return rateHeaders(quotaPerWindow-used, int((window-clk.t.Sub(windowStart))/time.Millisecond))
+	}
+	for clk.t.Before(t0.Add(3 * window)) {
+		if clk.t.Sub(windowStart) >= window {
+			windowStart, used = clk.t, 0
+		}
+		// The app asks at a steady pace.
+		if clk.t.Sub(t0)%(time.Second/appPerSec) == 0 {
+			appAsked++
+			if used < quotaPerWindow {
+				used++
+			} else {
+				appRefused++
+			}
+		}
+		// Each replica has more work than the quota allows: it sends
+		// whenever its pacer lets it, and reads the answer at once.
+		for _, p := range replicas {
+			for {
+				if _, _, why := p.take("s", clk.t); why != notHeld || used >= quotaPerWindow {
+					break
+				}
+				used++
+				ours++
+				p.observe("s", headers(), time.Minute)
+			}
+		}
+		clk.add(step)
+	}
+	t.Logf("app refused %d of %d; replicas spent %d", appRefused, appAsked, ours)
+	if appRefused*50 > appAsked {
+		t.Errorf("the app was refused %d of %d requests, want at most 2 %%", appRefused, appAsked)
+	}
+	if most := 3*quotaPerWindow - appAsked; ours*10 < most*8 {
+		t.Errorf("the replicas spent %d, want at least 80 %% of the %d the app left", ours, most)
+	}
+}
