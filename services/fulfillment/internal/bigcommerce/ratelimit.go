@@ -3,6 +3,7 @@ package bigcommerce
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -66,35 +67,46 @@ type quota struct {
 	// replicas) spend of the quota, estimated from how much faster the
 	// requests left fall than this client's own answers account for.
 	answers     int64     // this client's answers that spent the quota
-	markAt      time.Time // the start of the current estimate
+	markAt      time.Time // the start of the current measurement
 	markLeft    int64     // requests left then
 	markAnswers int64     // answers then
-	othersRate  float64   // requests a second, smoothed
+	markEnd     time.Time // the end of that answer's window
+	othersRate  float64   // requests a second, smoothed (may dip below 0)
 }
 
-// estimateSpan is the shortest time over which others' spending is
-// measured: over shorter ones, answers that crossed on the way make the
-// fall of the requests left too noisy.
-const estimateSpan = time.Second
+const (
+	// estimateSpan is the shortest time over which others' spending is
+	// measured: over shorter ones, answers that crossed on the way make
+	// the fall of the requests left too noisy.
+	estimateSpan = time.Second
+	// othersTau is how long the estimate remembers: a measurement over
+	// dt weighs 1-exp(-dt/othersTau). Slow enough that a burst of others
+	// does not read as a steady rate, and that ten replicas estimating
+	// each other settle rather than take turns; fast enough to follow
+	// others who start or stop within a window.
+	othersTau = 5 * time.Second
+)
 
-// estimateOthers updates othersRate with an answer showing left requests,
-// this client's own. Every estimateSpan it compares how far the requests
-// left fell with how many of them this client spent, and averages what the
-// others spent a second with the estimate before (so that two replicas
-// estimating each other settle rather than take turns).
-func (q *quota) estimateOthers(now time.Time, left int64, newWindow bool) {
+// estimateOthers updates othersRate with an answer of this client's that
+// shows left requests, in a window ending at windowEnd. Every estimateSpan
+// it compares how far the requests left fell with how many this client
+// spent meanwhile. A sample is not clamped: answers that crossed on the way
+// err both ways, and average out.
+func (q *quota) estimateOthers(now time.Time, left int64, windowEnd time.Time) {
 	q.answers++
-	if newWindow || q.markAt.IsZero() || left > q.markLeft {
-		q.markAt, q.markLeft, q.markAnswers = now, left, q.answers
+	if q.markAt.IsZero() || !now.Before(q.markEnd) {
+		// The first answer, or the first of a new window (the quota
+		// refilled): measure from here.
+		q.markAt, q.markLeft, q.markAnswers, q.markEnd = now, left, q.answers, windowEnd
 		return
 	}
 	dt := now.Sub(q.markAt)
 	if dt < estimateSpan {
 		return
 	}
-	others := max(float64(q.markLeft-left-(q.answers-q.markAnswers)), 0)
-	q.othersRate = (q.othersRate + others/dt.Seconds()) / 2
-	q.markAt, q.markLeft, q.markAnswers = now, left, q.answers
+	sample := float64(q.markLeft-left-(q.answers-q.markAnswers)) / dt.Seconds()
+	q.othersRate += (1 - math.Exp(-dt.Seconds()/othersTau.Seconds())) * (sample - q.othersRate)
+	q.markAt, q.markLeft, q.markAnswers, q.markEnd = now, left, q.answers, windowEnd
 }
 
 func newPacer(burst int, now func() time.Time) *pacer {
@@ -158,10 +170,10 @@ func (p *pacer) observe(store string, h http.Header, maxWait time.Duration) {
 		// A new window: what the last one's schedule owed is void.
 		q.due, sooner = time.Time{}, true
 	}
-	q.estimateOthers(now, left, newWindow)
+	q.estimateOthers(now, left, resetAt)
 	// Leave the others what they are spending; but never go slower than a
-	// quarter of the even pace, so that a wrong estimate cannot stall us.
-	mine := max(float64(left)-q.othersRate*reset.Seconds(), float64(left)/4)
+	// sixteenth of the even pace, so that a wrong estimate cannot stall us.
+	mine := max(float64(left)-max(q.othersRate, 0)*reset.Seconds(), float64(left)/16)
 	interval := time.Duration(float64(reset) / mine)
 	if interval < minInterval {
 		interval = 0 // a quota this large is no limit worth a timer

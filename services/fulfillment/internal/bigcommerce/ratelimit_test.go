@@ -3,6 +3,8 @@ package bigcommerce
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"sync"
@@ -365,66 +367,81 @@ func TestPacerLeavesOthersTheirShare(t *testing.T) {
 		clk.t = t0.Add(time.Duration(i) * 100 * time.Millisecond)
 		p.observe("s", rateHeaders(450-i-i/2, 30_000-100*i), time.Minute)
 	}
-	// 435 left in 29 s, others spending 5 a second (averaged with the
-	// estimate before, 0): 2.5 a second, so 362.5 for us, 80 ms apart.
+	// 435 left in 29 s, others spending 5 a second, weighed into the
+	// estimate (0 before) by 1-exp(-1 s/5 s): about 0.9 a second, so
+	// about 409 for us, 71 ms apart.
 	p.mu.Lock()
 	got := p.stores["s"].interval
 	p.mu.Unlock()
-	if want := time.Duration(float64(29*time.Second) / (435 - 2.5*29)); got != want {
+	others := (1 - math.Exp(-0.2)) * 5
+	if want := time.Duration(float64(29*time.Second) / (435 - others*29)); got != want {
 		t.Errorf("spacing %v, want %v (the even pace would be %v)", got, want, 29*time.Second/435)
 	}
 }
 
-// Two replicas and another app spend one quota: each replica estimates what
+// Replicas and another app spend one quota: each replica estimates what
 // the others spend, and together they leave the app its share to the end of
-// the window rather than spend the quota before it.
+// each window rather than spend the quota before it; and when the app
+// stops, the replicas take up what it left.
 func TestPacersShareAQuota(t *testing.T) {
+	for _, tc := range []struct {
+		replicas int
+		appStops time.Duration // 0: never
+	}{{2, 0}, {3, 0}, {4, 0}, {2, 45 * time.Second}} {
+		t.Run(fmt.Sprintf("%d replicas, app stops at %v", tc.replicas, tc.appStops), func(t *testing.T) {
+			asked, refused, ours := simulateQuota(tc.replicas, tc.appStops)
+			t.Logf("asked %d refused %d ours %d", asked, refused, ours)
+			if refused*50 > asked {
+				t.Errorf("the app was refused %d of %d requests, want at most 2 %%", refused, asked)
+			}
+			if most := 4*450 - (asked - refused); ours*10 < most*8 {
+				t.Errorf("the replicas spent %d, want at least 80 %% of the %d the app left", ours, most)
+			}
+		})
+	}
+}
+
+// simulateQuota runs four 30 s windows of a 450-request quota, with an app
+// asking 5 requests a second until appStops (0: throughout) and replicas
+// that have more work than the quota allows: each sends whenever its pacer
+// lets it, and reads the answer at once. It returns what the app asked and
+// was refused, and what the replicas spent.
+func simulateQuota(replicas int, appStops time.Duration) (asked, refused, ours int) {
 	const (
-		quotaPerWindow = 450
-		window         = 30 * time.Second
-		appPerSec      = 5
-		step           = 10 * time.Millisecond
+		quota  = 450
+		window = 30 * time.Second
+		step   = 10 * time.Millisecond
 	)
 	t0 := time.Unix(1_700_000_000, 0)
 	clk := &fakeClock{t: t0}
-	replicas := []*pacer{newPacer(10, clk.now), newPacer(10, clk.now)}
-	used, windowStart := 0, t0
-	var appAsked, appRefused, ours int
-	headers := func() http.Header {
-		return rateHeaders(quotaPerWindow-used, int((window-clk.t.Sub(windowStart))/time.Millisecond))
+	var pacers []*pacer
+	for range replicas {
+		pacers = append(pacers, newPacer(10, clk.now))
 	}
-	for clk.t.Before(t0.Add(3 * window)) {
+	used, windowStart := 0, t0
+	for clk.t.Before(t0.Add(4 * window)) {
 		if clk.t.Sub(windowStart) >= window {
 			windowStart, used = clk.t, 0
 		}
-		// The app asks at a steady pace.
-		if clk.t.Sub(t0)%(time.Second/appPerSec) == 0 {
-			appAsked++
-			if used < quotaPerWindow {
+		if since := clk.t.Sub(t0); since%(200*time.Millisecond) == 0 && (appStops == 0 || since < appStops) {
+			asked++
+			if used < quota {
 				used++
 			} else {
-				appRefused++
+				refused++
 			}
 		}
-		// Each replica has more work than the quota allows: it sends
-		// whenever its pacer lets it, and reads the answer at once.
-		for _, p := range replicas {
-			for {
-				if _, _, why := p.take("s", clk.t); why != notHeld || used >= quotaPerWindow {
+		for _, p := range pacers {
+			for used < quota {
+				if _, _, why := p.take("s", clk.t); why != notHeld {
 					break
 				}
 				used++
 				ours++
-				p.observe("s", headers(), time.Minute)
+				p.observe("s", rateHeaders(quota-used, int((window-clk.t.Sub(windowStart))/time.Millisecond)), time.Minute)
 			}
 		}
 		clk.add(step)
 	}
-	t.Logf("app refused %d of %d; replicas spent %d", appRefused, appAsked, ours)
-	if appRefused*50 > appAsked {
-		t.Errorf("the app was refused %d of %d requests, want at most 2 %%", appRefused, appAsked)
-	}
-	if most := 3*quotaPerWindow - appAsked; ours*10 < most*8 {
-		t.Errorf("the replicas spent %d, want at least 80 %% of the %d the app left", ours, most)
-	}
+	return asked, refused, ours
 }
