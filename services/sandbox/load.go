@@ -315,9 +315,8 @@ type loadReport struct {
 		// is left out).
 		ResetWaits  float64 `json:"replica_reset_waits"`
 		SpreadWaits float64 `json:"replica_spread_waits"`
-		// OtherAppsSpent and OtherAppsRefused are what -bc-other-apps
-		// spent of the quota, and what it could not (the quota was spent).
-		OtherAppsSpent   int `json:"other_apps_spent,omitempty"`
+		// OtherAppsRefused is what -bc-other-apps could not spend (the
+		// quota was spent); what it did spend is Stats.OtherApps.
 		OtherAppsRefused int `json:"other_apps_refused,omitempty"`
 	} `json:"bigcommerce"`
 	// Etcd is what the etcd server counted between the first delivery and
@@ -881,7 +880,7 @@ func (r *loadRun) measure(ctx context.Context) error {
 	}()
 	octx, stopOthers := context.WithCancel(ctx)
 	defer stopOthers()
-	othersDone := make(chan [2]int, 1)
+	othersDone := make(chan int, 1)
 	go func() { othersDone <- r.otherApps(octx, cfg.BCOtherApps) }()
 	faultDone := make(chan struct{})
 	if cfg.Fault != "" {
@@ -952,8 +951,7 @@ func (r *loadRun) measure(ctx context.Context) error {
 	total.WALFsyncP99Ms, total.BackendCommitP99Ms = total.p99(histWALFsync), total.p99(histBackendCommit)
 	rep.Etcd.Total, rep.Etcd.PerOrder, rep.Etcd.Polls = total, total.div(float64(cfg.Orders)), int(polls)
 	stopOthers()
-	others := <-othersDone
-	rep.BigCommerce.OtherAppsSpent, rep.BigCommerce.OtherAppsRefused = others[0], others[1]
+	rep.BigCommerce.OtherAppsRefused = <-othersDone
 	bcAfter, ledger := r.bc.Stats(), r.ts.Ledger()
 	rep.BigCommerce.Stats = subStats(bcAfter, bcBefore)
 	rep.BigCommerce.Calls = rep.BigCommerce.Stats.Total
@@ -2035,7 +2033,7 @@ func (rep *loadReport) writeTable(w io.Writer) {
 		row("quota waits", "the replicas held %.0f requests for the reset, %.0f to spread the quota (BIGCOMMERCE_QUOTA_BURST %s)",
 			b.ResetWaits, b.SpreadWaits, cmp.Or(c.BCQuotaBurst, "default"))
 		if c.BCOtherApps > 0 {
-			row("other apps", "%.1f requests/s asked: %d spent of the quota, %d refused (none left)", c.BCOtherApps, b.OtherAppsSpent, b.OtherAppsRefused)
+			row("other apps", "%.1f requests/s asked: %d spent of the quota, %d refused (none left)", c.BCOtherApps, b.Stats.OtherApps, b.OtherAppsRefused)
 		}
 	}
 	head("ETCD PER ORDER (reads and writes)")
@@ -2179,11 +2177,11 @@ func hopsBetween(a, b hopSnapshot) *hops {
 }
 
 // otherApps spends perSec requests a second of the store's quota, as its
-// other apps would, until ctx ends, and returns what it spent and what the
-// quota refused.
-func (r *loadRun) otherApps(ctx context.Context, perSec float64) (spent [2]int) {
+// other apps would, until ctx ends, and returns how many the quota refused
+// (the simulator counts those it spent).
+func (r *loadRun) otherApps(ctx context.Context, perSec float64) (refused int) {
 	if perSec <= 0 {
-		return spent
+		return 0
 	}
 	const tick = 100 * time.Millisecond
 	t := time.NewTicker(tick)
@@ -2192,15 +2190,13 @@ func (r *loadRun) otherApps(ctx context.Context, perSec float64) (spent [2]int) 
 	for {
 		select {
 		case <-ctx.Done():
-			return spent
+			return refused
 		case <-t.C:
 		}
 		owed += perSec * tick.Seconds()
 		n := int(owed)
 		owed -= float64(n)
-		got := r.bc.SpendQuota(loadStore, n)
-		spent[0] += got
-		spent[1] += n - got
+		refused += n - r.bc.SpendQuota(loadStore, n)
 	}
 }
 

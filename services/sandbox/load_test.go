@@ -197,8 +197,8 @@ func TestLoadQuota(t *testing.T) {
 	if b.SpreadWaits == 0 {
 		t.Errorf("the replicas held no request to spread the quota (%+v)", b)
 	}
-	if b.OtherAppsSpent == 0 || b.Stats.OtherApps != b.OtherAppsSpent {
-		t.Errorf("other apps spent %d (the simulator counted %d), want some, the same", b.OtherAppsSpent, b.Stats.OtherApps)
+	if b.Stats.OtherApps == 0 {
+		t.Errorf("the report counts no request of the other apps (%+v)", b.Stats)
 	}
 }
 

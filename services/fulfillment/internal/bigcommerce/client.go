@@ -6,9 +6,10 @@
 // is one quota shared by every app on the store (bigcommerce.md): a 429 is
 // waited out and retried, once a response says no request is left the next
 // request waits for the reset, and the requests left are spread evenly over
-// the rest of the window (after a short burst). Failures map to the errors the use case
-// acts on: fulfill.ErrOrderNotFound, *fulfill.RetryableError for what may
-// succeed later, and ErrUnauthorized when the access token is refused.
+// the rest of the window (after a short burst). Failures map to the errors
+// the use case acts on: fulfill.ErrOrderNotFound, *fulfill.RetryableError
+// for what may succeed later, and ErrUnauthorized when the access token is
+// refused.
 package bigcommerce
 
 import (

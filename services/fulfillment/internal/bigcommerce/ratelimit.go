@@ -30,11 +30,11 @@ const (
 //     wait out the rest, which would make the store's other apps wait too
 //     and, on a small machine, crowd out the acknowledgements.
 //
-// Each answer's headers re-plan the spacing (the reset's remaining time
-// divided by the requests left), so replicas sharing a store, and other apps,
-// slow each other down without talking: the more others spend, the fewer are
-// left and the wider the spacing. A server that sends no rate-limit headers
-// is never held back.
+// Each answer's headers re-plan the spacing: the reset's remaining time
+// divided by the requests left that others (other apps, other replicas) do
+// not spend, as estimateOthers measures them. So replicas sharing a store,
+// and other apps, make room for each other without talking. A server that
+// sends no rate-limit headers is never held back.
 type pacer struct {
 	burst int
 	now   func() time.Time
@@ -127,7 +127,11 @@ func (p *pacer) quotaLocked(store string) *quota {
 func (p *pacer) hold(store string, t time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if q := p.quotaLocked(store); t.After(q.hold) {
+	p.quotaLocked(store).holdUntil(t)
+}
+
+func (q *quota) holdUntil(t time.Time) {
+	if t.After(q.hold) {
 		q.hold = t
 	}
 }
@@ -154,9 +158,7 @@ func (p *pacer) observe(store string, h http.Header, maxWait time.Duration) {
 	q := p.quotaLocked(store)
 	resetAt := now.Add(reset)
 	if left == 0 {
-		if resetAt.After(q.hold) {
-			q.hold = resetAt
-		}
+		q.holdUntil(resetAt)
 		q.left, q.resetAt = 0, resetAt
 		return
 	}
@@ -251,8 +253,9 @@ func (p *pacer) take(store string, now time.Time) (after time.Time, changed <-ch
 }
 
 // wait blocks until a request of the store may go, and says why it waited
-// (the bits of every reason it was held for; notHeld: it was not). When the caller's deadline comes first, it gives
-// up at once with a *fulfill.RetryableError rather than sleeping in vain.
+// (the bits of every reason it was held for; notHeld: it was not). When
+// the caller's deadline comes first, it gives up at once with a
+// *fulfill.RetryableError rather than sleeping in vain.
 func (p *pacer) wait(ctx context.Context, store string) (int, error) {
 	waited := notHeld
 	for {
