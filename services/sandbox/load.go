@@ -293,6 +293,11 @@ type loadReport struct {
 		// ListedSubmitted is what ListOrders(SUBMITTED), paged, returned
 		// at the end.
 		ListedSubmitted int `json:"listed_submitted"`
+		// ToSupplier is, for each order ListOrders returned, the time from
+		// the first delivery sent for it to its submitted_at (the supplier's
+		// answer stored): how long a customer's order waits to reach the
+		// supplier, in ms.
+		ToSupplier latencySummary `json:"to_supplier_ms"`
 		// CPUMsPerOrder is the CPU time of all of this run's processes
 		// over the measured window (deliveries, processing, and the 2 s of
 		// quiet that end it) per order.
@@ -584,6 +589,9 @@ type loadRun struct {
 	prof        *profiler    // nil unless -profile
 
 	delivered atomic.Int64
+	// firstSent is when the first delivery of each order was sent (the
+	// send of the measured run), for EndToEnd.ToSupplier.
+	firstSent map[uint64]time.Time
 	sampleMu  sync.Mutex
 	samples   []rssSample
 }
@@ -964,11 +972,11 @@ func (r *loadRun) measure(ctx context.Context) error {
 	if ledger.ExtraOrders != 0 {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("the supplier ledger has %d duplicate orders", ledger.ExtraOrders))
 	}
-	listed, err := r.listSubmitted(ctx)
+	listed, toSupplier, err := r.listSubmitted(ctx)
 	if err != nil {
 		rep.Problems = append(rep.Problems, "ListOrders: "+err.Error())
 	}
-	rep.EndToEnd.ListedSubmitted = listed
+	rep.EndToEnd.ListedSubmitted, rep.EndToEnd.ToSupplier = listed, summarize(toSupplier)
 
 	if cfg.AfterSubmit && rep.EndToEnd.All {
 		if err := r.afterSubmit(ctx, first); err != nil {
@@ -1179,6 +1187,18 @@ func (r *loadRun) send(ctx context.Context, deliveries []webhook.Event) delivery
 		wg.Wait()
 	}
 	elapsed := time.Since(start)
+	if r.firstSent == nil {
+		r.firstSent = make(map[uint64]time.Time)
+		for i, res := range results {
+			if len(res.at) == 0 {
+				continue
+			}
+			id, at := deliveries[i].Data.ID, start.Add(res.at[0])
+			if t, ok := r.firstSent[id]; !ok || at.Before(t) {
+				r.firstSent[id] = at
+			}
+		}
+	}
 
 	st := deliveryStats{Planned: len(deliveries), Statuses: map[string]int{}, Seconds: elapsed.Seconds(), ByKind: map[string]latencySummary{}}
 	var all []time.Duration
@@ -1300,18 +1320,20 @@ func (r *loadRun) quiesce(ctx context.Context) (etcdCounts, error) {
 }
 
 // listSubmitted counts done orders (see doneState) with ListOrders, a page
-// of 500 at a time, from the first replica.
-func (r *loadRun) listSubmitted(ctx context.Context) (int, error) {
+// of 500 at a time, from the first replica, and gives each one's time from
+// its first delivery to its submitted_at.
+func (r *loadRun) listSubmitted(ctx context.Context) (int, []time.Duration, error) {
 	r.procMu.Lock()
 	addr := r.procs[0].Addr
 	r.procMu.Unlock()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer conn.Close()
 	client := backorderv1.NewFulfillmentServiceClient(conn)
 	n, token := 0, ""
+	var toSupplier []time.Duration
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		resp, err := client.ListOrders(cctx, &backorderv1.ListOrdersRequest{
@@ -1319,15 +1341,19 @@ func (r *loadRun) listSubmitted(ctx context.Context) (int, error) {
 		})
 		cancel()
 		if err != nil {
-			return n, err
+			return n, toSupplier, err
 		}
 		for _, o := range resp.GetOrders() {
-			if o.GetOfflineOrderId() != "" {
-				n++
+			if o.GetOfflineOrderId() == "" {
+				continue
+			}
+			n++
+			if sent, ok := r.firstSent[o.GetOrderId()]; ok && o.GetSubmittedAt() != nil {
+				toSupplier = append(toSupplier, o.GetSubmittedAt().AsTime().Sub(sent))
 			}
 		}
 		if token = resp.GetNextPageToken(); token == "" {
-			return n, nil
+			return n, toSupplier, nil
 		}
 	}
 }
@@ -2011,6 +2037,9 @@ func (rep *loadReport) writeTable(w io.Writer) {
 	e := rep.EndToEnd
 	row("orders SUBMITTED", "%d of %d (ListOrders confirms %d)", e.Submitted, c.Orders, e.ListedSubmitted)
 	row("orders/s to SUBMITTED", "%.1f (%.2f s from the first delivery)", e.OrdersPerSec, e.Seconds)
+	if t := e.ToSupplier; t.Count > 0 {
+		row("order's first delivery to supplier", "p50 %.0f / p90 %.0f / p99 %.0f / max %.0f ms (%d orders)", t.P50, t.P90, t.P99, t.Max, t.Count)
+	}
 	s := rep.Supplier
 	row("supplier ledger", "live orders %d, duplicates %d (extra orders), requests %d (tokens %d)", s.LiveOrders, s.ExtraOrders, s.Requests, s.TokensIssued)
 	b := rep.BigCommerce

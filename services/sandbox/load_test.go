@@ -37,6 +37,11 @@ func TestLoadSmoke(t *testing.T) {
 	if !rep.EndToEnd.All || rep.EndToEnd.Submitted != c.Orders || rep.EndToEnd.ListedSubmitted != c.Orders {
 		t.Errorf("SUBMITTED: %d (listed %d) of %d", rep.EndToEnd.Submitted, rep.EndToEnd.ListedSubmitted, c.Orders)
 	}
+	// Every order's wait for the supplier is measured, from its first
+	// delivery: positive, and within the run.
+	if ts := rep.EndToEnd.ToSupplier; ts.Count != c.Orders || ts.P50 <= 0 || ts.Max > rep.EndToEnd.Seconds*1000 {
+		t.Errorf("first delivery to supplier: %+v for %d orders done %.2f s after the first delivery", ts, c.Orders, rep.EndToEnd.Seconds)
+	}
 	// Step 9 once per order: 4 reads and 1 write-back each.
 	if b := rep.BigCommerce; b.Stats.MetafieldsPost != c.Orders || b.CallsPerOrder != 5 {
 		t.Errorf("BigCommerce: %d metafield writes for %d orders, %.2f calls per order; want one each, and 5", b.Stats.MetafieldsPost, c.Orders, b.CallsPerOrder)
