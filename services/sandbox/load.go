@@ -2080,11 +2080,15 @@ func (rep *loadReport) writeTable(w io.Writer) {
 		row("etcd", "writes %.3f (key puts %.3f), reads %.3f, requests %.3f", a.Etcd.Writes, a.Etcd.MvccPut, a.Etcd.Reads, a.Etcd.Requests)
 	}
 	head("BARE ETCD (same etcd, same run)")
-	row("puts/s", "%.0f (%d ops, concurrency %d, %d-byte values)", rep.Bare.PutsPerSec, rep.Bare.Ops, rep.Bare.Concurrency, rep.Bare.ValueBytes)
-	row("mutex cycles/s", "%.0f (lock, one fenced put, unlock)", rep.Bare.MutexCyclesPerSec)
-	row("orders/s vs mutex cycles/s", "%.3f (target >= 0.5)", rep.Ratios.OrdersVsMutex)
-	row("CPU per mutex cycle / per order", "%.3f ms / %.3f ms: a CPU-bound machine allows at most %.3f", rep.Bare.MutexCycleCPUMs, rep.EndToEnd.CPUMsPerOrder, rep.Ratios.CPUCeiling)
-	row("deliveries/s vs puts/s", "%.3f", rep.Ratios.DeliveriesVsPuts)
+	if rep.Bare.Ops == 0 {
+		row("not measured", "-bench-ops 0: CPU per order %.3f ms", rep.EndToEnd.CPUMsPerOrder)
+	} else {
+		row("puts/s", "%.0f (%d ops, concurrency %d, %d-byte values)", rep.Bare.PutsPerSec, rep.Bare.Ops, rep.Bare.Concurrency, rep.Bare.ValueBytes)
+		row("mutex cycles/s", "%.0f (lock, one fenced put, unlock)", rep.Bare.MutexCyclesPerSec)
+		row("orders/s vs mutex cycles/s", "%.3f (target >= 0.5)", rep.Ratios.OrdersVsMutex)
+		row("CPU per mutex cycle / per order", "%.3f ms / %.3f ms: a CPU-bound machine allows at most %.3f", rep.Bare.MutexCycleCPUMs, rep.EndToEnd.CPUMsPerOrder, rep.Ratios.CPUCeiling)
+		row("deliveries/s vs puts/s", "%.3f", rep.Ratios.DeliveriesVsPuts)
+	}
 	head("MEMORY (VmRSS, MiB) AND CPU (s)")
 	for _, name := range slices.Sorted(maps.Keys(rep.Memory.End)) {
 		half, sent := "-", "-"
