@@ -589,6 +589,8 @@ type loadRun struct {
 	prof        *profiler    // nil unless -profile
 
 	delivered atomic.Int64
+	// done follows the orders done while the measured run goes on.
+	done *doneCounter
 	// firstSent is when the first delivery of each order was sent (the
 	// send of the measured run), for EndToEnd.ToSupplier.
 	firstSent map[uint64]time.Time
@@ -863,16 +865,21 @@ func (r *loadRun) measure(ctx context.Context) error {
 	bcBefore, tsBefore := r.bc.Stats(), r.ts.Ledger().Counts
 	cpu0 := r.markCPU()
 
+	// Until every order is SUBMITTED, followed from the first delivery on
+	// (orders may all be SUBMITTED before the last duplicate is sent) by
+	// one count-only range on the state index and a watch from there; the
+	// range is subtracted from the counts below. ListOrders would cost etcd
+	// one read per listed order and swamp what is being measured; it is
+	// used once, at the end.
+	dctx, stopFollowing := context.WithCancel(ctx)
+	defer stopFollowing()
+	if r.done, err = r.followDone(dctx); err != nil {
+		return err
+	}
 	sctx, stopSampling := context.WithCancel(ctx)
 	samplingDone := make(chan struct{})
 	go func() { defer close(samplingDone); r.sampleRSS(sctx, len(deliveries)) }()
 
-	// Until every order is SUBMITTED, watched from the first delivery on
-	// (orders may all be SUBMITTED before the last duplicate is sent),
-	// with one count-only range on the state index every 100 ms; those
-	// reads are subtracted from the counts below. ListOrders would cost
-	// etcd one read per listed order per poll and swamp what is being
-	// measured; it is used once, at the end.
 	start := time.Now()
 	type watched struct {
 		n      int
@@ -1252,19 +1259,16 @@ func (r *loadRun) send(ctx context.Context, deliveries []webhook.Event) delivery
 	return st
 }
 
-// waitSubmitted polls a count of the done state's index (see doneState)
-// until it reaches the number of orders, or ctx ends.
+// waitSubmitted waits until the done state's index (see doneState) counts
+// every order, or ctx ends, and says when it did.
 func (r *loadRun) waitSubmitted(ctx context.Context) (int, time.Time, error) {
-	n := 0
 	for {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		c, err := r.countSubmitted(cctx)
-		cancel()
-		if err == nil {
-			n = c
-			if n >= r.cfg.Orders {
-				return n, time.Now(), nil
-			}
+		n, at, changed, err := r.done.get()
+		if n >= r.cfg.Orders {
+			return n, at, nil
+		}
+		if err != nil {
+			return n, time.Time{}, err
 		}
 		if err := r.exited(); err != nil {
 			return n, time.Time{}, err
@@ -1272,9 +1276,82 @@ func (r *loadRun) waitSubmitted(ctx context.Context) (int, time.Time, error) {
 		select {
 		case <-ctx.Done():
 			return n, time.Time{}, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-changed:
+		case <-time.After(100 * time.Millisecond): // to notice a process that exited
 		}
 	}
+}
+
+// doneCounter follows the count of the done state's index (see doneState).
+//
+// It used to be polled with a count-only range every 100 ms. etcd walks
+// every key of a counted range, under its index lock, so in a fifteen-minute
+// run the polls cost more as orders were done (50 000 keys ten times a
+// second by the end), and delayed the very writes being measured.
+type doneCounter struct {
+	mu      sync.Mutex
+	n       int
+	at      time.Time     // when n last changed
+	changed chan struct{} // closed and replaced when n changes
+	err     error         // the watch ended
+}
+
+func (c *doneCounter) get() (n int, at time.Time, changed <-chan struct{}, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n, c.at, c.changed, c.err
+}
+
+// followDone counts the done state's index once (a count-only range,
+// subtracted from etcd's figures) and follows it with a watch from that
+// revision: a key created counts one, a key deleted minus one. It follows
+// until ctx ends.
+func (r *loadRun) followDone(ctx context.Context) (*doneCounter, error) {
+	state := strings.TrimPrefix(r.cfg.doneState().String(), "ORDER_STATE_")
+	prefix := r.prefix + "index/state/" + state + "/" + loadStore + "/"
+	r.polls.Add(1)
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	resp, err := r.cli.Get(cctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("count the %s index: %w", state, err)
+	}
+	c := &doneCounter{n: int(resp.Count), at: time.Now(), changed: make(chan struct{})}
+	watch := r.cli.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+	go func() {
+		for wr := range watch {
+			if err := wr.Err(); err != nil {
+				c.mu.Lock()
+				c.err = fmt.Errorf("watch the %s index: %w", state, err)
+				c.mu.Unlock()
+				return
+			}
+			d := 0
+			for _, ev := range wr.Events {
+				switch {
+				case ev.Type == clientv3.EventTypeDelete:
+					d--
+				case ev.IsCreate():
+					d++
+				}
+			}
+			if d == 0 {
+				continue
+			}
+			c.mu.Lock()
+			c.n += d
+			c.at = time.Now()
+			close(c.changed)
+			c.changed = make(chan struct{})
+			c.mu.Unlock()
+		}
+		c.mu.Lock()
+		if c.err == nil {
+			c.err = fmt.Errorf("watch the %s index: ended (%v)", state, ctx.Err())
+		}
+		c.mu.Unlock()
+	}()
+	return c, nil
 }
 
 // countSubmitted counts the done state's index (see doneState) with one
@@ -1823,9 +1900,13 @@ func (r *loadRun) sampleRSS(ctx context.Context, total int) {
 
 func (r *loadRun) takeSample(start time.Time) *rssSample {
 	s := rssSample{Seconds: round3(time.Since(start).Seconds()), Delivered: r.delivered.Load(), RSSKiB: map[string]int{}}
-	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	s.Submitted, _ = r.countSubmitted(cctx)
-	cancel()
+	if r.done != nil {
+		s.Submitted, _, _, _ = r.done.get()
+	} else {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.Submitted, _ = r.countSubmitted(cctx)
+		cancel()
+	}
 	for name, pid := range r.pidsWithSelf() {
 		if kib, ok := procRSS(pid); ok {
 			s.RSSKiB[name] = kib
