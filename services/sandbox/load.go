@@ -1304,52 +1304,75 @@ func (c *doneCounter) get() (n int, at time.Time, changed <-chan struct{}, err e
 
 // followDone counts the done state's index once (a count-only range,
 // subtracted from etcd's figures) and follows it with a watch from that
-// revision: a key created counts one, a key deleted minus one. It follows
-// until ctx ends.
+// revision: a key created counts one, a key deleted minus one. A watch that
+// breaks (a leader stopped by -fault, a compaction) is followed by a new
+// count and a new watch. It follows until ctx ends.
 func (r *loadRun) followDone(ctx context.Context) (*doneCounter, error) {
 	state := strings.TrimPrefix(r.cfg.doneState().String(), "ORDER_STATE_")
 	prefix := r.prefix + "index/state/" + state + "/" + loadStore + "/"
-	r.polls.Add(1)
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	resp, err := r.cli.Get(cctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-	cancel()
-	if err != nil {
-		return nil, fmt.Errorf("count the %s index: %w", state, err)
+	count := func() (int, int64, error) {
+		r.polls.Add(1)
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		resp, err := r.cli.Get(cctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			return 0, 0, fmt.Errorf("count the %s index: %w", state, err)
+		}
+		return int(resp.Count), resp.Header.Revision, nil
 	}
-	c := &doneCounter{n: int(resp.Count), at: time.Now(), changed: make(chan struct{})}
-	watch := r.cli.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
-	go func() {
-		for wr := range watch {
-			if err := wr.Err(); err != nil {
-				c.mu.Lock()
-				c.err = fmt.Errorf("watch the %s index: %w", state, err)
-				c.mu.Unlock()
-				return
-			}
-			d := 0
-			for _, ev := range wr.Events {
-				switch {
-				case ev.Type == clientv3.EventTypeDelete:
-					d--
-				case ev.IsCreate():
-					d++
-				}
-			}
-			if d == 0 {
-				continue
-			}
-			c.mu.Lock()
-			c.n += d
-			c.at = time.Now()
+	n, rev, err := count()
+	if err != nil {
+		return nil, err
+	}
+	c := &doneCounter{n: n, at: time.Now(), changed: make(chan struct{})}
+	// set makes the count to(the count).
+	set := func(to func(int) int) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if n := to(c.n); n != c.n {
+			c.n, c.at = n, time.Now()
 			close(c.changed)
 			c.changed = make(chan struct{})
+		}
+	}
+	go func() {
+		defer func() {
+			c.mu.Lock()
+			c.err = fmt.Errorf("following the %s index: %w", state, context.Cause(ctx))
 			c.mu.Unlock()
+		}()
+		for {
+			wctx, stopWatch := context.WithCancel(clientv3.WithRequireLeader(ctx))
+			watch := r.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+			for wr := range watch {
+				if wr.Err() != nil {
+					break
+				}
+				d := 0
+				for _, ev := range wr.Events {
+					switch {
+					case ev.Type == clientv3.EventTypeDelete:
+						d--
+					case ev.IsCreate():
+						d++
+					}
+				}
+				set(func(n int) int { return n + d })
+			}
+			stopWatch()
+			// The watch broke: count again, and watch from there.
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				if n, rev, err = count(); err == nil {
+					set(func(int) int { return n })
+					break
+				}
+			}
 		}
-		c.mu.Lock()
-		if c.err == nil {
-			c.err = fmt.Errorf("watch the %s index: ended (%v)", state, ctx.Err())
-		}
-		c.mu.Unlock()
 	}()
 	return c, nil
 }
