@@ -1377,18 +1377,6 @@ func (r *loadRun) followDone(ctx context.Context) (*doneCounter, error) {
 	return c, nil
 }
 
-// countSubmitted counts the done state's index (see doneState) with one
-// count-only range, which is counted to be subtracted from etcd's figures.
-func (r *loadRun) countSubmitted(ctx context.Context) (int, error) {
-	r.polls.Add(1)
-	state := strings.TrimPrefix(r.cfg.doneState().String(), "ORDER_STATE_")
-	resp, err := r.cli.Get(ctx, r.prefix+"index/state/"+state+"/"+loadStore+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil {
-		return 0, err
-	}
-	return int(resp.Count), nil
-}
-
 // quiesce waits until the etcd server has committed no proposal for two
 // seconds (work left after the last SUBMITTED: re-runs for events that came
 // during processing, unlocks), at most 30 s, and returns its counters.
@@ -1925,10 +1913,6 @@ func (r *loadRun) takeSample(start time.Time) *rssSample {
 	s := rssSample{Seconds: round3(time.Since(start).Seconds()), Delivered: r.delivered.Load(), RSSKiB: map[string]int{}}
 	if r.done != nil {
 		s.Submitted, _, _, _ = r.done.get()
-	} else {
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		s.Submitted, _ = r.countSubmitted(cctx)
-		cancel()
 	}
 	for name, pid := range r.pidsWithSelf() {
 		if kib, ok := procRSS(pid); ok {
