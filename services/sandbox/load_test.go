@@ -18,25 +18,13 @@ import (
 // TestLoadSmoke runs the load command's whole pipeline small: the built
 // services, an embedded etcd, the simulators.
 func TestLoadSmoke(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the services; skipped in -short mode")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+	ctx := loadTestCtx(t)
 	c := defaultLoadConfig()
 	c.Orders, c.Dup, c.Concurrency, c.BenchOps, c.Timeout = 20, 2, 8, 50, 3*time.Minute
 	c.ProfileDir, c.ProfileSeconds = t.TempDir(), 1
 	rep := runLoadLogged(ctx, t, c)
 
-	if rep.Supplier.ExtraOrders != 0 || rep.Supplier.DuplicateReferences != 0 {
-		t.Errorf("supplier duplicates: %d extra orders, %d references", rep.Supplier.ExtraOrders, rep.Supplier.DuplicateReferences)
-	}
-	if rep.Supplier.LiveOrders != c.Orders {
-		t.Errorf("supplier has %d live orders, want %d", rep.Supplier.LiveOrders, c.Orders)
-	}
-	if !rep.EndToEnd.All || rep.EndToEnd.Submitted != c.Orders || rep.EndToEnd.ListedSubmitted != c.Orders {
-		t.Errorf("SUBMITTED: %d (listed %d) of %d", rep.EndToEnd.Submitted, rep.EndToEnd.ListedSubmitted, c.Orders)
-	}
+	checkEachOrderOnce(t, rep, c)
 	// Every order's wait for the supplier is measured, from its first
 	// delivery: positive, and within the run.
 	if ts := rep.EndToEnd.ToSupplier; ts.Count != c.Orders || ts.P50 <= 0 || ts.Max > rep.EndToEnd.Seconds*1000 {
@@ -104,16 +92,12 @@ func TestLoadSmoke(t *testing.T) {
 // the supplier exactly once with no delivery lost or answered anything but
 // 200 in the end (a frozen replica's deliveries are tried on the other).
 func TestLoadFaults(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the services; skipped in -short mode")
-	}
 	for _, tc := range []struct {
 		fault   string
 		members int
 	}{{faultKillReplica, 1}, {faultPauseReplica, 1}, {faultStopEtcdLeader, 3}, {faultSupplierThrottle, 1}, {faultBigCommerceOutage, 1}} {
 		t.Run(tc.fault, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-			defer cancel()
+			ctx := loadTestCtx(t)
 			c := defaultLoadConfig()
 			c.Orders, c.Dup, c.Rate, c.Spread, c.BenchOps, c.AfterSubmit, c.Timeout = 60, 2, 50, 30, 0, false, 3*time.Minute
 			c.EtcdMembers, c.Fault, c.FaultDown = tc.members, tc.fault, time.Second
@@ -125,12 +109,7 @@ func TestLoadFaults(t *testing.T) {
 			if tc.fault == faultStopEtcdLeader && (f.StopMs <= 0 || f.NewLeaderMs <= 0) {
 				t.Errorf("leader stop not timed: %+v", f)
 			}
-			if rep.Supplier.ExtraOrders != 0 || rep.Supplier.LiveOrders != c.Orders {
-				t.Errorf("supplier: %d live orders, %d extra; want %d, 0", rep.Supplier.LiveOrders, rep.Supplier.ExtraOrders, c.Orders)
-			}
-			if !rep.EndToEnd.All || rep.EndToEnd.ListedSubmitted != c.Orders {
-				t.Errorf("done: %d (listed %d) of %d", rep.EndToEnd.Submitted, rep.EndToEnd.ListedSubmitted, c.Orders)
-			}
+			checkEachOrderOnce(t, rep, c)
 			events := c.Orders * len(c.Mix)
 			recordedOK := rep.Deliveries.Recorded == events
 			if tc.fault == faultPauseReplica {
@@ -155,21 +134,12 @@ func TestLoadFaults(t *testing.T) {
 // event before the payment costs one BigCommerce read (the order), and the
 // lines, addresses and metafield are read once per order, once it is paid.
 func TestLoadFirstStatus(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the services; skipped in -short mode")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+	ctx := loadTestCtx(t)
 	c := defaultLoadConfig()
 	c.Orders, c.Dup, c.Concurrency, c.BenchOps, c.AfterSubmit, c.Timeout = 30, 2, 8, 0, false, 3*time.Minute
 	c.FirstStatus = 7
 	rep := runLoadLogged(ctx, t, c)
-	if rep.Supplier.ExtraOrders != 0 || rep.Supplier.LiveOrders != c.Orders {
-		t.Errorf("supplier: %d live orders, %d extra; want %d, 0", rep.Supplier.LiveOrders, rep.Supplier.ExtraOrders, c.Orders)
-	}
-	if !rep.EndToEnd.All || rep.EndToEnd.ListedSubmitted != c.Orders {
-		t.Errorf("done: %d (listed %d) of %d", rep.EndToEnd.Submitted, rep.EndToEnd.ListedSubmitted, c.Orders)
-	}
+	checkEachOrderOnce(t, rep, c)
 	b := rep.BigCommerce.Stats
 	if b.Products != c.Orders || b.ShippingAddresses != c.Orders || b.MetafieldsGet != c.Orders || b.MetafieldsPost != c.Orders {
 		t.Errorf("BigCommerce %+v: want lines, addresses, metafield read and write once per order (%d)", b, c.Orders)
@@ -186,18 +156,12 @@ func TestLoadFirstStatus(t *testing.T) {
 // the replicas spread what is left (BIGCOMMERCE_QUOTA_BURST, reported from
 // their metrics), every order is done once, and the other apps get a share.
 func TestLoadQuota(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the services; skipped in -short mode")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+	ctx := loadTestCtx(t)
 	c := defaultLoadConfig()
 	c.Orders, c.Dup, c.Rate, c.BenchOps, c.AfterSubmit, c.Timeout = 20, 2, 40, 0, false, 3*time.Minute
 	c.BCQuota, c.BCWindow, c.BCOtherApps = 40, 2*time.Second, 4
 	rep := runLoadLogged(ctx, t, c)
-	if rep.Supplier.ExtraOrders != 0 || rep.Supplier.LiveOrders != c.Orders || !rep.EndToEnd.All {
-		t.Errorf("supplier: %d live orders, %d extra; done %d of %d", rep.Supplier.LiveOrders, rep.Supplier.ExtraOrders, rep.EndToEnd.Submitted, c.Orders)
-	}
+	checkEachOrderOnce(t, rep, c)
 	b := rep.BigCommerce
 	if b.SpreadWaits == 0 {
 		t.Errorf("the replicas held no request to spread the quota (%+v)", b)
@@ -209,6 +173,31 @@ func TestLoadQuota(t *testing.T) {
 
 // runLoadLogged runs a load test, logs its progress and table, and fails
 // the test if it fails.
+// loadTestCtx skips a test that runs the load command in -short mode, and
+// bounds it otherwise.
+func loadTestCtx(t *testing.T) context.Context {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the services; skipped in -short mode")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// checkEachOrderOnce asserts that every order of the run reached the
+// supplier exactly once and was counted done, by the run's watch and by
+// ListOrders.
+func checkEachOrderOnce(t *testing.T, rep *loadReport, c loadConfig) {
+	t.Helper()
+	if s := rep.Supplier; s.ExtraOrders != 0 || s.DuplicateReferences != 0 || s.LiveOrders != c.Orders {
+		t.Errorf("supplier: %d live orders, %d extra, %d duplicate references; want %d, 0, 0", s.LiveOrders, s.ExtraOrders, s.DuplicateReferences, c.Orders)
+	}
+	if e := rep.EndToEnd; !e.All || e.Submitted != c.Orders || e.ListedSubmitted != c.Orders {
+		t.Errorf("done: %d (listed %d) of %d", e.Submitted, e.ListedSubmitted, c.Orders)
+	}
+}
+
 func runLoadLogged(ctx context.Context, t *testing.T, c loadConfig) *loadReport {
 	t.Helper()
 	var progress bytes.Buffer
