@@ -402,6 +402,8 @@ type deliveryStats struct {
 	NotOKByWindow []int `json:"tries_not_ok_by_window"`
 	// Hops is each service's own view of the same acknowledgements.
 	Hops *hops `json:"server_side,omitempty"`
+	// firstSent is when each order's first delivery was sent.
+	firstSent map[uint64]time.Time
 }
 
 // loadWindow is the width of the windows of deliveryStats.Windows.
@@ -590,12 +592,9 @@ type loadRun struct {
 
 	delivered atomic.Int64
 	// done follows the orders done while the measured run goes on.
-	done *doneCounter
-	// firstSent is when the first delivery of each order was sent (the
-	// send of the measured run), for EndToEnd.ToSupplier.
-	firstSent map[uint64]time.Time
-	sampleMu  sync.Mutex
-	samples   []rssSample
+	done     *doneCounter
+	sampleMu sync.Mutex
+	samples  []rssSample
 }
 
 // runLoadTest runs one load test and returns its report; progress goes to
@@ -979,7 +978,7 @@ func (r *loadRun) measure(ctx context.Context) error {
 	if ledger.ExtraOrders != 0 {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("the supplier ledger has %d duplicate orders", ledger.ExtraOrders))
 	}
-	listed, toSupplier, err := r.listSubmitted(ctx)
+	listed, toSupplier, err := r.listSubmitted(ctx, rep.Deliveries.firstSent)
 	if err != nil {
 		rep.Problems = append(rep.Problems, "ListOrders: "+err.Error())
 	}
@@ -1194,25 +1193,20 @@ func (r *loadRun) send(ctx context.Context, deliveries []webhook.Event) delivery
 		wg.Wait()
 	}
 	elapsed := time.Since(start)
-	if r.firstSent == nil {
-		r.firstSent = make(map[uint64]time.Time)
-		for i, res := range results {
-			if len(res.at) == 0 {
-				continue
-			}
-			id, at := deliveries[i].Data.ID, start.Add(res.at[0])
-			if t, ok := r.firstSent[id]; !ok || at.Before(t) {
-				r.firstSent[id] = at
-			}
-		}
-	}
 
-	st := deliveryStats{Planned: len(deliveries), Statuses: map[string]int{}, Seconds: elapsed.Seconds(), ByKind: map[string]latencySummary{}}
+	st := deliveryStats{Planned: len(deliveries), Statuses: map[string]int{}, Seconds: elapsed.Seconds(), ByKind: map[string]latencySummary{},
+		firstSent: make(map[uint64]time.Time)}
 	var all []time.Duration
 	byKind := map[string][]time.Duration{}
 	var windows [][]time.Duration
 	var notOK []int
-	for _, res := range results {
+	for i, res := range results {
+		if len(res.at) > 0 {
+			id, at := deliveries[i].Data.ID, start.Add(res.at[0])
+			if t, ok := st.firstSent[id]; !ok || at.Before(t) {
+				st.firstSent[id] = at
+			}
+		}
 		for j, at := range res.at {
 			w := int(at / loadWindow)
 			for len(windows) <= w {
@@ -1409,8 +1403,8 @@ func (r *loadRun) quiesce(ctx context.Context) (etcdCounts, error) {
 
 // listSubmitted counts done orders (see doneState) with ListOrders, a page
 // of 500 at a time, from the first replica, and gives each one's time from
-// its first delivery to its submitted_at.
-func (r *loadRun) listSubmitted(ctx context.Context) (int, []time.Duration, error) {
+// its first delivery (firstSent) to its submitted_at.
+func (r *loadRun) listSubmitted(ctx context.Context, firstSent map[uint64]time.Time) (int, []time.Duration, error) {
 	r.procMu.Lock()
 	addr := r.procs[0].Addr
 	r.procMu.Unlock()
@@ -1436,7 +1430,7 @@ func (r *loadRun) listSubmitted(ctx context.Context) (int, []time.Duration, erro
 				continue
 			}
 			n++
-			if sent, ok := r.firstSent[o.GetOrderId()]; ok && o.GetSubmittedAt() != nil {
+			if sent, ok := firstSent[o.GetOrderId()]; ok && o.GetSubmittedAt() != nil {
 				toSupplier = append(toSupplier, o.GetSubmittedAt().AsTime().Sub(sent))
 			}
 		}

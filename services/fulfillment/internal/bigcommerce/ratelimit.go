@@ -167,8 +167,7 @@ func (p *pacer) observe(store string, h http.Header, maxWait time.Duration) {
 		return
 	}
 	sooner := false
-	newWindow := !q.resetAt.IsZero() && !now.Before(q.resetAt)
-	if newWindow {
+	if !q.resetAt.IsZero() && !now.Before(q.resetAt) {
 		// A new window: what the last one's schedule owed is void.
 		q.due, sooner = time.Time{}, true
 	}
