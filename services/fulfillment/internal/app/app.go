@@ -122,9 +122,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 		SupplierTimeout: cfg.TropShipTimeout,
 		OrdersSweep:     cfg.OrdersSweep, Lister: bc,
 	}, store, m.Storefront(bc), m.Supplier(ts), log)
-	m.Store(func(ctx context.Context) (map[order.State]int64, int64, error) {
-		return store.CountOrders(ctx, cfg.BigCommerceStore)
-	}, svc.OrdersSweepStatus)
+	counts := store.WatchCounts(cfg.BigCommerceStore, log)
+	defer counts.Close()
+	m.Store(counts.Get, svc.OrdersSweepStatus)
 	if cfg.MetricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", m.Handler())
@@ -149,7 +149,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 			return grpcserver.Quota{Left: q.Left, ResetsAt: q.ResetsAt, HeldUntil: q.HeldUntil, Spacing: q.Spacing, Burst: q.Burst}
 		},
 		Queued: func(ctx context.Context) (int64, error) {
-			_, queued, err := store.CountOrders(ctx, cfg.BigCommerceStore)
+			_, queued, err := counts.Get(ctx)
 			return queued, err
 		},
 	}).Register(srv)
