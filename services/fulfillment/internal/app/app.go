@@ -122,7 +122,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 		SupplierTimeout: cfg.TropShipTimeout,
 		OrdersSweep:     cfg.OrdersSweep, Lister: bc,
 	}, store, m.Storefront(bc), m.Supplier(ts), log)
-	counts := store.WatchCounts(cfg.BigCommerceStore, log)
+	counts := store.OrderCounts(cfg.BigCommerceStore, log)
 	defer counts.Close()
 	m.Store(counts.Get, svc.OrdersSweepStatus)
 	if cfg.MetricsAddr != "" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,38 +16,49 @@ import (
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
 )
 
-// Counts keeps one store's order counts (records in each state, queued
-// orders) by watching the state index and the queue, so that reading them
-// costs one small etcd read, whatever the number of records.
-//
-// Counting with etcd's count-only ranges (CountOrders) walks every key
-// counted while holding the index lock that etcd's writes need: with a
-// million records, a count takes about 65 ms on a 2-vCPU machine and every
+// Counts gives one store's order counts (records in each state, queued
+// orders). Counting with etcd's count-only ranges (CountOrders) walks every
+// key counted while holding the index lock that etcd's writes need: with a
+// million records a count takes 65-80 ms on a 2-vCPU machine, and every
 // write waits behind it. Readiness probes (the gateway's /readyz asks
 // GetServiceStatus) and metric scrapes would make that a stall every few
-// seconds.
+// seconds. So once a count finds more than followAbove keys, Counts stops
+// counting and follows the state index and the queue with etcd watches
+// instead: a read then costs one single-key etcd read, whatever the number
+// of records. Watching is not free either (every state change is sent to
+// every replica: about 0.1 ms of CPU per order and replica, measured), so
+// a store with fewer records counts directly, which holds etcd's writes
+// for about a millisecond at most.
 //
-// Reads are consistent: Get reads etcd's current revision and answers once
-// the watches have delivered every change up to it (asking etcd for a
-// progress notification when nothing changed since), so a count read after
-// a write includes it. Until the watches are in step (at start, after a
-// compaction cut a lagging watch off, or when progress does not come within
-// progressWait), Get counts directly, as CountOrders does.
+// Reads are consistent: when following, Get reads etcd's current revision
+// and answers once the watches have delivered every change up to it
+// (asking etcd for a progress notification when nothing changed since), so
+// a count read after a write includes it. Until the watches are in step
+// (at the switch, after a compaction cut a lagging watch off, or when
+// progress does not come within progressWait), Get counts directly.
 type Counts struct {
 	s     *Store
 	store string
 	log   *slog.Logger
+	// followAbove is the count past which the counts are followed.
+	followAbove int64
 
 	stop context.CancelFunc
-	done chan struct{}
+	done chan struct{} // closed when the follower has stopped
 
-	mu       sync.Mutex
-	watchCtx context.Context // the watches' stream, for RequestProgress; nil: not in step
-	byState  map[order.State]int64
-	queued   int64
-	seen     []int64       // per watch: the revision it has delivered up to
-	changed  chan struct{} // closed when a seen revision moves; nil: nobody waits
+	mu        sync.Mutex
+	following bool            // the follower runs (once started, until Close)
+	watchCtx  context.Context // the watches' stream, for RequestProgress; nil: not in step
+	byState   map[order.State]int64
+	queued    int64
+	seen      []int64       // per watch: the revision it has delivered up to
+	changed   chan struct{} // closed when a seen revision moves; nil: nobody waits
 }
+
+// followAbove is the number of keys (records and queue entries) past which
+// the counts are followed, not counted: a count of 20 000 keys holds
+// etcd's writes for 0.5 to 1.5 ms.
+const followAbove = 20_000
 
 // progressWait bounds how long Get waits for the watches to catch up with
 // etcd's revision before counting directly.
@@ -55,7 +67,8 @@ const progressWait = 2 * time.Second
 // progressAgain is how often Get asks again while it waits.
 const progressAgain = 200 * time.Millisecond
 
-// testHookAfterCount, when set, runs between the count and the watches.
+// testHookAfterCount, when set, runs between the follower's count and its
+// watches.
 var testHookAfterCount func()
 
 // countedStates are the states whose index is counted.
@@ -67,26 +80,36 @@ func countedStates() []order.State {
 	return states
 }
 
-// WatchCounts starts keeping store's counts until Close.
-func (s *Store) WatchCounts(store string, log *slog.Logger) *Counts {
-	ctx, stop := context.WithCancel(context.Background())
-	c := &Counts{s: s, store: store, log: log, stop: stop, done: make(chan struct{})}
-	go c.run(ctx)
-	return c
+// OrderCounts returns store's counts; Close stops following them.
+func (s *Store) OrderCounts(store string, log *slog.Logger) *Counts {
+	return &Counts{s: s, store: store, log: log, followAbove: followAbove, done: make(chan struct{})}
 }
 
-// Close stops the watches.
+// Close stops the follower, if it runs.
 func (c *Counts) Close() {
-	c.stop()
-	<-c.done
+	c.mu.Lock()
+	following := c.following
+	if following {
+		c.stop()
+	}
+	c.mu.Unlock()
+	if following {
+		<-c.done
+	}
 }
 
 // Get returns the number of records in each state and of queued orders, as
 // of etcd's current revision.
 func (c *Counts) Get(ctx context.Context) (byState map[order.State]int64, queued int64, err error) {
+	c.mu.Lock()
+	following := c.following
+	c.mu.Unlock()
+	if !following {
+		return c.count(ctx)
+	}
 	// A single-key read answers with the current revision without walking
 	// anything.
-	r, err := c.s.cli.Get(ctx, c.s.prefix+"index/state/", clientv3.WithCountOnly())
+	r, err := c.s.cli.Get(ctx, c.s.stateRoot(), clientv3.WithCountOnly())
 	if err != nil {
 		return nil, 0, fmt.Errorf("count the orders of %s: %w", c.store, unavailable(err))
 	}
@@ -134,6 +157,30 @@ func (c *Counts) Get(ctx context.Context) (byState map[order.State]int64, queued
 	}
 }
 
+// count counts directly, and starts following the counts once they are
+// past followAbove.
+func (c *Counts) count(ctx context.Context) (map[order.State]int64, int64, error) {
+	byState, queued, err := c.s.CountOrders(ctx, c.store)
+	if err != nil {
+		return nil, 0, err
+	}
+	total := queued
+	for _, n := range byState {
+		total += n
+	}
+	if total > c.followAbove {
+		c.mu.Lock()
+		if !c.following {
+			c.following = true
+			var fctx context.Context
+			fctx, c.stop = context.WithCancel(context.Background())
+			go c.run(fctx)
+		}
+		c.mu.Unlock()
+	}
+	return byState, queued, nil
+}
+
 // upTo is the revision up to which every watch has delivered its changes.
 func (c *Counts) upTo() int64 {
 	rev := c.seen[0]
@@ -176,19 +223,14 @@ func (c *Counts) follow(ctx context.Context) error {
 	if testHookAfterCount != nil {
 		testHookAfterCount()
 	}
-	states := countedStates()
-	prefixes := make([]string, 0, len(states)+1)
-	for _, st := range states {
-		prefixes = append(prefixes, c.s.statePrefix(st)+c.store+"/")
-	}
-	prefixes = append(prefixes, c.s.queuePrefix()+c.store+"/")
+	// Two watches: every store's state index (one watch, so that the
+	// delete and the put of a state change come in one message; records of
+	// other stores sharing the etcd are skipped), and this store's queue.
+	prefixes := []string{c.s.stateRoot(), c.s.queuePrefix() + c.store + "/"}
 
 	c.mu.Lock()
 	c.byState, c.queued = byState, queued
-	c.seen = make([]int64, len(prefixes))
-	for i := range c.seen {
-		c.seen[i] = rev
-	}
+	c.seen = []int64{rev, rev}
 	c.watchCtx = ctx
 	c.mu.Unlock()
 	defer func() {
@@ -198,47 +240,56 @@ func (c *Counts) follow(ctx context.Context) error {
 		c.mu.Unlock()
 	}()
 
-	// Every watch is opened with ctx, so they share one gRPC stream and one
-	// progress request reaches them all.
+	// Both watches are opened with ctx, so they share one gRPC stream and
+	// one progress request reaches them both.
 	errs := make(chan error, len(prefixes))
 	for i, p := range prefixes {
 		wch := c.s.cli.Watch(ctx, p, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-		go func() { errs <- c.apply(wch, i, states) }()
+		go func() { errs <- c.apply(wch, i) }()
 	}
 	err = <-errs
 	cancel()
-	for range len(prefixes) - 1 {
-		<-errs
-	}
+	<-errs
 	return err
 }
 
-// apply counts the changes of watch i: the state index of states[i], or
-// the queue when i is past them.
-func (c *Counts) apply(wch clientv3.WatchChan, i int, states []order.State) error {
+// apply counts the changes of watch i: the state index (0) or the queue.
+func (c *Counts) apply(wch clientv3.WatchChan, i int) error {
+	root := c.s.stateRoot()
 	for resp := range wch {
 		if err := resp.Err(); err != nil {
 			return fmt.Errorf("watch: %w", err)
 		}
 		c.mu.Lock()
-		delta := int64(0)
 		seen := int64(0)
 		if resp.IsProgressNotify() {
 			seen = resp.Header.Revision // every change up to it is delivered
 		}
 		for _, ev := range resp.Events {
+			seen = max(seen, ev.Kv.ModRevision)
+			delta := int64(0)
 			switch {
 			case ev.Type == mvccpb.DELETE:
-				delta--
+				delta = -1
 			case ev.Kv.Version == 1:
-				delta++ // created; a put over an existing key changes no count
+				delta = 1 // created; a put over an existing key changes no count
+			default:
+				continue
 			}
-			seen = max(seen, ev.Kv.ModRevision)
-		}
-		if i < len(states) {
-			c.byState[states[i]] += delta
-		} else {
-			c.queued += delta
+			if i > 0 {
+				c.queued += delta
+				continue
+			}
+			// <STATE>/<store>/<id>
+			parts := strings.SplitN(strings.TrimPrefix(string(ev.Kv.Key), root), "/", 3)
+			if len(parts) != 3 || parts[1] != c.store {
+				continue
+			}
+			if st, ok := order.ParseState(parts[0]); ok {
+				if _, counted := c.byState[st]; counted {
+					c.byState[st] += delta
+				}
+			}
 		}
 		if seen > c.seen[i] {
 			c.seen[i] = seen

@@ -81,6 +81,19 @@ func newCountsStore(t *testing.T, cli *clientv3.Client) *Store {
 	return s
 }
 
+// followedCounts returns store abc's counts, following from the first Get
+// on, which it makes.
+func followedCounts(t *testing.T, s *Store, log *slog.Logger) *Counts {
+	t.Helper()
+	c := s.OrderCounts("abc", log)
+	c.followAbove = -1
+	t.Cleanup(c.Close)
+	if _, _, err := c.Get(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // saveAs moves an order's record to state st under its lock; done also
 // takes its queue entry off.
 func saveAs(t *testing.T, s *Store, k order.Key, st order.State, done bool) {
@@ -116,8 +129,7 @@ func TestCountsFollowEveryChange(t *testing.T) {
 	s.RecordDelivery(ctx, order.Key{Store: "abc", ID: 1}, order.Event{Key: "e1"}, now, nil)
 	saveAs(t, s, order.Key{Store: "abc", ID: 1}, order.Submitting, false)
 
-	c := s.WatchCounts("abc", slog.New(slog.DiscardHandler))
-	t.Cleanup(c.Close)
+	c := followedCounts(t, s, slog.New(slog.DiscardHandler))
 	awaitInStep(t, c, 0)
 	checkCounts(t, s, c, map[order.State]int64{order.Submitting: 1}, 1)
 
@@ -187,8 +199,7 @@ func TestCountsAreTakenAgainAfterACompaction(t *testing.T) {
 	}
 	t.Cleanup(func() { testHookAfterCount = nil })
 	var logged bytes.Buffer
-	c := s.WatchCounts("abc", slog.New(slog.NewTextHandler(&syncWriter{w: &logged}, nil)))
-	t.Cleanup(c.Close)
+	c := followedCounts(t, s, slog.New(slog.NewTextHandler(&syncWriter{w: &logged}, nil)))
 
 	<-compacted
 	// Whether or not the counts follow etcd again yet, Get is right.
@@ -216,4 +227,27 @@ func (w *syncWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.w.Write(p)
+}
+
+// A store with few records is counted directly, and watched once a count
+// finds more than followAbove keys.
+func TestCountsAreFollowedOnceTheStoreIsLarge(t *testing.T) {
+	ctx := context.Background()
+	s := newCountsStore(t, etcdtest.Client(t, etcdtest.Start(t)))
+	c := s.OrderCounts("abc", slog.New(slog.DiscardHandler))
+	c.followAbove = 3
+	t.Cleanup(c.Close)
+	for id := uint64(1); id <= 4; id++ {
+		s.RecordDelivery(ctx, order.Key{Store: "abc", ID: id}, order.Event{Key: "e1"}, time.Now(), nil)
+		_, queued, err := c.Get(ctx)
+		if err != nil || queued != int64(id) {
+			t.Fatalf("Get with %d queued = %d, %v", id, queued, err)
+		}
+		if following := c.following; following != (id > 3) {
+			t.Fatalf("with %d keys following = %v; want it past 3", id, following)
+		}
+	}
+	awaitInStep(t, c, 0)
+	saveAs(t, s, order.Key{Store: "abc", ID: 1}, order.Submitted, true)
+	checkCounts(t, s, c, map[order.State]int64{order.Submitted: 1}, 3)
 }

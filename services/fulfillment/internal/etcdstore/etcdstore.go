@@ -157,8 +157,9 @@ func (s *Store) deliveryPrefix(k order.Key) string {
 func (s *Store) supplierKey(store, offlineOrderID string) string {
 	return s.prefix + "index/supplier/" + store + "/" + url.PathEscape(offlineOrderID)
 }
+func (s *Store) stateRoot() string { return s.prefix + "index/state/" }
 func (s *Store) statePrefix(st order.State) string {
-	return fmt.Sprintf("%sindex/state/%s/", s.prefix, st)
+	return s.stateRoot() + st.String() + "/"
 }
 func (s *Store) stateKey(st order.State, k order.Key) string {
 	return fmt.Sprintf("%s%s/%d", s.statePrefix(st), k.Store, k.ID)
