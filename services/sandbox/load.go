@@ -112,6 +112,12 @@ type loadConfig struct {
 	// statusUpdated delivery is sent, as a payment would turn it: events
 	// sent before find it not yet payable.
 	FirstStatus uint32
+	// History is the number of records of past orders in etcd before the
+	// run (see load_probe.go).
+	History int
+	// Probe, when set, is how often /readyz and every replica's /metrics
+	// are asked during the run.
+	Probe time.Duration
 }
 
 // doneState is the state in which an order of this run is done.
@@ -169,6 +175,8 @@ func parseLoad(args []string) (loadConfig, error) {
 		faultStopEtcdLeader+" (with -etcd-members 3 or more: stop the leader, start it again), "+
 		faultSupplierThrottle+" (TropShip answers every live order 429), "+
 		faultBigCommerceOutage+" (BigCommerce answers every request 503)")
+	fs.IntVar(&c.History, "history", 0, "records of past orders in etcd before the run (their state index keys, "+historyState+"), as in a store that has run for a while: what counting the store's records walks")
+	fs.DurationVar(&c.Probe, "probe", 0, "during the run, every this long, ask the gateway's /readyz (it asks a replica's GetServiceStatus) and scrape every replica's /metrics, as a readiness probe and Prometheus would; their etcd reads count in the etcd figures; 0: off")
 	fs.DurationVar(&c.FaultDown, "fault-down", c.FaultDown, "how long the -fault lasts (its replica or etcd member stays down, its simulator fails)")
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
@@ -210,6 +218,9 @@ func parseLoad(args []string) (loadConfig, error) {
 		return c, errUsage
 	case c.FaultDown < 0:
 		fmt.Fprintln(fs.Output(), "-fault-down must not be negative")
+		return c, errUsage
+	case c.History < 0 || c.Probe < 0:
+		fmt.Fprintln(fs.Output(), "-history and -probe must not be negative")
 		return c, errUsage
 	case *firstStatus > 14:
 		fmt.Fprintf(fs.Output(), "-first-status: %d is not a BigCommerce status id (0 to 14)\n", *firstStatus)
@@ -279,7 +290,11 @@ type loadReport struct {
 		Fault             string   `json:"fault,omitempty"`
 		FaultDownMs       float64  `json:"fault_down_ms,omitempty"`
 		FirstStatus       uint32   `json:"first_status"`
+		History           int      `json:"history,omitempty"`
+		ProbeMs           float64  `json:"probe_ms,omitempty"`
 	} `json:"config"`
+	// Probes is what -probe measured, if set.
+	Probes *probeStats `json:"probes,omitempty"`
 	// Fault is what -fault did, if set.
 	Fault      *faultReport  `json:"fault_injected,omitempty"`
 	Deliveries deliveryStats `json:"deliveries"`
@@ -624,6 +639,7 @@ func runLoadTest(ctx context.Context, cfg loadConfig, progress io.Writer) (rep *
 	rep.Config.SupplierLatencyMs = ms(cfg.SupplierLatency)
 	rep.Config.Lines, rep.Config.BenchOps, rep.Config.Seed = cfg.Lines, cfg.BenchOps, cfg.Seed
 	rep.Config.FirstStatus = cfg.FirstStatus
+	rep.Config.History, rep.Config.ProbeMs = cfg.History, ms(cfg.Probe)
 	rep.Memory.End = map[string]int{}
 	rep.Memory.CPUSeconds = map[string]float64{}
 	// A stable prefix would leave the last run's keys in an external etcd.
@@ -700,6 +716,9 @@ func (r *loadRun) start(ctx context.Context) error {
 		return fmt.Errorf("etcd metrics (needed to count requests): %w", err)
 	}
 	r.say("etcd: %s", r.rep.Conditions.Etcd)
+	if err := r.writeHistory(ctx, cfg.History); err != nil {
+		return err
+	}
 
 	// The simulators, in this process.
 	r.bc = bcsim.New(bcsim.Options{Tokens: map[string]string{loadStore: loadBCToken}, Quota: cfg.BCQuota, Window: cfg.BCWindow})
@@ -904,6 +923,12 @@ func (r *loadRun) measure(ctx context.Context) error {
 	} else {
 		close(faultDone)
 	}
+	probed := make(chan *probeStats, 1)
+	pctx, stopProbing := context.WithCancel(ctx)
+	defer stopProbing()
+	if cfg.Probe > 0 {
+		go func() { probed <- r.probe(pctx, cfg.Probe) }()
+	}
 	r.prof.start(ctx)
 	defer func() {
 		if r.prof == nil {
@@ -933,6 +958,11 @@ func (r *loadRun) measure(ctx context.Context) error {
 		stopWatch()
 		w = <-watch
 		w.err = fmt.Errorf("not all SUBMITTED %s after the last delivery (-timeout)", cfg.Timeout)
+	}
+	if cfg.Probe > 0 {
+		stopProbing()
+		rep.Probes = <-probed
+		rep.Probes.Orders = r.orderCounts(ctx)
 	}
 	// The fault's victim is back before anything is counted.
 	<-faultDone
@@ -2077,8 +2107,18 @@ func (rep *loadReport) writeTable(w io.Writer) {
 		}
 	}
 	row("machine", "%d CPUs, %s, load average %s at start, %s at end", rep.Conditions.CPUs, rep.Conditions.GoVersion, rep.Conditions.LoadAvgStart, rep.Conditions.LoadAvgEnd)
+	if c.History > 0 {
+		row("history", "%d records of past orders (%s) in etcd before the run", c.History, historyState)
+	}
 	if u := rep.Conditions.CPU; u.Seconds > 0 {
 		row("CPU while measured", "machine busy %.2f cores: this run %.2f, other processes %.2f; steal %.2f (over %.1f s)", u.BusyCores, u.OurCores, u.OtherCores, u.StealCores, u.Seconds)
+	}
+	if p := rep.Probes; p != nil {
+		row("probes", "every %.0f ms: /readyz p50 %.2f p99 %.2f max %.2f ms (%d); replicas' /metrics p50 %.2f p99 %.2f max %.2f ms (%d); %d not answered 200",
+			p.EveryMs, p.Readyz.P50, p.Readyz.P99, p.Readyz.Max, p.Readyz.Count, p.Metrics.P50, p.Metrics.P99, p.Metrics.Max, p.Metrics.Count, p.Failed)
+		for i, by := range p.Orders {
+			row(fmt.Sprintf("  fulfillment-%d's counts", i), "%v (backorder_orders, once every order was done)", by)
+		}
 	}
 	head("DELIVERIES (gateway acknowledgements)")
 	row("deliveries/s", "%.0f (%d in %.2f s)", d.PerSec, d.Planned, d.Seconds)

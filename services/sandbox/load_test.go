@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -22,9 +23,23 @@ func TestLoadSmoke(t *testing.T) {
 	c := defaultLoadConfig()
 	c.Orders, c.Dup, c.Concurrency, c.BenchOps, c.Timeout = 20, 2, 8, 50, 3*time.Minute
 	c.ProfileDir, c.ProfileSeconds = t.TempDir(), 1
+	// A history past the 20 000 records from which the replicas follow
+	// their counts with watches instead of counting, and probes.
+	c.History, c.Probe = 25_000, 20*time.Millisecond
 	rep := runLoadLogged(ctx, t, c)
 
 	checkEachOrderOnce(t, rep, c)
+	if p := rep.Probes; p == nil || p.Readyz.Count == 0 || p.Metrics.Count == 0 || p.Failed != 0 || len(p.Orders) != c.Replicas {
+		t.Errorf("probes: %+v; want some of each, every one answered, the counts of %d replicas", p, c.Replicas)
+	} else {
+		// Both replicas count the history and the run's orders, done.
+		want := map[string]float64{historyState: float64(c.History), c.doneState().String()[len("ORDER_STATE_"):]: float64(c.Orders)}
+		for i, by := range p.Orders {
+			if !maps.Equal(by, want) {
+				t.Errorf("fulfillment-%d's backorder_orders: %v, want %v", i, by, want)
+			}
+		}
+	}
 	// Every order's wait for the supplier is measured, from its first
 	// delivery: positive, and within the run.
 	if ts := rep.EndToEnd.ToSupplier; ts.Count != c.Orders || ts.P50 <= 0 || ts.Max > rep.EndToEnd.Seconds*1000 {
