@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -158,9 +159,9 @@ func (c *Counts) Get(ctx context.Context) (byState map[order.State]int64, queued
 }
 
 // count counts directly, and starts following the counts once they are
-// past followAbove.
+// past followAbove, from this count.
 func (c *Counts) count(ctx context.Context) (map[order.State]int64, int64, error) {
-	byState, queued, err := c.s.CountOrders(ctx, c.store)
+	byState, queued, rev, err := c.s.countAt(ctx, c.store)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -174,11 +175,18 @@ func (c *Counts) count(ctx context.Context) (map[order.State]int64, int64, error
 			c.following = true
 			var fctx context.Context
 			fctx, c.stop = context.WithCancel(context.Background())
-			go c.run(fctx)
+			go c.run(fctx, &counted{maps.Clone(byState), queued, rev})
 		}
 		c.mu.Unlock()
 	}
 	return byState, queued, nil
+}
+
+// counted is a count of the store at revision rev.
+type counted struct {
+	byState map[order.State]int64
+	queued  int64
+	rev     int64
 }
 
 // upTo is the revision up to which every watch has delivered its changes.
@@ -190,11 +198,14 @@ func (c *Counts) upTo() int64 {
 	return rev
 }
 
-func (c *Counts) run(ctx context.Context) {
+// run follows the counts from first, and after a failure from a new
+// count, until ctx ends.
+func (c *Counts) run(ctx context.Context, first *counted) {
 	defer close(c.done)
 	wait := 100 * time.Millisecond
 	for {
-		err := c.follow(ctx)
+		err := c.follow(ctx, first)
+		first = nil
 		if ctx.Err() != nil {
 			return
 		}
@@ -208,18 +219,22 @@ func (c *Counts) run(ctx context.Context) {
 	}
 }
 
-// follow counts once, then applies each change the watches deliver, until
-// a watch fails.
-func (c *Counts) follow(ctx context.Context) error {
+// follow applies each change the watches deliver to the count from (a new
+// count when nil), until a watch fails.
+func (c *Counts) follow(ctx context.Context, from *counted) error {
 	// The watches get a gRPC stream of their own (clientv3 shares one
 	// among contexts with the same metadata), so that a progress request
 	// waits for them only, not for a lock's waiters.
 	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(ctx, "backorder-watch", "counts"))
 	defer cancel()
-	byState, queued, rev, err := c.s.countAt(ctx, c.store)
-	if err != nil {
-		return err
+	if from == nil {
+		byState, queued, rev, err := c.s.countAt(ctx, c.store)
+		if err != nil {
+			return err
+		}
+		from = &counted{byState, queued, rev}
 	}
+	byState, queued, rev := from.byState, from.queued, from.rev
 	if testHookAfterCount != nil {
 		testHookAfterCount()
 	}
@@ -247,7 +262,7 @@ func (c *Counts) follow(ctx context.Context) error {
 		wch := c.s.cli.Watch(ctx, p, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 		go func() { errs <- c.apply(wch, i) }()
 	}
-	err = <-errs
+	err := <-errs
 	cancel()
 	<-errs
 	return err
