@@ -2114,9 +2114,13 @@ func (rep *loadReport) writeTable(w io.Writer) {
 		row("CPU while measured", "machine busy %.2f cores: this run %.2f, other processes %.2f; steal %.2f (over %.1f s)", u.BusyCores, u.OurCores, u.OtherCores, u.StealCores, u.Seconds)
 	}
 	if p := rep.Probes; p != nil {
-		row("probes", "every %.0f ms: /readyz p50 %.2f p99 %.2f max %.2f ms (%d); replicas' /metrics p50 %.2f p99 %.2f max %.2f ms (%d); %d not answered 200",
-			p.EveryMs, p.Readyz.P50, p.Readyz.P99, p.Readyz.Max, p.Readyz.Count, p.Metrics.P50, p.Metrics.P99, p.Metrics.Max, p.Metrics.Count, p.Failed)
+		row("probes", "every %.0f ms: /readyz p50 %.2f p99 %.2f max %.2f ms (%d); replicas' /metrics p50 %.2f p99 %.2f max %.2f ms (%d); %d not answered 200, %d ticks skipped (last probe unanswered)",
+			p.EveryMs, p.Readyz.P50, p.Readyz.P99, p.Readyz.Max, p.Readyz.Count, p.Metrics.P50, p.Metrics.P99, p.Metrics.Max, p.Metrics.Count, p.Failed, p.Skipped)
 		for i, by := range p.Orders {
+			if by == nil {
+				row(fmt.Sprintf("  fulfillment-%d's counts", i), "none: the scrape failed, or could not read etcd")
+				continue
+			}
 			var counts []string
 			for _, st := range slices.Sorted(maps.Keys(by)) {
 				counts = append(counts, fmt.Sprintf("%s %.0f", st, by[st]))

@@ -62,17 +62,21 @@ type probeStats struct {
 	EveryMs float64        `json:"every_ms"`
 	Readyz  latencySummary `json:"readyz_ms"`
 	Metrics latencySummary `json:"metrics_ms"`
-	// Failed counts the probes not answered 200; FirstFailure says why
-	// the first was not.
+	// The latencies are of the probes answered 200. Failed counts the
+	// others; FirstFailure says why the first was not. Skipped counts the
+	// ticks that found their target's last probe unanswered (a stall
+	// longer than the interval is one latency, and these).
 	Failed       int    `json:"failed"`
 	FirstFailure string `json:"first_failure,omitempty"`
+	Skipped      int    `json:"skipped"`
 	// Orders is each replica's backorder_orders by state, scraped once
 	// every order was done.
 	Orders []map[string]float64 `json:"orders_by_state_per_replica"`
 }
 
 // orderCounts scrapes each replica's backorder_orders by state (nil for a
-// replica that does not answer).
+// replica that does not answer, or whose scrape could not read etcd:
+// backorder_store_up 0).
 func (r *loadRun) orderCounts(ctx context.Context) []map[string]float64 {
 	var out []map[string]float64
 	for _, u := range r.metricsURLs {
@@ -83,7 +87,10 @@ func (r *loadRun) orderCounts(ctx context.Context) []map[string]float64 {
 		}
 		by := map[string]float64{}
 		for _, s := range samples {
-			if s.name == "backorder_orders" && s.value != 0 {
+			switch {
+			case s.name == "backorder_store_up" && s.value != 1:
+				by = nil
+			case s.name == "backorder_orders" && s.value != 0 && by != nil:
 				by[s.labels["state"]] = s.value
 			}
 		}
@@ -101,6 +108,7 @@ func (r *loadRun) probe(ctx context.Context, every time.Duration) *probeStats {
 		readyz, scrapes []time.Duration
 		failed          int
 		firstFailure    string
+		skipped         int
 		wg              sync.WaitGroup
 		client          = &http.Client{Timeout: 10 * time.Second}
 		get             = func(url string, into *[]time.Duration) {
@@ -111,23 +119,25 @@ func (r *loadRun) probe(ctx context.Context, every time.Duration) *probeStats {
 				return
 			}
 			resp, err := client.Do(req)
-			if ctx.Err() != nil {
-				return // cut off by the end of the run: not an answer
-			}
 			why := ""
 			if err != nil {
 				why = err.Error()
 			} else {
-				body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+				body, _ := io.ReadAll(resp.Body) // all of it, as a scraper does
 				resp.Body.Close()
 				if resp.StatusCode != http.StatusOK {
-					why = fmt.Sprintf("%s: %s %s", url, resp.Status, body)
+					why = fmt.Sprintf("%s: %s %.200s", url, resp.Status, body)
 				}
+			}
+			took := time.Since(t)
+			if ctx.Err() != nil {
+				return // cut off by the end of the run: not an answer
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			*into = append(*into, time.Since(t))
-			if why != "" {
+			if why == "" {
+				*into = append(*into, took)
+			} else {
 				failed++
 				if firstFailure == "" {
 					firstFailure = why
@@ -146,22 +156,27 @@ func (r *loadRun) probe(ctx context.Context, every time.Duration) *probeStats {
 		select {
 		case <-ctx.Done():
 			wg.Wait()
-			return &probeStats{EveryMs: ms(every), Readyz: summarize(readyz), Metrics: summarize(scrapes), Failed: failed, FirstFailure: firstFailure}
+			return &probeStats{EveryMs: ms(every), Readyz: summarize(readyz), Metrics: summarize(scrapes),
+				Failed: failed, FirstFailure: firstFailure, Skipped: skipped}
 		case <-t.C:
 			// One probe of a target at a time, as Prometheus and the
 			// kubelet do: a tick finding the last one unanswered passes.
 			for i, u := range targets {
-				if busy[i].CompareAndSwap(false, true) {
-					wg.Add(1)
-					go func() {
-						defer busy[i].Store(false)
-						if i == 0 {
-							get(u, &readyz)
-						} else {
-							get(u, &scrapes)
-						}
-					}()
+				if !busy[i].CompareAndSwap(false, true) {
+					mu.Lock()
+					skipped++
+					mu.Unlock()
+					continue
 				}
+				wg.Add(1)
+				go func() {
+					defer busy[i].Store(false)
+					if i == 0 {
+						get(u, &readyz)
+					} else {
+						get(u, &scrapes)
+					}
+				}()
 			}
 		}
 	}

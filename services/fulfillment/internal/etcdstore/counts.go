@@ -8,6 +8,7 @@ import (
 	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -48,8 +49,11 @@ type Counts struct {
 	done chan struct{} // closed when the follower has stopped
 
 	mu        sync.Mutex
+	closed    bool
 	following bool            // the follower runs (once started, until Close)
+	stalls    int             // reads in a row the watches did not catch up for
 	watchCtx  context.Context // the watches' stream, for RequestProgress; nil: not in step
+	rewatch   func()          // ends the watches, for a new count and new watches
 	byState   map[order.State]int64
 	queued    int64
 	seen      []int64       // per watch: the revision it has delivered up to
@@ -62,15 +66,24 @@ type Counts struct {
 const followAbove = 20_000
 
 // progressWait bounds how long Get waits for the watches to catch up with
-// etcd's revision before counting directly.
-const progressWait = 2 * time.Second
+// etcd's revision before counting directly (less when the caller's
+// deadline is nearer: half of what is left, so the count has time).
+const progressWait = 500 * time.Millisecond
+
+// stallsToRewatch is how many reads in a row that the watches did not
+// catch up in time make the follower count and watch again: a watch on a
+// member that is cut off from the others gets no error, only silence.
+const stallsToRewatch = 3
 
 // progressAgain is how often Get asks again while it waits.
 const progressAgain = 200 * time.Millisecond
 
 // testHookAfterCount, when set, runs between the follower's count and its
-// watches.
-var testHookAfterCount func()
+// watches; testHookApply before each message of a watch is applied.
+var (
+	testHookAfterCount func()
+	testHookApply      atomic.Pointer[func()]
+)
 
 // countedStates are the states whose index is counted.
 func countedStates() []order.State {
@@ -86,9 +99,10 @@ func (s *Store) OrderCounts(store string, log *slog.Logger) *Counts {
 	return &Counts{s: s, store: store, log: log, followAbove: followAbove, done: make(chan struct{})}
 }
 
-// Close stops the follower, if it runs.
+// Close stops the follower, if it runs; none starts after.
 func (c *Counts) Close() {
 	c.mu.Lock()
+	c.closed = true
 	following := c.following
 	if following {
 		c.stop()
@@ -99,8 +113,12 @@ func (c *Counts) Close() {
 	}
 }
 
-// Get returns the number of records in each state and of queued orders, as
-// of etcd's current revision.
+// Get returns the number of records in each state and of queued orders,
+// including every change made before the call. When followed, the state
+// counts and the queued count are each exact at a revision at or after
+// the call's start, not necessarily the same one: a save that moves an
+// order's state and takes its queue entry off may show in one and not yet
+// in the other.
 func (c *Counts) Get(ctx context.Context) (byState map[order.State]int64, queued int64, err error) {
 	c.mu.Lock()
 	following := c.following
@@ -115,13 +133,18 @@ func (c *Counts) Get(ctx context.Context) (byState map[order.State]int64, queued
 		return nil, 0, fmt.Errorf("count the orders of %s: %w", c.store, unavailable(err))
 	}
 	rev := r.Header.Revision
-	timeout := time.NewTimer(progressWait)
+	wait := progressWait
+	if d, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(d)/2)
+	}
+	timeout := time.NewTimer(wait)
 	defer timeout.Stop()
 	var ask <-chan time.Time // again and again: a request may reach the stream before its watches
 	for {
 		c.mu.Lock()
 		wctx := c.watchCtx
 		if wctx != nil && c.upTo() >= rev {
+			c.stalls = 0
 			byState = make(map[order.State]int64, len(c.byState))
 			for st, n := range c.byState {
 				byState[st] = n
@@ -141,21 +164,42 @@ func (c *Counts) Get(ctx context.Context) (byState map[order.State]int64, queued
 		if ask == nil {
 			// Answered once every watch of the stream has caught up, with
 			// etcd's revision then: it moves quiet watches forward.
-			_ = c.s.cli.RequestProgress(wctx)
+			c.requestProgress(ctx, wctx)
 			t := time.NewTicker(progressAgain)
 			defer t.Stop()
 			ask = t.C
 		}
 		select {
 		case <-ask:
-			_ = c.s.cli.RequestProgress(wctx)
+			c.requestProgress(ctx, wctx)
 		case <-changed:
 		case <-timeout.C:
+			c.mu.Lock()
+			if c.stalls++; c.stalls >= stallsToRewatch && c.watchCtx == wctx {
+				c.stalls = 0
+				c.rewatch()
+				c.watchCtx, c.rewatch = nil, nil
+			}
+			c.mu.Unlock()
 			return c.s.CountOrders(ctx, c.store)
 		case <-ctx.Done():
 			return nil, 0, fmt.Errorf("count the orders of %s: %w", c.store, unavailable(ctx.Err()))
 		}
 	}
+}
+
+// requestProgress asks for a progress notification on the watches' stream
+// (wctx's), for as long as ctx lasts: the request waits while the stream
+// reconnects.
+func (c *Counts) requestProgress(ctx, wctx context.Context) {
+	if wctx.Err() != nil {
+		return // the watches ended: a request would open a stream of its own
+	}
+	pctx, cancel := context.WithCancel(wctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, cancel)
+	defer stop()
+	_ = c.s.cli.RequestProgress(pctx)
 }
 
 // count counts directly, and starts following the counts once they are
@@ -171,7 +215,7 @@ func (c *Counts) count(ctx context.Context) (map[order.State]int64, int64, error
 	}
 	if total > c.followAbove {
 		c.mu.Lock()
-		if !c.following {
+		if !c.following && !c.closed {
 			c.following = true
 			var fctx context.Context
 			fctx, c.stop = context.WithCancel(context.Background())
@@ -202,10 +246,15 @@ func (c *Counts) upTo() int64 {
 // count, until ctx ends.
 func (c *Counts) run(ctx context.Context, first *counted) {
 	defer close(c.done)
-	wait := 100 * time.Millisecond
+	const firstWait = 100 * time.Millisecond
+	wait := firstWait
 	for {
+		started := time.Now()
 		err := c.follow(ctx, first)
 		first = nil
+		if time.Since(started) > time.Minute {
+			wait = firstWait // it followed for a while: a new failure
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -225,7 +274,9 @@ func (c *Counts) follow(ctx context.Context, from *counted) error {
 	// The watches get a gRPC stream of their own (clientv3 shares one
 	// among contexts with the same metadata), so that a progress request
 	// waits for them only, not for a lock's waiters.
-	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(ctx, "backorder-watch", "counts"))
+	// WithRequireLeader: a member cut off from the others cancels the
+	// watches, which are then opened again (on another member).
+	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(metadata.AppendToOutgoingContext(ctx, "backorder-watch", "counts")))
 	defer cancel()
 	if from == nil {
 		byState, queued, rev, err := c.s.countAt(ctx, c.store)
@@ -246,14 +297,8 @@ func (c *Counts) follow(ctx context.Context, from *counted) error {
 	c.mu.Lock()
 	c.byState, c.queued = byState, queued
 	c.seen = []int64{rev, rev}
-	c.watchCtx = ctx
+	c.watchCtx, c.rewatch = ctx, cancel
 	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		c.watchCtx = nil
-		c.wake()
-		c.mu.Unlock()
-	}()
 
 	// Both watches are opened with ctx, so they share one gRPC stream and
 	// one progress request reaches them both.
@@ -263,15 +308,30 @@ func (c *Counts) follow(ctx context.Context, from *counted) error {
 		go func() { errs <- c.apply(wch, i) }()
 	}
 	err := <-errs
+	cut := ctx.Err() != nil // by rewatch (or Close), not by etcd
+	// Out of step from here: no Get may use the watches' context once it
+	// is cancelled.
+	c.mu.Lock()
+	c.watchCtx, c.rewatch = nil, nil
+	c.wake()
+	c.mu.Unlock()
 	cancel()
 	<-errs
+	if cut && errors.Is(err, errWatchClosed) {
+		err = errors.New("no answer from the watches' member: watching again")
+	}
 	return err
 }
+
+var errWatchClosed = errors.New("watch closed")
 
 // apply counts the changes of watch i: the state index (0) or the queue.
 func (c *Counts) apply(wch clientv3.WatchChan, i int) error {
 	root := c.s.stateRoot()
 	for resp := range wch {
+		if hook := testHookApply.Load(); hook != nil {
+			(*hook)()
+		}
 		if err := resp.Err(); err != nil {
 			return fmt.Errorf("watch: %w", err)
 		}
@@ -312,7 +372,7 @@ func (c *Counts) apply(wch clientv3.WatchChan, i int) error {
 		}
 		c.mu.Unlock()
 	}
-	return errors.New("watch closed")
+	return errWatchClosed
 }
 
 // wake lets Get's waiters look again; c.mu is held.

@@ -251,3 +251,49 @@ func TestCountsAreFollowedOnceTheStoreIsLarge(t *testing.T) {
 	saveAs(t, s, order.Key{Store: "abc", ID: 1}, order.Submitted, true)
 	checkCounts(t, s, c, map[order.State]int64{order.Submitted: 1}, 3)
 }
+
+// Watches that stop delivering without an error (their member was cut off
+// from the others and kept the stream) leave reads to count directly, and
+// after a few such reads the follower counts and watches again.
+func TestCountsWatchAgainWhenTheWatchesFallSilent(t *testing.T) {
+	ctx := context.Background()
+	cli := etcdtest.Client(t, etcdtest.Start(t))
+	s := newCountsStore(t, cli)
+	var logged bytes.Buffer
+	c := followedCounts(t, s, slog.New(slog.NewTextHandler(&syncWriter{w: &logged}, nil)))
+	awaitInStep(t, c, 0)
+
+	silent := make(chan struct{})
+	var once sync.Once
+	block := func() { <-silent }
+	testHookApply.Store(&block)
+	t.Cleanup(func() { once.Do(func() { close(silent) }); testHookApply.Store(nil) })
+	s.RecordDelivery(ctx, order.Key{Store: "abc", ID: 1}, order.Event{Key: "e1"}, time.Now(), nil)
+	for i := range stallsToRewatch {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, queued, err := c.Get(rctx)
+		cancel()
+		if err != nil || queued != 1 {
+			t.Fatalf("read %d with the watches silent = %d queued, %v; want 1 (counted directly)", i+1, queued, err)
+		}
+	}
+	if ok, _ := c.inStep(); ok {
+		t.Fatalf("after %d reads the watches did not answer, the follower still uses them", stallsToRewatch)
+	}
+	once.Do(func() { close(silent) })
+	awaitInStep(t, c, revision(t, cli))
+	if !strings.Contains(logged.String(), "no answer from the watches") {
+		t.Fatalf("log %q; want the silent watches named", logged.String())
+	}
+	saveAs(t, s, order.Key{Store: "abc", ID: 1}, order.NeedsReview, true)
+	checkCounts(t, s, c, map[order.State]int64{order.NeedsReview: 1}, 0)
+}
+
+func revision(t *testing.T, cli *clientv3.Client) int64 {
+	t.Helper()
+	r, err := cli.Get(context.Background(), "any")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Header.Revision - 1
+}
