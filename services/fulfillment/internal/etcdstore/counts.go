@@ -42,8 +42,11 @@ type Counts struct {
 	s     *Store
 	store string
 	log   *slog.Logger
-	// followAbove is the count past which the counts are followed.
-	followAbove int64
+	// followAbove is the count past which the counts are followed, and
+	// progressWait how long a read waits for the watches (tests change
+	// them).
+	followAbove  int64
+	progressWait time.Duration
 
 	stop context.CancelFunc
 	done chan struct{} // closed when the follower has stopped
@@ -96,7 +99,7 @@ func countedStates() []order.State {
 
 // OrderCounts returns store's counts; Close stops following them.
 func (s *Store) OrderCounts(store string, log *slog.Logger) *Counts {
-	return &Counts{s: s, store: store, log: log, followAbove: followAbove, done: make(chan struct{})}
+	return &Counts{s: s, store: store, log: log, followAbove: followAbove, progressWait: progressWait, done: make(chan struct{})}
 }
 
 // Close stops the follower, if it runs; none starts after.
@@ -133,7 +136,7 @@ func (c *Counts) Get(ctx context.Context) (byState map[order.State]int64, queued
 		return nil, 0, fmt.Errorf("count the orders of %s: %w", c.store, unavailable(err))
 	}
 	rev := r.Header.Revision
-	wait := progressWait
+	wait := c.progressWait
 	if d, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(d)/2)
 	}

@@ -82,11 +82,12 @@ func newCountsStore(t *testing.T, cli *clientv3.Client) *Store {
 }
 
 // followedCounts returns store abc's counts, following from the first Get
-// on, which it makes.
+// on, which it makes. A read waits as long as it takes for the watches to
+// catch up, however slow the machine: the tests' reads must come from them.
 func followedCounts(t *testing.T, s *Store, log *slog.Logger) *Counts {
 	t.Helper()
 	c := s.OrderCounts("abc", log)
-	c.followAbove = -1
+	c.followAbove, c.progressWait = -1, time.Hour
 	t.Cleanup(c.Close)
 	if _, _, err := c.Get(context.Background()); err != nil {
 		t.Fatal(err)
@@ -235,7 +236,7 @@ func TestCountsAreFollowedOnceTheStoreIsLarge(t *testing.T) {
 	ctx := context.Background()
 	s := newCountsStore(t, etcdtest.Client(t, etcdtest.Start(t)))
 	c := s.OrderCounts("abc", slog.New(slog.DiscardHandler))
-	c.followAbove = 3
+	c.followAbove, c.progressWait = 3, time.Hour
 	t.Cleanup(c.Close)
 	for id := uint64(1); id <= 4; id++ {
 		s.RecordDelivery(ctx, order.Key{Store: "abc", ID: id}, order.Event{Key: "e1"}, time.Now(), nil)
@@ -263,6 +264,9 @@ func TestCountsWatchAgainWhenTheWatchesFallSilent(t *testing.T) {
 	c := followedCounts(t, s, slog.New(slog.NewTextHandler(&syncWriter{w: &logged}, nil)))
 	awaitInStep(t, c, 0)
 
+	// The watches will not catch up, however long a read waits: a short
+	// wait keeps the test short.
+	c.progressWait = 100 * time.Millisecond
 	silent := make(chan struct{})
 	var once sync.Once
 	block := func() { <-silent }
