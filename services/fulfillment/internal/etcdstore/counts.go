@@ -223,6 +223,8 @@ func (c *Counts) count(ctx context.Context) (map[order.State]int64, int64, error
 			var fctx context.Context
 			fctx, c.stop = context.WithCancel(context.Background())
 			go c.run(fctx, &counted{maps.Clone(byState), queued, rev})
+			c.log.Info("order counts: past the size where counting holds etcd's writes up; following them with etcd watches from now on",
+				"store", c.store, "keys", total, "follow_above", c.followAbove)
 		}
 		c.mu.Unlock()
 	}
