@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/metadata"
 
@@ -349,10 +348,10 @@ func (c *Counts) apply(wch clientv3.WatchChan, i int) error {
 			seen = max(seen, ev.Kv.ModRevision)
 			delta := int64(0)
 			switch {
-			case ev.Type == mvccpb.DELETE:
+			case ev.Type == clientv3.EventTypeDelete:
 				delta = -1
-			case ev.Kv.Version == 1:
-				delta = 1 // created; a put over an existing key changes no count
+			case ev.IsCreate():
+				delta = 1 // a put over an existing key changes no count
 			default:
 				continue
 			}
