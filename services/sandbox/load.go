@@ -107,6 +107,14 @@ type loadConfig struct {
 	// (see load_fault.go); the victim is down for FaultDown.
 	Fault     string
 	FaultDown time.Duration
+	// TropShipLookup is the replicas' TROPSHIP_LOOKUP: an ambiguous live
+	// answer is resolved by looking the reference up (the supplier faults
+	// need it, or their orders wait for a person). TropShipTimeout and
+	// TropShipLookupSettle are their TROPSHIP_TIMEOUT and
+	// TROPSHIP_LOOKUP_SETTLE (0: the service's defaults, 30 s and 10 s).
+	TropShipLookup       bool
+	TropShipTimeout      time.Duration
+	TropShipLookupSettle time.Duration
 	// FirstStatus is the status each order is seeded in. Another than 11
 	// (Awaiting Fulfillment) turns 11 just before the order's first
 	// statusUpdated delivery is sent, as a payment would turn it: events
@@ -173,8 +181,14 @@ func parseLoad(args []string) (loadConfig, error) {
 		faultKillReplica+" (SIGKILL fulfillment-0, start it again), "+
 		faultPauseReplica+" (SIGSTOP fulfillment-0, then SIGCONT), "+
 		faultStopEtcdLeader+" (with -etcd-members 3 or more: stop the leader, start it again), "+
+		faultQuorumLoss+" (with -etcd-members 3 or more: cut the members off from each other, then mend), "+
 		faultSupplierThrottle+" (TropShip answers every live order 429), "+
+		faultSupplierAmbiguous+" (TropShip creates every live order, then answers 500; needs -tropship-lookup), "+
+		faultSupplierTimeout+" (TropShip creates every live order, then never answers; needs -tropship-lookup), "+
 		faultBigCommerceOutage+" (BigCommerce answers every request 503)")
+	fs.BoolVar(&c.TropShipLookup, "tropship-lookup", false, "TROPSHIP_LOOKUP of the replicas: an ambiguous live answer is resolved by looking the reference up at TropShip")
+	fs.DurationVar(&c.TropShipTimeout, "tropship-timeout", 0, "TROPSHIP_TIMEOUT of the replicas (a lookup waits for it after an ambiguous attempt's intent); 0: the service's default")
+	fs.DurationVar(&c.TropShipLookupSettle, "tropship-lookup-settle", 0, "TROPSHIP_LOOKUP_SETTLE of the replicas; 0: the service's default")
 	fs.IntVar(&c.History, "history", 0, "records of past orders in etcd before the run (their state index keys, "+historyState+"), as in a store that has run for a while: what counting the store's records walks")
 	fs.DurationVar(&c.Probe, "probe", 0, "during the run, every this long, ask the gateway's /readyz (it asks a replica's GetServiceStatus) and scrape every replica's /metrics, as a readiness probe and Prometheus would; their etcd reads count in the etcd figures; 0: off")
 	fs.DurationVar(&c.FaultDown, "fault-down", c.FaultDown, "how long the -fault lasts (its replica or etcd member stays down, its simulator fails)")
@@ -215,6 +229,15 @@ func parseLoad(args []string) (loadConfig, error) {
 		return c, errUsage
 	case c.Fault == faultStopEtcdLeader && c.EtcdMembers < 3:
 		fmt.Fprintln(fs.Output(), "-fault "+faultStopEtcdLeader+" needs -etcd-members 3 or more: a smaller etcd has no quorum without its leader")
+		return c, errUsage
+	case c.Fault == faultQuorumLoss && c.EtcdMembers < 3:
+		fmt.Fprintln(fs.Output(), "-fault "+faultQuorumLoss+" needs -etcd-members 3 or more: a single member has a quorum of its own")
+		return c, errUsage
+	case (c.Fault == faultSupplierAmbiguous || c.Fault == faultSupplierTimeout) && !c.TropShipLookup:
+		fmt.Fprintln(fs.Output(), "-fault "+c.Fault+" needs -tropship-lookup: without the lookup its orders wait in NEEDS_REVIEW for a person, and the run never ends")
+		return c, errUsage
+	case c.TropShipTimeout < 0 || c.TropShipLookupSettle < 0:
+		fmt.Fprintln(fs.Output(), "-tropship-timeout and -tropship-lookup-settle must not be negative")
 		return c, errUsage
 	case c.FaultDown < 0:
 		fmt.Fprintln(fs.Output(), "-fault-down must not be negative")
@@ -289,6 +312,9 @@ type loadReport struct {
 		EtcdMembers       int      `json:"etcd_members"`
 		Fault             string   `json:"fault,omitempty"`
 		FaultDownMs       float64  `json:"fault_down_ms,omitempty"`
+		TropShipLookup    bool     `json:"tropship_lookup,omitempty"`
+		TropShipTimeoutMs float64  `json:"tropship_timeout_ms,omitempty"`
+		LookupSettleMs    float64  `json:"tropship_lookup_settle_ms,omitempty"`
 		FirstStatus       uint32   `json:"first_status"`
 		History           int      `json:"history,omitempty"`
 		ProbeMs           float64  `json:"probe_ms,omitempty"`
@@ -324,6 +350,13 @@ type loadReport struct {
 		DuplicateReferences int `json:"duplicate_references"`
 		Requests            int `json:"requests"`
 		TokensIssued        int `json:"tokens_issued"`
+		// Faulted is what the simulator's faults did during the run:
+		// orders created and answered 500 or never answered, lookups
+		// by reference.
+		FailedAfterCreate   int `json:"failed_after_create,omitempty"`
+		TimedOutAfterCreate int `json:"timed_out_after_create,omitempty"`
+		Throttled           int `json:"throttled,omitempty"`
+		Lookups             int `json:"lookups,omitempty"`
 	} `json:"supplier"`
 	BigCommerce struct {
 		Calls         int         `json:"calls"`
@@ -632,6 +665,8 @@ func runLoadTest(ctx context.Context, cfg loadConfig, progress io.Writer) (rep *
 	if cfg.Fault != "" {
 		rep.Config.Fault, rep.Config.FaultDownMs = cfg.Fault, ms(cfg.FaultDown)
 	}
+	rep.Config.TropShipLookup = cfg.TropShipLookup
+	rep.Config.TropShipTimeoutMs, rep.Config.LookupSettleMs = ms(cfg.TropShipTimeout), ms(cfg.TropShipLookupSettle)
 	if cfg.BCQuota > 0 {
 		rep.Config.BCQuota, rep.Config.BCWindowMs = cfg.BCQuota, ms(cfg.BCWindow)
 	}
@@ -690,7 +725,11 @@ func (r *loadRun) start(ctx context.Context) error {
 		r.rep.Conditions.Etcd = "external: " + strings.Join(r.etcdURLs, ",")
 	} else if cfg.EtcdMembers > 1 {
 		r.rep.Conditions.EtcdDataDir = filepath.Join(r.dir, "etcd")
-		c, err := etcdtest.NewCluster(cfg.EtcdMembers, r.rep.Conditions.EtcdDataDir)
+		var opts []etcdtest.Option
+		if cfg.Fault == faultQuorumLoss {
+			opts = append(opts, etcdtest.WithPeerGates())
+		}
+		c, err := etcdtest.NewCluster(cfg.EtcdMembers, r.rep.Conditions.EtcdDataDir, opts...)
 		if err != nil {
 			return err
 		}
@@ -792,6 +831,15 @@ func (r *loadRun) start(ctx context.Context) error {
 		}
 		if cfg.BCQuotaBurst != "" {
 			env["BIGCOMMERCE_QUOTA_BURST"] = cfg.BCQuotaBurst
+		}
+		if cfg.TropShipLookup {
+			env["TROPSHIP_LOOKUP"] = "true"
+		}
+		if cfg.TropShipTimeout > 0 {
+			env["TROPSHIP_TIMEOUT"] = cfg.TropShipTimeout.String()
+		}
+		if cfg.TropShipLookupSettle > 0 {
+			env["TROPSHIP_LOOKUP_SETTLE"] = cfg.TropShipLookupSettle.String()
 		}
 		if err != nil {
 			return err
@@ -1005,6 +1053,10 @@ func (r *loadRun) measure(ctx context.Context) error {
 	rep.Supplier.DuplicateReferences = ledger.DuplicateReferences
 	rep.Supplier.Requests = ledger.Requests - tsBefore.Requests
 	rep.Supplier.TokensIssued = ledger.TokensIssued - tsBefore.TokensIssued
+	rep.Supplier.FailedAfterCreate = ledger.FailedAfterCreate - tsBefore.FailedAfterCreate
+	rep.Supplier.TimedOutAfterCreate = ledger.TimedOutAfterCreate - tsBefore.TimedOutAfterCreate
+	rep.Supplier.Throttled = ledger.Throttled - tsBefore.Throttled
+	rep.Supplier.Lookups = ledger.Lookups - tsBefore.Lookups
 	if ledger.ExtraOrders != 0 {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("the supplier ledger has %d duplicate orders", ledger.ExtraOrders))
 	}
@@ -2102,11 +2154,22 @@ func (rep *loadReport) writeTable(w io.Writer) {
 		if f.NewLeaderMs > 0 {
 			row("", "member %d led %.0f ms after the stop began; the stop took %.0f ms", f.NewLeader, f.NewLeaderMs, f.StopMs)
 		}
+		if f.Kind == faultQuorumLoss && f.Error == "" {
+			lost := "a member led throughout the cut (it had not yet missed its quorum for an election timeout)"
+			if f.LeaderLostMs > 0 {
+				lost = fmt.Sprintf("no member led from %.0f ms into the cut", f.LeaderLostMs)
+			}
+			row("", "%s; member %d led %.0f ms after the members could talk again", lost, f.NewLeader, f.LeaderAgainMs)
+		}
 		if f.Error != "" {
 			row("", "failed: %s", f.Error)
 		}
 	}
 	row("machine", "%d CPUs, %s, load average %s at start, %s at end", rep.Conditions.CPUs, rep.Conditions.GoVersion, rep.Conditions.LoadAvgStart, rep.Conditions.LoadAvgEnd)
+	if c.TropShipLookup || c.TropShipTimeoutMs > 0 || c.LookupSettleMs > 0 {
+		row("TropShip settings", "TROPSHIP_LOOKUP %v, TROPSHIP_TIMEOUT %s, TROPSHIP_LOOKUP_SETTLE %s", c.TropShipLookup,
+			orDefault(c.TropShipTimeoutMs), orDefault(c.LookupSettleMs))
+	}
 	if c.History > 0 {
 		row("history", "%d records of past orders (%s) in etcd before the run", c.History, historyState)
 	}
@@ -2172,6 +2235,10 @@ func (rep *loadReport) writeTable(w io.Writer) {
 	}
 	s := rep.Supplier
 	row("supplier ledger", "live orders %d, duplicates %d (extra orders), requests %d (tokens %d)", s.LiveOrders, s.ExtraOrders, s.Requests, s.TokensIssued)
+	if s.FailedAfterCreate+s.TimedOutAfterCreate+s.Throttled+s.Lookups > 0 {
+		row("supplier faults", "created then 500: %d, created then no answer: %d, 429: %d; lookups by reference: %d",
+			s.FailedAfterCreate, s.TimedOutAfterCreate, s.Throttled, s.Lookups)
+	}
 	b := rep.BigCommerce
 	row("BigCommerce calls/order", "%.2f (%d: order %d, products %d, addresses %d, metafields get %d post %d, put order %d)",
 		b.CallsPerOrder, b.Calls, b.Stats.Order, b.Stats.Products, b.Stats.ShippingAddresses, b.Stats.MetafieldsGet, b.Stats.MetafieldsPost, b.Stats.PutOrder)
@@ -2410,4 +2477,13 @@ func scrape(ctx context.Context, base string, timeout time.Duration) ([]metricSa
 		return nil, fmt.Errorf("GET %s/metrics: %s", base, resp.Status)
 	}
 	return parseMetrics(resp.Body)
+}
+
+// orDefault writes a setting given in milliseconds, 0 being the service's
+// default.
+func orDefault(ms float64) string {
+	if ms == 0 {
+		return "default"
+	}
+	return (time.Duration(ms * float64(time.Millisecond))).String()
 }

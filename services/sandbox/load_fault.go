@@ -34,6 +34,24 @@ const (
 	// order 429 (Retry-After 1 s) for -fault-down: nothing is created, and
 	// the orders are retried.
 	faultSupplierThrottle = "supplier-throttle"
+	// faultSupplierAmbiguous makes the TropShip simulator create every
+	// live order and then answer 500, for -fault-down: the replicas cannot
+	// know whether the order exists. With TROPSHIP_LOOKUP they look each
+	// reference up once the call's deadline and TROPSHIP_LOOKUP_SETTLE
+	// have passed, and adopt the order they find; none may be sent twice.
+	faultSupplierAmbiguous = "supplier-ambiguous"
+	// faultSupplierTimeout makes the TropShip simulator create every live
+	// order and then hold the answer until the replica gives up
+	// (TROPSHIP_TIMEOUT), for -fault-down: each such call holds a worker
+	// for the whole timeout, and its order is looked up as for
+	// faultSupplierAmbiguous.
+	faultSupplierTimeout = "supplier-timeout"
+	// faultQuorumLoss cuts every member of the embedded etcd off from the
+	// others for -fault-down, as a failed network between them would: each
+	// member runs and answers its clients, but none has a quorum, so no
+	// write commits meanwhile. Deliveries are answered 503 and retried,
+	// and processing waits.
+	faultQuorumLoss = "etcd-quorum-loss"
 	// faultBigCommerceOutage makes the BigCommerce simulator answer every
 	// API request 503 for -fault-down: orders cannot be read, nor written
 	// back, and wait for their next attempt.
@@ -41,7 +59,8 @@ const (
 )
 
 // faults are the -fault values, in the order the usage text names them.
-var faults = []string{faultKillReplica, faultPauseReplica, faultStopEtcdLeader, faultSupplierThrottle, faultBigCommerceOutage}
+var faults = []string{faultKillReplica, faultPauseReplica, faultStopEtcdLeader, faultQuorumLoss,
+	faultSupplierThrottle, faultSupplierAmbiguous, faultSupplierTimeout, faultBigCommerceOutage}
 
 // faultReport is what a -fault did and when.
 type faultReport struct {
@@ -58,6 +77,12 @@ type faultReport struct {
 	NewLeader int `json:"new_leader,omitempty"`
 	// StopMs is, for stop-etcd-leader, how long the member took to stop.
 	StopMs float64 `json:"stop_ms,omitempty"`
+	// LeaderLostMs is, for etcd-quorum-loss, how long after the cut no
+	// member led any more (0: one led throughout).
+	LeaderLostMs float64 `json:"leader_lost_ms,omitempty"`
+	// LeaderAgainMs is, for etcd-quorum-loss, how long after the members
+	// could talk again one of them led.
+	LeaderAgainMs float64 `json:"leader_again_ms,omitempty"`
 	// BackSeconds is when the replica or member served again, from the
 	// first delivery.
 	BackSeconds float64 `json:"back_seconds"`
@@ -89,12 +114,23 @@ func (r *loadRun) injectFault(ctx context.Context, planned int, start time.Time)
 		err = r.stopEtcdLeader(ctx, f)
 	case faultPauseReplica:
 		err = r.pauseReplica(ctx, f)
-	case faultSupplierThrottle:
-		f.What = fmt.Sprintf("TropShip answered every live order 429 (Retry-After 1 s) for %s", r.cfg.FaultDown)
+	case faultQuorumLoss:
+		err = r.loseQuorum(ctx, f)
+	case faultSupplierThrottle, faultSupplierAmbiguous, faultSupplierTimeout:
 		normal := r.ts.Faults()
-		throttled := normal
-		throttled.Throttle, throttled.RetryAfter = tropsim.Trigger{Rate: 1}, time.Second
-		r.ts.SetFaults(throttled)
+		faulty := normal
+		switch r.cfg.Fault {
+		case faultSupplierThrottle:
+			f.What = fmt.Sprintf("TropShip answered every live order 429 (Retry-After 1 s) for %s", r.cfg.FaultDown)
+			faulty.Throttle, faulty.RetryAfter = tropsim.Trigger{Rate: 1}, time.Second
+		case faultSupplierAmbiguous:
+			f.What = fmt.Sprintf("TropShip created every live order and answered it 500 for %s", r.cfg.FaultDown)
+			faulty.FailAfterCreate = tropsim.Trigger{Rate: 1}
+		case faultSupplierTimeout:
+			f.What = fmt.Sprintf("TropShip created every live order and held its answer until the caller gave up, for %s", r.cfg.FaultDown)
+			faulty.TimeoutAfterCreate = tropsim.Trigger{Rate: 1}
+		}
+		r.ts.SetFaults(faulty)
 		err = sleepCtx(ctx, r.cfg.FaultDown)
 		r.ts.SetFaults(normal)
 	case faultBigCommerceOutage:
@@ -185,6 +221,50 @@ func (r *loadRun) stopEtcdLeader(ctx context.Context, f *faultReport) error {
 		return err
 	}
 	return r.cluster.StartMember(l)
+}
+
+// loseQuorum cuts every etcd member off from the others for
+// cfg.FaultDown, then lets them talk again, and times how long the cluster
+// then took to have a leader.
+func (r *loadRun) loseQuorum(ctx context.Context, f *faultReport) error {
+	l, err := r.cluster.AwaitLeader(30 * time.Second)
+	if err != nil {
+		return err
+	}
+	f.What = fmt.Sprintf("cut the %d etcd members off from each other (no quorum; member %d led), mended after %s", r.cfg.EtcdMembers, l, r.cfg.FaultDown)
+	if err := r.cluster.CutPeers(); err != nil {
+		return err
+	}
+	// Watch the leader step down: it does once it has not heard from a
+	// quorum for an election timeout.
+	cut := time.Now()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	end := time.After(r.cfg.FaultDown)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+			break wait
+		case <-end:
+			break wait
+		case <-tick.C:
+			if f.LeaderLostMs == 0 && r.cluster.Leader() < 0 {
+				f.LeaderLostMs = round3(ms(time.Since(cut)))
+			}
+		}
+	}
+	t0 := time.Now()
+	if merr := r.cluster.MendPeers(); merr != nil {
+		return merr
+	}
+	if err != nil {
+		return err
+	}
+	next, err := r.cluster.AwaitLeader(time.Minute)
+	f.LeaderAgainMs, f.NewLeader = round3(ms(time.Since(t0))), next
+	return err
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"maps"
@@ -110,12 +111,41 @@ func TestLoadFaults(t *testing.T) {
 	for _, tc := range []struct {
 		fault   string
 		members int
-	}{{faultKillReplica, 1}, {faultPauseReplica, 1}, {faultStopEtcdLeader, 3}, {faultSupplierThrottle, 1}, {faultBigCommerceOutage, 1}} {
+		down    time.Duration // -fault-down; 0: 1 s
+		// struck says whether the fault did what it says, from the report.
+		struck func(*loadReport) bool
+	}{
+		{fault: faultKillReplica, members: 1},
+		{fault: faultPauseReplica, members: 1},
+		{fault: faultStopEtcdLeader, members: 3},
+		// No write commits while the members are cut off: the first-seen
+		// events sent then wait for the cut to mend (or are answered 503
+		// and tried again), for the 3 s of the cut, longer than an
+		// election timeout (2 s), so the leader steps down meanwhile.
+		{fault: faultQuorumLoss, members: 3, down: 3 * time.Second, struck: func(r *loadReport) bool {
+			return r.Deliveries.NotOK > 0 || r.Deliveries.AckLatency.Max >= 2000
+		}},
+		{fault: faultSupplierThrottle, members: 1, struck: func(r *loadReport) bool { return r.Supplier.Throttled > 0 }},
+		// Each order created and answered 500 was looked up, found and
+		// adopted: checkEachOrderOnce finds no second order.
+		{fault: faultSupplierAmbiguous, members: 1, struck: func(r *loadReport) bool {
+			return r.Supplier.FailedAfterCreate > 0 && r.Supplier.Lookups >= r.Supplier.FailedAfterCreate
+		}},
+		{fault: faultSupplierTimeout, members: 1, struck: func(r *loadReport) bool {
+			return r.Supplier.TimedOutAfterCreate > 0 && r.Supplier.Lookups >= r.Supplier.TimedOutAfterCreate
+		}},
+		{fault: faultBigCommerceOutage, members: 1},
+	} {
 		t.Run(tc.fault, func(t *testing.T) {
 			ctx := loadTestCtx(t)
 			c := defaultLoadConfig()
 			c.Orders, c.Dup, c.Rate, c.Spread, c.BenchOps, c.AfterSubmit, c.Timeout = 60, 2, 50, 30, 0, false, 3*time.Minute
-			c.EtcdMembers, c.Fault, c.FaultDown = tc.members, tc.fault, time.Second
+			c.EtcdMembers, c.Fault, c.FaultDown = tc.members, tc.fault, cmp.Or(tc.down, time.Second)
+			if tc.fault == faultSupplierAmbiguous || tc.fault == faultSupplierTimeout {
+				// Looked up 2 s after the intent and 0.5 s to settle,
+				// not 40 s: the test waits for every order.
+				c.TropShipLookup, c.TropShipTimeout, c.TropShipLookupSettle = true, 2*time.Second, 500*time.Millisecond
+			}
 			rep := runLoadLogged(ctx, t, c)
 			f := rep.Fault
 			if f == nil || f.Error != "" || f.AtDelivered*2 < int64(rep.Deliveries.Planned) || f.BackSeconds < f.AtSeconds+c.FaultDown.Seconds()-0.01 { // both rounded to 1 ms
@@ -124,14 +154,19 @@ func TestLoadFaults(t *testing.T) {
 			if tc.fault == faultStopEtcdLeader && (f.StopMs <= 0 || f.NewLeaderMs <= 0) {
 				t.Errorf("leader stop not timed: %+v", f)
 			}
+			if tc.struck != nil && !tc.struck(rep) {
+				t.Errorf("the fault did not strike: fault %+v, supplier %+v, %d tries not answered 200", f, rep.Supplier, rep.Deliveries.NotOK)
+			}
 			checkEachOrderOnce(t, rep, c)
 			events := c.Orders * len(c.Mix)
 			recordedOK := rep.Deliveries.Recorded == events
-			if tc.fault == faultPauseReplica {
+			if tc.fault == faultPauseReplica || tc.fault == faultQuorumLoss {
 				// A delivery whose first try found the frozen replica may
 				// have been recorded by it all the same (before it froze,
-				// or when it resumed): its second try is then answered
-				// "duplicate". Every delivery is answered 200 either way.
+				// or when it resumed), and a write that timed out without
+				// a quorum may commit once there is one again: its next
+				// try is then answered "duplicate". Every delivery is
+				// answered 200 either way.
 				recordedOK = rep.Deliveries.Recorded <= events && rep.Deliveries.Recorded+rep.Deliveries.Duplicate == rep.Deliveries.Planned
 			}
 			if rep.Deliveries.Failed != 0 || !recordedOK {
@@ -249,11 +284,17 @@ func TestParseLoadFlags(t *testing.T) {
 		c.EtcdMembers != 3 || c.Fault != faultStopEtcdLeader || c.FaultDown != 2*time.Second {
 		t.Errorf("parsed %+v, %v", c, err)
 	}
+	if c, err := parseLoad([]string{"-fault", "supplier-timeout", "-tropship-lookup", "-tropship-timeout", "3s", "-tropship-lookup-settle", "1s"}); err != nil ||
+		!c.TropShipLookup || c.TropShipTimeout != 3*time.Second || c.TropShipLookupSettle != time.Second {
+		t.Errorf("parsed %+v, %v", c, err)
+	}
 	for _, bad := range [][]string{
 		{"-mix", "archived"}, {"-orders", "0"}, {"-dup", "0"}, {"-bc-quota", "-1"}, {"-bc-quota", "5", "-bc-window", "0s"},
 		{"-etcd-members", "0"}, {"-etcd-members", "3", "-etcd-endpoints", "http://127.0.0.1:2379"},
 		{"-fault", "unplug"}, {"-fault", "stop-etcd-leader"}, {"-fault", "stop-etcd-leader", "-etcd-members", "2"},
 		{"-fault", "kill-replica", "-fault-down", "-1s"},
+		{"-fault", "etcd-quorum-loss"}, {"-fault", "supplier-ambiguous"}, {"-fault", "supplier-timeout"},
+		{"-tropship-timeout", "-1s"}, {"-tropship-lookup-settle", "-1s"},
 		{"-first-status", "15"}, {"-first-status", "7", "-mix", "created,updated"},
 		{"-bc-quota-burst", "0"}, {"-bc-quota-burst", "some"}, {"-bc-other-apps", "2"}, {"-bc-other-apps", "-1", "-bc-quota", "5"},
 	} {

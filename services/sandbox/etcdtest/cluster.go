@@ -34,28 +34,56 @@ type member struct {
 	name   string
 	dir    string
 	client url.URL
-	peer   url.URL
+	peer   url.URL // advertised: the gate's, if there is one
+	// listen is where the member listens for its peers: peer, or the
+	// address the gate forwards to.
+	listen url.URL
+	gate   *gate       // nil without WithPeerGates
 	etcd   *embed.Etcd // nil while stopped
 }
 
+// Option is an option of NewCluster.
+type Option func(*options)
+
+type options struct{ gates bool }
+
+// WithPeerGates routes each member's peer traffic through a gate, so that
+// CutPeers can cut the members off from each other while they run.
+func WithPeerGates() Option { return func(o *options) { o.gates = true } }
+
 // NewCluster starts an n-member cluster with its members' data under dir
 // and waits until every member is ready. Close stops it.
-func NewCluster(n int, dir string) (*Cluster, error) {
+func NewCluster(n int, dir string, opts ...Option) (*Cluster, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("etcdtest: a cluster needs at least one member, got %d", n)
 	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	c := &Cluster{token: fmt.Sprintf("etcdtest-%d", rand.Uint64())}
-	ports, err := freePorts(2 * n)
+	ports, err := freePorts(3 * n)
 	if err != nil {
 		return nil, fmt.Errorf("etcdtest: %w", err)
+	}
+	hostURL := func(port int) url.URL {
+		return url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
 	}
 	var initial []string
 	for i := range n {
 		m := &member{
 			name:   fmt.Sprintf("m%d", i),
 			dir:    filepath.Join(dir, fmt.Sprintf("m%d", i)),
-			client: url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[2*i]))},
-			peer:   url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[2*i+1]))},
+			client: hostURL(ports[3*i]),
+			peer:   hostURL(ports[3*i+1]),
+		}
+		m.listen = m.peer
+		if o.gates {
+			m.listen = hostURL(ports[3*i+2])
+			if m.gate, err = newGate(m.peer.Host, m.listen.Host); err != nil {
+				c.Close()
+				return nil, fmt.Errorf("etcdtest: gate of member %d: %w", i, err)
+			}
 		}
 		c.members = append(c.members, m)
 		initial = append(initial, m.name+"="+m.peer.String())
@@ -239,7 +267,7 @@ func (c *Cluster) config(m *member) *embed.Config {
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	cfg.ListenClientUrls = []url.URL{m.client}
 	cfg.AdvertiseClientUrls = []url.URL{m.client}
-	cfg.ListenPeerUrls = []url.URL{m.peer}
+	cfg.ListenPeerUrls = []url.URL{m.listen}
 	cfg.AdvertisePeerUrls = []url.URL{m.peer}
 	// With a data directory from an earlier run these are ignored: the
 	// member restarts from its write-ahead log.
@@ -282,13 +310,37 @@ func (c *Cluster) waitReady(i int) error {
 	}
 }
 
-// Close stops every member.
+// CutPeers cuts every member off from the others (the cluster needs
+// WithPeerGates): open peer connections close and new ones are turned
+// away, so no member has a quorum, while every member runs and answers
+// its clients. MendPeers lets them talk again.
+func (c *Cluster) CutPeers() error { return c.setCut(true) }
+
+// MendPeers undoes CutPeers.
+func (c *Cluster) MendPeers() error { return c.setCut(false) }
+
+func (c *Cluster) setCut(cut bool) error {
+	for i, m := range c.members {
+		if m.gate == nil {
+			return fmt.Errorf("etcdtest: member %d has no peer gate (start the cluster WithPeerGates)", i)
+		}
+		m.gate.setCut(cut)
+	}
+	return nil
+}
+
+// Close stops every member, then the gates.
 func (c *Cluster) Close() {
 	var wg sync.WaitGroup
 	for i := range c.members {
 		wg.Go(func() { c.Stop(i) })
 	}
 	wg.Wait()
+	for _, m := range c.members {
+		if m.gate != nil {
+			m.gate.close()
+		}
+	}
 }
 
 // freePorts returns n distinct loopback ports that are free now. They are

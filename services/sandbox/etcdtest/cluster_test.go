@@ -2,6 +2,7 @@ package etcdtest
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -107,4 +108,72 @@ func eventually(t *testing.T, f func() error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestCutPeers cuts every member off from the others while they run: no
+// write commits and no member leads, though each still answers its
+// clients; once mended, the cluster elects a leader and writes commit again,
+// and what was written before is there.
+func TestCutPeers(t *testing.T) {
+	c, err := NewCluster(3, t.TempDir(), WithPeerGates())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	put := func(d time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		_, err := cli.Put(ctx, "k", "v")
+		return err
+	}
+	if err := put(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := (&Cluster{members: []*member{{}}}).CutPeers(); err == nil {
+		t.Error("CutPeers of a cluster without gates did not fail")
+	}
+
+	if err := c.CutPeers(); err != nil {
+		t.Fatal(err)
+	}
+	if err := put(2 * time.Second); err == nil {
+		t.Fatal("a write committed with every member cut off")
+	}
+	// The leader steps down once it has not heard from a quorum for an
+	// election timeout (2 s here).
+	eventually(t, func() error {
+		if l := c.Leader(); l >= 0 {
+			return fmt.Errorf("member %d still leads", l)
+		}
+		return nil
+	})
+	for i := range 3 {
+		if !c.Running(i) {
+			t.Fatalf("member %d stopped", i)
+		}
+		one, err := clientv3.New(clientv3.Config{Endpoints: []string{c.Endpoint(i)}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r, err := one.Get(ctx, "k", clientv3.WithSerializable())
+		cancel()
+		one.Close()
+		if err != nil || len(r.Kvs) != 1 {
+			t.Fatalf("member %d, serializable read while cut off: %v, %v", i, r, err)
+		}
+	}
+
+	if err := c.MendPeers(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AwaitLeader(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error { return put(5 * time.Second) })
 }
