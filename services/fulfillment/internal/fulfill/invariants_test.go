@@ -241,11 +241,12 @@ func interruptedLiveCall(t *testing.T, staleDue bool) {
 	putRecord(t, st, o, fulfill.QueueOp{At: start})
 
 	sup := &noLookup{}
+	sf := &storefront{status: map[uint64]uint32{24: 11}}
 	svc := fulfill.New(fulfill.Config{
 		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
 		Retry:         order.RetryPolicy{LookupSettle: time.Second},
 		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1, Now: clock.Now,
-	}, newStore(t, ep), &storefront{status: map[uint64]uint32{24: 11}}, sup, discard())
+	}, newStore(t, ep), sf, sup, discard())
 	// Past the settle delay counted from the intent, not from the deadline.
 	clock.Advance(2 * time.Second)
 	if _, err := svc.Process(ctx, k, fulfill.ProcessOptions{Force: true}); err != nil {
@@ -256,6 +257,14 @@ func interruptedLiveCall(t *testing.T, staleDue bool) {
 	sup.mu.Unlock()
 	if calls != 0 || lookups != 0 {
 		t.Fatalf("before the holder's call deadline: %d live calls and %d lookups, want none", calls, lookups)
+	}
+	// Nor is BigCommerce asked anything meanwhile: the metafield is read
+	// when the lookup is due (an event of the order costs no quota).
+	sf.mu.Lock()
+	refReads := sf.refReads
+	sf.mu.Unlock()
+	if refReads != 0 {
+		t.Fatalf("before the holder's call deadline: %d metafield reads, want none", refReads)
 	}
 	got, err := svc.Get(ctx, k)
 	if err != nil {
@@ -275,6 +284,11 @@ func interruptedLiveCall(t *testing.T, staleDue bool) {
 	defer sup.mu.Unlock()
 	if sup.calls != 0 || sup.lookups != 1 {
 		t.Fatalf("after the deadline: %d live calls and %d lookups, want 0 and 1", sup.calls, sup.lookups)
+	}
+	sf.mu.Lock()
+	defer sf.mu.Unlock()
+	if sf.refReads != 1 {
+		t.Fatalf("after the deadline: %d metafield reads, want 1 (before the lookup)", sf.refReads)
 	}
 }
 

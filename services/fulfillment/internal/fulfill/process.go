@@ -506,6 +506,30 @@ func (p *run) writeBack(ctx context.Context) error {
 // lookup on, the reference is looked up once the settle delay passed; with
 // it off, the order waits for a person.
 func (p *run) unknownOutcome(ctx context.Context) error {
+	settle := p.s.cfg.Retry.LookupSettle
+	if settle > 0 {
+		// Never look before the attempt's call deadline has passed (plus
+		// the settle delay): until then its holder, interrupted or paused,
+		// may still be sending it. (A record without a deadline, from an
+		// older build, counts from its last change.) NextAttemptAt (an
+		// ambiguous answer's settle time, a failed lookup's backoff) can
+		// only put the lookup later. Until then a run (the order's next
+		// events, a sweep) only keeps it queued for that time: the
+		// metafield is read when the lookup is due, so the events of an
+		// order waiting for its lookup cost the store's API quota nothing.
+		due := p.o.CallDeadline
+		if due.IsZero() {
+			due = p.o.UpdatedAt
+		}
+		due = due.Add(settle)
+		if p.o.NextAttemptAt.After(due) {
+			due = p.o.NextAttemptAt
+		}
+		if p.now.Before(due) {
+			p.o.NextAttemptAt = due
+			return p.save(ctx, QueueOp{At: due})
+		}
+	}
 	// The id may be on the BigCommerce order: written by a holder that
 	// could not store it in etcd (keepOnStorefront). Found, it settles the
 	// outcome with no lookup and no person. A failed read changes nothing.
@@ -513,28 +537,9 @@ func (p *run) unknownOutcome(ctx context.Context) error {
 		return p.apply(ctx, order.Result{Outcome: order.Created, OfflineOrderID: ref,
 			Reason: "found on the BigCommerce order's metafield"})
 	}
-	settle := p.s.cfg.Retry.LookupSettle
 	if settle <= 0 {
 		return p.apply(ctx, order.Result{Outcome: order.Ambiguous,
 			Reason: "an earlier live attempt ended before its answer was stored"})
-	}
-	// Never look before the attempt's call deadline has passed (plus the
-	// settle delay): until then its holder, interrupted or paused, may
-	// still be sending it. (A record without a deadline, from an older
-	// build, counts from its last change.) NextAttemptAt (an ambiguous
-	// answer's settle time, a failed lookup's backoff) can only put the
-	// lookup later.
-	due := p.o.CallDeadline
-	if due.IsZero() {
-		due = p.o.UpdatedAt
-	}
-	due = due.Add(settle)
-	if p.o.NextAttemptAt.After(due) {
-		due = p.o.NextAttemptAt
-	}
-	if p.now.Before(due) {
-		p.o.NextAttemptAt = due
-		return p.save(ctx, QueueOp{At: due})
 	}
 	id, found, err := p.s.supplier.Lookup(ctx, p.o.Reference)
 	switch {
