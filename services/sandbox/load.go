@@ -115,6 +115,9 @@ type loadConfig struct {
 	TropShipLookup       bool
 	TropShipTimeout      time.Duration
 	TropShipLookupSettle time.Duration
+	// TropShipBreaker is the replicas' TROPSHIP_BREAKER ("": their
+	// default).
+	TropShipBreaker string
 	// FirstStatus is the status each order is seeded in. Another than 11
 	// (Awaiting Fulfillment) turns 11 just before the order's first
 	// statusUpdated delivery is sent, as a payment would turn it: events
@@ -189,6 +192,7 @@ func parseLoad(args []string) (loadConfig, error) {
 	fs.BoolVar(&c.TropShipLookup, "tropship-lookup", false, "TROPSHIP_LOOKUP of the replicas: an ambiguous live answer is resolved by looking the reference up at TropShip")
 	fs.DurationVar(&c.TropShipTimeout, "tropship-timeout", 0, "TROPSHIP_TIMEOUT of the replicas (a lookup waits for it after an ambiguous attempt's intent); 0: the service's default")
 	fs.DurationVar(&c.TropShipLookupSettle, "tropship-lookup-settle", 0, "TROPSHIP_LOOKUP_SETTLE of the replicas; 0: the service's default")
+	fs.StringVar(&c.TropShipBreaker, "tropship-breaker", "", "TROPSHIP_BREAKER of the replicas: live answers in a row without a clear outcome that hold live orders back, or off; empty: the service's default")
 	fs.IntVar(&c.History, "history", 0, "records of past orders in etcd before the run (their state index keys, "+historyState+"), as in a store that has run for a while: what counting the store's records walks")
 	fs.DurationVar(&c.Probe, "probe", 0, "during the run, every this long, ask the gateway's /readyz (it asks a replica's GetServiceStatus) and scrape every replica's /metrics, as a readiness probe and Prometheus would; their etcd reads count in the etcd figures; 0: off")
 	fs.DurationVar(&c.FaultDown, "fault-down", c.FaultDown, "how long the -fault lasts (its replica or etcd member stays down, its simulator fails)")
@@ -315,6 +319,7 @@ type loadReport struct {
 		TropShipLookup    bool     `json:"tropship_lookup,omitempty"`
 		TropShipTimeoutMs float64  `json:"tropship_timeout_ms,omitempty"`
 		LookupSettleMs    float64  `json:"tropship_lookup_settle_ms,omitempty"`
+		TropShipBreaker   string   `json:"tropship_breaker,omitempty"`
 		FirstStatus       uint32   `json:"first_status"`
 		History           int      `json:"history,omitempty"`
 		ProbeMs           float64  `json:"probe_ms,omitempty"`
@@ -357,6 +362,9 @@ type loadReport struct {
 		TimedOutAfterCreate int `json:"timed_out_after_create,omitempty"`
 		Throttled           int `json:"throttled,omitempty"`
 		Lookups             int `json:"lookups,omitempty"`
+		// BreakerHeld is the live orders the replicas' TropShip breakers
+		// held back (their metrics, summed).
+		BreakerHeld float64 `json:"breaker_held,omitempty"`
 	} `json:"supplier"`
 	BigCommerce struct {
 		Calls         int         `json:"calls"`
@@ -667,6 +675,7 @@ func runLoadTest(ctx context.Context, cfg loadConfig, progress io.Writer) (rep *
 	}
 	rep.Config.TropShipLookup = cfg.TropShipLookup
 	rep.Config.TropShipTimeoutMs, rep.Config.LookupSettleMs = ms(cfg.TropShipTimeout), ms(cfg.TropShipLookupSettle)
+	rep.Config.TropShipBreaker = cfg.TropShipBreaker
 	if cfg.BCQuota > 0 {
 		rep.Config.BCQuota, rep.Config.BCWindowMs = cfg.BCQuota, ms(cfg.BCWindow)
 	}
@@ -840,6 +849,9 @@ func (r *loadRun) start(ctx context.Context) error {
 		}
 		if cfg.TropShipLookupSettle > 0 {
 			env["TROPSHIP_LOOKUP_SETTLE"] = cfg.TropShipLookupSettle.String()
+		}
+		if cfg.TropShipBreaker != "" {
+			env["TROPSHIP_BREAKER"] = cfg.TropShipBreaker
 		}
 		if err != nil {
 			return err
@@ -1048,7 +1060,7 @@ func (r *loadRun) measure(ctx context.Context) error {
 	rep.BigCommerce.Stats = subStats(bcAfter, bcBefore)
 	rep.BigCommerce.Calls = rep.BigCommerce.Stats.Total
 	rep.BigCommerce.CallsPerOrder = float64(rep.BigCommerce.Calls) / float64(cfg.Orders)
-	rep.BigCommerce.ResetWaits, rep.BigCommerce.SpreadWaits = r.quotaWaits(ctx)
+	rep.BigCommerce.ResetWaits, rep.BigCommerce.SpreadWaits, rep.Supplier.BreakerHeld = r.quotaWaits(ctx)
 	rep.Supplier.LiveOrders, rep.Supplier.ExtraOrders = len(ledger.Orders), ledger.ExtraOrders
 	rep.Supplier.DuplicateReferences = ledger.DuplicateReferences
 	rep.Supplier.Requests = ledger.Requests - tsBefore.Requests
@@ -2166,9 +2178,9 @@ func (rep *loadReport) writeTable(w io.Writer) {
 		}
 	}
 	row("machine", "%d CPUs, %s, load average %s at start, %s at end", rep.Conditions.CPUs, rep.Conditions.GoVersion, rep.Conditions.LoadAvgStart, rep.Conditions.LoadAvgEnd)
-	if c.TropShipLookup || c.TropShipTimeoutMs > 0 || c.LookupSettleMs > 0 {
-		row("TropShip settings", "TROPSHIP_LOOKUP %v, TROPSHIP_TIMEOUT %s, TROPSHIP_LOOKUP_SETTLE %s", c.TropShipLookup,
-			orDefault(c.TropShipTimeoutMs), orDefault(c.LookupSettleMs))
+	if c.TropShipLookup || c.TropShipTimeoutMs > 0 || c.LookupSettleMs > 0 || c.TropShipBreaker != "" {
+		row("TropShip settings", "TROPSHIP_LOOKUP %v, TROPSHIP_TIMEOUT %s, TROPSHIP_LOOKUP_SETTLE %s, TROPSHIP_BREAKER %s", c.TropShipLookup,
+			orDefault(c.TropShipTimeoutMs), orDefault(c.LookupSettleMs), cmp.Or(c.TropShipBreaker, "default"))
 	}
 	if c.History > 0 {
 		row("history", "%d records of past orders (%s) in etcd before the run", c.History, historyState)
@@ -2235,9 +2247,9 @@ func (rep *loadReport) writeTable(w io.Writer) {
 	}
 	s := rep.Supplier
 	row("supplier ledger", "live orders %d, duplicates %d (extra orders), requests %d (tokens %d)", s.LiveOrders, s.ExtraOrders, s.Requests, s.TokensIssued)
-	if s.FailedAfterCreate+s.TimedOutAfterCreate+s.Throttled+s.Lookups > 0 {
-		row("supplier faults", "created then 500: %d, created then no answer: %d, 429: %d; lookups by reference: %d",
-			s.FailedAfterCreate, s.TimedOutAfterCreate, s.Throttled, s.Lookups)
+	if s.FailedAfterCreate+s.TimedOutAfterCreate+s.Throttled+s.Lookups > 0 || s.BreakerHeld > 0 {
+		row("supplier faults", "created then 500: %d, created then no answer: %d, 429: %d; lookups by reference: %d; live orders held back by the breakers: %.0f",
+			s.FailedAfterCreate, s.TimedOutAfterCreate, s.Throttled, s.Lookups, s.BreakerHeld)
 	}
 	b := rep.BigCommerce
 	row("BigCommerce calls/order", "%.2f (%d: order %d, products %d, addresses %d, metafields get %d post %d, put order %d)",
@@ -2442,7 +2454,7 @@ func validQuotaBurst(s string) bool {
 
 // quotaWaits sums the replicas' BigCommerce requests that waited for the
 // quota's reset, and those that waited to spread it.
-func (r *loadRun) quotaWaits(ctx context.Context) (reset, spread float64) {
+func (r *loadRun) quotaWaits(ctx context.Context) (reset, spread, held float64) {
 	for _, u := range r.metricsURLs {
 		samples, err := scrape(ctx, u, hopScrapeTimeout)
 		if err != nil {
@@ -2454,10 +2466,12 @@ func (r *loadRun) quotaWaits(ctx context.Context) (reset, spread float64) {
 				reset += s.value
 			case "backorder_bigcommerce_spread_waits_total":
 				spread += s.value
+			case "backorder_supplier_breaker_held_total":
+				held += s.value
 			}
 		}
 	}
-	return reset, spread
+	return reset, spread, held
 }
 
 // scrape reads a Prometheus text endpoint's samples, within timeout.

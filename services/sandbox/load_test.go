@@ -112,6 +112,7 @@ func TestLoadFaults(t *testing.T) {
 		fault   string
 		members int
 		down    time.Duration // -fault-down; 0: 1 s
+		breaker string        // -tropship-breaker
 		// struck says whether the fault did what it says, from the report.
 		struck func(*loadReport) bool
 	}{
@@ -127,9 +128,12 @@ func TestLoadFaults(t *testing.T) {
 		}},
 		{fault: faultSupplierThrottle, members: 1, struck: func(r *loadReport) bool { return r.Supplier.Throttled > 0 }},
 		// Each order created and answered 500 was looked up, found and
-		// adopted: checkEachOrderOnce finds no second order.
-		{fault: faultSupplierAmbiguous, members: 1, struck: func(r *loadReport) bool {
-			return r.Supplier.FailedAfterCreate > 0 && r.Supplier.Lookups >= r.Supplier.FailedAfterCreate
+		// adopted: checkEachOrderOnce finds no second order. For 3 s,
+		// about 25 orders: both replicas' breakers (TROPSHIP_BREAKER 2)
+		// open, and the orders they held back are sent once the probe
+		// after the cool-down is answered.
+		{fault: faultSupplierAmbiguous, members: 1, down: 3 * time.Second, breaker: "2", struck: func(r *loadReport) bool {
+			return r.Supplier.FailedAfterCreate > 0 && r.Supplier.Lookups >= r.Supplier.FailedAfterCreate && r.Supplier.BreakerHeld > 0
 		}},
 		{fault: faultSupplierTimeout, members: 1, struck: func(r *loadReport) bool {
 			return r.Supplier.TimedOutAfterCreate > 0 && r.Supplier.Lookups >= r.Supplier.TimedOutAfterCreate
@@ -146,6 +150,7 @@ func TestLoadFaults(t *testing.T) {
 				// not 40 s: the test waits for every order.
 				c.TropShipLookup, c.TropShipTimeout, c.TropShipLookupSettle = true, 2*time.Second, 500*time.Millisecond
 			}
+			c.TropShipBreaker = tc.breaker
 			rep := runLoadLogged(ctx, t, c)
 			f := rep.Fault
 			if f == nil || f.Error != "" || f.AtDelivered*2 < int64(rep.Deliveries.Planned) || f.BackSeconds < f.AtSeconds+c.FaultDown.Seconds()-0.01 { // both rounded to 1 ms

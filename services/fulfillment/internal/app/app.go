@@ -114,6 +114,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 		return metrics.BigCommerceStats{Requests: s.Requests, RateLimited: s.RateLimited, PacedWaits: s.PacedWaits, SpreadWaits: s.SpreadWaits}
 	})
 
+	supplier := m.Supplier(ts)
+	if cfg.TropShipBreaker > 0 {
+		b := fulfill.NewBreaker(supplier, cfg.TropShipBreaker, nil, log)
+		m.SupplierBreaker(b.State)
+		supplier = b
+	}
 	svc := fulfill.New(fulfill.Config{
 		Store: cfg.BigCommerceStore, Mode: cfg.TropShipMode, ValidateFirst: cfg.TropShipValidateFirst,
 		WriteBack: cfg.BigCommerceWriteBack,
@@ -121,7 +127,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 		SweepInterval: cfg.SweepInterval, SweepGrace: cfg.SweepGrace,
 		SupplierTimeout: cfg.TropShipTimeout,
 		OrdersSweep:     cfg.OrdersSweep, Lister: bc,
-	}, store, m.Storefront(bc), m.Supplier(ts), log)
+	}, store, m.Storefront(bc), supplier, log)
 	counts := store.OrderCounts(cfg.BigCommerceStore, log)
 	defer counts.Close()
 	m.Store(counts.Get, svc.OrdersSweepStatus)

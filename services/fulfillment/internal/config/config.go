@@ -49,6 +49,9 @@ type Config struct {
 	TropShipTimeout       time.Duration
 	TropShipLookup        bool
 	TropShipLookupSettle  time.Duration
+	// TropShipBreaker is the number of live calls in a row ending
+	// ambiguous that holds live orders back (fulfill.Breaker); 0: off.
+	TropShipBreaker int
 
 	Policy        order.Policy
 	Workers       int
@@ -93,6 +96,7 @@ func Load(getenv func(string) string) (Config, error) {
 		TropShipTimeout:       e.duration("TROPSHIP_TIMEOUT", 30*time.Second),
 		TropShipLookup:        e.boolean("TROPSHIP_LOOKUP", false),
 		TropShipLookupSettle:  e.duration("TROPSHIP_LOOKUP_SETTLE", 10*time.Second),
+		TropShipBreaker:       e.countOrOff("TROPSHIP_BREAKER", 5),
 		Workers:               e.integer("WORKERS", 16),
 		SweepInterval:         e.duration("SWEEP_INTERVAL", 5*time.Second),
 		SweepGrace:            e.duration("SWEEP_GRACE", 10*time.Second),
@@ -278,6 +282,23 @@ func (e *env) integer(name string, def int) int {
 		return def
 	}
 	return n
+}
+
+// countOrOff is a whole number from 1 up, or off (returned as 0).
+func (e *env) countOrOff(name string, def int) int {
+	switch v := strings.ToLower(strings.TrimSpace(e.str(name, ""))); v {
+	case "":
+		return def
+	case "0", "off":
+		return 0
+	default:
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			e.fail(name, fmt.Sprintf("is %q; want a whole number from 1 up, or off", v))
+			return def
+		}
+		return n
+	}
 }
 
 // burst is a whole number from 1 to 10 000, or off (returned as -1).

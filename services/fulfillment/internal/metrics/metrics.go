@@ -236,6 +236,24 @@ func (m *Metrics) BigCommerce(stats func() BigCommerceStats) {
 	}
 }
 
+// SupplierBreaker exposes the TropShip breaker's state (see
+// fulfill.Breaker), read at each scrape.
+func (m *Metrics) SupplierBreaker(state func() fulfill.BreakerState) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "backorder_supplier_breaker_open",
+		Help: "1 while live orders are held back because TropShip's last live answers were unclear (5xx, timeout, reset); see TROPSHIP_BREAKER.",
+	}, func() float64 {
+		if state().Open {
+			return 1
+		}
+		return 0
+	}))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "backorder_supplier_breaker_held_total",
+		Help: "Live orders not sent while the TropShip breaker was open (each is retried).",
+	}, func() float64 { return float64(state().Held) }))
+}
+
 // OrderCounts reads the number of records in each state and of queued
 // orders.
 type OrderCounts func(ctx context.Context) (map[order.State]int64, int64, error)
