@@ -114,20 +114,18 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 		return metrics.BigCommerceStats{Requests: s.Requests, RateLimited: s.RateLimited, PacedWaits: s.PacedWaits, SpreadWaits: s.SpreadWaits}
 	})
 
-	supplier := m.Supplier(ts)
-	if cfg.TropShipBreaker > 0 {
-		b := fulfill.NewBreaker(supplier, cfg.TropShipBreaker, nil, log)
-		m.SupplierBreaker(b.State)
-		supplier = b
-	}
 	svc := fulfill.New(fulfill.Config{
 		Store: cfg.BigCommerceStore, Mode: cfg.TropShipMode, ValidateFirst: cfg.TropShipValidateFirst,
+		Breaker:   cfg.TropShipBreaker,
 		WriteBack: cfg.BigCommerceWriteBack,
 		Policy:    cfg.Policy, Retry: cfg.Retry, Workers: cfg.Workers,
 		SweepInterval: cfg.SweepInterval, SweepGrace: cfg.SweepGrace,
 		SupplierTimeout: cfg.TropShipTimeout,
 		OrdersSweep:     cfg.OrdersSweep, Lister: bc,
-	}, store, m.Storefront(bc), supplier, log)
+	}, store, m.Storefront(bc), m.Supplier(ts), log)
+	if _, on := svc.BreakerState(); on {
+		m.SupplierBreaker(func() fulfill.BreakerState { st, _ := svc.BreakerState(); return st })
+	}
 	counts := store.OrderCounts(cfg.BigCommerceStore, log)
 	defer counts.Close()
 	m.Store(counts.Get, svc.OrdersSweepStatus)

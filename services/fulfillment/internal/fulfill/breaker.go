@@ -90,6 +90,29 @@ func (b *Breaker) Lookup(ctx context.Context, reference string) (string, bool, e
 	return b.next.Lookup(ctx, reference)
 }
 
+// holding tells a run, before it reads anything from BigCommerce, whether
+// its live order would be held back now: then the run reads nothing (the
+// store's API quota goes only to orders that can be sent) and is due again
+// at until (zero while a probe is in flight: the order's own backoff
+// decides). Once a probe may go, runs go on, and Submit picks the probe.
+func (b *Breaker) holding(now time.Time) (reason string, until time.Time, held bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.openUntil.IsZero():
+		return "", time.Time{}, false
+	case now.Before(b.openUntil):
+		b.held++
+		return fmt.Sprintf("%s until %s, when one is sent to try it", heldBack, b.openUntil.UTC().Format(time.RFC3339)), b.openUntil, true
+	case b.probing:
+		b.held++
+		return heldBack + " while one is sent to try it", time.Time{}, true
+	}
+	return "", time.Time{}, false
+}
+
+const heldBack = "not sent: TropShip's last live orders ended without a clear answer (5xx, timeout or reset), so live orders are held back"
+
 // admit decides whether a live order may be sent now, and whether it is
 // the probe of an open breaker. A held order gets its result.
 func (b *Breaker) admit() (probe bool, held *order.Result) {
@@ -104,16 +127,15 @@ func (b *Breaker) admit() (probe bool, held *order.Result) {
 		return true, nil
 	}
 	b.held++
-	const why = "not sent: TropShip's last live orders ended without a clear answer (5xx, timeout or reset), so live orders are held back"
 	if b.probing && !now.Before(b.openUntil) {
 		// The probe's answer decides, likely soon: the order's backoff
 		// (RETRY_BASE, doubling) sets its next try.
-		return false, &order.Result{Outcome: order.NotSent, Reason: why + " while one is sent to try it"}
+		return false, &order.Result{Outcome: order.NotSent, Reason: heldBack + " while one is sent to try it"}
 	}
 	return false, &order.Result{
 		Outcome:    order.NotSent,
 		RetryAfter: b.openUntil.Sub(now),
-		Reason:     fmt.Sprintf("%s until %s, when one is sent to try it", why, b.openUntil.UTC().Format(time.RFC3339)),
+		Reason:     fmt.Sprintf("%s until %s, when one is sent to try it", heldBack, b.openUntil.UTC().Format(time.RFC3339)),
 	}
 }
 

@@ -170,22 +170,22 @@ func TestBreakerProbes(t *testing.T) {
 // Through the service, with the supplier answering every live order 502:
 // the first orders wait for a person (NEEDS_REVIEW: unknown whether the
 // supplier has them), and once the breaker opens, the rest are not sent:
-// they wait in RETRY_SCHEDULED, saying why, and are sent once TropShip
-// answers clearly again.
+// their runs stop before reading BigCommerce (the store's quota goes only
+// to orders that can be sent), they stay queued saying why, no attempt
+// counted, and are sent once TropShip answers clearly again.
 func TestBreakerHoldsOrdersBackInsteadOfReview(t *testing.T) {
 	ctx := context.Background()
 	clock := testclock.New(time.Now())
 	sup := &scripted{script: []order.Outcome{order.Ambiguous}}
-	b := fulfill.NewBreaker(sup, 2, clock.Now, discard())
 	sf := &storefront{status: map[uint64]uint32{}}
 	for id := uint64(1); id <= 5; id++ {
 		sf.status[id] = 11
 	}
 	svc := fulfill.New(fulfill.Config{
-		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
+		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(), Breaker: 2,
 		Retry:         order.RetryPolicy{Base: time.Second, Max: time.Second},
 		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1, Now: clock.Now,
-	}, newStore(t, etcdtest.Start(t)), sf, b, discard())
+	}, newStore(t, etcdtest.Start(t)), sf, sup, discard())
 	process := func(id uint64) *order.Order {
 		t.Helper()
 		o, err := svc.Process(ctx, order.Key{Store: "abc", ID: id}, fulfill.ProcessOptions{Force: true})
@@ -199,15 +199,31 @@ func TestBreakerHoldsOrdersBackInsteadOfReview(t *testing.T) {
 			t.Fatalf("order %d: %v, want NEEDS_REVIEW", id, o.State)
 		}
 	}
+	sf.mu.Lock()
+	contents := sf.contents
+	sf.mu.Unlock()
+	until := clock.Now().Add(fulfill.BreakerCooldown)
 	for id := uint64(3); id <= 5; id++ {
-		o := process(id)
-		if o.State != order.RetryScheduled || !strings.Contains(o.LastError, "held back") ||
-			o.NextAttemptAt.Before(clock.Now().Add(fulfill.BreakerCooldown)) {
-			t.Fatalf("order %d: %v, %q, next %v; want RETRY_SCHEDULED, held back, not before the probe", id, o.State, o.LastError, o.NextAttemptAt)
+		process(id)
+		o, err := svc.Get(ctx, order.Key{Store: "abc", ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.State != order.Received || o.Attempts != 0 || !o.Pending || !strings.Contains(o.LastError, "held back") || !o.NextAttemptAt.Equal(until) {
+			t.Fatalf("order %d: %v, %d attempts, pending %v, %q, next %v; want RECEIVED, no attempt, queued, held back, due at %v",
+				id, o.State, o.Attempts, o.Pending, o.LastError, o.NextAttemptAt, until)
 		}
 	}
+	sf.mu.Lock()
+	if sf.contents != contents {
+		t.Errorf("held orders' lines and addresses read from BigCommerce %d times, want none", sf.contents-contents)
+	}
+	sf.mu.Unlock()
 	if n := sup.calls(); n != 2 {
 		t.Fatalf("%d live calls, want 2 (none while open)", n)
+	}
+	if st, on := svc.BreakerState(); !on || !st.Open || st.Held != 3 {
+		t.Fatalf("breaker %+v (on %v), want open, 3 held", st, on)
 	}
 	// TropShip recovers: the probe is created, and the others follow.
 	sup.mu.Lock()
@@ -215,8 +231,11 @@ func TestBreakerHoldsOrdersBackInsteadOfReview(t *testing.T) {
 	sup.mu.Unlock()
 	clock.Advance(fulfill.BreakerCooldown)
 	for id := uint64(3); id <= 5; id++ {
-		if o := process(id); o.State != order.Submitted {
-			t.Fatalf("order %d after TropShip recovered: %v (%s), want SUBMITTED", id, o.State, o.LastError)
+		if o := process(id); o.State != order.Submitted || o.Attempts != 1 {
+			t.Fatalf("order %d after TropShip recovered: %v (%s), %d attempts; want SUBMITTED at the first", id, o.State, o.LastError, o.Attempts)
 		}
+	}
+	if st, _ := svc.BreakerState(); st.Open {
+		t.Fatalf("breaker %+v after a created probe, want closed", st)
 	}
 }

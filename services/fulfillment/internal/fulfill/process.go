@@ -254,6 +254,18 @@ func (p *run) step(ctx context.Context) error {
 		}
 	}
 
+	// TropShip is not being sent live orders now (the breaker): read
+	// nothing from BigCommerce either, and look again when one may go.
+	if p.s.breaker != nil && p.s.cfg.Mode == order.ModeLive && !p.opt.ValidateOnly {
+		if reason, until, held := p.s.breaker.holding(p.now); held {
+			if until.IsZero() {
+				until = p.now.Add(p.s.cfg.Retry.Backoff(max(p.o.Attempts, 1)))
+			}
+			p.o.HeldBack(reason, until, p.now)
+			return p.save(ctx, QueueOp{At: until})
+		}
+	}
+
 	// Step 5: the order as BigCommerce has it; the webhook is never trusted.
 	sfo, err := p.s.storefront.Order(ctx, p.k)
 	switch {

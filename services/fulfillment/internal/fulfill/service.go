@@ -28,6 +28,9 @@ type Config struct {
 	Mode order.Mode
 	// ValidateFirst makes every live submission a validate_only call first.
 	ValidateFirst bool
+	// Breaker is the number of live calls in a row ending ambiguous after
+	// which live orders are held back (see Breaker); 0: never.
+	Breaker int
 	// WriteBack writes the supplier's id to the BigCommerce order's
 	// metafield once the order is SUBMITTED (step 9), which makes it
 	// WRITTEN_BACK.
@@ -62,6 +65,7 @@ type Service struct {
 	store      Store
 	storefront Storefront
 	supplier   Supplier
+	breaker    *Breaker // nil: off
 	log        *slog.Logger
 
 	work     chan order.Key
@@ -94,12 +98,26 @@ func New(cfg Config, store Store, sf Storefront, sup Supplier, log *slog.Logger)
 		cfg.Now = time.Now
 	}
 	stopping, stop := context.WithCancel(context.Background())
-	return &Service{
+	s := &Service{
 		cfg: cfg, store: store, storefront: sf, supplier: sup, log: log,
 		work:     make(chan order.Key, 4096),
 		inflight: map[order.Key]bool{},
 		stopping: stopping, stop: stop,
 	}
+	if cfg.Breaker > 0 {
+		s.breaker = NewBreaker(sup, cfg.Breaker, cfg.Now, log)
+		s.supplier = s.breaker
+	}
+	return s
+}
+
+// BreakerState reports the supplier breaker's state; ok is false when it
+// is off.
+func (s *Service) BreakerState() (st BreakerState, ok bool) {
+	if s.breaker == nil {
+		return BreakerState{}, false
+	}
+	return s.breaker.State(), true
 }
 
 // Delivery is one webhook delivery, as the gateway passed it on.

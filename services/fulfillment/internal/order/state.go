@@ -116,6 +116,13 @@ func (o *Order) StorefrontFailed(reason string, next, now time.Time) {
 	o.LastError, o.NextAttemptAt, o.UpdatedAt = "reading the order from BigCommerce: "+reason, next, now
 }
 
+// HeldBack records that the order's run stopped before anything was read
+// or sent, because the supplier is not being sent live orders now (the
+// breaker): the state stays, and the order is looked at again at next.
+func (o *Order) HeldBack(reason string, next, now time.Time) {
+	o.LastError, o.NextAttemptAt, o.UpdatedAt = reason, next, now
+}
+
 // SupplierHolds are the states in which the supplier has the order and the
 // record carries its offline_order_id (HasSupplierOrder): no webhook can
 // change what happens next, so intake only remembers such an order's events
