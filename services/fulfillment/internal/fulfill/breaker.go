@@ -80,8 +80,11 @@ func (b *Breaker) Submit(ctx context.Context, s order.Submission, validateOnly b
 	if held != nil {
 		return *held
 	}
-	r := b.next.Submit(ctx, s, false)
-	b.record(r, probe)
+	var r order.Result
+	// Recorded even if the call panics (r then says nothing): a probe
+	// must not keep its slot for ever.
+	defer func() { b.record(r, probe) }()
+	r = b.next.Submit(ctx, s, false)
 	return r
 }
 
@@ -160,8 +163,9 @@ func (b *Breaker) record(r order.Result, probe bool) {
 			b.log.Warn("TropShip left live orders without a clear answer: holding live orders back (nothing is lost: they are retried)",
 				"in_a_row", b.unclear, "until", b.openUntil, "reason", r.Reason)
 		}
-	case order.NotSent:
-		// Nothing reached the supplier: says nothing of its answers.
+	case order.NotSent, order.OutcomeUnspecified:
+		// Nothing reached the supplier (or the call never returned):
+		// says nothing of its answers.
 	default:
 		// A clear answer: the supplier works.
 		if !b.openUntil.IsZero() {

@@ -239,3 +239,52 @@ func TestBreakerHoldsOrdersBackInsteadOfReview(t *testing.T) {
 		t.Fatalf("breaker %+v after a created probe, want closed", st)
 	}
 }
+
+// flaky answers live calls with outcome, or panics.
+type flaky struct {
+	mu      sync.Mutex
+	outcome order.Outcome
+	panics  bool
+}
+
+func (f *flaky) set(o order.Outcome, panics bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.outcome, f.panics = o, panics
+}
+
+func (f *flaky) Submit(context.Context, order.Submission, bool) order.Result {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.panics {
+		panic("boom")
+	}
+	return order.Result{Outcome: f.outcome, OfflineOrderID: "TS-1"}
+}
+
+func (f *flaky) Lookup(context.Context, string) (string, bool, error) { return "", false, nil }
+
+// A probe whose call never returns an answer (it panicked) gives its slot
+// back: the breaker stays open, and the next due order is the next probe.
+func TestBreakerProbeThatPanicsGivesItsSlotBack(t *testing.T) {
+	clock := testclock.New(time.Now())
+	sup := &flaky{outcome: order.Ambiguous}
+	b := fulfill.NewBreaker(sup, 1, clock.Now, discard())
+	live(b) // opens
+	clock.Advance(fulfill.BreakerCooldown)
+	sup.set(order.Ambiguous, true)
+	func() {
+		defer func() { _ = recover() }()
+		live(b)
+	}()
+	if st := b.State(); !st.Open {
+		t.Fatalf("after a probe that panicked: %+v, want still open", st)
+	}
+	sup.set(order.Created, false)
+	if r := live(b); r.Outcome != order.Created {
+		t.Fatalf("the next order after the panicked probe: %v, want it sent as the next probe", r.Outcome)
+	}
+	if st := b.State(); st.Open {
+		t.Fatalf("after a clear probe: %+v, want closed", st)
+	}
+}
