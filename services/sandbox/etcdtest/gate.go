@@ -45,6 +45,13 @@ func (g *gate) serve() {
 }
 
 func (g *gate) forward(in net.Conn) {
+	g.mu.Lock()
+	cut := g.cut
+	g.mu.Unlock()
+	if cut {
+		in.Close()
+		return
+	}
 	out, err := net.DialTimeout("tcp", g.to, time.Second)
 	if err != nil {
 		in.Close()

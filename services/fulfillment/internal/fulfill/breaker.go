@@ -1,9 +1,9 @@
 package fulfill
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -15,17 +15,19 @@ import (
 // reset after sending) leaves an order that a lookup or a person must
 // settle; a supplier that hangs also holds a worker for the whole
 // TROPSHIP_TIMEOUT. Once After live calls in a row have ended ambiguous,
-// the breaker opens: live orders are not sent, and their run ends as
-// NotSent (RETRY_SCHEDULED, due when the breaker lets one through again).
-// Not sending is always safe. After the cool-down one live order is let
-// through as a probe: a clear answer (created, refused, throttled) closes
-// the breaker, another ambiguous one opens it for twice as long (at most
-// BreakerMaxCooldown).
+// the breaker opens: runs that would send a live order stop before
+// anything is read or sent, keep the order's state, count no attempt, and
+// wait, queued, for the breaker (see run.holdBack). Not sending is always
+// safe. After the cool-down one live order is let through as a probe: a
+// clear answer (created, refused, throttled) closes the breaker, another
+// ambiguous one opens it for twice as long (at most BreakerMaxCooldown).
 //
-// Validate-only calls and lookups pass through: they create nothing.
-// Each replica has its own breaker.
+// The service asks it twice per run: Holding before the run reads
+// BigCommerce (cheap, reserves nothing), and Admit just before the intent
+// of the live call, which reserves the probe; Record then counts the
+// call's answer. Validate-only calls and lookups are never held. Each
+// replica has its own breaker.
 type Breaker struct {
-	next  Supplier
 	after int
 	now   func() time.Time
 	log   *slog.Logger
@@ -44,23 +46,28 @@ const (
 	// BreakerMaxCooldown bounds the cool-down, doubled at each failed
 	// probe.
 	BreakerMaxCooldown = 5 * time.Minute
+	// breakerSpread spreads the held orders' next runs over up to this
+	// long after the probe may go, so that they do not all come due at
+	// once, read BigCommerce, and find the probe taken.
+	breakerSpread = 10 * time.Second
 )
 
-// NewBreaker wraps next. after is the number of ambiguous live answers in
-// a row that opens it (at least 1). now is the clock (nil: time.Now).
-func NewBreaker(next Supplier, after int, now func() time.Time, log *slog.Logger) *Breaker {
+// NewBreaker returns a closed breaker that opens after after ambiguous
+// live answers in a row (at least 1). now is the clock (nil: time.Now).
+func NewBreaker(after int, now func() time.Time, log *slog.Logger) *Breaker {
 	if now == nil {
 		now = time.Now
 	}
-	return &Breaker{next: next, after: max(after, 1), now: now, log: log, cooldown: BreakerCooldown}
+	return &Breaker{after: max(after, 1), now: now, log: log, cooldown: BreakerCooldown}
 }
 
 // BreakerState is what the breaker is doing, for metrics and status.
 type BreakerState struct {
-	Open bool
-	// Until is when it lets a probe through (zero when closed).
+	// Open: live orders are held back, until Until, and then until a
+	// probe is answered clearly.
+	Open  bool
 	Until time.Time
-	// Held counts the live orders not sent since the process started.
+	// Held counts the runs held back since the process started.
 	Held uint64
 }
 
@@ -71,79 +78,65 @@ func (b *Breaker) State() BreakerState {
 	return BreakerState{Open: !b.openUntil.IsZero(), Until: b.openUntil, Held: b.held}
 }
 
-// Submit sends the order unless the breaker holds live orders back.
-func (b *Breaker) Submit(ctx context.Context, s order.Submission, validateOnly bool) order.Result {
-	if validateOnly {
-		return b.next.Submit(ctx, s, true)
-	}
-	probe, held := b.admit()
-	if held != nil {
-		return *held
-	}
-	var r order.Result
-	// Recorded even if the call panics (r then says nothing): a probe
-	// must not keep its slot for ever.
-	defer func() { b.record(r, probe) }()
-	r = b.next.Submit(ctx, s, false)
-	return r
-}
-
-// Lookup passes through: a lookup creates nothing.
-func (b *Breaker) Lookup(ctx context.Context, reference string) (string, bool, error) {
-	return b.next.Lookup(ctx, reference)
-}
-
-// holding tells a run, before it reads anything from BigCommerce, whether
-// its live order would be held back now: then the run reads nothing (the
-// store's API quota goes only to orders that can be sent) and is due again
-// at until (zero while a probe is in flight: the order's own backoff
-// decides). Once a probe may go, runs go on, and Submit picks the probe.
-func (b *Breaker) holding(now time.Time) (reason string, until time.Time, held bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	switch {
-	case b.openUntil.IsZero():
-		return "", time.Time{}, false
-	case now.Before(b.openUntil):
-		b.held++
-		return fmt.Sprintf("%s until %s, when one is sent to try it", heldBack, b.openUntil.UTC().Format(time.RFC3339)), b.openUntil, true
-	case b.probing:
-		b.held++
-		return heldBack + " while one is sent to try it", time.Time{}, true
-	}
-	return "", time.Time{}, false
+// Hold is why and until when a run is held back. A zero Until means a
+// probe is in flight: its answer decides, likely soon, so the order's own
+// backoff sets its next run.
+type Hold struct {
+	Reason string
+	Until  time.Time
 }
 
 const heldBack = "not sent: TropShip's last live orders ended without a clear answer (5xx, timeout or reset), so live orders are held back"
 
-// admit decides whether a live order may be sent now, and whether it is
-// the probe of an open breaker. A held order gets its result.
-func (b *Breaker) admit() (probe bool, held *order.Result) {
+// Holding reports whether a run that may send a live order is held back
+// now, before it reads anything (the store's API quota then goes only to
+// orders that can be sent). Once a probe may go, runs go on; Admit picks
+// the probe.
+func (b *Breaker) Holding() (Hold, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.holdLocked(b.now())
+}
+
+// Admit decides, just before a live call's intent is written, whether it
+// may be made, and whether it is the probe of an open breaker (then the
+// caller must Record its answer, or Record a zero Result if no call was
+// made, so that the probe's slot is given back).
+func (b *Breaker) Admit() (probe bool, h Hold, held bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.openUntil.IsZero() {
-		return false, nil
+		return false, Hold{}, false
 	}
 	now := b.now()
-	if !now.Before(b.openUntil) && !b.probing {
-		b.probing = true
-		return true, nil
+	if h, held := b.holdLocked(now); held {
+		return false, h, true
 	}
-	b.held++
-	if b.probing && !now.Before(b.openUntil) {
-		// The probe's answer decides, likely soon: the order's backoff
-		// (RETRY_BASE, doubling) sets its next try.
-		return false, &order.Result{Outcome: order.NotSent, Reason: heldBack + " while one is sent to try it"}
-	}
-	return false, &order.Result{
-		Outcome:    order.NotSent,
-		RetryAfter: b.openUntil.Sub(now),
-		Reason:     fmt.Sprintf("%s until %s, when one is sent to try it", heldBack, b.openUntil.UTC().Format(time.RFC3339)),
-	}
+	b.probing = true
+	return true, Hold{}, false
 }
 
-// record counts a live call's answer.
-func (b *Breaker) record(r order.Result, probe bool) {
+func (b *Breaker) holdLocked(now time.Time) (Hold, bool) {
+	switch {
+	case b.openUntil.IsZero():
+		return Hold{}, false
+	case now.Before(b.openUntil):
+		b.held++
+		return Hold{
+			Reason: fmt.Sprintf("%s until %s, when one is sent to try it", heldBack, b.openUntil.UTC().Format(time.RFC3339)),
+			Until:  b.openUntil.Add(rand.N(min(b.cooldown/4, breakerSpread))),
+		}, true
+	case b.probing:
+		b.held++
+		return Hold{Reason: heldBack + " while one is sent to try it"}, true
+	}
+	return Hold{}, false
+}
+
+// Record counts a live call's answer; probe says whether Admit made it the
+// probe. A zero Result (no call made, or none returned) only gives the
+// probe's slot back.
+func (b *Breaker) Record(r order.Result, probe bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if probe {
@@ -164,8 +157,8 @@ func (b *Breaker) record(r order.Result, probe bool) {
 				"in_a_row", b.unclear, "until", b.openUntil, "reason", r.Reason)
 		}
 	case order.NotSent, order.OutcomeUnspecified:
-		// Nothing reached the supplier (or the call never returned):
-		// says nothing of its answers.
+		// Nothing reached the supplier (or no call was made): says
+		// nothing of its answers.
 	default:
 		// A clear answer: the supplier works.
 		if !b.openUntil.IsZero() {

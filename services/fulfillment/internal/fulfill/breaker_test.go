@@ -2,6 +2,8 @@ package fulfill_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -59,64 +61,77 @@ func (s *scripted) calls() int {
 	return s.live
 }
 
-var sub = order.Submission{Reference: "BC-abc-1"}
+// call is what the service does around one live call: Admit, then the
+// call and Record, unless held.
+func call(b *fulfill.Breaker, out order.Outcome) (probe, held bool) {
+	probe, _, held = b.Admit()
+	if !held {
+		b.Record(order.Result{Outcome: out}, probe)
+	}
+	return probe, held
+}
 
-func live(b *fulfill.Breaker) order.Result { return b.Submit(context.Background(), sub, false) }
+// spreadFrom reports whether t is in [from, from+10 s]: held orders' next
+// runs are spread over up to 10 s after the probe may go.
+func spreadFrom(t, from time.Time) bool {
+	return !t.Before(from) && !t.After(from.Add(10*time.Second))
+}
 
 // The breaker opens after the set number of ambiguous live answers in a
 // row, and not before: a clear answer in between starts the count again.
-// While open, live orders are not sent (NotSent, due when a probe may go),
-// and validate-only calls and lookups still are.
+// While open, runs are held (Holding before reading anything, Admit
+// before the intent) until the cool-down ends.
 func TestBreakerOpensAfterAmbiguousAnswersInARow(t *testing.T) {
 	A, C := order.Ambiguous, order.Created
-	sup := &scripted{script: []order.Outcome{A, A, C, A, A, A, C}}
 	clock := testclock.New(time.Now())
-	b := fulfill.NewBreaker(sup, 3, clock.Now, discard())
-
-	for i := range 6 {
-		if r := live(b); r.Outcome != sup.script[i] {
-			t.Fatalf("call %d: %v, want the supplier's %v", i, r.Outcome, sup.script[i])
+	b := fulfill.NewBreaker(3, clock.Now, discard())
+	for i, out := range []order.Outcome{A, A, C, A, A} {
+		if _, held := call(b, out); held {
+			t.Fatalf("call %d held with the breaker closed", i)
 		}
 	}
-	// Two, a clear answer, then three: open now.
+	if st := b.State(); st.Open {
+		t.Fatalf("after two, a clear answer, and two: %+v, want closed", st)
+	}
+	// NotSent says nothing: it neither counts nor resets.
+	call(b, order.NotSent)
+	call(b, A)
 	st := b.State()
 	if !st.Open || !st.Until.Equal(clock.Now().Add(fulfill.BreakerCooldown)) {
 		t.Fatalf("after 3 ambiguous answers in a row: %+v, want open for %s", st, fulfill.BreakerCooldown)
 	}
-	r := live(b)
-	if r.Outcome != order.NotSent || r.RetryAfter != fulfill.BreakerCooldown || !strings.Contains(r.Reason, "held back") {
-		t.Fatalf("a live order while open: %+v, want NotSent due in %s, saying why", r, fulfill.BreakerCooldown)
+	h, held := b.Holding()
+	if !held || !spreadFrom(h.Until, st.Until) || !strings.Contains(h.Reason, "held back") {
+		t.Fatalf("Holding while open: %+v, %v; want held until about %v, saying why", h, held, st.Until)
 	}
-	if sup.calls() != 6 {
-		t.Fatalf("the supplier saw %d live calls, want 6 (none while open)", sup.calls())
+	probe, h, held := b.Admit()
+	if probe || !held || !spreadFrom(h.Until, st.Until) {
+		t.Fatalf("Admit while open: probe %v, %+v, held %v; want held", probe, h, held)
 	}
-	if r := b.Submit(context.Background(), sub, true); r.Outcome != order.Valid {
-		t.Errorf("validate-only while open: %v, want it sent", r.Outcome)
-	}
-	if _, _, err := b.Lookup(context.Background(), "BC-abc-1"); err != nil || sup.lookups != 1 {
-		t.Errorf("lookup while open: %v, %d lookups; want it sent", err, sup.lookups)
-	}
-	if st := b.State(); st.Held != 1 {
-		t.Errorf("held %d, want 1", st.Held)
+	if st := b.State(); st.Held != 2 {
+		t.Errorf("held %d, want 2", st.Held)
 	}
 }
 
 // After the cool-down one live order goes through as a probe, and only
-// one, however many are due: an ambiguous probe opens the breaker for
-// twice as long (up to the cap), a clear one closes it.
+// one: an ambiguous probe opens the breaker for twice as long (up to the
+// cap), a clear one closes it. A probe that ends with no answer (no call
+// made, or a panic) gives its slot back.
 func TestBreakerProbes(t *testing.T) {
 	A, C := order.Ambiguous, order.Created
-	sup := &scripted{script: []order.Outcome{A, A}}
 	clock := testclock.New(time.Now())
-	b := fulfill.NewBreaker(sup, 2, clock.Now, discard())
-	live(b)
-	live(b)
+	b := fulfill.NewBreaker(2, clock.Now, discard())
+	call(b, A)
+	call(b, A)
 	cooldown := fulfill.BreakerCooldown
 	for range 6 {
-		// Each failed probe doubles the cool-down, up to the cap.
 		clock.Advance(cooldown)
-		if r := live(b); r.Outcome != A {
-			t.Fatalf("probe after %s: %v, want it sent (and ambiguous)", cooldown, r.Outcome)
+		if _, held := b.Holding(); held {
+			t.Fatal("Holding once the cool-down is over: held, want the run to go on")
+		}
+		probe, held := call(b, A)
+		if !probe || held {
+			t.Fatalf("after %s: probe %v, held %v; want the probe", cooldown, probe, held)
 		}
 		cooldown = min(2*cooldown, fulfill.BreakerMaxCooldown)
 		if st := b.State(); !st.Open || !st.Until.Equal(clock.Now().Add(cooldown)) {
@@ -127,41 +142,37 @@ func TestBreakerProbes(t *testing.T) {
 		t.Fatalf("cool-down %s after six failed probes, want the cap %s", cooldown, fulfill.BreakerMaxCooldown)
 	}
 
-	// One probe in flight: the others are held meanwhile.
 	clock.Advance(cooldown)
-	sup.mu.Lock()
-	sup.script, sup.block = []order.Outcome{C}, make(chan struct{})
-	sup.live = 0
-	sup.mu.Unlock()
-	probe := make(chan order.Result)
-	go func() { probe <- live(b) }()
-	for sup.calls() == 0 {
-		time.Sleep(time.Millisecond)
+	probe, _, held := b.Admit()
+	if !probe || held {
+		t.Fatal("no probe after the cool-down")
 	}
+	// While it is in flight, the others are held, their own backoff
+	// deciding when they run again (zero Until).
 	for range 3 {
-		// Due again after the order's own backoff, not a whole cool-down:
-		// the probe's answer likely comes first.
-		if r := live(b); r.Outcome != order.NotSent || r.RetryAfter != 0 {
-			t.Fatalf("while the probe is in flight: %v after %s, want NotSent, its backoff deciding", r.Outcome, r.RetryAfter)
+		if h, held := b.Holding(); !held || !h.Until.IsZero() {
+			t.Fatalf("Holding while the probe is in flight: %+v, %v; want held, no time", h, held)
+		}
+		if p, h, held := b.Admit(); p || !held || !h.Until.IsZero() {
+			t.Fatalf("Admit while the probe is in flight: probe %v, %+v, %v; want held", p, h, held)
 		}
 	}
-	close(sup.block)
-	if r := <-probe; r.Outcome != C {
-		t.Fatalf("probe: %v", r.Outcome)
+	// The probe ends with no answer: its slot is given back.
+	b.Record(order.Result{}, true)
+	if st := b.State(); !st.Open {
+		t.Fatalf("after a probe with no answer: %+v, want still open", st)
+	}
+	probe, held = call(b, C)
+	if !probe || held {
+		t.Fatalf("the next run after a probe with no answer: probe %v, held %v; want the next probe", probe, held)
 	}
 	if st := b.State(); st.Open {
 		t.Fatalf("after a clear probe: %+v, want closed", st)
 	}
-	if r := live(b); r.Outcome != C || sup.calls() != 2 {
-		t.Fatalf("after closing: %v, %d calls; want sent", r.Outcome, sup.calls())
-	}
-	// Closed again, with the first cool-down: two more ambiguous answers
-	// open it for BreakerCooldown, not the cap.
-	sup.mu.Lock()
-	sup.script, sup.block = []order.Outcome{A}, nil
-	sup.mu.Unlock()
-	live(b)
-	live(b)
+	// Closed, with the first cool-down again: two ambiguous answers open
+	// it for BreakerCooldown, not the cap.
+	call(b, A)
+	call(b, A)
 	if st := b.State(); !st.Open || !st.Until.Equal(clock.Now().Add(fulfill.BreakerCooldown)) {
 		t.Fatalf("reopened: %+v, want open for %s", st, fulfill.BreakerCooldown)
 	}
@@ -203,13 +214,27 @@ func TestBreakerHoldsOrdersBackInsteadOfReview(t *testing.T) {
 	contents := sf.contents
 	sf.mu.Unlock()
 	until := clock.Now().Add(fulfill.BreakerCooldown)
+	// A person's ProcessOrder of an order nobody announced stores nothing
+	// while the breaker is open: it is told to try again.
+	var re *fulfill.RetryableError
+	if _, err := svc.Process(ctx, order.Key{Store: "abc", ID: 99}, fulfill.ProcessOptions{Force: true}); !errors.As(err, &re) || re.RetryAfter <= 0 {
+		t.Fatalf("ProcessOrder of an unannounced order while open: %v, want a retryable error with a time", err)
+	}
+	if _, err := svc.Get(ctx, order.Key{Store: "abc", ID: 99}); !errors.Is(err, fulfill.ErrNotFound) {
+		t.Fatalf("unannounced order after a held ProcessOrder: %v, want nothing stored", err)
+	}
+	for id := uint64(3); id <= 5; id++ {
+		if _, err := svc.Intake(ctx, delivery(id, "store/order/created", 0, fmt.Sprintf("h%d", id))); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for id := uint64(3); id <= 5; id++ {
 		process(id)
 		o, err := svc.Get(ctx, order.Key{Store: "abc", ID: id})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if o.State != order.Received || o.Attempts != 0 || !o.Pending || !strings.Contains(o.LastError, "held back") || !o.NextAttemptAt.Equal(until) {
+		if o.State != order.Received || o.Attempts != 0 || !o.Pending || !strings.Contains(o.LastError, "held back") || !spreadFrom(o.NextAttemptAt, until) {
 			t.Fatalf("order %d: %v, %d attempts, pending %v, %q, next %v; want RECEIVED, no attempt, queued, held back, due at %v",
 				id, o.State, o.Attempts, o.Pending, o.LastError, o.NextAttemptAt, until)
 		}
@@ -222,69 +247,39 @@ func TestBreakerHoldsOrdersBackInsteadOfReview(t *testing.T) {
 	if n := sup.calls(); n != 2 {
 		t.Fatalf("%d live calls, want 2 (none while open)", n)
 	}
-	if st, on := svc.BreakerState(); !on || !st.Open || st.Held != 3 {
-		t.Fatalf("breaker %+v (on %v), want open, 3 held", st, on)
+	if st, on := svc.BreakerState(); !on || !st.Open || st.Held != 4 {
+		t.Fatalf("breaker %+v (on %v), want open, 4 held (order 99 and 3 to 5)", st, on)
 	}
-	// TropShip recovers: the probe is created, and the others follow.
+	// TropShip recovers. Past the cool-down, order 3 is the probe; while
+	// it is in flight, order 4's run is held (no read, no attempt), then
+	// the probe is created and the others follow.
 	sup.mu.Lock()
-	sup.script, sup.live = []order.Outcome{order.Created}, 0
+	sup.script, sup.live, sup.block = []order.Outcome{order.Created}, 0, make(chan struct{})
 	sup.mu.Unlock()
-	clock.Advance(fulfill.BreakerCooldown)
-	for id := uint64(3); id <= 5; id++ {
+	clock.Advance(fulfill.BreakerCooldown + 10*time.Second)
+	probed := make(chan *order.Order)
+	go func() {
+		o, _ := svc.Process(ctx, order.Key{Store: "abc", ID: 3}, fulfill.ProcessOptions{Force: true})
+		probed <- o
+	}()
+	for sup.calls() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	process(4)
+	if o, err := svc.Get(ctx, order.Key{Store: "abc", ID: 4}); err != nil || o.State != order.Received || o.Attempts != 0 ||
+		!strings.Contains(o.LastError, "while one is sent") {
+		t.Fatalf("order 4 while the probe is in flight: %+v, %v; want RECEIVED, no attempt, held", o, err)
+	}
+	close(sup.block)
+	if o := <-probed; o == nil || o.State != order.Submitted || o.Attempts != 1 {
+		t.Fatalf("probe: %+v, want SUBMITTED at the first attempt", o)
+	}
+	for id := uint64(4); id <= 5; id++ {
 		if o := process(id); o.State != order.Submitted || o.Attempts != 1 {
 			t.Fatalf("order %d after TropShip recovered: %v (%s), %d attempts; want SUBMITTED at the first", id, o.State, o.LastError, o.Attempts)
 		}
 	}
 	if st, _ := svc.BreakerState(); st.Open {
 		t.Fatalf("breaker %+v after a created probe, want closed", st)
-	}
-}
-
-// flaky answers live calls with outcome, or panics.
-type flaky struct {
-	mu      sync.Mutex
-	outcome order.Outcome
-	panics  bool
-}
-
-func (f *flaky) set(o order.Outcome, panics bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.outcome, f.panics = o, panics
-}
-
-func (f *flaky) Submit(context.Context, order.Submission, bool) order.Result {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.panics {
-		panic("boom")
-	}
-	return order.Result{Outcome: f.outcome, OfflineOrderID: "TS-1"}
-}
-
-func (f *flaky) Lookup(context.Context, string) (string, bool, error) { return "", false, nil }
-
-// A probe whose call never returns an answer (it panicked) gives its slot
-// back: the breaker stays open, and the next due order is the next probe.
-func TestBreakerProbeThatPanicsGivesItsSlotBack(t *testing.T) {
-	clock := testclock.New(time.Now())
-	sup := &flaky{outcome: order.Ambiguous}
-	b := fulfill.NewBreaker(sup, 1, clock.Now, discard())
-	live(b) // opens
-	clock.Advance(fulfill.BreakerCooldown)
-	sup.set(order.Ambiguous, true)
-	func() {
-		defer func() { _ = recover() }()
-		live(b)
-	}()
-	if st := b.State(); !st.Open {
-		t.Fatalf("after a probe that panicked: %+v, want still open", st)
-	}
-	sup.set(order.Created, false)
-	if r := live(b); r.Outcome != order.Created {
-		t.Fatalf("the next order after the panicked probe: %v, want it sent as the next probe", r.Outcome)
-	}
-	if st := b.State(); st.Open {
-		t.Fatalf("after a clear probe: %+v, want closed", st)
 	}
 }

@@ -257,12 +257,8 @@ func (p *run) step(ctx context.Context) error {
 	// TropShip is not being sent live orders now (the breaker): read
 	// nothing from BigCommerce either, and look again when one may go.
 	if p.s.breaker != nil && p.s.cfg.Mode == order.ModeLive && !p.opt.ValidateOnly {
-		if reason, until, held := p.s.breaker.holding(p.now); held {
-			if until.IsZero() {
-				until = p.now.Add(p.s.cfg.Retry.Backoff(max(p.o.Attempts, 1)))
-			}
-			p.o.HeldBack(reason, until, p.now)
-			return p.save(ctx, QueueOp{At: until})
+		if h, held := p.s.breaker.Holding(); held {
+			return p.holdBack(ctx, h)
 		}
 	}
 
@@ -341,6 +337,27 @@ func (p *run) submitAndApply(ctx context.Context, sub order.Submission, mode ord
 	// The reads and a pre-check took time: the intent and the call's
 	// deadline count from now.
 	p.now = p.s.cfg.Now()
+	// The breaker decides here, once, before the intent: a held run
+	// writes no intent and counts no attempt. Every live call's answer is
+	// recorded; a probe's slot is given back whatever stops it before
+	// its call.
+	breaker := p.s.breaker
+	if mode != order.ModeLive || known != nil {
+		breaker = nil
+	}
+	probe, recorded := false, false
+	if breaker != nil {
+		var h Hold
+		var held bool
+		if probe, h, held = breaker.Admit(); held {
+			return p.holdBack(ctx, h)
+		}
+		defer func() {
+			if !recorded {
+				breaker.Record(order.Result{}, probe)
+			}
+		}()
+	}
 	if err := p.o.Transition(order.Submitting, p.now); err != nil {
 		return err
 	}
@@ -389,6 +406,10 @@ func (p *run) submitAndApply(ctx context.Context, sub order.Submission, mode ord
 		}
 		r = p.s.supplier.Submit(cctx, sub, mode == order.ModeValidate)
 		cancel()
+		if breaker != nil {
+			breaker.Record(r, probe)
+			recorded = true
+		}
 		if r.Outcome == order.Created {
 			failpoint.Inject("after-supplier-created")
 		}
@@ -575,6 +596,23 @@ func (p *run) unknownOutcome(ctx context.Context) error {
 		return p.apply(ctx, order.Result{Outcome: order.NotSent,
 			Reason: "the supplier has no order with reference " + p.o.Reference + "; safe to send again"})
 	}
+}
+
+// holdBack ends a run that the breaker holds back: nothing was read or
+// sent, the state stays, no attempt is counted, and the order is looked at
+// again when a live order may go (or, while a probe is in flight, after
+// its backoff). An operator's ProcessOrder of an order nothing is stored
+// of stores nothing and is told to try again.
+func (p *run) holdBack(ctx context.Context, h Hold) error {
+	until := h.Until
+	if until.IsZero() {
+		until = p.now.Add(p.s.cfg.Retry.Backoff(max(p.o.Attempts, 1)))
+	}
+	if p.unknown {
+		return &RetryableError{Err: errors.New(h.Reason), RetryAfter: until.Sub(p.now)}
+	}
+	p.o.HeldBack(h.Reason, until, p.now)
+	return p.save(ctx, QueueOp{At: until})
 }
 
 func (p *run) ineligible(ctx context.Context, reason string) error {

@@ -105,8 +105,7 @@ func New(cfg Config, store Store, sf Storefront, sup Supplier, log *slog.Logger)
 		stopping: stopping, stop: stop,
 	}
 	if cfg.Breaker > 0 {
-		s.breaker = NewBreaker(sup, cfg.Breaker, cfg.Now, log)
-		s.supplier = s.breaker
+		s.breaker = NewBreaker(cfg.Breaker, cfg.Now, log)
 	}
 	return s
 }

@@ -250,7 +250,7 @@ func (m *Metrics) SupplierBreaker(state func() fulfill.BreakerState) {
 	}))
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "backorder_supplier_breaker_held_total",
-		Help: "Live orders not sent while the TropShip breaker was open (each is retried).",
+		Help: "Runs held back (nothing read or sent, retried later) while the TropShip breaker was open; an order held several times counts each time.",
 	}, func() float64 { return float64(state().Held) }))
 }
 
