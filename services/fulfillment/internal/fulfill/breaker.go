@@ -167,3 +167,47 @@ func (b *Breaker) Record(r order.Result, probe bool) {
 		b.unclear, b.cooldown, b.openUntil = 0, BreakerCooldown, time.Time{}
 	}
 }
+
+// heldSweepAt is the number of held orders past which noteHeld forgets
+// those whose time has passed (orders another replica ran meanwhile are
+// never asked about again).
+const heldSweepAt = 4096
+
+// noteHeld remembers that the order was held back until until: its
+// queued runs before then (the order's next events, a sweep) would only
+// hold it back again, each with a lock, a read and a write in etcd, so a
+// worker skips them (stillHeld).
+func (s *Service) noteHeld(k order.Key, until time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.held) >= heldSweepAt {
+		now := s.cfg.Now()
+		for hk, t := range s.held {
+			if !now.Before(t) {
+				delete(s.held, hk)
+			}
+		}
+	}
+	s.held[k] = until
+}
+
+// stillHeld reports whether a worker should skip the order: this replica
+// held it back until a time not yet come, and its breaker is still open.
+// Nothing is read or written: the order's queue entry stays, and a sweep
+// brings it back. A person's ProcessOrder is never skipped.
+func (s *Service) stillHeld(k order.Key) bool {
+	if s.breaker == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	until, ok := s.held[k]
+	if !ok {
+		return false
+	}
+	if !s.cfg.Now().Before(until) || !s.breaker.State().Open {
+		delete(s.held, k)
+		return false
+	}
+	return true
+}

@@ -612,7 +612,11 @@ func (p *run) holdBack(ctx context.Context, h Hold) error {
 		return &RetryableError{Err: errors.New(h.Reason), RetryAfter: until.Sub(p.now)}
 	}
 	p.o.HeldBack(h.Reason, until, p.now)
-	return p.save(ctx, QueueOp{At: until})
+	if err := p.save(ctx, QueueOp{At: until}); err != nil {
+		return err
+	}
+	p.s.noteHeld(p.k, until)
+	return nil
 }
 
 func (p *run) ineligible(ctx context.Context, reason string) error {

@@ -71,6 +71,9 @@ type Service struct {
 	work     chan order.Key
 	mu       sync.Mutex
 	inflight map[order.Key]bool // queued or running here; true: run again
+	// held are the orders this replica's breaker held back, and until
+	// when: a worker skips them until then (see stillHeld).
+	held map[order.Key]time.Time
 
 	// stopping ends at Stop; stop ends it.
 	stopping context.Context
@@ -102,6 +105,7 @@ func New(cfg Config, store Store, sf Storefront, sup Supplier, log *slog.Logger)
 		cfg: cfg, store: store, storefront: sf, supplier: sup, log: log,
 		work:     make(chan order.Key, 4096),
 		inflight: map[order.Key]bool{},
+		held:     map[order.Key]time.Time{},
 		stopping: stopping, stop: stop,
 	}
 	if cfg.Breaker > 0 {
@@ -344,7 +348,9 @@ func (s *Service) worker(ctx context.Context) {
 			return
 		case k := <-s.work:
 			for {
-				if _, err := s.Process(ctx, k, ProcessOptions{NoWait: true}); err != nil && ctx.Err() == nil {
+				if s.stillHeld(k) {
+					// Its run would only hold it back again.
+				} else if _, err := s.Process(ctx, k, ProcessOptions{NoWait: true}); err != nil && ctx.Err() == nil {
 					s.log.WarnContext(ctx, "processing failed; the order stays queued",
 						"store", k.Store, "order_id", k.ID, "err", err)
 				}
