@@ -256,18 +256,36 @@ func (e *env) duration(name string, def time.Duration) time.Duration {
 
 // durationOrOff is duration that also takes 0 or off (returned as 0).
 func (e *env) durationOrOff(name string, def time.Duration) time.Duration {
+	return orOff(e, name, def, "a positive duration like 15m", func(v string) (time.Duration, bool) {
+		d, err := time.ParseDuration(v)
+		return d, err == nil && d > 0
+	})
+}
+
+// countOrOff is a whole number from 1 up, or 0 or off (returned as 0).
+func (e *env) countOrOff(name string, def int) int {
+	return orOff(e, name, def, "a whole number from 1 up", func(v string) (int, bool) {
+		n, err := strconv.Atoi(v)
+		return n, err == nil && n >= 1
+	})
+}
+
+// orOff reads a setting that takes 0 or off (returned as T's zero) or
+// what parse accepts; want says what that is, for the error.
+func orOff[T any](e *env, name string, def T, want string, parse func(string) (T, bool)) T {
 	switch v := strings.ToLower(strings.TrimSpace(e.str(name, ""))); v {
 	case "":
 		return def
 	case "0", "off":
-		return 0
+		var zero T
+		return zero
 	default:
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			e.fail(name, fmt.Sprintf("is %q; want a positive duration like 15m, or off", v))
+		x, ok := parse(v)
+		if !ok {
+			e.fail(name, fmt.Sprintf("is %q; want %s, or off", v, want))
 			return def
 		}
-		return d
+		return x
 	}
 }
 
@@ -282,23 +300,6 @@ func (e *env) integer(name string, def int) int {
 		return def
 	}
 	return n
-}
-
-// countOrOff is a whole number from 1 up, or off (returned as 0).
-func (e *env) countOrOff(name string, def int) int {
-	switch v := strings.ToLower(strings.TrimSpace(e.str(name, ""))); v {
-	case "":
-		return def
-	case "0", "off":
-		return 0
-	default:
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			e.fail(name, fmt.Sprintf("is %q; want a whole number from 1 up, or off", v))
-			return def
-		}
-		return n
-	}
 }
 
 // burst is a whole number from 1 to 10 000, or off (returned as -1).
