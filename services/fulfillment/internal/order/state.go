@@ -116,9 +116,10 @@ func (o *Order) StorefrontFailed(reason string, next, now time.Time) {
 	o.LastError, o.NextAttemptAt, o.UpdatedAt = "reading the order from BigCommerce: "+reason, next, now
 }
 
-// HeldBack records that the order's run stopped before anything was read
-// or sent, because the supplier is not being sent live orders now (the
-// breaker): the state stays, and the order is looked at again at next.
+// HeldBack records that the order's run stopped before anything was sent
+// (and mostly before anything was read), because the supplier is not being
+// sent live orders now (the breaker): the state stays, no attempt is
+// counted, and the order is looked at again at next.
 func (o *Order) HeldBack(reason string, next, now time.Time) {
 	o.LastError, o.NextAttemptAt, o.UpdatedAt = reason, next, now
 }
