@@ -1319,9 +1319,13 @@ type GetServiceStatusResponse struct {
 	BigcommerceQuota *BigCommerceQuota `protobuf:"bytes,8,opt,name=bigcommerce_quota,json=bigcommerceQuota,proto3" json:"bigcommerce_quota,omitempty"`
 	// Orders with work queued (due now or later), across all replicas: the
 	// backlog. Unset when it could not be read now.
-	QueuedOrders  *int64 `protobuf:"varint,9,opt,name=queued_orders,json=queuedOrders,proto3,oneof" json:"queued_orders,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	QueuedOrders *int64 `protobuf:"varint,9,opt,name=queued_orders,json=queuedOrders,proto3,oneof" json:"queued_orders,omitempty"`
+	// This replica's TropShip breaker (TROPSHIP_BREAKER): whether it holds
+	// live orders back now, because TropShip's last live answers were
+	// unclear. Unset when it is off.
+	SupplierBreaker *SupplierBreaker `protobuf:"bytes,10,opt,name=supplier_breaker,json=supplierBreaker,proto3" json:"supplier_breaker,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *GetServiceStatusResponse) Reset() {
@@ -1417,6 +1421,91 @@ func (x *GetServiceStatusResponse) GetQueuedOrders() int64 {
 	return 0
 }
 
+func (x *GetServiceStatusResponse) GetSupplierBreaker() *SupplierBreaker {
+	if x != nil {
+		return x.SupplierBreaker
+	}
+	return nil
+}
+
+// SupplierBreaker is one replica's TropShip breaker. After `after` live
+// calls in a row ended ambiguous (5xx, timeout, reset), it holds live
+// orders back (nothing read or sent; they stay queued) until probe_at, then
+// sends one as a probe: a clear answer closes it.
+type SupplierBreaker struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// TROPSHIP_BREAKER.
+	After int32 `protobuf:"varint,1,opt,name=after,proto3" json:"after,omitempty"`
+	// True while live orders are held back: until probe_at, and then until
+	// the probe is answered clearly.
+	Open bool `protobuf:"varint,2,opt,name=open,proto3" json:"open,omitempty"`
+	// While open: when a live order may go as the probe.
+	ProbeAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=probe_at,json=probeAt,proto3" json:"probe_at,omitempty"`
+	// Runs held back since the replica started (an order held several
+	// times counts each time).
+	HeldRuns      int64 `protobuf:"varint,4,opt,name=held_runs,json=heldRuns,proto3" json:"held_runs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SupplierBreaker) Reset() {
+	*x = SupplierBreaker{}
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SupplierBreaker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SupplierBreaker) ProtoMessage() {}
+
+func (x *SupplierBreaker) ProtoReflect() protoreflect.Message {
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SupplierBreaker.ProtoReflect.Descriptor instead.
+func (*SupplierBreaker) Descriptor() ([]byte, []int) {
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SupplierBreaker) GetAfter() int32 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *SupplierBreaker) GetOpen() bool {
+	if x != nil {
+		return x.Open
+	}
+	return false
+}
+
+func (x *SupplierBreaker) GetProbeAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ProbeAt
+	}
+	return nil
+}
+
+func (x *SupplierBreaker) GetHeldRuns() int64 {
+	if x != nil {
+		return x.HeldRuns
+	}
+	return 0
+}
+
 // BigCommerceQuota is one replica's view of the store's API quota (one per
 // store, shared with every app on it). It comes from the X-Rate-Limit-*
 // headers of the latest BigCommerce answer to this replica: the fields but
@@ -1443,7 +1532,7 @@ type BigCommerceQuota struct {
 
 func (x *BigCommerceQuota) Reset() {
 	*x = BigCommerceQuota{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[17]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1455,7 +1544,7 @@ func (x *BigCommerceQuota) String() string {
 func (*BigCommerceQuota) ProtoMessage() {}
 
 func (x *BigCommerceQuota) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[17]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1468,7 +1557,7 @@ func (x *BigCommerceQuota) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BigCommerceQuota.ProtoReflect.Descriptor instead.
 func (*BigCommerceQuota) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{17}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *BigCommerceQuota) GetRequestsLeft() int64 {
@@ -1532,7 +1621,7 @@ type OrdersSweepStatus struct {
 
 func (x *OrdersSweepStatus) Reset() {
 	*x = OrdersSweepStatus{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[18]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1544,7 +1633,7 @@ func (x *OrdersSweepStatus) String() string {
 func (*OrdersSweepStatus) ProtoMessage() {}
 
 func (x *OrdersSweepStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[18]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1557,7 +1646,7 @@ func (x *OrdersSweepStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrdersSweepStatus.ProtoReflect.Descriptor instead.
 func (*OrdersSweepStatus) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{18}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *OrdersSweepStatus) GetEnabled() bool {
@@ -1631,7 +1720,7 @@ type RetryOrderRequest struct {
 
 func (x *RetryOrderRequest) Reset() {
 	*x = RetryOrderRequest{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[19]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +1732,7 @@ func (x *RetryOrderRequest) String() string {
 func (*RetryOrderRequest) ProtoMessage() {}
 
 func (x *RetryOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[19]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +1745,7 @@ func (x *RetryOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryOrderRequest.ProtoReflect.Descriptor instead.
 func (*RetryOrderRequest) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{19}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RetryOrderRequest) GetStoreHash() string {
@@ -1697,7 +1786,7 @@ type RetryOrderResponse struct {
 
 func (x *RetryOrderResponse) Reset() {
 	*x = RetryOrderResponse{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[20]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1709,7 +1798,7 @@ func (x *RetryOrderResponse) String() string {
 func (*RetryOrderResponse) ProtoMessage() {}
 
 func (x *RetryOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[20]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,7 +1811,7 @@ func (x *RetryOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryOrderResponse.ProtoReflect.Descriptor instead.
 func (*RetryOrderResponse) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{20}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RetryOrderResponse) GetOrder() *Order {
@@ -1752,7 +1841,7 @@ type ResolveOrderRequest struct {
 
 func (x *ResolveOrderRequest) Reset() {
 	*x = ResolveOrderRequest{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[21]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1764,7 +1853,7 @@ func (x *ResolveOrderRequest) String() string {
 func (*ResolveOrderRequest) ProtoMessage() {}
 
 func (x *ResolveOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[21]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1777,7 +1866,7 @@ func (x *ResolveOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveOrderRequest.ProtoReflect.Descriptor instead.
 func (*ResolveOrderRequest) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{21}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ResolveOrderRequest) GetStoreHash() string {
@@ -1861,7 +1950,7 @@ type ResolveOrderResponse struct {
 
 func (x *ResolveOrderResponse) Reset() {
 	*x = ResolveOrderResponse{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[22]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +1962,7 @@ func (x *ResolveOrderResponse) String() string {
 func (*ResolveOrderResponse) ProtoMessage() {}
 
 func (x *ResolveOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[22]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +1975,7 @@ func (x *ResolveOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveOrderResponse.ProtoReflect.Descriptor instead.
 func (*ResolveOrderResponse) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{22}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ResolveOrderResponse) GetOrder() *Order {
@@ -1914,7 +2003,7 @@ type ErrorResponse struct {
 
 func (x *ErrorResponse) Reset() {
 	*x = ErrorResponse{}
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[23]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +2015,7 @@ func (x *ErrorResponse) String() string {
 func (*ErrorResponse) ProtoMessage() {}
 
 func (x *ErrorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backorder_v1_fulfillment_proto_msgTypes[23]
+	mi := &file_backorder_v1_fulfillment_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2028,7 @@ func (x *ErrorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorResponse.ProtoReflect.Descriptor instead.
 func (*ErrorResponse) Descriptor() ([]byte, []int) {
-	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{23}
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ErrorResponse) GetError() string {
@@ -2051,7 +2140,7 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\x12ListOrdersResponse\x12+\n" +
 	"\x06orders\x18\x01 \x03(\v2\x13.backorder.v1.OrderR\x06orders\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x19\n" +
-	"\x17GetServiceStatusRequest\"\xe0\x03\n" +
+	"\x17GetServiceStatusRequest\"\xaa\x04\n" +
 	"\x18GetServiceStatusResponse\x12?\n" +
 	"\rsupplier_mode\x18\x01 \x01(\x0e2\x1a.backorder.v1.SupplierModeR\fsupplierMode\x12\x18\n" +
 	"\areplica\x18\x02 \x01(\tR\areplica\x12#\n" +
@@ -2064,8 +2153,15 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\n" +
 	"write_back\x18\a \x01(\bR\twriteBack\x12K\n" +
 	"\x11bigcommerce_quota\x18\b \x01(\v2\x1e.backorder.v1.BigCommerceQuotaR\x10bigcommerceQuota\x12(\n" +
-	"\rqueued_orders\x18\t \x01(\x03H\x00R\fqueuedOrders\x88\x01\x01B\x10\n" +
-	"\x0e_queued_orders\"\x8b\x02\n" +
+	"\rqueued_orders\x18\t \x01(\x03H\x00R\fqueuedOrders\x88\x01\x01\x12H\n" +
+	"\x10supplier_breaker\x18\n" +
+	" \x01(\v2\x1d.backorder.v1.SupplierBreakerR\x0fsupplierBreakerB\x10\n" +
+	"\x0e_queued_orders\"\x8f\x01\n" +
+	"\x0fSupplierBreaker\x12\x14\n" +
+	"\x05after\x18\x01 \x01(\x05R\x05after\x12\x12\n" +
+	"\x04open\x18\x02 \x01(\bR\x04open\x125\n" +
+	"\bprobe_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aprobeAt\x12\x1b\n" +
+	"\theld_runs\x18\x04 \x01(\x03R\bheldRuns\"\x8b\x02\n" +
 	"\x10BigCommerceQuota\x12(\n" +
 	"\rrequests_left\x18\x01 \x01(\x03H\x00R\frequestsLeft\x88\x01\x01\x127\n" +
 	"\tresets_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bresetsAt\x129\n" +
@@ -2152,7 +2248,7 @@ func file_backorder_v1_fulfillment_proto_rawDescGZIP() []byte {
 }
 
 var file_backorder_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_backorder_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_backorder_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_backorder_v1_fulfillment_proto_goTypes = []any{
 	(OrderState)(0),                    // 0: backorder.v1.OrderState
 	(SupplierMode)(0),                  // 1: backorder.v1.SupplierMode
@@ -2173,29 +2269,30 @@ var file_backorder_v1_fulfillment_proto_goTypes = []any{
 	(*ListOrdersResponse)(nil),         // 16: backorder.v1.ListOrdersResponse
 	(*GetServiceStatusRequest)(nil),    // 17: backorder.v1.GetServiceStatusRequest
 	(*GetServiceStatusResponse)(nil),   // 18: backorder.v1.GetServiceStatusResponse
-	(*BigCommerceQuota)(nil),           // 19: backorder.v1.BigCommerceQuota
-	(*OrdersSweepStatus)(nil),          // 20: backorder.v1.OrdersSweepStatus
-	(*RetryOrderRequest)(nil),          // 21: backorder.v1.RetryOrderRequest
-	(*RetryOrderResponse)(nil),         // 22: backorder.v1.RetryOrderResponse
-	(*ResolveOrderRequest)(nil),        // 23: backorder.v1.ResolveOrderRequest
-	(*ResolveOrderResponse)(nil),       // 24: backorder.v1.ResolveOrderResponse
-	(*ErrorResponse)(nil),              // 25: backorder.v1.ErrorResponse
-	(*timestamppb.Timestamp)(nil),      // 26: google.protobuf.Timestamp
+	(*SupplierBreaker)(nil),            // 19: backorder.v1.SupplierBreaker
+	(*BigCommerceQuota)(nil),           // 20: backorder.v1.BigCommerceQuota
+	(*OrdersSweepStatus)(nil),          // 21: backorder.v1.OrdersSweepStatus
+	(*RetryOrderRequest)(nil),          // 22: backorder.v1.RetryOrderRequest
+	(*RetryOrderResponse)(nil),         // 23: backorder.v1.RetryOrderResponse
+	(*ResolveOrderRequest)(nil),        // 24: backorder.v1.ResolveOrderRequest
+	(*ResolveOrderResponse)(nil),       // 25: backorder.v1.ResolveOrderResponse
+	(*ErrorResponse)(nil),              // 26: backorder.v1.ErrorResponse
+	(*timestamppb.Timestamp)(nil),      // 27: google.protobuf.Timestamp
 }
 var file_backorder_v1_fulfillment_proto_depIdxs = []int32{
-	20, // 0: backorder.v1.SweepOrdersResponse.status:type_name -> backorder.v1.OrdersSweepStatus
+	21, // 0: backorder.v1.SweepOrdersResponse.status:type_name -> backorder.v1.OrdersSweepStatus
 	0,  // 1: backorder.v1.Order.state:type_name -> backorder.v1.OrderState
 	1,  // 2: backorder.v1.Order.mode:type_name -> backorder.v1.SupplierMode
 	6,  // 3: backorder.v1.Order.events:type_name -> backorder.v1.OrderEvent
-	26, // 4: backorder.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	26, // 5: backorder.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
-	26, // 6: backorder.v1.Order.submitted_at:type_name -> google.protobuf.Timestamp
-	26, // 7: backorder.v1.Order.next_attempt_at:type_name -> google.protobuf.Timestamp
+	27, // 4: backorder.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	27, // 5: backorder.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
+	27, // 6: backorder.v1.Order.submitted_at:type_name -> google.protobuf.Timestamp
+	27, // 7: backorder.v1.Order.next_attempt_at:type_name -> google.protobuf.Timestamp
 	5,  // 8: backorder.v1.Order.actions:type_name -> backorder.v1.OperatorAction
-	26, // 9: backorder.v1.OperatorAction.at:type_name -> google.protobuf.Timestamp
+	27, // 9: backorder.v1.OperatorAction.at:type_name -> google.protobuf.Timestamp
 	0,  // 10: backorder.v1.OperatorAction.from_state:type_name -> backorder.v1.OrderState
 	0,  // 11: backorder.v1.OperatorAction.to_state:type_name -> backorder.v1.OrderState
-	26, // 12: backorder.v1.OrderEvent.received_at:type_name -> google.protobuf.Timestamp
+	27, // 12: backorder.v1.OrderEvent.received_at:type_name -> google.protobuf.Timestamp
 	8,  // 13: backorder.v1.HandleOrderWebhookRequest.data:type_name -> backorder.v1.WebhookData
 	9,  // 14: backorder.v1.WebhookData.status:type_name -> backorder.v1.WebhookStatus
 	4,  // 15: backorder.v1.ProcessOrderResponse.order:type_name -> backorder.v1.Order
@@ -2203,37 +2300,39 @@ var file_backorder_v1_fulfillment_proto_depIdxs = []int32{
 	0,  // 17: backorder.v1.ListOrdersRequest.state:type_name -> backorder.v1.OrderState
 	4,  // 18: backorder.v1.ListOrdersResponse.orders:type_name -> backorder.v1.Order
 	1,  // 19: backorder.v1.GetServiceStatusResponse.supplier_mode:type_name -> backorder.v1.SupplierMode
-	26, // 20: backorder.v1.GetServiceStatusResponse.started_at:type_name -> google.protobuf.Timestamp
-	20, // 21: backorder.v1.GetServiceStatusResponse.orders_sweep:type_name -> backorder.v1.OrdersSweepStatus
-	19, // 22: backorder.v1.GetServiceStatusResponse.bigcommerce_quota:type_name -> backorder.v1.BigCommerceQuota
-	26, // 23: backorder.v1.BigCommerceQuota.resets_at:type_name -> google.protobuf.Timestamp
-	26, // 24: backorder.v1.BigCommerceQuota.held_until:type_name -> google.protobuf.Timestamp
-	26, // 25: backorder.v1.OrdersSweepStatus.since:type_name -> google.protobuf.Timestamp
-	26, // 26: backorder.v1.OrdersSweepStatus.cursor:type_name -> google.protobuf.Timestamp
-	26, // 27: backorder.v1.OrdersSweepStatus.last_run:type_name -> google.protobuf.Timestamp
-	4,  // 28: backorder.v1.RetryOrderResponse.order:type_name -> backorder.v1.Order
-	4,  // 29: backorder.v1.ResolveOrderResponse.order:type_name -> backorder.v1.Order
-	7,  // 30: backorder.v1.FulfillmentService.HandleOrderWebhook:input_type -> backorder.v1.HandleOrderWebhookRequest
-	11, // 31: backorder.v1.FulfillmentService.ProcessOrder:input_type -> backorder.v1.ProcessOrderRequest
-	13, // 32: backorder.v1.FulfillmentService.GetOrder:input_type -> backorder.v1.GetOrderRequest
-	15, // 33: backorder.v1.FulfillmentService.ListOrders:input_type -> backorder.v1.ListOrdersRequest
-	21, // 34: backorder.v1.FulfillmentService.RetryOrder:input_type -> backorder.v1.RetryOrderRequest
-	23, // 35: backorder.v1.FulfillmentService.ResolveOrder:input_type -> backorder.v1.ResolveOrderRequest
-	17, // 36: backorder.v1.FulfillmentService.GetServiceStatus:input_type -> backorder.v1.GetServiceStatusRequest
-	2,  // 37: backorder.v1.FulfillmentService.SweepOrders:input_type -> backorder.v1.SweepOrdersRequest
-	10, // 38: backorder.v1.FulfillmentService.HandleOrderWebhook:output_type -> backorder.v1.HandleOrderWebhookResponse
-	12, // 39: backorder.v1.FulfillmentService.ProcessOrder:output_type -> backorder.v1.ProcessOrderResponse
-	14, // 40: backorder.v1.FulfillmentService.GetOrder:output_type -> backorder.v1.GetOrderResponse
-	16, // 41: backorder.v1.FulfillmentService.ListOrders:output_type -> backorder.v1.ListOrdersResponse
-	22, // 42: backorder.v1.FulfillmentService.RetryOrder:output_type -> backorder.v1.RetryOrderResponse
-	24, // 43: backorder.v1.FulfillmentService.ResolveOrder:output_type -> backorder.v1.ResolveOrderResponse
-	18, // 44: backorder.v1.FulfillmentService.GetServiceStatus:output_type -> backorder.v1.GetServiceStatusResponse
-	3,  // 45: backorder.v1.FulfillmentService.SweepOrders:output_type -> backorder.v1.SweepOrdersResponse
-	38, // [38:46] is the sub-list for method output_type
-	30, // [30:38] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	27, // 20: backorder.v1.GetServiceStatusResponse.started_at:type_name -> google.protobuf.Timestamp
+	21, // 21: backorder.v1.GetServiceStatusResponse.orders_sweep:type_name -> backorder.v1.OrdersSweepStatus
+	20, // 22: backorder.v1.GetServiceStatusResponse.bigcommerce_quota:type_name -> backorder.v1.BigCommerceQuota
+	19, // 23: backorder.v1.GetServiceStatusResponse.supplier_breaker:type_name -> backorder.v1.SupplierBreaker
+	27, // 24: backorder.v1.SupplierBreaker.probe_at:type_name -> google.protobuf.Timestamp
+	27, // 25: backorder.v1.BigCommerceQuota.resets_at:type_name -> google.protobuf.Timestamp
+	27, // 26: backorder.v1.BigCommerceQuota.held_until:type_name -> google.protobuf.Timestamp
+	27, // 27: backorder.v1.OrdersSweepStatus.since:type_name -> google.protobuf.Timestamp
+	27, // 28: backorder.v1.OrdersSweepStatus.cursor:type_name -> google.protobuf.Timestamp
+	27, // 29: backorder.v1.OrdersSweepStatus.last_run:type_name -> google.protobuf.Timestamp
+	4,  // 30: backorder.v1.RetryOrderResponse.order:type_name -> backorder.v1.Order
+	4,  // 31: backorder.v1.ResolveOrderResponse.order:type_name -> backorder.v1.Order
+	7,  // 32: backorder.v1.FulfillmentService.HandleOrderWebhook:input_type -> backorder.v1.HandleOrderWebhookRequest
+	11, // 33: backorder.v1.FulfillmentService.ProcessOrder:input_type -> backorder.v1.ProcessOrderRequest
+	13, // 34: backorder.v1.FulfillmentService.GetOrder:input_type -> backorder.v1.GetOrderRequest
+	15, // 35: backorder.v1.FulfillmentService.ListOrders:input_type -> backorder.v1.ListOrdersRequest
+	22, // 36: backorder.v1.FulfillmentService.RetryOrder:input_type -> backorder.v1.RetryOrderRequest
+	24, // 37: backorder.v1.FulfillmentService.ResolveOrder:input_type -> backorder.v1.ResolveOrderRequest
+	17, // 38: backorder.v1.FulfillmentService.GetServiceStatus:input_type -> backorder.v1.GetServiceStatusRequest
+	2,  // 39: backorder.v1.FulfillmentService.SweepOrders:input_type -> backorder.v1.SweepOrdersRequest
+	10, // 40: backorder.v1.FulfillmentService.HandleOrderWebhook:output_type -> backorder.v1.HandleOrderWebhookResponse
+	12, // 41: backorder.v1.FulfillmentService.ProcessOrder:output_type -> backorder.v1.ProcessOrderResponse
+	14, // 42: backorder.v1.FulfillmentService.GetOrder:output_type -> backorder.v1.GetOrderResponse
+	16, // 43: backorder.v1.FulfillmentService.ListOrders:output_type -> backorder.v1.ListOrdersResponse
+	23, // 44: backorder.v1.FulfillmentService.RetryOrder:output_type -> backorder.v1.RetryOrderResponse
+	25, // 45: backorder.v1.FulfillmentService.ResolveOrder:output_type -> backorder.v1.ResolveOrderResponse
+	18, // 46: backorder.v1.FulfillmentService.GetServiceStatus:output_type -> backorder.v1.GetServiceStatusResponse
+	3,  // 47: backorder.v1.FulfillmentService.SweepOrders:output_type -> backorder.v1.SweepOrdersResponse
+	40, // [40:48] is the sub-list for method output_type
+	32, // [32:40] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_backorder_v1_fulfillment_proto_init() }
@@ -2242,8 +2341,8 @@ func file_backorder_v1_fulfillment_proto_init() {
 		return
 	}
 	file_backorder_v1_fulfillment_proto_msgTypes[16].OneofWrappers = []any{}
-	file_backorder_v1_fulfillment_proto_msgTypes[17].OneofWrappers = []any{}
-	file_backorder_v1_fulfillment_proto_msgTypes[21].OneofWrappers = []any{
+	file_backorder_v1_fulfillment_proto_msgTypes[18].OneofWrappers = []any{}
+	file_backorder_v1_fulfillment_proto_msgTypes[22].OneofWrappers = []any{
 		(*ResolveOrderRequest_OfflineOrderId)(nil),
 		(*ResolveOrderRequest_SupplierHasNoOrder)(nil),
 	}
@@ -2253,7 +2352,7 @@ func file_backorder_v1_fulfillment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backorder_v1_fulfillment_proto_rawDesc), len(file_backorder_v1_fulfillment_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

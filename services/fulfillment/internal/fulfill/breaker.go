@@ -63,6 +63,8 @@ func NewBreaker(after int, now func() time.Time, log *slog.Logger) *Breaker {
 
 // BreakerState is what the breaker is doing, for metrics and status.
 type BreakerState struct {
+	// After is the number of ambiguous live answers in a row that open it.
+	After int
 	// Open: live orders are held back, until Until, and then until a
 	// probe is answered clearly.
 	Open  bool
@@ -75,7 +77,7 @@ type BreakerState struct {
 func (b *Breaker) State() BreakerState {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return BreakerState{Open: !b.openUntil.IsZero(), Until: b.openUntil, Held: b.held}
+	return BreakerState{After: b.after, Open: !b.openUntil.IsZero(), Until: b.openUntil, Held: b.held}
 }
 
 // Hold is why and until when a run is held back. A zero Until means a

@@ -185,7 +185,17 @@ func (s *Server) GetServiceStatus(ctx context.Context, _ *backorderv1.GetService
 		WriteBack:        s.svc.WritesBack(),
 		BigcommerceQuota: s.quota(),
 		QueuedOrders:     s.queued(ctx),
+		SupplierBreaker:  s.breaker(),
 	}, nil
+}
+
+// breaker reports the replica's TropShip breaker; nil when it is off.
+func (s *Server) breaker() *backorderv1.SupplierBreaker {
+	st, on := s.svc.BreakerState()
+	if !on {
+		return nil
+	}
+	return &backorderv1.SupplierBreaker{After: int32(st.After), Open: st.Open, ProbeAt: ts(st.Until), HeldRuns: int64(st.Held)}
 }
 
 func (s *Server) quota() *backorderv1.BigCommerceQuota {

@@ -104,3 +104,16 @@ func TestStatusQuotaAndBacklog(t *testing.T) {
 		t.Errorf("before any answer: %v; want only the burst", q)
 	}
 }
+
+// The TropShip breaker in GetServiceStatus: left out when it is off; when
+// on, its setting, closed, nothing held.
+func TestStatusBreaker(t *testing.T) {
+	off := &Server{svc: fulfill.New(fulfill.Config{Store: "abc"}, nil, nil, nil, nil)}
+	if b := off.breaker(); b != nil {
+		t.Errorf("breaker off: %v, want left out", b)
+	}
+	on := &Server{svc: fulfill.New(fulfill.Config{Store: "abc", Breaker: 3}, nil, nil, nil, nil)}
+	if b := on.breaker(); b == nil || b.GetAfter() != 3 || b.GetOpen() || b.ProbeAt != nil || b.GetHeldRuns() != 0 {
+		t.Errorf("breaker on: %v, want after 3, closed", b)
+	}
+}
