@@ -658,7 +658,13 @@ type loadRun struct {
 // run failed part way.
 func runLoadTest(ctx context.Context, cfg loadConfig, progress io.Writer) (rep *loadReport, err error) {
 	r := &loadRun{cfg: cfg, rep: &loadReport{}, killed: map[*stack.Proc]bool{}}
-	r.say = func(format string, a ...any) { fmt.Fprintf(progress, "load: "+format+"\n", a...) }
+	// The fault's goroutine reports too, while the run goes on.
+	var sayMu sync.Mutex
+	r.say = func(format string, a ...any) {
+		sayMu.Lock()
+		defer sayMu.Unlock()
+		fmt.Fprintf(progress, "load: "+format+"\n", a...)
+	}
 	rep = r.rep
 	rep.Conditions.Start = time.Now().UTC()
 	rep.Conditions.GoVersion = runtime.Version()
