@@ -1066,7 +1066,7 @@ func (r *loadRun) measure(ctx context.Context) error {
 	rep.BigCommerce.Stats = subStats(bcAfter, bcBefore)
 	rep.BigCommerce.Calls = rep.BigCommerce.Stats.Total
 	rep.BigCommerce.CallsPerOrder = float64(rep.BigCommerce.Calls) / float64(cfg.Orders)
-	rep.BigCommerce.ResetWaits, rep.BigCommerce.SpreadWaits, rep.Supplier.BreakerHeld = r.quotaWaits(ctx)
+	rep.BigCommerce.ResetWaits, rep.BigCommerce.SpreadWaits, rep.Supplier.BreakerHeld = r.replicaCounters(ctx)
 	rep.Supplier.LiveOrders, rep.Supplier.ExtraOrders = len(ledger.Orders), ledger.ExtraOrders
 	rep.Supplier.DuplicateReferences = ledger.DuplicateReferences
 	rep.Supplier.Requests = ledger.Requests - tsBefore.Requests
@@ -2458,9 +2458,10 @@ func validQuotaBurst(s string) bool {
 	return err == nil && n >= 1 && n <= 10_000
 }
 
-// quotaWaits sums the replicas' BigCommerce requests that waited for the
-// quota's reset, and those that waited to spread it.
-func (r *loadRun) quotaWaits(ctx context.Context) (reset, spread, held float64) {
+// replicaCounters sums, over the replicas' metrics, the BigCommerce
+// requests that waited for the quota's reset, those that waited to spread
+// it, and the runs their TropShip breakers held back.
+func (r *loadRun) replicaCounters(ctx context.Context) (reset, spread, held float64) {
 	for _, u := range r.metricsURLs {
 		samples, err := scrape(ctx, u, hopScrapeTimeout)
 		if err != nil {

@@ -107,15 +107,13 @@ func (b *Breaker) Holding() (Hold, bool) {
 func (b *Breaker) Admit() (probe bool, h Hold, held bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.openUntil.IsZero() {
-		return false, Hold{}, false
-	}
-	now := b.now()
-	if h, held := b.holdLocked(now); held {
+	if h, held := b.holdLocked(b.now()); held {
 		return false, h, true
 	}
-	b.probing = true
-	return true, Hold{}, false
+	// Not held: closed, or open and due with no probe in flight.
+	probe = !b.openUntil.IsZero()
+	b.probing = b.probing || probe
+	return probe, Hold{}, false
 }
 
 func (b *Breaker) holdLocked(now time.Time) (Hold, bool) {
@@ -170,9 +168,10 @@ func (b *Breaker) Record(r order.Result, probe bool) {
 	}
 }
 
-// heldSweepAt is the number of held orders past which noteHeld forgets
-// those whose time has passed (orders another replica ran meanwhile are
-// never asked about again).
+// heldSweepAt is the number of held orders past which noteHeld first
+// forgets those whose time has passed (orders another replica ran
+// meanwhile are never asked about again); each sweep sets the next at
+// twice what it kept, so a large backlog is not swept at every note.
 const heldSweepAt = 4096
 
 // noteHeld remembers that the order was held back until until: its
@@ -182,13 +181,14 @@ const heldSweepAt = 4096
 func (s *Service) noteHeld(k order.Key, until time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.held) >= heldSweepAt {
+	if len(s.held) >= max(s.heldSweep, heldSweepAt) {
 		now := s.cfg.Now()
 		for hk, t := range s.held {
 			if !now.Before(t) {
 				delete(s.held, hk)
 			}
 		}
+		s.heldSweep = 2 * len(s.held)
 	}
 	s.held[k] = until
 }

@@ -73,7 +73,8 @@ type Service struct {
 	inflight map[order.Key]bool // queued or running here; true: run again
 	// held are the orders this replica's breaker held back, and until
 	// when: a worker skips them until then (see stillHeld).
-	held map[order.Key]time.Time
+	held      map[order.Key]time.Time
+	heldSweep int // len(held) at which noteHeld next forgets past ones
 
 	// stopping ends at Stop; stop ends it.
 	stopping context.Context
