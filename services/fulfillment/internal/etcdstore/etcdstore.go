@@ -185,6 +185,13 @@ func (s *Store) deliveryLease(ctx context.Context) (clientv3.LeaseID, error) {
 // RecordDelivery implements fulfill.Store. A duplicate costs one
 // serializable read; a new delivery one transaction, which writes its key
 // and, unless the record is in a skip state, the queue entry.
+//
+// The queue entry is never made due sooner than it was: an order waiting
+// for a backoff, a lookup or the TropShip breaker keeps its due time, and
+// the event is only remembered (queued=false), for the run that comes when
+// it is due. The entry is still rewritten (same value, new revision), so a
+// run that loaded it before this event never takes it off the queue
+// (locked.save's Done).
 func (s *Store) RecordDelivery(ctx context.Context, k order.Key, ev order.Event, due time.Time, skip []order.State) (recorded, queued bool, err error) {
 	return s.recordDelivery(ctx, k, ev, due, skip, false)
 }
@@ -220,7 +227,7 @@ func (s *Store) recordDelivery(ctx context.Context, k order.Key, ev order.Event,
 	}
 	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(dk), "=", 0)).Then(
 		clientv3.OpPut(dk, string(val), clientv3.WithLease(lease)),
-		clientv3.OpTxn(notSkipped, []clientv3.Op{clientv3.OpPut(s.queueKey(k), strconv.FormatInt(due.UnixNano(), 10))}, nil),
+		clientv3.OpTxn(notSkipped, []clientv3.Op{s.queueAtLeast(k, due)}, nil),
 	).Commit()
 	if err != nil {
 		if isLeaseNotFound(err) && !retried {
@@ -238,7 +245,32 @@ func (s *Store) recordDelivery(ctx context.Context, k order.Key, ev order.Event,
 	if !resp.Succeeded {
 		return false, false, nil
 	}
-	return true, resp.Responses[1].GetResponseTxn().GetSucceeded(), nil
+	held := resp.Responses[1].GetResponseTxn()
+	if !held.GetSucceeded() {
+		return true, false, nil // a skip state: remembered, no work
+	}
+	later := held.GetResponses()[0].GetResponseTxn().GetSucceeded()
+	return true, !later, nil
+}
+
+// queueAtLeast is the op that queues an order due at due, unless its entry
+// is due later already: that entry keeps its time and gets a new revision
+// (a put of its own value). Its Succeeded says the entry was due later.
+func (s *Store) queueAtLeast(k order.Key, due time.Time) clientv3.Op {
+	qk, v := s.queueKey(k), dueValue(due)
+	return clientv3.OpTxn(
+		// A missing key fails a value compare: it is queued at due.
+		[]clientv3.Cmp{clientv3.Compare(clientv3.Value(qk), ">", v)},
+		[]clientv3.Op{clientv3.OpPut(qk, "", clientv3.WithIgnoreValue())},
+		[]clientv3.Op{clientv3.OpPut(qk, v)})
+}
+
+// dueValue is a queue entry's value: the due time in Unix nanoseconds,
+// zero-padded to 19 digits so that etcd's byte-wise compare of two values
+// orders them as times (queueAtLeast). Every time from 2001 to 2262 has 19
+// digits anyway; the padding only matters for a clock set before 2001.
+func dueValue(t time.Time) string {
+	return fmt.Sprintf("%019d", max(t.UnixNano(), 0))
 }
 
 // Get implements fulfill.Store.

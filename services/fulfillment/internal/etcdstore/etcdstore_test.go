@@ -155,6 +155,68 @@ func TestDueSkipsFutureWork(t *testing.T) {
 	}
 }
 
+// A new event never makes an order due sooner than it was (a backoff, a
+// lookup's wait, the breaker's hold): it is remembered, not queued for a
+// run now. Its entry still changes revision, so a run that loaded the entry
+// before the event cannot take the order off the queue and lose it.
+func TestRecordDeliveryKeepsALaterDueTime(t *testing.T) {
+	ctx := context.Background()
+	cli := etcdtest.Client(t, etcdtest.Start(t))
+	s := newStore(t, cli)
+	k := order.Key{Store: "s", ID: 1}
+	now := time.Now()
+	if rec, queued, err := s.RecordDelivery(ctx, k, ev("e1"), now, nil); err != nil || !rec || !queued {
+		t.Fatalf("first event: recorded=%v queued=%v err=%v", rec, queued, err)
+	}
+	// A run holds the order and puts it off for an hour.
+	lk, _ := lockLoaded(t, s, k)
+	later := now.Add(time.Hour)
+	if err := lk.SaveAndUnlock(ctx, order.New(k, now), fulfill.QueueOp{At: later}); err != nil {
+		t.Fatal(err)
+	}
+	lk.Unlock(ctx)
+	dueAt := func() string {
+		t.Helper()
+		r, err := cli.Get(ctx, "/t/queue/s/1")
+		if err != nil || len(r.Kvs) != 1 {
+			t.Fatalf("queue entry: %v %v", r, err)
+		}
+		return string(r.Kvs[0].Value)
+	}
+	want := dueAt()
+
+	// A run that loaded the entry is still going when the next event comes.
+	lk, loaded := lockLoaded(t, s, k)
+	if !loaded.Queued {
+		t.Fatal("load: not queued")
+	}
+	if rec, queued, err := s.RecordDelivery(ctx, k, ev("e2"), now.Add(time.Second), nil); err != nil || !rec || queued {
+		t.Fatalf("event of an order due later: recorded=%v queued=%v err=%v; want recorded, not queued", rec, queued, err)
+	}
+	if got := dueAt(); got != want {
+		t.Fatalf("due time moved from %s to %s", want, got)
+	}
+	if due, _ := s.Due(ctx, "s", now.Add(time.Minute), 10); len(due) != 0 {
+		t.Fatalf("due within the hour: %v, want none", due)
+	}
+	if err := lk.SaveAndUnlock(ctx, order.New(k, now), fulfill.QueueOp{Done: true}); err != nil {
+		t.Fatal(err)
+	}
+	lk.Unlock(ctx)
+	if due, _ := s.Due(ctx, "s", later, 10); len(due) != 1 {
+		t.Fatalf("after the run's Done: due at the hour = %v; the newer event's entry must survive", due)
+	}
+
+	// An entry due sooner than the event's time is moved to it, as before,
+	// and the event queues work.
+	if rec, queued, err := s.RecordDelivery(ctx, k, ev("e3"), later.Add(time.Minute), nil); err != nil || !rec || !queued {
+		t.Fatalf("event due after the entry: recorded=%v queued=%v err=%v", rec, queued, err)
+	}
+	if got := dueAt(); got <= want {
+		t.Fatalf("due %s, want after %s", got, want)
+	}
+}
+
 func TestSaveIsFencedByRecordRevision(t *testing.T) {
 	ctx := context.Background()
 	cli := etcdtest.Client(t, etcdtest.Start(t))

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -219,7 +218,7 @@ func (l *locked) save(ctx context.Context, o *order.Order, q fulfill.QueueOp, re
 	qk := l.s.queueKey(l.k)
 	switch {
 	case !q.At.IsZero():
-		ops = append(ops, clientv3.OpPut(qk, strconv.FormatInt(q.At.UnixNano(), 10)))
+		ops = append(ops, clientv3.OpPut(qk, dueValue(q.At)))
 	case q.Done:
 		// An event recorded after Load changed the entry: keep it, so the
 		// order is looked at again.

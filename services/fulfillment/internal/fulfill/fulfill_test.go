@@ -1060,3 +1060,76 @@ func TestIneligibleOrdersReadOnlyWhatTheyNeed(t *testing.T) {
 		}
 	})
 }
+
+// throttledStorefront answers 429 for order 1 (BigCommerce's Retry-After is
+// an hour) and reports each read of order 2.
+type throttledStorefront struct {
+	storefront
+	throttled int           // Order calls for order 1
+	read2     chan struct{} // a read of order 2
+}
+
+func (s *throttledStorefront) Order(ctx context.Context, k order.Key) (order.StorefrontOrder, error) {
+	if k.ID == 2 {
+		s.read2 <- struct{}{}
+		return s.storefront.Order(ctx, k)
+	}
+	s.mu.Lock()
+	s.throttled++
+	s.mu.Unlock()
+	return order.StorefrontOrder{}, &fulfill.RetryableError{Err: errors.New("HTTP 429"), RetryAfter: time.Hour}
+}
+
+// An order BigCommerce told us to read again later is read again then, not
+// at its next event: new events are remembered, and the order keeps its
+// time (the same holds for a retry's backoff, a lookup's wait, and the
+// TropShip breaker's hold).
+func TestAnEventDoesNotBringAWaitingOrderForward(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t, etcdtest.Start(t))
+	sf := &throttledStorefront{storefront: storefront{status: map[uint64]uint32{2: 1}}, read2: make(chan struct{}, 1)}
+	// One worker takes orders in the order they were queued.
+	svc := fulfill.New(fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
+		SweepInterval: time.Hour, SweepGrace: time.Millisecond, Workers: 1,
+	}, st, sf, &supplier{live: map[string]int{}}, discard())
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { svc.Run(runCtx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	a := order.Key{Store: "abc", ID: 1}
+	if _, err := svc.Intake(ctx, delivery(1, "store/order/created", 0, "c")); err != nil {
+		t.Fatal(err)
+	}
+	var waiting *order.Order
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		o, err := svc.Get(ctx, a)
+		if err == nil && o.LastError != "" {
+			waiting = o
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("order 1 after its first event: %+v, %v; want its 429 stored", o, err)
+		}
+	}
+	if _, err := svc.Intake(ctx, delivery(1, "store/order/statusUpdated", 11, "u")); err != nil {
+		t.Fatal(err)
+	}
+	// Had order 1 been queued for a run now, the worker would run it
+	// before order 2.
+	if _, err := svc.Intake(ctx, delivery(2, "store/order/created", 0, "c2")); err != nil {
+		t.Fatal(err)
+	}
+	<-sf.read2
+	sf.mu.Lock()
+	reads := sf.throttled
+	sf.mu.Unlock()
+	if reads != 1 {
+		t.Fatalf("order 1 read %d times; want 1: its event must not bring it before its Retry-After", reads)
+	}
+	o, err := svc.Get(ctx, a)
+	if err != nil || !o.Pending || len(o.Events) != 2 || !o.NextAttemptAt.Equal(waiting.NextAttemptAt) {
+		t.Fatalf("order 1: %+v, %v; want queued, both events, next attempt still %v", o, err, waiting.NextAttemptAt)
+	}
+}
