@@ -61,7 +61,8 @@ func TestWaitsForPersonNamesTheAction(t *testing.T) {
 }
 
 // An order that becomes eligible loses its old reason; one BigCommerce
-// could not give says when it is read again.
+// could not give says when it is read again, and loses that error once
+// BigCommerce answered.
 func TestIneligibleReasonAndStorefrontRetry(t *testing.T) {
 	o := inState(Received)
 	o.StorefrontFailed("HTTP 500", t0.Add(30*time.Second), t0)
@@ -71,8 +72,8 @@ func TestIneligibleReasonAndStorefrontRetry(t *testing.T) {
 	if err := o.SetIneligible("status 7 (Awaiting Payment) is not eligible", t0); err != nil {
 		t.Fatal(err)
 	}
-	if o.State != Ineligible || o.IneligibleReason == "" || !o.NextAttemptAt.IsZero() {
-		t.Fatalf("ineligible: %+v", o)
+	if o.State != Ineligible || o.IneligibleReason == "" || !o.NextAttemptAt.IsZero() || o.LastError != "" {
+		t.Fatalf("ineligible: %+v; want the reason, and the failed read's error gone", o)
 	}
 	if err := o.Transition(Ineligible, t0); err != nil || o.IneligibleReason == "" {
 		t.Fatalf("still ineligible: reason %q, %v", o.IneligibleReason, err)

@@ -101,12 +101,14 @@ func (o *Order) Transition(to State, now time.Time) error {
 }
 
 // SetIneligible records that the order is not for the supplier, and why. A
-// later event (or ProcessOrder) looks at it again.
+// later event (or ProcessOrder) looks at it again. BigCommerce answered, so
+// an earlier run's error (a failed read, a hold of the breaker, a throttled
+// try) no longer says why the order waits, and is cleared.
 func (o *Order) SetIneligible(reason string, now time.Time) error {
 	if err := o.Transition(Ineligible, now); err != nil {
 		return err
 	}
-	o.IneligibleReason, o.NextAttemptAt = reason, time.Time{}
+	o.IneligibleReason, o.NextAttemptAt, o.LastError = reason, time.Time{}, ""
 	return nil
 }
 
