@@ -265,6 +265,15 @@ func (s *Store) queueAtLeast(k order.Key, due time.Time) clientv3.Op {
 		[]clientv3.Op{clientv3.OpPut(qk, v)})
 }
 
+// queueAtMost is the op that makes an order's queue entry due no later
+// than at; a missing entry stays missing.
+func (s *Store) queueAtMost(k order.Key, at time.Time) clientv3.Op {
+	qk, v := s.queueKey(k), dueValue(at)
+	return clientv3.OpTxn(
+		[]clientv3.Cmp{clientv3.Compare(clientv3.Value(qk), ">", v)},
+		[]clientv3.Op{clientv3.OpPut(qk, v)}, nil)
+}
+
 // dueValue is a queue entry's value: the due time in Unix nanoseconds,
 // zero-padded to 19 digits so that etcd's byte-wise compare of two values
 // orders them as times (queueAtLeast). Every time from 2001 to 2262 has 19

@@ -199,17 +199,20 @@ func TestRecordDeliveryKeepsALaterDueTime(t *testing.T) {
 	if due, _ := s.Due(ctx, "s", now.Add(time.Minute), 10); len(due) != 0 {
 		t.Fatalf("due within the hour: %v, want none", due)
 	}
-	if err := lk.SaveAndUnlock(ctx, order.New(k, now), fulfill.QueueOp{Done: true}); err != nil {
+	// The run ends (an operator's ProcessOrder found the order not payable,
+	// say): the event it did not see is looked at now, not in an hour.
+	if err := lk.SaveAndUnlock(ctx, order.New(k, now), fulfill.QueueOp{Done: true, At: now}); err != nil {
 		t.Fatal(err)
 	}
 	lk.Unlock(ctx)
-	if due, _ := s.Due(ctx, "s", later, 10); len(due) != 1 {
-		t.Fatalf("after the run's Done: due at the hour = %v; the newer event's entry must survive", due)
+	if due, _ := s.Due(ctx, "s", now, 10); len(due) != 1 {
+		t.Fatalf("after the run's Done: due now = %v; the newer event's entry must survive, due at once", due)
 	}
+	want = dueAt()
 
 	// An entry due sooner than the event's time is moved to it, as before,
 	// and the event queues work.
-	if rec, queued, err := s.RecordDelivery(ctx, k, ev("e3"), later.Add(time.Minute), nil); err != nil || !rec || !queued {
+	if rec, queued, err := s.RecordDelivery(ctx, k, ev("e3"), now.Add(time.Minute), nil); err != nil || !rec || !queued {
 		t.Fatalf("event due after the entry: recorded=%v queued=%v err=%v", rec, queued, err)
 	}
 	if got := dueAt(); got <= want {
@@ -291,6 +294,41 @@ func TestQueueDoneKeepsAnEventThatArrivedMeanwhile(t *testing.T) {
 	}
 	if due, _ := s.Due(ctx, "s", time.Now(), 10); len(due) != 0 {
 		t.Fatalf("queue after Done = %v, want empty", due)
+	}
+}
+
+// An event recorded after Load and before the run's intent (which
+// reschedules the entry, and so hides the event's own revision) still keeps
+// the order queued when the run ends with Done.
+func TestQueueDoneKeepsAnEventThatArrivedBeforeTheIntent(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, etcdtest.Client(t, etcdtest.Start(t)))
+	k := order.Key{Store: "s", ID: 1}
+	now := time.Now()
+	s.RecordDelivery(ctx, k, ev("e1"), now, nil)
+	lk, _ := lockLoaded(t, s, k)
+	s.RecordDelivery(ctx, k, ev("e2"), now.Add(time.Second), nil) // arrives mid-run
+	o := order.New(k, now)
+	if err := lk.Save(ctx, o, fulfill.QueueOp{At: now.Add(10 * time.Second)}); err != nil { // the intent
+		t.Fatal(err)
+	}
+	if err := lk.Save(ctx, o, fulfill.QueueOp{Done: true, At: now}); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := s.Due(ctx, "s", now, 10); len(due) != 1 {
+		t.Fatalf("queue after Done = %v; the event that came before the intent must keep the order queued, due now", due)
+	}
+	// A run with no event meanwhile takes it off the queue, intent or not.
+	lk.Unlock(ctx)
+	lk, _ = lockLoaded(t, s, k)
+	if err := lk.Save(ctx, o, fulfill.QueueOp{At: now.Add(10 * time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lk.Save(ctx, o, fulfill.QueueOp{Done: true, At: now}); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := s.Due(ctx, "s", now.Add(time.Hour), 10); len(due) != 0 {
+		t.Fatalf("queue after an undisturbed run's Done = %v, want empty", due)
 	}
 }
 

@@ -85,7 +85,8 @@ type locked struct {
 	released    bool  // SaveAndUnlock deleted the mutex key
 	unlocked    bool  // Unlock was called
 	recRev      int64 // mod revision of the record at Load (0: none)
-	queueRev    int64 // mod revision of the queue entry at Load (0: none)
+	queueRev    int64 // mod revision of the queue entry at Load (0: none), or at this holder's last rewrite of it
+	eventSince  bool  // the entry changed since Load under another hand: an event was recorded
 	state       order.State
 	// claim is a supplier id ClaimSupplierID found free (or this order's),
 	// and claimRev the mod revision of its index key then (0: none): the
@@ -139,7 +140,7 @@ func (l *locked) Load(ctx context.Context) (fulfill.Loaded, error) {
 		return fulfill.Loaded{}, fmt.Errorf("load order %s: %w", l.k, unavailable(err))
 	}
 	var out fulfill.Loaded
-	l.recRev, l.queueRev, l.state = 0, 0, order.StateUnspecified
+	l.recRev, l.queueRev, l.state, l.eventSince = 0, 0, order.StateUnspecified, false
 	if rec := resp.Responses[0].GetResponseRange(); len(rec.Kvs) > 0 {
 		if out.Order, err = decodeOrder(rec.Kvs[0].Value); err != nil {
 			return fulfill.Loaded{}, err
@@ -215,16 +216,30 @@ func (l *locked) save(ctx context.Context, o *order.Order, q fulfill.QueueOp, re
 			[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(sk), "=", 0)},
 			[]clientv3.Op{clientv3.OpPut(sk, l.k.String())}, nil))
 	}
+	// An event recorded since Load rewrites the queue entry (intake), so
+	// its mod revision tells: a Done then keeps the entry, due no later
+	// than q.At, and the order is looked at again for that event. A save
+	// that reschedules the entry (the intent) notes it first, since its
+	// own put hides the event's revision from the saves after it.
 	qk := l.s.queueKey(l.k)
+	unchanged := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(qk), "=", l.queueRev)}
+	qop := -1 // index of the queue's op in ops: its Succeeded says unchanged
 	switch {
-	case !q.At.IsZero():
-		ops = append(ops, clientv3.OpPut(qk, dueValue(q.At)))
 	case q.Done:
-		// An event recorded after Load changed the entry: keep it, so the
-		// order is looked at again.
-		ops = append(ops, clientv3.OpTxn(
-			[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(qk), "=", l.queueRev)},
-			[]clientv3.Op{clientv3.OpDelete(qk)}, nil))
+		var keep []clientv3.Op
+		if !q.At.IsZero() {
+			keep = append(keep, l.s.queueAtMost(l.k, q.At))
+		}
+		if l.eventSince {
+			ops = append(ops, keep...)
+			break
+		}
+		qop = len(ops)
+		ops = append(ops, clientv3.OpTxn(unchanged, []clientv3.Op{clientv3.OpDelete(qk)}, keep))
+	case !q.At.IsZero():
+		put := clientv3.OpPut(qk, dueValue(q.At))
+		qop = len(ops)
+		ops = append(ops, clientv3.OpTxn(unchanged, []clientv3.Op{put}, []clientv3.Op{put}))
 	}
 	if release {
 		ops = append(ops, clientv3.OpDelete(l.m.Key()))
@@ -258,12 +273,14 @@ func (l *locked) save(ctx context.Context, o *order.Order, q fulfill.QueueOp, re
 	}
 	l.recRev, l.state = resp.Header.Revision, o.State
 	l.released = l.released || release
-	if q.Done || !q.At.IsZero() {
-		// The entry was deleted or rewritten by this transaction.
-		l.queueRev = 0
-		if !q.At.IsZero() {
-			l.queueRev = resp.Header.Revision
-		}
+	if qop >= 0 && !resp.Responses[qop].GetResponseTxn().GetSucceeded() {
+		l.eventSince = true
+	}
+	switch {
+	case q.Done && !l.eventSince:
+		l.queueRev = 0 // deleted
+	case !q.Done && !q.At.IsZero():
+		l.queueRev = resp.Header.Revision // rewritten by this transaction
 	}
 	return nil
 }

@@ -1133,3 +1133,61 @@ func TestAnEventDoesNotBringAWaitingOrderForward(t *testing.T) {
 		t.Fatalf("order 1: %+v, %v; want queued, both events, next attempt still %v", o, err, waiting.NextAttemptAt)
 	}
 }
+
+// payingStorefront answers its first read of an order with status 7
+// (Awaiting Payment) while the payment's statusUpdated event arrives, and
+// status 11 from then on.
+type payingStorefront struct {
+	storefront
+	pay func() // called once, during the first read
+}
+
+func (s *payingStorefront) Order(ctx context.Context, k order.Key) (order.StorefrontOrder, error) {
+	if pay := s.pay; pay != nil {
+		s.pay = nil
+		o, err := s.storefront.Order(ctx, k)
+		pay()
+		return o, err
+	}
+	return s.storefront.Order(ctx, k)
+}
+
+// A person's ProcessOrder of an order waiting for its retry finds it not
+// payable, while the payment's event arrives. That event is not left until
+// the retry's time, two hours on: the order is looked at again at once,
+// and sent.
+func TestAnEventDuringARunIsLookedAtWhenTheRunEnds(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t, etcdtest.Start(t))
+	sf := &payingStorefront{storefront: storefront{status: map[uint64]uint32{4: 7}}}
+	sup := &supplier{live: map[string]int{}}
+	svc := fulfill.New(fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
+		SweepInterval: 20 * time.Millisecond, SweepGrace: time.Hour, Workers: 1,
+	}, st, sf, sup, discard())
+	k := order.Key{Store: "abc", ID: 4}
+	o := order.New(k, time.Now())
+	// Due later than the event would make it (SWEEP_GRACE, an hour).
+	o.State, o.NextAttemptAt, o.Attempts = order.RetryScheduled, time.Now().Add(2*time.Hour), 1
+	putRecord(t, st, o, fulfill.QueueOp{At: o.NextAttemptAt})
+	sf.pay = func() {
+		sf.set(4, 11)
+		if _, err := svc.Intake(ctx, delivery(4, "store/order/statusUpdated", 11, "paid")); err != nil {
+			t.Error(err)
+		}
+	}
+	if got, err := svc.Process(ctx, k, fulfill.ProcessOptions{Force: true}); err != nil || got.State != order.Ineligible {
+		t.Fatalf("ProcessOrder: %+v, %v; want INELIGIBLE (not paid when read)", got, err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { svc.Run(runCtx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	h := &harness{sf: &sf.storefront, sup: sup, svc: []*fulfill.Service{svc}}
+	h.waitState(t, k, order.Submitted)
+	sup.mu.Lock()
+	defer sup.mu.Unlock()
+	if sup.live["BC-abc-4"] != 1 {
+		t.Fatalf("supplier orders %v, want one", sup.live)
+	}
+}

@@ -61,7 +61,7 @@ func (s *Service) Act(ctx context.Context, k order.Key, a Action) (*order.Order,
 		}
 		err = o.ResolveFound(a.OfflineOrderID, a.Actor, a.Note, now)
 		if !s.cfg.WriteBack {
-			q = QueueOp{Done: true}
+			q = QueueOp{Done: true, At: now}
 		} // else queued: the id a person found is written back (step 9)
 	case order.ActionResolveNotAtSupplier:
 		err = o.ResolveNotAtSupplier(a.Actor, a.Note, now)

@@ -198,7 +198,9 @@ func (p *run) landed(ctx context.Context) bool {
 }
 
 // done saves the record and takes the order off the queue.
-func (p *run) done(ctx context.Context) error { return p.save(ctx, QueueOp{Done: true}) }
+func (p *run) done(ctx context.Context) error {
+	return p.save(ctx, QueueOp{Done: true, At: p.now})
+}
 
 func (p *run) step(ctx context.Context) error {
 	loaded, err := p.lk.Load(ctx)
@@ -429,7 +431,7 @@ func (p *run) apply(ctx context.Context, r order.Result) error {
 	// fenced as always, with a context of its own.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	q := QueueOp{Done: true}
+	q := QueueOp{Done: true, At: p.now}
 	if !next.IsZero() {
 		q = QueueOp{At: next}
 	}

@@ -14,8 +14,9 @@ type Store interface {
 	// RecordDelivery records one webhook event of an order. A delivery
 	// recorded before is a no-op (recorded=false) that writes nothing. A new
 	// one is written in one transaction, which also queues the order, due
-	// at due, unless its record is in one of the states of skip: then the
-	// event is only remembered (queued=false).
+	// at due, unless its record is in one of the states of skip, or its
+	// queue entry is due later than due (a backoff, a hold): then the event
+	// is only remembered (queued=false), for the run that comes when due.
 	RecordDelivery(ctx context.Context, k order.Key, ev order.Event, due time.Time, skip []order.State) (recorded, queued bool, err error)
 	// Get returns the record of an order with its pending events folded in,
 	// or ErrNotFound.
@@ -108,9 +109,11 @@ type Loaded struct {
 
 // QueueOp says what a Save does to the order's queue entry.
 type QueueOp struct {
-	// Done removes the entry unless an event arrived since Load.
+	// Done removes the entry, unless an event was recorded since Load: then
+	// the entry stays, due no later than At (when set), so that the event
+	// is looked at.
 	Done bool
-	// At, when set, (re)schedules the entry.
+	// At, without Done, (re)schedules the entry.
 	At time.Time
 }
 
