@@ -288,6 +288,27 @@ func TestQueueDoneKeepsAnEventThatArrivedMeanwhile(t *testing.T) {
 	if due, _ := s.Due(ctx, "s", time.Now(), 10); len(due) != 1 {
 		t.Fatal("the queue entry of a newer event must survive Done")
 	}
+	// The next run sees it. Another event comes, and the run reads the
+	// order back (as after a write whose answer was lost): that does not
+	// count the event as seen.
+	lk.Unlock(ctx)
+	lk, _ = s.Lock(ctx, k)
+	defer lk.Unlock(ctx)
+	l, _ = lk.Load(ctx)
+	s.RecordDelivery(ctx, k, ev("e3"), time.Now(), nil)
+	if _, err := lk.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := lk.Save(ctx, o, fulfill.QueueOp{Done: true}); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := s.Due(ctx, "s", time.Now(), 10); len(due) != 1 {
+		t.Fatal("the queue entry of an event that came before a second Load must survive Done")
+	}
+	// A run that sees every event takes the order off the queue.
+	lk.Unlock(ctx)
+	lk, _ = s.Lock(ctx, k)
+	defer lk.Unlock(ctx)
 	l, _ = lk.Load(ctx)
 	if err := lk.Save(ctx, o, fulfill.QueueOp{Done: true}); err != nil {
 		t.Fatal(err)

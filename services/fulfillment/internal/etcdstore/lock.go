@@ -86,7 +86,8 @@ type locked struct {
 	unlocked    bool  // Unlock was called
 	recRev      int64 // mod revision of the record at Load (0: none)
 	queueRev    int64 // mod revision of the queue entry at Load (0: none), or at this holder's last rewrite of it
-	eventSince  bool  // the entry changed since Load under another hand: an event was recorded
+	eventSince  bool  // the entry changed since the first Load under another hand: an event was recorded
+	loaded      bool  // Load was called
 	state       order.State
 	// claim is a supplier id ClaimSupplierID found free (or this order's),
 	// and claimRev the mod revision of its index key then (0: none): the
@@ -140,7 +141,12 @@ func (l *locked) Load(ctx context.Context) (fulfill.Loaded, error) {
 		return fulfill.Loaded{}, fmt.Errorf("load order %s: %w", l.k, unavailable(err))
 	}
 	var out fulfill.Loaded
-	l.recRev, l.queueRev, l.state, l.eventSince = 0, 0, order.StateUnspecified, false
+	// A second Load in one run (reading back a write whose answer was
+	// lost) keeps what the first told about events: an entry changed
+	// since this holder last knew it may hold an event, so it counts as
+	// one (at worst the order runs once more).
+	knewRev, again := l.queueRev, l.loaded
+	l.recRev, l.queueRev, l.state, l.loaded = 0, 0, order.StateUnspecified, true
 	if rec := resp.Responses[0].GetResponseRange(); len(rec.Kvs) > 0 {
 		if out.Order, err = decodeOrder(rec.Kvs[0].Value); err != nil {
 			return fulfill.Loaded{}, err
@@ -152,6 +158,9 @@ func (l *locked) Load(ctx context.Context) (fulfill.Loaded, error) {
 	}
 	if q := resp.Responses[2].GetResponseRange(); len(q.Kvs) > 0 {
 		out.Queued, l.queueRev = true, q.Kvs[0].ModRevision
+	}
+	if again && l.queueRev != knewRev {
+		l.eventSince = true
 	}
 	return out, nil
 }

@@ -77,7 +77,10 @@ type SweepState struct {
 // record since Load; otherwise it returns ErrFenced and writes nothing.
 type Locked interface {
 	// Load reads the record (nil when new), the recorded events and whether
-	// work is queued for the order.
+	// work is queued for the order. The first Load of a holder is what its
+	// run works from: an event recorded after it keeps the order queued
+	// at a Done (QueueOp). A later Load (reading a write back) does not
+	// count its events as seen.
 	Load(ctx context.Context) (Loaded, error)
 	// Save writes the record and applies q to the queue entry.
 	Save(ctx context.Context, o *order.Order, q QueueOp) error
