@@ -1191,3 +1191,25 @@ func TestAnEventDuringARunIsLookedAtWhenTheRunEnds(t *testing.T) {
 		t.Fatalf("supplier orders %v, want one", sup.live)
 	}
 }
+
+// Without the write-back, an id a person found ends the order's work: the
+// answer and the record say nothing is pending.
+func TestResolveFoundWithoutWriteBackIsNotPending(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t, etcdtest.Start(t))
+	svc := fulfill.New(fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
+		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1,
+	}, st, &storefront{status: map[uint64]uint32{3: 11}}, &ambiguous{}, discard())
+	k := order.Key{Store: "abc", ID: 3}
+	if o, err := svc.Process(ctx, k, fulfill.ProcessOptions{Force: true}); err != nil || o.State != order.NeedsReview {
+		t.Fatalf("run: %+v, %v; want NEEDS_REVIEW", o, err)
+	}
+	o, err := svc.Act(ctx, k, fulfill.Action{Kind: order.ActionResolveFound, Actor: "ops", OfflineOrderID: "TS-9"})
+	if err != nil || o.State != order.Submitted || o.Pending {
+		t.Fatalf("resolve: %+v, %v; want SUBMITTED and not pending", o, err)
+	}
+	if got, err := svc.Get(ctx, k); err != nil || got.Pending {
+		t.Fatalf("stored: %+v, %v; want not pending", got, err)
+	}
+}

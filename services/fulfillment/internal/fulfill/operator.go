@@ -79,7 +79,7 @@ func (s *Service) Act(ctx context.Context, k order.Key, a Action) (*order.Order,
 	}
 	s.log.InfoContext(ctx, "operator action", "store", k.Store, "order_id", k.ID,
 		"action", a.Kind, "actor", a.Actor, "state", o.State.String())
-	if !q.At.IsZero() {
+	if !q.Done {
 		o.Pending = true
 		// Workers only try the lock: release this process's hold on the
 		// order first, or the worker would skip it until a sweep.
