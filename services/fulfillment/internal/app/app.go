@@ -115,6 +115,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	})
 
 	svc := fulfill.New(fulfill.Config{
+		Role:  cfg.Role,
 		Store: cfg.BigCommerceStore, Mode: cfg.TropShipMode, ValidateFirst: cfg.TropShipValidateFirst,
 		Breaker:   cfg.TropShipBreaker,
 		WriteBack: cfg.BigCommerceWriteBack,
@@ -241,6 +242,12 @@ func stopAll(srv *grpc.Server, timeout time.Duration) {
 
 // announceMode says loudly whether orders are created and charged.
 func announceMode(log *slog.Logger, cfg config.Config) {
+	switch cfg.Role {
+	case fulfill.RoleIntake:
+		log.Info("ROLE=intake: events are recorded and queued for the replicas with ROLE=process; none is processed here")
+	case fulfill.RoleProcess:
+		log.Info("ROLE=process: events are recorded and processed, and the queue is followed for the intake replicas' events")
+	}
 	if cfg.TropShipMode == order.ModeLive {
 		log.Warn("TROPSHIP_MODE=live: orders are CREATED at TropShip and CHARGED to the account's card",
 			"tropship", cfg.TropShipURL)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
 	"github.com/backorder/backorder/services/internal/debugserver"
 )
@@ -53,7 +54,9 @@ type Config struct {
 	// ambiguous that holds live orders back (fulfill.Breaker); 0: off.
 	TropShipBreaker int
 
-	Policy        order.Policy
+	Policy order.Policy
+	// Role is the part of the flow this replica runs (ROLE).
+	Role          fulfill.Role
 	Workers       int
 	SweepInterval time.Duration
 	SweepGrace    time.Duration
@@ -125,6 +128,11 @@ func Load(getenv func(string) string) (Config, error) {
 		EligibleStatuses: e.statuses("ELIGIBLE_STATUSES", "11"),
 		Countries:        e.list("SHIP_COUNTRIES", "GB"),
 		SKUPrefix:        e.str("SKU_PREFIX", ""),
+	}
+	if r, ok := fulfill.ParseRole(strings.ToLower(e.str("ROLE", "all"))); ok {
+		c.Role = r
+	} else {
+		e.fail("ROLE", fmt.Sprintf("is %q; want all (record and process), intake (record only) or process (record, process, and follow the queue for the intake replicas' events)", e.str("ROLE", "")))
 	}
 	switch m := strings.ToLower(e.str("TROPSHIP_MODE", "validate")); m {
 	case "validate":

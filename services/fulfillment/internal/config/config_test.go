@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/backorder/backorder/services/fulfillment/internal/config"
+	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
 )
 
@@ -132,6 +133,8 @@ func TestLoadSettings(t *testing.T) {
 		{"quota spreading off", map[string]string{"BIGCOMMERCE_QUOTA_BURST": "OFF"}, func(c config.Config) bool { return c.BigCommerceQuotaBurst == -1 }},
 		{"breaker", map[string]string{"TROPSHIP_BREAKER": "3"}, func(c config.Config) bool { return c.TropShipBreaker == 3 }},
 		{"breaker off", map[string]string{"TROPSHIP_BREAKER": "off"}, func(c config.Config) bool { return c.TropShipBreaker == 0 }},
+		{"intake role", map[string]string{"ROLE": "Intake"}, func(c config.Config) bool { return c.Role == fulfill.RoleIntake }},
+		{"process role", map[string]string{"ROLE": "process"}, func(c config.Config) bool { return c.Role == fulfill.RoleProcess }},
 		{"log level", map[string]string{"LOG_LEVEL": "debug"}, func(c config.Config) bool { return c.LogLevel == "debug" }},
 		{"log level in capitals", map[string]string{"LOG_LEVEL": "WARN"}, func(c config.Config) bool { return c.LogLevel == "warn" }},
 		{"debug address", map[string]string{"DEBUG_ADDR": "127.0.0.1:6060"}, func(c config.Config) bool { return c.DebugAddr == "127.0.0.1:6060" }},
@@ -198,6 +201,7 @@ func TestLoadErrors(t *testing.T) {
 		{"quota burst 0", map[string]string{"BIGCOMMERCE_QUOTA_BURST": "0"}, []string{"BIGCOMMERCE_QUOTA_BURST"}},
 		{"breaker negative", map[string]string{"TROPSHIP_BREAKER": "-2"}, []string{"TROPSHIP_BREAKER"}},
 		{"breaker not a number", map[string]string{"TROPSHIP_BREAKER": "soon"}, []string{"TROPSHIP_BREAKER"}},
+		{"unknown role", map[string]string{"ROLE": "worker"}, []string{"ROLE"}},
 		{"quota burst not a number", map[string]string{"BIGCOMMERCE_QUOTA_BURST": "lots"}, []string{"BIGCOMMERCE_QUOTA_BURST"}},
 		{"quota burst too large", map[string]string{"BIGCOMMERCE_QUOTA_BURST": "10001"}, []string{"BIGCOMMERCE_QUOTA_BURST"}},
 		{"no retry attempts", map[string]string{"RETRY_MAX_ATTEMPTS": "0"}, []string{"RETRY_MAX_ATTEMPTS"}},

@@ -409,6 +409,32 @@ func (s *Store) Due(ctx context.Context, store string, now time.Time, limit int)
 	return keys, nil
 }
 
+// FollowQueue implements fulfill.Store with a watch on the store's queue
+// (puts only).
+func (s *Store) FollowQueue(ctx context.Context, store string, ready func(), fn func(k order.Key, due time.Time)) error {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	for resp := range s.cli.Watch(wctx, s.queuePrefix()+store+"/", clientv3.WithPrefix(), clientv3.WithFilterDelete(), clientv3.WithCreatedNotify()) {
+		if err := resp.Err(); err != nil {
+			return fmt.Errorf("follow the queue: %w", unavailable(err))
+		}
+		if resp.Created {
+			ready()
+		}
+		for _, ev := range resp.Events {
+			k, ok := parseKeySuffix(strings.TrimPrefix(string(ev.Kv.Key), s.queuePrefix()))
+			n, err := strconv.ParseInt(string(ev.Kv.Value), 10, 64)
+			if ok && err == nil {
+				fn(k, time.Unix(0, n))
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("follow the queue: %w: the watch ended", fulfill.ErrUnavailable)
+}
+
 // parseKeySuffix reads "<store>/<id>".
 func parseKeySuffix(s string) (order.Key, bool) {
 	store, id, ok := strings.Cut(s, "/")

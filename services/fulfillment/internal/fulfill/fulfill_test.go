@@ -1213,3 +1213,51 @@ func TestResolveFoundWithoutWriteBackIsNotPending(t *testing.T) {
 		t.Fatalf("stored: %+v, %v; want not pending", got, err)
 	}
 }
+
+// An intake replica only records; a processing replica, which follows the
+// queue, sends the order at once (no sweep would find it within the test:
+// sweeps run hourly), and exactly once however many deliveries came.
+func TestIntakeReplicaAndProcessingReplica(t *testing.T) {
+	ctx := context.Background()
+	ep := etcdtest.Start(t)
+	sf := &storefront{status: map[uint64]uint32{5: 11, 6: 11}}
+	sup := &supplier{live: map[string]int{}}
+	newSvc := func(role fulfill.Role) *fulfill.Service {
+		svc := fulfill.New(fulfill.Config{
+			Role: role, Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
+			SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 2,
+		}, newStore(t, ep), sf, sup, discard())
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { svc.Run(runCtx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+		return svc
+	}
+	intake, process := newSvc(fulfill.RoleIntake), newSvc(fulfill.RoleProcess)
+	// The processing replica's watch is in place once an event it records
+	// itself (due after the grace, so not scheduled by the watch) is seen:
+	// instead, wait for the intake's order to be sent, below.
+	h := &harness{sf: sf, sup: sup, svc: []*fulfill.Service{intake}}
+	for range 3 {
+		if _, err := intake.Intake(ctx, delivery(5, "store/order/created", 0, "c5")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := intake.Intake(ctx, delivery(5, "store/order/statusUpdated", 11, "u5")); err != nil {
+		t.Fatal(err)
+	}
+	o := h.waitState(t, order.Key{Store: "abc", ID: 5}, order.Submitted)
+	if o.OfflineOrderID == "" {
+		t.Fatalf("order 5: %+v", o)
+	}
+	// The processing replica takes deliveries too, and runs them itself.
+	if _, err := process.Intake(ctx, delivery(6, "store/order/created", 0, "c6")); err != nil {
+		t.Fatal(err)
+	}
+	h.waitState(t, order.Key{Store: "abc", ID: 6}, order.Submitted)
+	sup.mu.Lock()
+	defer sup.mu.Unlock()
+	if sup.live["BC-abc-5"] != 1 || sup.live["BC-abc-6"] != 1 {
+		t.Fatalf("supplier orders %v, want one each", sup.live)
+	}
+}

@@ -40,7 +40,7 @@ func (s *Service) OrdersSweepStatus(ctx context.Context) (enabled bool, every ti
 // OrdersSweepEvery says whether this replica sweeps the Orders API by
 // itself, and how often.
 func (s *Service) OrdersSweepEvery() (enabled bool, every time.Duration) {
-	return s.cfg.OrdersSweep > 0 && s.cfg.Lister != nil, s.cfg.OrdersSweep
+	return s.cfg.OrdersSweep > 0 && s.cfg.Lister != nil && s.cfg.Role != RoleIntake, s.cfg.OrdersSweep
 }
 
 // sweepOrdersEvery sweeps the Orders API at start and then every interval

@@ -20,8 +20,49 @@ import (
 	"github.com/backorder/backorder/services/internal/webhookscope"
 )
 
+// Role is the part of the flow a replica runs.
+type Role int
+
+const (
+	// RoleAll records events and processes orders: those it recorded at
+	// once, others' when a sweep finds them due.
+	RoleAll Role = iota
+	// RoleIntake only records events, queued due at once for the replicas
+	// that process (RoleProcess): no workers, no sweeps. Its answers to
+	// BigCommerce then never wait for a CPU behind order processing.
+	RoleIntake
+	// RoleProcess is RoleAll that also follows the queue (an etcd watch),
+	// so an order queued due now by any replica is processed at once.
+	RoleProcess
+)
+
+// ParseRole reads a role's name: all, intake or process.
+func ParseRole(name string) (Role, bool) {
+	switch name {
+	case "all":
+		return RoleAll, true
+	case "intake":
+		return RoleIntake, true
+	case "process":
+		return RoleProcess, true
+	}
+	return RoleAll, false
+}
+
+func (r Role) String() string {
+	switch r {
+	case RoleIntake:
+		return "intake"
+	case RoleProcess:
+		return "process"
+	}
+	return "all"
+}
+
 // Config tunes a Service.
 type Config struct {
+	// Role is the part of the flow this replica runs (default RoleAll).
+	Role Role
 	// Store is the BigCommerce store hash this service serves.
 	Store string
 	// Mode is validate (nothing is created) or live.
@@ -172,7 +213,11 @@ func (s *Service) Intake(ctx context.Context, d Delivery) (IntakeResult, error) 
 	now := s.cfg.Now()
 	ev := order.Event{Key: deliveryKey(d), Scope: d.Scope, NewStatusID: d.NewStatusID, ReceivedAt: now}
 
-	recorded, err := s.recordEvent(ctx, k, ev, now.Add(s.cfg.SweepGrace))
+	due := now.Add(s.cfg.SweepGrace)
+	if s.cfg.Role == RoleIntake {
+		due = now // for whichever replica processes; none runs here
+	}
+	recorded, err := s.recordEvent(ctx, k, ev, due)
 	if err != nil {
 		return IntakeResult{}, err
 	}
@@ -190,7 +235,7 @@ func (s *Service) recordEvent(ctx context.Context, k order.Key, ev order.Event, 
 		return false, err
 	}
 	failpoint.Inject("after-intake")
-	if queued {
+	if queued && s.cfg.Role != RoleIntake {
 		s.schedule(k)
 	}
 	return recorded, nil
@@ -274,12 +319,19 @@ func (s *Service) WritesBack() bool { return s.cfg.WriteBack }
 // queue every SweepInterval (work of a replica that died, scheduled
 // retries, events queued when this replica was busy) until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
+	if s.cfg.Role == RoleIntake {
+		<-ctx.Done() // the processing replicas do the rest
+		return nil
+	}
 	var wg sync.WaitGroup
 	for range s.cfg.Workers {
 		wg.Go(func() { s.worker(ctx) })
 	}
 	if on, every := s.OrdersSweepEvery(); on {
 		wg.Go(func() { s.sweepOrdersEvery(ctx, every) })
+	}
+	if s.cfg.Role == RoleProcess {
+		wg.Go(func() { s.followQueue(ctx) })
 	}
 	s.sweep(ctx)
 	t := time.NewTicker(s.cfg.SweepInterval)
@@ -314,6 +366,35 @@ func (s *Service) sweep(ctx context.Context) {
 		s.schedule(k)
 	}
 }
+
+// followQueue schedules each order whose queue entry is written due now
+// (by an intake replica, or a run that ended with an event unseen), until
+// ctx ends. Entries due later (another replica's fresh event, left to it
+// for SWEEP_GRACE; a backoff; a hold) are left to the sweeps. Once the
+// watch is in place, a sweep finds what was queued before it; a failed
+// watch is followed again.
+func (s *Service) followQueue(ctx context.Context) {
+	for {
+		err := s.store.FollowQueue(ctx, s.cfg.Store, func() { s.sweep(ctx) }, func(k order.Key, due time.Time) {
+			// A second of slack for the clocks of other machines.
+			if !due.After(s.cfg.Now().Add(time.Second)) {
+				s.schedule(k)
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.WarnContext(ctx, "following the queue failed; sweeps find due work meanwhile", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Role is the part of the flow this replica runs.
+func (s *Service) Role() Role { return s.cfg.Role }
 
 // serves refuses an order of another store. Stores may share one etcd,
 // and only the replicas of an order's own store hold its BigCommerce and

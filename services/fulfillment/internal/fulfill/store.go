@@ -23,6 +23,10 @@ type Store interface {
 	Get(ctx context.Context, k order.Key) (*order.Order, error)
 	// List returns a page of records in key order.
 	List(ctx context.Context, f ListFilter) (orders []*order.Order, next string, err error)
+	// FollowQueue calls fn with each queue entry of store written from the
+	// moment it calls ready on (an event queued, a run rescheduled), and
+	// its due time, until ctx ends (nil) or the watch fails.
+	FollowQueue(ctx context.Context, store string, ready func(), fn func(k order.Key, due time.Time)) error
 	// Due returns up to limit queued orders of store whose work is due at
 	// now. Other stores' queues, in a shared etcd, are never read.
 	Due(ctx context.Context, store string, now time.Time, limit int) ([]order.Key, error)
