@@ -67,12 +67,18 @@ const (
 
 // loadConfig are the load command's flags.
 type loadConfig struct {
-	Orders          int
-	Dup             int
-	Mix             []string // scopes, e.g. store/order/created
-	Rate            float64  // deliveries per second; 0: closed loop at Concurrency
-	Concurrency     int
-	Replicas        int
+	Orders      int
+	Dup         int
+	Mix         []string // scopes, e.g. store/order/created
+	Rate        float64  // deliveries per second; 0: closed loop at Concurrency
+	Concurrency int
+	Replicas    int
+	// IntakeReplicas are replicas with ROLE=intake, which then take every
+	// delivery (the Replicas get ROLE=process); 0: none, every replica
+	// does both (ROLE=all).
+	IntakeReplicas int
+	// ProcessNice is the nice value of the replicas that process orders.
+	ProcessNice     int
 	Workers         int // WORKERS of each replica; 0: the service's default
 	SupplierLatency time.Duration
 	EtcdEndpoints   string
@@ -160,6 +166,8 @@ func parseLoad(args []string) (loadConfig, error) {
 	fs.Float64Var(&c.Rate, "rate", 0, "target deliveries per second (open loop, at most -concurrency in flight); 0: as fast as -concurrency allows")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "deliveries in flight (with -rate: the cap); also the concurrency of the bare etcd benchmark")
 	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "fulfillment replicas sharing etcd")
+	fs.IntVar(&c.IntakeReplicas, "intake-replicas", 0, "more replicas with ROLE=intake, which then take every delivery from the gateway, while the -replicas get ROLE=process and process the orders; 0: every replica does both")
+	fs.IntVar(&c.ProcessNice, "process-nice", 0, "nice value (0 to 19) of the replicas that process orders, as a service manager's Nice= would set: with -intake-replicas, acknowledgements then come before order processing for the CPU")
 	fs.IntVar(&c.Workers, "workers", 0, "WORKERS of each replica (orders processed concurrently); 0: the service's default (16)")
 	fs.DurationVar(&c.SupplierLatency, "supplier-latency", 0, "latency the TropShip simulator adds to every /v1/ answer")
 	fs.StringVar(&c.EtcdEndpoints, "etcd-endpoints", "", "comma-separated etcd client URLs; empty: an embedded etcd in this process, in a temporary directory")
@@ -213,8 +221,11 @@ func parseLoad(args []string) (loadConfig, error) {
 		}
 	}
 	switch {
-	case c.Orders < 1, c.Dup < 1, c.Concurrency < 1, c.Replicas < 1, c.Rate < 0, c.Lines < 1, c.BenchOps < 0:
-		fmt.Fprintln(fs.Output(), "-orders, -dup, -concurrency, -replicas and -lines must be at least 1; -rate and -bench-ops at least 0")
+	case c.Orders < 1, c.Dup < 1, c.Concurrency < 1, c.Replicas < 1, c.Rate < 0, c.Lines < 1, c.BenchOps < 0, c.IntakeReplicas < 0:
+		fmt.Fprintln(fs.Output(), "-orders, -dup, -concurrency, -replicas and -lines must be at least 1; -rate, -bench-ops and -intake-replicas at least 0")
+		return c, errUsage
+	case c.ProcessNice < 0 || c.ProcessNice > 19:
+		fmt.Fprintln(fs.Output(), "-process-nice must be from 0 to 19")
 		return c, errUsage
 	case c.BCQuota < 0, c.BCQuota > 0 && c.BCWindow <= 0:
 		fmt.Fprintln(fs.Output(), "-bc-quota must be at least 0, and -bc-window positive")
@@ -302,6 +313,8 @@ type loadReport struct {
 		Rate              float64  `json:"rate"`
 		Concurrency       int      `json:"concurrency"`
 		Replicas          int      `json:"replicas"`
+		IntakeReplicas    int      `json:"intake_replicas,omitempty"`
+		ProcessNice       int      `json:"process_nice,omitempty"`
 		Workers           int      `json:"workers_per_replica"`
 		SupplierLatencyMs float64  `json:"supplier_latency_ms"`
 		Lines             int      `json:"lines"`
@@ -673,6 +686,7 @@ func runLoadTest(ctx context.Context, cfg loadConfig, progress io.Writer) (rep *
 	rep.Config.Orders, rep.Config.Dup, rep.Config.Mix = cfg.Orders, cfg.Dup, cfg.Mix
 	rep.Config.Rate, rep.Config.Concurrency, rep.Config.Replicas = cfg.Rate, cfg.Concurrency, cfg.Replicas
 	rep.Config.Workers = cmp.Or(cfg.Workers, 16)
+	rep.Config.IntakeReplicas, rep.Config.ProcessNice = cfg.IntakeReplicas, cfg.ProcessNice
 	rep.Config.Spread = cfg.Spread
 	rep.Config.WriteBack = cfg.WriteBack
 	rep.Config.EtcdMembers = cfg.EtcdMembers
@@ -819,13 +833,19 @@ func (r *loadRun) start(ctx context.Context) error {
 		env["DEBUG_ADDR"], r.prof.addrs[name] = a, a
 		return env, nil
 	}
-	var targets []string
-	for i := range cfg.Replicas {
+	var targets, intakeTargets []string
+	for i := range cfg.Replicas + cfg.IntakeReplicas {
 		addr, err := stack.FreeAddr()
 		if err != nil {
 			return err
 		}
-		name := fmt.Sprintf("fulfillment-%d", i)
+		name, role := fmt.Sprintf("fulfillment-%d", i), "all"
+		switch {
+		case i >= cfg.Replicas:
+			name, role = fmt.Sprintf("fulfillment-intake-%d", i-cfg.Replicas), "intake"
+		case cfg.IntakeReplicas > 0:
+			role = "process"
+		}
 		maddr, err := stack.FreeAddr()
 		if err != nil {
 			return err
@@ -840,6 +860,7 @@ func (r *loadRun) start(ctx context.Context) error {
 			"TROPSHIP_CLIENT_SECRET": loadTSSecret, "TROPSHIP_MODE": "live",
 			"LOG_LEVEL": "warn", "SWEEP_INTERVAL": "1s",
 			"BIGCOMMERCE_WRITE_BACK": strconv.FormatBool(cfg.WriteBack),
+			"ROLE":                   role,
 		})
 		if cfg.Workers > 0 {
 			env["WORKERS"] = strconv.Itoa(cfg.Workers)
@@ -868,7 +889,19 @@ func (r *loadRun) start(ctx context.Context) error {
 		}
 		r.procs = append(r.procs, p)
 		r.replicaEnv = append(r.replicaEnv, env)
+		if role == "intake" {
+			intakeTargets = append(intakeTargets, addr)
+			continue
+		}
 		targets = append(targets, addr)
+		if cfg.ProcessNice != 0 {
+			if err := p.Renice(cfg.ProcessNice); err != nil {
+				return err
+			}
+		}
+	}
+	if len(intakeTargets) > 0 {
+		targets = intakeTargets // the gateway's: the processing replicas take none
 	}
 	for _, p := range r.procs {
 		if err := p.WaitGRPC(wctx); err != nil {
@@ -895,7 +928,7 @@ func (r *loadRun) start(ctx context.Context) error {
 		return err
 	}
 	r.pids = childPIDs()
-	r.say("services: %d fulfillment replicas %v, gateway http://%s", cfg.Replicas, targets, gwAddr)
+	r.say("services: %d fulfillment replicas, the gateway's %v, gateway http://%s", cfg.Replicas+cfg.IntakeReplicas, targets, gwAddr)
 
 	r.hc = &http.Client{
 		Timeout: 30 * time.Second,
@@ -2163,6 +2196,9 @@ func (rep *loadReport) writeTable(w io.Writer) {
 	head("RUN")
 	row("orders x events x dup", "%d x %d (%s) x %d = %d deliveries, %s", c.Orders, len(c.Mix), strings.Join(mix, ","), c.Dup, d.Planned, mode)
 	row("fulfillment replicas", "%d with %d workers each; supplier latency %.0f ms; %d lines per order", c.Replicas, c.Workers, c.SupplierLatencyMs, c.Lines)
+	if c.IntakeReplicas > 0 || c.ProcessNice != 0 {
+		row("replica roles", "%d with ROLE=intake take every delivery; the others process, at nice %d", c.IntakeReplicas, c.ProcessNice)
+	}
 	if c.FirstStatus != bcsim.StatusAwaitingFulfillment {
 		row("orders seeded", "in status %d, turned 11 before their first statusUpdated delivery", c.FirstStatus)
 	}

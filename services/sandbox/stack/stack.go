@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -174,6 +175,38 @@ func Start(name, bin string, env map[string]string, tee *os.File) (*Proc, error)
 	}
 	go func() { p.err = cmd.Wait(); close(p.done) }()
 	return p, nil
+}
+
+// Renice sets the process's CPU priority (nice value, -20 to 19; raising
+// it needs no privilege), as a service manager's Nice= would. Linux keeps a
+// nice value per thread, and a new thread takes its creator's, so every
+// thread the process has is set, until a pass finds no new one.
+func (p *Proc) Renice(n int) error {
+	if p.cmd.Process == nil {
+		return nil
+	}
+	done := map[int]bool{}
+	for range 10 {
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.cmd.Process.Pid))
+		if err != nil {
+			return fmt.Errorf("renice %s: %w", p.Name, err)
+		}
+		fresh := false
+		for _, e := range ents {
+			tid, err := strconv.Atoi(e.Name())
+			if err != nil || done[tid] {
+				continue
+			}
+			if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, n); err != nil {
+				return fmt.Errorf("renice %s (thread %d): %w", p.Name, tid, err)
+			}
+			done[tid], fresh = true, true
+		}
+		if !fresh {
+			return nil
+		}
+	}
+	return nil
 }
 
 // WaitGRPC waits until the process serves grpc.health.v1 as SERVING.
