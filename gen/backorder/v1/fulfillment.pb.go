@@ -161,6 +161,63 @@ func (SupplierMode) EnumDescriptor() ([]byte, []int) {
 	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{1}
 }
 
+// ReplicaRole is the part of the flow a fulfillment replica runs.
+type ReplicaRole int32
+
+const (
+	ReplicaRole_REPLICA_ROLE_UNSPECIFIED ReplicaRole = 0
+	// Records events and processes orders (ROLE=all, the default).
+	ReplicaRole_REPLICA_ROLE_ALL ReplicaRole = 1
+	// Only records events, queued due at once for the processing replicas.
+	ReplicaRole_REPLICA_ROLE_INTAKE ReplicaRole = 2
+	// Records events, processes orders, and follows the queue (an etcd
+	// watch) for orders the intake replicas queued.
+	ReplicaRole_REPLICA_ROLE_PROCESS ReplicaRole = 3
+)
+
+// Enum value maps for ReplicaRole.
+var (
+	ReplicaRole_name = map[int32]string{
+		0: "REPLICA_ROLE_UNSPECIFIED",
+		1: "REPLICA_ROLE_ALL",
+		2: "REPLICA_ROLE_INTAKE",
+		3: "REPLICA_ROLE_PROCESS",
+	}
+	ReplicaRole_value = map[string]int32{
+		"REPLICA_ROLE_UNSPECIFIED": 0,
+		"REPLICA_ROLE_ALL":         1,
+		"REPLICA_ROLE_INTAKE":      2,
+		"REPLICA_ROLE_PROCESS":     3,
+	}
+)
+
+func (x ReplicaRole) Enum() *ReplicaRole {
+	p := new(ReplicaRole)
+	*p = x
+	return p
+}
+
+func (x ReplicaRole) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReplicaRole) Descriptor() protoreflect.EnumDescriptor {
+	return file_backorder_v1_fulfillment_proto_enumTypes[2].Descriptor()
+}
+
+func (ReplicaRole) Type() protoreflect.EnumType {
+	return &file_backorder_v1_fulfillment_proto_enumTypes[2]
+}
+
+func (x ReplicaRole) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReplicaRole.Descriptor instead.
+func (ReplicaRole) EnumDescriptor() ([]byte, []int) {
+	return file_backorder_v1_fulfillment_proto_rawDescGZIP(), []int{2}
+}
+
 // SweepOrdersRequest names the store to sweep (the one this service serves).
 type SweepOrdersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1324,8 +1381,10 @@ type GetServiceStatusResponse struct {
 	// live orders back now, because TropShip's last live answers were
 	// unclear. Unset when it is off.
 	SupplierBreaker *SupplierBreaker `protobuf:"bytes,10,opt,name=supplier_breaker,json=supplierBreaker,proto3" json:"supplier_breaker,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// What this replica runs (ROLE).
+	Role          ReplicaRole `protobuf:"varint,11,opt,name=role,proto3,enum=backorder.v1.ReplicaRole" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetServiceStatusResponse) Reset() {
@@ -1426,6 +1485,13 @@ func (x *GetServiceStatusResponse) GetSupplierBreaker() *SupplierBreaker {
 		return x.SupplierBreaker
 	}
 	return nil
+}
+
+func (x *GetServiceStatusResponse) GetRole() ReplicaRole {
+	if x != nil {
+		return x.Role
+	}
+	return ReplicaRole_REPLICA_ROLE_UNSPECIFIED
 }
 
 // SupplierBreaker is one replica's TropShip breaker. After `after` live
@@ -2140,7 +2206,7 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\x12ListOrdersResponse\x12+\n" +
 	"\x06orders\x18\x01 \x03(\v2\x13.backorder.v1.OrderR\x06orders\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x19\n" +
-	"\x17GetServiceStatusRequest\"\xaa\x04\n" +
+	"\x17GetServiceStatusRequest\"\xd9\x04\n" +
 	"\x18GetServiceStatusResponse\x12?\n" +
 	"\rsupplier_mode\x18\x01 \x01(\x0e2\x1a.backorder.v1.SupplierModeR\fsupplierMode\x12\x18\n" +
 	"\areplica\x18\x02 \x01(\tR\areplica\x12#\n" +
@@ -2155,7 +2221,8 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\x11bigcommerce_quota\x18\b \x01(\v2\x1e.backorder.v1.BigCommerceQuotaR\x10bigcommerceQuota\x12(\n" +
 	"\rqueued_orders\x18\t \x01(\x03H\x00R\fqueuedOrders\x88\x01\x01\x12H\n" +
 	"\x10supplier_breaker\x18\n" +
-	" \x01(\v2\x1d.backorder.v1.SupplierBreakerR\x0fsupplierBreakerB\x10\n" +
+	" \x01(\v2\x1d.backorder.v1.SupplierBreakerR\x0fsupplierBreaker\x12-\n" +
+	"\x04role\x18\v \x01(\x0e2\x19.backorder.v1.ReplicaRoleR\x04roleB\x10\n" +
 	"\x0e_queued_orders\"\x8f\x01\n" +
 	"\x0fSupplierBreaker\x12\x14\n" +
 	"\x05after\x18\x01 \x01(\x05R\x05after\x12\x12\n" +
@@ -2222,7 +2289,12 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\fSupplierMode\x12\x1d\n" +
 	"\x19SUPPLIER_MODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SUPPLIER_MODE_VALIDATE\x10\x01\x12\x16\n" +
-	"\x12SUPPLIER_MODE_LIVE\x10\x022\xcf\x05\n" +
+	"\x12SUPPLIER_MODE_LIVE\x10\x02*t\n" +
+	"\vReplicaRole\x12\x1c\n" +
+	"\x18REPLICA_ROLE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10REPLICA_ROLE_ALL\x10\x01\x12\x17\n" +
+	"\x13REPLICA_ROLE_INTAKE\x10\x02\x12\x18\n" +
+	"\x14REPLICA_ROLE_PROCESS\x10\x032\xcf\x05\n" +
 	"\x12FulfillmentService\x12g\n" +
 	"\x12HandleOrderWebhook\x12'.backorder.v1.HandleOrderWebhookRequest\x1a(.backorder.v1.HandleOrderWebhookResponse\x12U\n" +
 	"\fProcessOrder\x12!.backorder.v1.ProcessOrderRequest\x1a\".backorder.v1.ProcessOrderResponse\x12I\n" +
@@ -2247,92 +2319,94 @@ func file_backorder_v1_fulfillment_proto_rawDescGZIP() []byte {
 	return file_backorder_v1_fulfillment_proto_rawDescData
 }
 
-var file_backorder_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_backorder_v1_fulfillment_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_backorder_v1_fulfillment_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_backorder_v1_fulfillment_proto_goTypes = []any{
 	(OrderState)(0),                    // 0: backorder.v1.OrderState
 	(SupplierMode)(0),                  // 1: backorder.v1.SupplierMode
-	(*SweepOrdersRequest)(nil),         // 2: backorder.v1.SweepOrdersRequest
-	(*SweepOrdersResponse)(nil),        // 3: backorder.v1.SweepOrdersResponse
-	(*Order)(nil),                      // 4: backorder.v1.Order
-	(*OperatorAction)(nil),             // 5: backorder.v1.OperatorAction
-	(*OrderEvent)(nil),                 // 6: backorder.v1.OrderEvent
-	(*HandleOrderWebhookRequest)(nil),  // 7: backorder.v1.HandleOrderWebhookRequest
-	(*WebhookData)(nil),                // 8: backorder.v1.WebhookData
-	(*WebhookStatus)(nil),              // 9: backorder.v1.WebhookStatus
-	(*HandleOrderWebhookResponse)(nil), // 10: backorder.v1.HandleOrderWebhookResponse
-	(*ProcessOrderRequest)(nil),        // 11: backorder.v1.ProcessOrderRequest
-	(*ProcessOrderResponse)(nil),       // 12: backorder.v1.ProcessOrderResponse
-	(*GetOrderRequest)(nil),            // 13: backorder.v1.GetOrderRequest
-	(*GetOrderResponse)(nil),           // 14: backorder.v1.GetOrderResponse
-	(*ListOrdersRequest)(nil),          // 15: backorder.v1.ListOrdersRequest
-	(*ListOrdersResponse)(nil),         // 16: backorder.v1.ListOrdersResponse
-	(*GetServiceStatusRequest)(nil),    // 17: backorder.v1.GetServiceStatusRequest
-	(*GetServiceStatusResponse)(nil),   // 18: backorder.v1.GetServiceStatusResponse
-	(*SupplierBreaker)(nil),            // 19: backorder.v1.SupplierBreaker
-	(*BigCommerceQuota)(nil),           // 20: backorder.v1.BigCommerceQuota
-	(*OrdersSweepStatus)(nil),          // 21: backorder.v1.OrdersSweepStatus
-	(*RetryOrderRequest)(nil),          // 22: backorder.v1.RetryOrderRequest
-	(*RetryOrderResponse)(nil),         // 23: backorder.v1.RetryOrderResponse
-	(*ResolveOrderRequest)(nil),        // 24: backorder.v1.ResolveOrderRequest
-	(*ResolveOrderResponse)(nil),       // 25: backorder.v1.ResolveOrderResponse
-	(*ErrorResponse)(nil),              // 26: backorder.v1.ErrorResponse
-	(*timestamppb.Timestamp)(nil),      // 27: google.protobuf.Timestamp
+	(ReplicaRole)(0),                   // 2: backorder.v1.ReplicaRole
+	(*SweepOrdersRequest)(nil),         // 3: backorder.v1.SweepOrdersRequest
+	(*SweepOrdersResponse)(nil),        // 4: backorder.v1.SweepOrdersResponse
+	(*Order)(nil),                      // 5: backorder.v1.Order
+	(*OperatorAction)(nil),             // 6: backorder.v1.OperatorAction
+	(*OrderEvent)(nil),                 // 7: backorder.v1.OrderEvent
+	(*HandleOrderWebhookRequest)(nil),  // 8: backorder.v1.HandleOrderWebhookRequest
+	(*WebhookData)(nil),                // 9: backorder.v1.WebhookData
+	(*WebhookStatus)(nil),              // 10: backorder.v1.WebhookStatus
+	(*HandleOrderWebhookResponse)(nil), // 11: backorder.v1.HandleOrderWebhookResponse
+	(*ProcessOrderRequest)(nil),        // 12: backorder.v1.ProcessOrderRequest
+	(*ProcessOrderResponse)(nil),       // 13: backorder.v1.ProcessOrderResponse
+	(*GetOrderRequest)(nil),            // 14: backorder.v1.GetOrderRequest
+	(*GetOrderResponse)(nil),           // 15: backorder.v1.GetOrderResponse
+	(*ListOrdersRequest)(nil),          // 16: backorder.v1.ListOrdersRequest
+	(*ListOrdersResponse)(nil),         // 17: backorder.v1.ListOrdersResponse
+	(*GetServiceStatusRequest)(nil),    // 18: backorder.v1.GetServiceStatusRequest
+	(*GetServiceStatusResponse)(nil),   // 19: backorder.v1.GetServiceStatusResponse
+	(*SupplierBreaker)(nil),            // 20: backorder.v1.SupplierBreaker
+	(*BigCommerceQuota)(nil),           // 21: backorder.v1.BigCommerceQuota
+	(*OrdersSweepStatus)(nil),          // 22: backorder.v1.OrdersSweepStatus
+	(*RetryOrderRequest)(nil),          // 23: backorder.v1.RetryOrderRequest
+	(*RetryOrderResponse)(nil),         // 24: backorder.v1.RetryOrderResponse
+	(*ResolveOrderRequest)(nil),        // 25: backorder.v1.ResolveOrderRequest
+	(*ResolveOrderResponse)(nil),       // 26: backorder.v1.ResolveOrderResponse
+	(*ErrorResponse)(nil),              // 27: backorder.v1.ErrorResponse
+	(*timestamppb.Timestamp)(nil),      // 28: google.protobuf.Timestamp
 }
 var file_backorder_v1_fulfillment_proto_depIdxs = []int32{
-	21, // 0: backorder.v1.SweepOrdersResponse.status:type_name -> backorder.v1.OrdersSweepStatus
+	22, // 0: backorder.v1.SweepOrdersResponse.status:type_name -> backorder.v1.OrdersSweepStatus
 	0,  // 1: backorder.v1.Order.state:type_name -> backorder.v1.OrderState
 	1,  // 2: backorder.v1.Order.mode:type_name -> backorder.v1.SupplierMode
-	6,  // 3: backorder.v1.Order.events:type_name -> backorder.v1.OrderEvent
-	27, // 4: backorder.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	27, // 5: backorder.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
-	27, // 6: backorder.v1.Order.submitted_at:type_name -> google.protobuf.Timestamp
-	27, // 7: backorder.v1.Order.next_attempt_at:type_name -> google.protobuf.Timestamp
-	5,  // 8: backorder.v1.Order.actions:type_name -> backorder.v1.OperatorAction
-	27, // 9: backorder.v1.OperatorAction.at:type_name -> google.protobuf.Timestamp
+	7,  // 3: backorder.v1.Order.events:type_name -> backorder.v1.OrderEvent
+	28, // 4: backorder.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	28, // 5: backorder.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
+	28, // 6: backorder.v1.Order.submitted_at:type_name -> google.protobuf.Timestamp
+	28, // 7: backorder.v1.Order.next_attempt_at:type_name -> google.protobuf.Timestamp
+	6,  // 8: backorder.v1.Order.actions:type_name -> backorder.v1.OperatorAction
+	28, // 9: backorder.v1.OperatorAction.at:type_name -> google.protobuf.Timestamp
 	0,  // 10: backorder.v1.OperatorAction.from_state:type_name -> backorder.v1.OrderState
 	0,  // 11: backorder.v1.OperatorAction.to_state:type_name -> backorder.v1.OrderState
-	27, // 12: backorder.v1.OrderEvent.received_at:type_name -> google.protobuf.Timestamp
-	8,  // 13: backorder.v1.HandleOrderWebhookRequest.data:type_name -> backorder.v1.WebhookData
-	9,  // 14: backorder.v1.WebhookData.status:type_name -> backorder.v1.WebhookStatus
-	4,  // 15: backorder.v1.ProcessOrderResponse.order:type_name -> backorder.v1.Order
-	4,  // 16: backorder.v1.GetOrderResponse.order:type_name -> backorder.v1.Order
+	28, // 12: backorder.v1.OrderEvent.received_at:type_name -> google.protobuf.Timestamp
+	9,  // 13: backorder.v1.HandleOrderWebhookRequest.data:type_name -> backorder.v1.WebhookData
+	10, // 14: backorder.v1.WebhookData.status:type_name -> backorder.v1.WebhookStatus
+	5,  // 15: backorder.v1.ProcessOrderResponse.order:type_name -> backorder.v1.Order
+	5,  // 16: backorder.v1.GetOrderResponse.order:type_name -> backorder.v1.Order
 	0,  // 17: backorder.v1.ListOrdersRequest.state:type_name -> backorder.v1.OrderState
-	4,  // 18: backorder.v1.ListOrdersResponse.orders:type_name -> backorder.v1.Order
+	5,  // 18: backorder.v1.ListOrdersResponse.orders:type_name -> backorder.v1.Order
 	1,  // 19: backorder.v1.GetServiceStatusResponse.supplier_mode:type_name -> backorder.v1.SupplierMode
-	27, // 20: backorder.v1.GetServiceStatusResponse.started_at:type_name -> google.protobuf.Timestamp
-	21, // 21: backorder.v1.GetServiceStatusResponse.orders_sweep:type_name -> backorder.v1.OrdersSweepStatus
-	20, // 22: backorder.v1.GetServiceStatusResponse.bigcommerce_quota:type_name -> backorder.v1.BigCommerceQuota
-	19, // 23: backorder.v1.GetServiceStatusResponse.supplier_breaker:type_name -> backorder.v1.SupplierBreaker
-	27, // 24: backorder.v1.SupplierBreaker.probe_at:type_name -> google.protobuf.Timestamp
-	27, // 25: backorder.v1.BigCommerceQuota.resets_at:type_name -> google.protobuf.Timestamp
-	27, // 26: backorder.v1.BigCommerceQuota.held_until:type_name -> google.protobuf.Timestamp
-	27, // 27: backorder.v1.OrdersSweepStatus.since:type_name -> google.protobuf.Timestamp
-	27, // 28: backorder.v1.OrdersSweepStatus.cursor:type_name -> google.protobuf.Timestamp
-	27, // 29: backorder.v1.OrdersSweepStatus.last_run:type_name -> google.protobuf.Timestamp
-	4,  // 30: backorder.v1.RetryOrderResponse.order:type_name -> backorder.v1.Order
-	4,  // 31: backorder.v1.ResolveOrderResponse.order:type_name -> backorder.v1.Order
-	7,  // 32: backorder.v1.FulfillmentService.HandleOrderWebhook:input_type -> backorder.v1.HandleOrderWebhookRequest
-	11, // 33: backorder.v1.FulfillmentService.ProcessOrder:input_type -> backorder.v1.ProcessOrderRequest
-	13, // 34: backorder.v1.FulfillmentService.GetOrder:input_type -> backorder.v1.GetOrderRequest
-	15, // 35: backorder.v1.FulfillmentService.ListOrders:input_type -> backorder.v1.ListOrdersRequest
-	22, // 36: backorder.v1.FulfillmentService.RetryOrder:input_type -> backorder.v1.RetryOrderRequest
-	24, // 37: backorder.v1.FulfillmentService.ResolveOrder:input_type -> backorder.v1.ResolveOrderRequest
-	17, // 38: backorder.v1.FulfillmentService.GetServiceStatus:input_type -> backorder.v1.GetServiceStatusRequest
-	2,  // 39: backorder.v1.FulfillmentService.SweepOrders:input_type -> backorder.v1.SweepOrdersRequest
-	10, // 40: backorder.v1.FulfillmentService.HandleOrderWebhook:output_type -> backorder.v1.HandleOrderWebhookResponse
-	12, // 41: backorder.v1.FulfillmentService.ProcessOrder:output_type -> backorder.v1.ProcessOrderResponse
-	14, // 42: backorder.v1.FulfillmentService.GetOrder:output_type -> backorder.v1.GetOrderResponse
-	16, // 43: backorder.v1.FulfillmentService.ListOrders:output_type -> backorder.v1.ListOrdersResponse
-	23, // 44: backorder.v1.FulfillmentService.RetryOrder:output_type -> backorder.v1.RetryOrderResponse
-	25, // 45: backorder.v1.FulfillmentService.ResolveOrder:output_type -> backorder.v1.ResolveOrderResponse
-	18, // 46: backorder.v1.FulfillmentService.GetServiceStatus:output_type -> backorder.v1.GetServiceStatusResponse
-	3,  // 47: backorder.v1.FulfillmentService.SweepOrders:output_type -> backorder.v1.SweepOrdersResponse
-	40, // [40:48] is the sub-list for method output_type
-	32, // [32:40] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	28, // 20: backorder.v1.GetServiceStatusResponse.started_at:type_name -> google.protobuf.Timestamp
+	22, // 21: backorder.v1.GetServiceStatusResponse.orders_sweep:type_name -> backorder.v1.OrdersSweepStatus
+	21, // 22: backorder.v1.GetServiceStatusResponse.bigcommerce_quota:type_name -> backorder.v1.BigCommerceQuota
+	20, // 23: backorder.v1.GetServiceStatusResponse.supplier_breaker:type_name -> backorder.v1.SupplierBreaker
+	2,  // 24: backorder.v1.GetServiceStatusResponse.role:type_name -> backorder.v1.ReplicaRole
+	28, // 25: backorder.v1.SupplierBreaker.probe_at:type_name -> google.protobuf.Timestamp
+	28, // 26: backorder.v1.BigCommerceQuota.resets_at:type_name -> google.protobuf.Timestamp
+	28, // 27: backorder.v1.BigCommerceQuota.held_until:type_name -> google.protobuf.Timestamp
+	28, // 28: backorder.v1.OrdersSweepStatus.since:type_name -> google.protobuf.Timestamp
+	28, // 29: backorder.v1.OrdersSweepStatus.cursor:type_name -> google.protobuf.Timestamp
+	28, // 30: backorder.v1.OrdersSweepStatus.last_run:type_name -> google.protobuf.Timestamp
+	5,  // 31: backorder.v1.RetryOrderResponse.order:type_name -> backorder.v1.Order
+	5,  // 32: backorder.v1.ResolveOrderResponse.order:type_name -> backorder.v1.Order
+	8,  // 33: backorder.v1.FulfillmentService.HandleOrderWebhook:input_type -> backorder.v1.HandleOrderWebhookRequest
+	12, // 34: backorder.v1.FulfillmentService.ProcessOrder:input_type -> backorder.v1.ProcessOrderRequest
+	14, // 35: backorder.v1.FulfillmentService.GetOrder:input_type -> backorder.v1.GetOrderRequest
+	16, // 36: backorder.v1.FulfillmentService.ListOrders:input_type -> backorder.v1.ListOrdersRequest
+	23, // 37: backorder.v1.FulfillmentService.RetryOrder:input_type -> backorder.v1.RetryOrderRequest
+	25, // 38: backorder.v1.FulfillmentService.ResolveOrder:input_type -> backorder.v1.ResolveOrderRequest
+	18, // 39: backorder.v1.FulfillmentService.GetServiceStatus:input_type -> backorder.v1.GetServiceStatusRequest
+	3,  // 40: backorder.v1.FulfillmentService.SweepOrders:input_type -> backorder.v1.SweepOrdersRequest
+	11, // 41: backorder.v1.FulfillmentService.HandleOrderWebhook:output_type -> backorder.v1.HandleOrderWebhookResponse
+	13, // 42: backorder.v1.FulfillmentService.ProcessOrder:output_type -> backorder.v1.ProcessOrderResponse
+	15, // 43: backorder.v1.FulfillmentService.GetOrder:output_type -> backorder.v1.GetOrderResponse
+	17, // 44: backorder.v1.FulfillmentService.ListOrders:output_type -> backorder.v1.ListOrdersResponse
+	24, // 45: backorder.v1.FulfillmentService.RetryOrder:output_type -> backorder.v1.RetryOrderResponse
+	26, // 46: backorder.v1.FulfillmentService.ResolveOrder:output_type -> backorder.v1.ResolveOrderResponse
+	19, // 47: backorder.v1.FulfillmentService.GetServiceStatus:output_type -> backorder.v1.GetServiceStatusResponse
+	4,  // 48: backorder.v1.FulfillmentService.SweepOrders:output_type -> backorder.v1.SweepOrdersResponse
+	41, // [41:49] is the sub-list for method output_type
+	33, // [33:41] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_backorder_v1_fulfillment_proto_init() }
@@ -2351,7 +2425,7 @@ func file_backorder_v1_fulfillment_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backorder_v1_fulfillment_proto_rawDesc), len(file_backorder_v1_fulfillment_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,

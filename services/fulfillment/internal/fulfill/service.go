@@ -235,7 +235,7 @@ func (s *Service) recordEvent(ctx context.Context, k order.Key, ev order.Event, 
 		return false, err
 	}
 	failpoint.Inject("after-intake")
-	if queued && s.cfg.Role != RoleIntake {
+	if queued {
 		s.schedule(k)
 	}
 	return recorded, nil
@@ -409,6 +409,9 @@ func (s *Service) serves(k order.Key) error {
 // schedule queues an order for a worker of this process, once: an order
 // already queued or running here is marked to run again instead.
 func (s *Service) schedule(k order.Key) {
+	if s.cfg.Role == RoleIntake {
+		return // no workers here: the processing replicas follow the queue
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.inflight[k]; ok {

@@ -186,7 +186,19 @@ func (s *Server) GetServiceStatus(ctx context.Context, _ *backorderv1.GetService
 		BigcommerceQuota: s.quota(),
 		QueuedOrders:     s.queued(ctx),
 		SupplierBreaker:  s.breaker(),
+		Role:             s.role(),
 	}, nil
+}
+
+// role is the replica's ROLE.
+func (s *Server) role() backorderv1.ReplicaRole {
+	switch s.svc.Role() {
+	case fulfill.RoleIntake:
+		return backorderv1.ReplicaRole_REPLICA_ROLE_INTAKE
+	case fulfill.RoleProcess:
+		return backorderv1.ReplicaRole_REPLICA_ROLE_PROCESS
+	}
+	return backorderv1.ReplicaRole_REPLICA_ROLE_ALL
 }
 
 // breaker reports the replica's TropShip breaker; nil when it is off.

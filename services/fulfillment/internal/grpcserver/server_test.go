@@ -117,3 +117,17 @@ func TestStatusBreaker(t *testing.T) {
 		t.Errorf("breaker on: %v, want after 3, closed", b)
 	}
 }
+
+// GetServiceStatus names the replica's ROLE.
+func TestStatusRole(t *testing.T) {
+	for role, want := range map[fulfill.Role]backorderv1.ReplicaRole{
+		fulfill.RoleAll:     backorderv1.ReplicaRole_REPLICA_ROLE_ALL,
+		fulfill.RoleIntake:  backorderv1.ReplicaRole_REPLICA_ROLE_INTAKE,
+		fulfill.RoleProcess: backorderv1.ReplicaRole_REPLICA_ROLE_PROCESS,
+	} {
+		s := &Server{svc: fulfill.New(fulfill.Config{Store: "abc", Role: role}, nil, nil, nil, nil)}
+		if got := s.role(); got != want {
+			t.Errorf("ROLE=%s: status role %v, want %v", role, got, want)
+		}
+	}
+}
