@@ -2234,15 +2234,19 @@ func (rep *loadReport) writeTable(w io.Writer) {
 		row("probes", "every %.0f ms: /readyz p50 %.2f p99 %.2f max %.2f ms (%d); replicas' /metrics p50 %.2f p99 %.2f max %.2f ms (%d); %d not answered 200, %d ticks skipped (last probe unanswered)",
 			p.EveryMs, p.Readyz.P50, p.Readyz.P99, p.Readyz.Max, p.Readyz.Count, p.Metrics.P50, p.Metrics.P99, p.Metrics.Max, p.Metrics.Count, p.Failed, p.Skipped)
 		for i, by := range p.Orders {
+			name := fmt.Sprintf("fulfillment-%d", i)
+			if i >= c.Replicas {
+				name = fmt.Sprintf("fulfillment-intake-%d", i-c.Replicas)
+			}
 			if by == nil {
-				row(fmt.Sprintf("  fulfillment-%d's counts", i), "none: the scrape failed, or could not read etcd")
+				row(fmt.Sprintf("  %s's counts", name), "none: the scrape failed, or could not read etcd")
 				continue
 			}
 			var counts []string
 			for _, st := range slices.Sorted(maps.Keys(by)) {
 				counts = append(counts, fmt.Sprintf("%s %.0f", st, by[st]))
 			}
-			row(fmt.Sprintf("  fulfillment-%d's counts", i), "%s (backorder_orders, once every order was done)", strings.Join(counts, ", "))
+			row(fmt.Sprintf("  %s's counts", name), "%s (backorder_orders, once every order was done)", strings.Join(counts, ", "))
 		}
 	}
 	head("DELIVERIES (gateway acknowledgements)")

@@ -197,7 +197,8 @@ func (p *Proc) Renice(n int) error {
 			if err != nil || done[tid] {
 				continue
 			}
-			if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, n); err != nil {
+			err = syscall.Setpriority(syscall.PRIO_PROCESS, tid, n)
+			if err != nil && !errors.Is(err, syscall.ESRCH) { // ESRCH: the thread ended
 				return fmt.Errorf("renice %s (thread %d): %w", p.Name, tid, err)
 			}
 			done[tid], fresh = true, true
@@ -206,7 +207,7 @@ func (p *Proc) Renice(n int) error {
 			return nil
 		}
 	}
-	return nil
+	return fmt.Errorf("renice %s: it kept starting threads through 10 passes", p.Name)
 }
 
 // WaitGRPC waits until the process serves grpc.health.v1 as SERVING.

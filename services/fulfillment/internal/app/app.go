@@ -244,7 +244,7 @@ func stopAll(srv *grpc.Server, timeout time.Duration) {
 func announceMode(log *slog.Logger, cfg config.Config) {
 	switch cfg.Role {
 	case fulfill.RoleIntake:
-		log.Info("ROLE=intake: events are recorded and queued for the replicas with ROLE=process; none is processed here")
+		log.Info("ROLE=intake: events are recorded and queued for the replicas with ROLE=process; no order is processed here unless an operator's ProcessOrder asks")
 	case fulfill.RoleProcess:
 		log.Info("ROLE=process: events are recorded and processed, and the queue is followed for the intake replicas' events")
 	}
