@@ -170,6 +170,11 @@ func (r *loadRun) killReplica(ctx context.Context, f *faultReport) error {
 	if err != nil {
 		return err
 	}
+	if r.cfg.ProcessNice != 0 { // fulfillment-0 processes: it gets its nice value again
+		if err := np.Renice(r.cfg.ProcessNice); err != nil {
+			return err
+		}
+	}
 	r.procMu.Lock()
 	r.procs[0] = np
 	r.pids = childPIDs()
