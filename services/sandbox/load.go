@@ -839,10 +839,10 @@ func (r *loadRun) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		name, role := fmt.Sprintf("fulfillment-%d", i), "all"
+		name, role := replicaName(i, cfg.Replicas), "all"
 		switch {
 		case i >= cfg.Replicas:
-			name, role = fmt.Sprintf("fulfillment-intake-%d", i-cfg.Replicas), "intake"
+			role = "intake"
 		case cfg.IntakeReplicas > 0:
 			role = "process"
 		}
@@ -940,6 +940,15 @@ func (r *loadRun) start(ctx context.Context) error {
 	r.sender = &webhook.Sender{URL: "http://" + gwAddr + "/v1/webhooks/bigcommerce", ClientSecret: loadSecret, Client: r.hc}
 	r.gatewayURL = "http://" + gwAddr
 	return nil
+}
+
+// replicaName names the i-th fulfillment replica: the -replicas first, then
+// the -intake-replicas.
+func replicaName(i, replicas int) string {
+	if i >= replicas {
+		return fmt.Sprintf("fulfillment-intake-%d", i-replicas)
+	}
+	return fmt.Sprintf("fulfillment-%d", i)
 }
 
 // measure runs the phases and fills the report.
@@ -2234,10 +2243,7 @@ func (rep *loadReport) writeTable(w io.Writer) {
 		row("probes", "every %.0f ms: /readyz p50 %.2f p99 %.2f max %.2f ms (%d); replicas' /metrics p50 %.2f p99 %.2f max %.2f ms (%d); %d not answered 200, %d ticks skipped (last probe unanswered)",
 			p.EveryMs, p.Readyz.P50, p.Readyz.P99, p.Readyz.Max, p.Readyz.Count, p.Metrics.P50, p.Metrics.P99, p.Metrics.Max, p.Metrics.Count, p.Failed, p.Skipped)
 		for i, by := range p.Orders {
-			name := fmt.Sprintf("fulfillment-%d", i)
-			if i >= c.Replicas {
-				name = fmt.Sprintf("fulfillment-intake-%d", i-c.Replicas)
-			}
+			name := replicaName(i, c.Replicas)
 			if by == nil {
 				row(fmt.Sprintf("  %s's counts", name), "none: the scrape failed, or could not read etcd")
 				continue

@@ -129,10 +129,11 @@ func Load(getenv func(string) string) (Config, error) {
 		Countries:        e.list("SHIP_COUNTRIES", "GB"),
 		SKUPrefix:        e.str("SKU_PREFIX", ""),
 	}
-	if r, ok := fulfill.ParseRole(strings.ToLower(e.str("ROLE", "all"))); ok {
+	role := strings.ToLower(e.str("ROLE", "all"))
+	if r, ok := fulfill.ParseRole(role); ok {
 		c.Role = r
 	} else {
-		e.fail("ROLE", fmt.Sprintf("is %q; want all (record and process), intake (record only) or process (record, process, and follow the queue for the intake replicas' events)", e.str("ROLE", "")))
+		e.fail("ROLE", fmt.Sprintf("is %q; want all (record and process), intake (record only) or process (record, process, and follow the queue for the intake replicas' events)", role))
 	}
 	switch m := strings.ToLower(e.str("TROPSHIP_MODE", "validate")); m {
 	case "validate":

@@ -36,15 +36,12 @@ const (
 	RoleProcess
 )
 
-// ParseRole reads a role's name: all, intake or process.
+// ParseRole reads a role's name (its String): all, intake or process.
 func ParseRole(name string) (Role, bool) {
-	switch name {
-	case "all":
-		return RoleAll, true
-	case "intake":
-		return RoleIntake, true
-	case "process":
-		return RoleProcess, true
+	for _, r := range []Role{RoleAll, RoleIntake, RoleProcess} {
+		if r.String() == name {
+			return r, true
+		}
 	}
 	return RoleAll, false
 }
