@@ -107,6 +107,9 @@ type loadConfig struct {
 	// BCOtherApps is the requests per second the store's other apps spend
 	// of its quota, from the first delivery on.
 	BCOtherApps float64
+	// BCNoSideLoad: the BigCommerce simulator ignores include on an order
+	// read, so lines and addresses cost two more requests per order.
+	BCNoSideLoad bool
 	// EtcdMembers is the size of the embedded etcd (1: a single member).
 	EtcdMembers int
 	// Fault, when set, is done once half of the deliveries are answered
@@ -185,6 +188,7 @@ func parseLoad(args []string) (loadConfig, error) {
 	fs.IntVar(&c.BCQuota, "bc-quota", 0, "BigCommerce API requests the store may make per -bc-window, beyond which the simulator answers 429 (150 is the Standard and Plus plans' quota per 30 s); 0: unlimited")
 	fs.DurationVar(&c.BCWindow, "bc-window", 30*time.Second, "the BigCommerce rate-limit window")
 	fs.Float64Var(&c.BCOtherApps, "bc-other-apps", 0, "requests per second the store's other apps spend of its -bc-quota, from the first delivery on (the quota is one per store)")
+	fs.BoolVar(&c.BCNoSideLoad, "bc-no-side-load", false, "the BigCommerce simulator ignores include=consignments.line_items on an order read, as a store API without it would: lines and addresses are read from their own resources")
 	fs.StringVar(&c.BCQuotaBurst, "bc-quota-burst", "", "BIGCOMMERCE_QUOTA_BURST of the replicas: requests sent at once before the rest of the store's quota is spread over its window, or off; empty: the service's default")
 	fs.BoolVar(&c.WriteBack, "write-back", c.WriteBack, "BIGCOMMERCE_WRITE_BACK of the replicas: orders are done once WRITTEN_BACK (true) or SUBMITTED (false); \"SUBMITTED\" in the report means done")
 	fs.IntVar(&c.EtcdMembers, "etcd-members", c.EtcdMembers, "members of the embedded etcd, all in this process (3: a cluster in which every write needs a quorum); not with -etcd-endpoints")
@@ -325,6 +329,7 @@ type loadReport struct {
 		BCWindowMs        float64  `json:"bc_window_ms,omitempty"`
 		BCQuotaBurst      string   `json:"bc_quota_burst,omitempty"`
 		BCOtherApps       float64  `json:"bc_other_apps,omitempty"`
+		BCNoSideLoad      bool     `json:"bc_no_side_load,omitempty"`
 		WriteBack         bool     `json:"write_back"`
 		EtcdMembers       int      `json:"etcd_members"`
 		Fault             string   `json:"fault,omitempty"`
@@ -700,6 +705,7 @@ func runLoadTest(ctx context.Context, cfg loadConfig, progress io.Writer) (rep *
 		rep.Config.BCQuota, rep.Config.BCWindowMs = cfg.BCQuota, ms(cfg.BCWindow)
 	}
 	rep.Config.BCQuotaBurst, rep.Config.BCOtherApps = cfg.BCQuotaBurst, cfg.BCOtherApps
+	rep.Config.BCNoSideLoad = cfg.BCNoSideLoad
 	rep.Config.SupplierLatencyMs = ms(cfg.SupplierLatency)
 	rep.Config.Lines, rep.Config.BenchOps, rep.Config.Seed = cfg.Lines, cfg.BenchOps, cfg.Seed
 	rep.Config.FirstStatus = cfg.FirstStatus
@@ -789,7 +795,7 @@ func (r *loadRun) start(ctx context.Context) error {
 	}
 
 	// The simulators, in this process.
-	r.bc = bcsim.New(bcsim.Options{Tokens: map[string]string{loadStore: loadBCToken}, Quota: cfg.BCQuota, Window: cfg.BCWindow})
+	r.bc = bcsim.New(bcsim.Options{Tokens: map[string]string{loadStore: loadBCToken}, Quota: cfg.BCQuota, Window: cfg.BCWindow, NoSideLoad: cfg.BCNoSideLoad})
 	r.ts = tropsim.New(tropsim.Options{ClientID: loadTSID, ClientSecret: loadTSSecret})
 	r.ts.SetFaults(tropsim.Faults{Latency: cfg.SupplierLatency})
 	var simURLs []string
@@ -2308,10 +2314,15 @@ func (rep *loadReport) writeTable(w io.Writer) {
 		b.CallsPerOrder, b.Calls, b.Stats.Order, b.Stats.Products, b.Stats.ShippingAddresses, b.Stats.MetafieldsGet, b.Stats.MetafieldsPost, b.Stats.PutOrder)
 	if c.BCQuota > 0 {
 		// The quota spent per order, as measured: 429 and 401 answers
-		// spend none (the nominal 4 or 5 when nothing was measured).
-		perOrder := 4.0
+		// spend none (the nominal reads, 2 or 4 as the simulator
+		// side-loads lines or not, and the write-back, when nothing was
+		// measured).
+		perOrder := 2.0
+		if c.BCNoSideLoad {
+			perOrder = 4
+		}
 		if c.WriteBack {
-			perOrder = 5
+			perOrder++
 		}
 		if spent := b.Stats.Total - b.Stats.RateLimited - b.Stats.Unauthorized; spent > 0 && c.Orders > 0 {
 			perOrder = float64(spent) / float64(c.Orders)

@@ -46,9 +46,10 @@ func TestLoadSmoke(t *testing.T) {
 	if ts := rep.EndToEnd.ToSupplier; ts.Count != c.Orders || ts.P50 <= 0 || ts.Max > rep.EndToEnd.Seconds*1000 {
 		t.Errorf("first delivery to supplier: %+v for %d orders done %.2f s after the first delivery", ts, c.Orders, rep.EndToEnd.Seconds)
 	}
-	// Step 9 once per order: 4 reads and 1 write-back each.
-	if b := rep.BigCommerce; b.Stats.MetafieldsPost != c.Orders || b.CallsPerOrder != 5 {
-		t.Errorf("BigCommerce: %d metafield writes for %d orders, %.2f calls per order; want one each, and 5", b.Stats.MetafieldsPost, c.Orders, b.CallsPerOrder)
+	// Step 9 once per order: 2 reads (the order with its lines and
+	// address, the metafield) and 1 write-back each.
+	if b := rep.BigCommerce; b.Stats.MetafieldsPost != c.Orders || b.CallsPerOrder != 3 || b.Stats.Products+b.Stats.ShippingAddresses != 0 {
+		t.Errorf("BigCommerce %+v: %d metafield writes for %d orders, %.2f calls per order; want one each, 3, and no read of lines or addresses apart", b.Stats, b.Stats.MetafieldsPost, c.Orders, b.CallsPerOrder)
 	}
 	if want := c.Orders * len(c.Mix) * c.Dup; rep.Deliveries.Planned != want || rep.Deliveries.Failed != 0 {
 		t.Errorf("deliveries: %d planned, %d failed; want %d, 0", rep.Deliveries.Planned, rep.Deliveries.Failed, want)
@@ -185,14 +186,15 @@ func TestLoadFaults(t *testing.T) {
 	}
 }
 
-// TestLoadFirstStatus runs orders that are not payable when created: every
-// event before the payment costs one BigCommerce read (the order), and the
-// lines, addresses and metafield are read once per order, once it is paid.
+// TestLoadFirstStatus runs orders that are not payable when created, on a
+// store API that does not side-load lines: every event before the payment
+// costs one BigCommerce read (the order), and the lines, addresses and
+// metafield are read once per order, once it is paid.
 func TestLoadFirstStatus(t *testing.T) {
 	ctx := loadTestCtx(t)
 	c := defaultLoadConfig()
 	c.Orders, c.Dup, c.Concurrency, c.BenchOps, c.AfterSubmit, c.Timeout = 30, 2, 8, 0, false, 3*time.Minute
-	c.FirstStatus = 7
+	c.FirstStatus, c.BCNoSideLoad = 7, true
 	rep := runLoadLogged(ctx, t, c)
 	checkEachOrderOnce(t, rep, c)
 	b := rep.BigCommerce.Stats

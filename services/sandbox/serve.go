@@ -30,6 +30,7 @@ type serveConfig struct {
 	quota            int
 	catalog          string
 	noLookup         bool
+	noSideLoad       bool
 	quiet            bool
 	webhookURL       string
 	webhookSecret    string
@@ -53,6 +54,7 @@ func parseServe(args []string) (serveConfig, error) {
 	fs.IntVar(&c.quota, "quota", quota, "BigCommerce API requests allowed per 30 s, 0 for no limit (env SANDBOX_BIGCOMMERCE_QUOTA)")
 	fs.StringVar(&c.catalog, "catalog", envOr("SANDBOX_TROPSHIP_CATALOG", ""), "comma-separated TropShip product codes; empty accepts any (env SANDBOX_TROPSHIP_CATALOG)")
 	fs.BoolVar(&c.noLookup, "no-lookup", false, "answer 404 to TropShip's lookup by reference, as an API without one would")
+	fs.BoolVar(&c.noSideLoad, "no-side-load", false, "serve BigCommerce orders without the consignments include=consignments.line_items asks for, as a store API without it would")
 	fs.BoolVar(&c.quiet, "quiet", false, "do not log every request")
 	fs.StringVar(&c.webhookURL, "webhook-url", envOr("SANDBOX_WEBHOOK_URL", ""), "if set, send BigCommerce webhooks for order changes to this URL (env SANDBOX_WEBHOOK_URL)")
 	fs.StringVar(&c.webhookSecret, "webhook-secret", envOr("BIGCOMMERCE_CLIENT_SECRET", ""), "client secret that signs webhooks (env BIGCOMMERCE_CLIENT_SECRET)")
@@ -109,9 +111,10 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func(bc
 	g, ctx := errgroup.WithContext(ctx)
 	hooks := newNotifier(cfg, log)
 	bc := bcsim.New(bcsim.Options{
-		Tokens:   map[string]string{cfg.store: cfg.token},
-		Quota:    cfg.quota,
-		OnChange: hooks.enqueue,
+		Tokens:     map[string]string{cfg.store: cfg.token},
+		Quota:      cfg.quota,
+		NoSideLoad: cfg.noSideLoad,
+		OnChange:   hooks.enqueue,
 	})
 	ts := tropsim.New(tropsim.Options{
 		ClientID: cfg.clientID, ClientSecret: cfg.clientSecret,

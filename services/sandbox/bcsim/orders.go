@@ -212,7 +212,11 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (Order, bool) {
 
 func (s *Server) getOrder(w http.ResponseWriter, r *http.Request) {
 	if o, ok := s.lookup(w, r); ok {
-		writeJSON(w, http.StatusOK, s.orderView(r, &o))
+		v := s.orderView(r, &o)
+		if !s.opts.NoSideLoad {
+			v.Consignments = s.consignments(r, &o)
+		}
+		writeJSON(w, http.StatusOK, v)
 	}
 }
 

@@ -1,7 +1,8 @@
 // Package bcsim is a BigCommerce simulator: an http.Handler that serves the
 // parts of the Orders API (v2 orders, lines, shipping addresses, listing and
-// updates; v3 order metafields) this project uses, with BigCommerce's paths,
-// JSON shapes, authentication, rate-limit headers and error bodies.
+// updates, consignments side-loaded with include; v3 order metafields) this
+// project uses, with BigCommerce's paths, JSON shapes, authentication,
+// rate-limit headers and error bodies.
 //
 // Tests run it in-process behind httptest.NewServer and seed it through the
 // Go API (AddOrder, SetStatus); the sandbox command serves it on a port, with
@@ -44,6 +45,10 @@ type Options struct {
 	Seed uint64
 	// Now is the clock (dates, rate-limit windows); nil means time.Now.
 	Now func() time.Time
+	// NoSideLoad serves GET /v2/orders/{id} without the consignments its
+	// include parameter asks for, as a server that ignores include would:
+	// clients must then read lines and addresses from their own resources.
+	NoSideLoad bool
 	// OnChange, if set, is called after every change BigCommerce would
 	// announce with a webhook (order created, status or staff notes
 	// changed), outside the simulator's lock. It runs in the goroutine that

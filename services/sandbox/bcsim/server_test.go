@@ -644,3 +644,64 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("%d creates succeeded, %d metafields stored", created, len(f.sim.Metafields(storeHash, 250)))
 	}
 }
+
+// GET /v2/orders/{id} side-loads consignments as include asks: none without
+// it; lines in full (every one, past a page of /products) with
+// consignments.line_items, as links with consignments; the object structure
+// with consignment_structure=object, the legacy array without.
+func TestOrderSideLoadsConsignments(t *testing.T) {
+	f := newFixture(t, bcsim.Options{})
+	f.sim.AddOrder(storeHash, bcsim.NewUKOrder(260, bcsim.StatusAwaitingFulfillment, bcsim.Lines(120)...))
+	get := func(query string) map[string]any {
+		t.Helper()
+		resp, body := f.do(t, "GET", v2("/orders/260"+query), nil)
+		wantStatus(t, resp, body, http.StatusOK)
+		return decode[map[string]any](t, body)
+	}
+	if o := get(""); o["consignments"] != nil {
+		t.Errorf("consignments without include: %v", o["consignments"])
+	}
+	o := get("?include=consignments.line_items&consignment_structure=object")
+	c, ok := o["consignments"].(map[string]any)
+	if !ok {
+		t.Fatalf("consignments = %v, want an object", o["consignments"])
+	}
+	ship := c["shipping"].([]any)
+	if len(ship) != 1 {
+		t.Fatalf("shipping = %v, want one consignment", ship)
+	}
+	s := ship[0].(map[string]any)
+	_, addrBody := f.do(t, "GET", v2("/orders/260/shipping_addresses"), nil)
+	addr := decode[[]map[string]any](t, addrBody)[0]
+	for _, k := range []string{"id", "first_name", "street_1", "city", "zip", "country_iso2", "items_total", "shipping_method"} {
+		if s[k] != addr[k] {
+			t.Errorf("shipping consignment %s = %v, shipping address has %v", k, s[k], addr[k])
+		}
+	}
+	items := s["line_items"].([]any)
+	_, pageBody := f.do(t, "GET", v2("/orders/260/products?limit=250"), nil)
+	lines := decode[[]any](t, pageBody)
+	if len(items) != 120 || fmt.Sprint(items[119]) != fmt.Sprint(lines[119]) {
+		t.Errorf("%d line items, last %v; want the 120 lines of /products, last %v", len(items), items[len(items)-1], lines[119])
+	}
+	if o["items_total"] != 240.0 {
+		t.Errorf("items_total = %v, want 240", o["items_total"])
+	}
+
+	legacy, ok := get("?include=consignments.line_items")["consignments"].([]any)
+	if !ok || len(legacy) != 1 || fmt.Sprint(legacy[0]) != fmt.Sprint(c) {
+		t.Errorf("legacy structure = %v, want the object in an array", legacy)
+	}
+	linked := get("?include=consignments&consignment_structure=object")["consignments"].(map[string]any)
+	first := linked["shipping"].([]any)[0].(map[string]any)["line_items"].([]any)[0].(map[string]any)
+	if first["resource"] != "/orders/260/products/"+fmt.Sprint(lines[0].(map[string]any)["id"]) {
+		t.Errorf("line item without .line_items = %v, want a link", first)
+	}
+
+	g := newFixture(t, bcsim.Options{NoSideLoad: true})
+	g.sim.AddOrder(storeHash, bcsim.NewUKOrder(261, bcsim.StatusAwaitingFulfillment, bcsim.Lines(1)...))
+	_, body := g.do(t, "GET", v2("/orders/261?include=consignments.line_items&consignment_structure=object"), nil)
+	if v := decode[map[string]any](t, body); v["consignments"] != nil || v["id"] != 261.0 {
+		t.Errorf("NoSideLoad: %v, want the order without consignments", v)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -39,6 +40,9 @@ type orderView struct {
 	Products          link        `json:"products"`
 	ShippingAddresses link        `json:"shipping_addresses"`
 	Coupons           link        `json:"coupons"`
+	// Consignments is there only when asked for with include (see
+	// consignments).
+	Consignments any `json:"consignments,omitempty"`
 }
 
 type billingView struct {
@@ -87,6 +91,102 @@ func (s *Server) orderView(r *http.Request, o *Order) orderView {
 		ShippingAddresses: sub("shipping_addresses"),
 		Coupons:           sub("coupons"),
 	}
+}
+
+// consignmentsView is an order's consignments in the object structure
+// (consignment_structure=object): one shipping consignment per shipping
+// address with the lines sent to it, no pickups, the lines sent to no
+// address as a download, and no gift certificates.
+type consignmentsView struct {
+	Shipping  []shippingConsignmentView `json:"shipping"`
+	Pickups   []any                     `json:"pickups"`
+	Downloads []downloadConsignmentView `json:"downloads"`
+	Email     emailConsignmentView      `json:"email"`
+}
+
+// shippingConsignmentView is a shipping address as a consignment: its
+// money as numbers, where the shipping address resource has strings.
+type shippingConsignmentView struct {
+	ID uint64 `json:"id"`
+	Address
+	ShippingMethod string  `json:"shipping_method"`
+	ItemsTotal     uint32  `json:"items_total"`
+	ItemsShipped   uint32  `json:"items_shipped"`
+	BaseCost       float64 `json:"base_cost"`
+	CostExTax      float64 `json:"cost_ex_tax"`
+	CostIncTax     float64 `json:"cost_inc_tax"`
+	FormFields     []any   `json:"form_fields"`
+	ShippingQuotes link    `json:"shipping_quotes"`
+	LineItems      []any   `json:"line_items"`
+}
+
+type emailConsignmentView struct {
+	GiftCertificates []any `json:"gift_certificates"`
+}
+
+type downloadConsignmentView struct {
+	RecipientEmail string `json:"recipient_email"`
+	LineItems      []any  `json:"line_items"`
+}
+
+// consignments answers include=consignments (lines as links to
+// /orders/{id}/products/{line id}) and include=consignments.line_items
+// (lines in full, every one, as /products serves them), in the object
+// structure when consignment_structure=object asks for it and otherwise in
+// the legacy one, the same object in an array. It returns nil when include
+// asks for neither.
+func (s *Server) consignments(r *http.Request, o *Order) any {
+	var lines, asked bool
+	for _, v := range strings.Split(strings.Join(r.URL.Query()["include"], ","), ",") {
+		switch strings.TrimSpace(v) {
+		case "consignments.line_items":
+			lines, asked = true, true
+		case "consignments":
+			asked = true
+		}
+	}
+	if !asked {
+		return nil
+	}
+	items := func(match func(p *Product) bool) []any {
+		out := []any{}
+		for i := range o.Products {
+			p := &o.Products[i]
+			if !match(p) {
+				continue
+			}
+			if lines {
+				out = append(out, *p)
+				continue
+			}
+			res := fmt.Sprintf("/orders/%d/products/%d", o.ID, p.ID)
+			out = append(out, link{URL: s.baseURL(r) + "/stores/" + r.PathValue("store") + "/v2" + res, Resource: res})
+		}
+		return out
+	}
+	c := consignmentsView{Shipping: []shippingConsignmentView{}, Pickups: []any{},
+		Downloads: []downloadConsignmentView{}, Email: emailConsignmentView{GiftCertificates: []any{}}}
+	shipped := map[uint64]bool{}
+	money := func(s string) float64 { f, _ := strconv.ParseFloat(s, 64); return f }
+	for _, a := range o.ShippingAddresses {
+		shipped[a.ID] = true
+		total, sent := itemsTo(o, a.ID)
+		res := fmt.Sprintf("/orders/%d/consignments/shipping/%d/shipping_quotes", o.ID, a.ID)
+		c.Shipping = append(c.Shipping, shippingConsignmentView{
+			ID: a.ID, Address: a.Address, ShippingMethod: a.ShippingMethod,
+			ItemsTotal: total, ItemsShipped: sent,
+			BaseCost: money(a.BaseCost), CostExTax: money(a.CostExTax), CostIncTax: money(a.CostIncTax), FormFields: []any{},
+			ShippingQuotes: link{URL: s.baseURL(r) + "/stores/" + r.PathValue("store") + "/v2" + res, Resource: res},
+			LineItems:      items(func(p *Product) bool { return p.OrderAddressID == a.ID }),
+		})
+	}
+	if rest := items(func(p *Product) bool { return !shipped[p.OrderAddressID] }); len(rest) > 0 {
+		c.Downloads = []downloadConsignmentView{{RecipientEmail: o.BillingAddress.Email, LineItems: rest}}
+	}
+	if r.URL.Query().Get("consignment_structure") == "object" {
+		return c
+	}
+	return []consignmentsView{c}
 }
 
 // Layouts ParseDate accepts: BigCommerce's own RFC 2822 form and the ISO

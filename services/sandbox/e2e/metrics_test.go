@@ -38,7 +38,7 @@ func TestFulfillmentMetrics(t *testing.T) {
 		`backorder_webhook_deliveries_total{result="recorded"} 1`,
 		`backorder_webhook_deliveries_total{result="duplicate"} 2`,
 		`backorder_supplier_submissions_total{mode="live",outcome="created"} 1`,
-		`backorder_bigcommerce_requests_total 5`,
+		`backorder_bigcommerce_requests_total 3`, // the order with its lines, the metafield, the write-back
 		`backorder_write_backs_total{result="written"} 1`,
 		`backorder_store_up 1`,
 		`backorder_orders{state="WRITTEN_BACK"} 1`,

@@ -17,9 +17,10 @@ import (
 // it would spend the quota too.)
 func TestStatusShowsTheStoresQuota(t *testing.T) {
 	t.Run("spent", func(t *testing.T) {
-		// 6 requests per 30 s: one order takes 5 (order, lines, addresses,
-		// metafield read and write), the next one's first read the last.
-		e := newEnv(t, options{replicas: 1, mode: "live", bigcommerce: bcsim.Options{Quota: 6},
+		// 4 requests per 30 s: one order takes 3 (the order with its lines
+		// and address, metafield read and write), the next one's first
+		// read the last.
+		e := newEnv(t, options{replicas: 1, mode: "live", bigcommerce: bcsim.Options{Quota: 4},
 			env: map[string]string{"BIGCOMMERCE_QUOTA_BURST": "off", "ORDERS_SWEEP_INTERVAL": "off"}})
 		const first, second = 8301, 8302
 		for _, id := range []uint64{first, second} {
@@ -49,8 +50,8 @@ func TestStatusShowsTheStoresQuota(t *testing.T) {
 		if st.QueuedOrders == nil || st.GetQueuedOrders() != 1 {
 			t.Errorf("queued_orders = %d, want 1 (the second order, waiting)", st.GetQueuedOrders())
 		}
-		if s := e.bc.Stats(); s.RateLimited != 0 || s.Total != 6 {
-			t.Errorf("BigCommerce answered %d requests, %d of them 429; want 6, none (the client waits for the reset)", s.Total, s.RateLimited)
+		if s := e.bc.Stats(); s.RateLimited != 0 || s.Total != 4 {
+			t.Errorf("BigCommerce answered %d requests, %d of them 429; want 4, none (the client waits for the reset)", s.Total, s.RateLimited)
 		}
 	})
 	t.Run("spread", func(t *testing.T) {
@@ -62,14 +63,14 @@ func TestStatusShowsTheStoresQuota(t *testing.T) {
 		e.waitState(id, writtenBack)
 		st := serviceStatus(t, e)
 		q := st.GetBigcommerceQuota()
-		if q.GetRequestsLeft() != 995 || q.GetBurst() != 10 || q.SpacingMs == nil {
-			t.Fatalf("after one order: %v; want 995 left, a spacing, burst 10", q)
+		if q.GetRequestsLeft() != 997 || q.GetBurst() != 10 || q.SpacingMs == nil {
+			t.Fatalf("after one order: %v; want 997 left, a spacing, burst 10", q)
 		}
-		// The 995 are spread over what was left of the 30 s window at the
+		// The 997 are spread over what was left of the 30 s window at the
 		// latest answer: at least what is left now, at most 30 s.
-		spread := time.Duration(q.GetSpacingMs()*995) * time.Millisecond
-		if left := time.Until(q.GetResetsAt().AsTime()); spread < left-995*time.Millisecond || spread > 30*time.Second {
-			t.Errorf("spacing %d ms × 995 = %v, want from %v (to the reset, less the milliseconds cut) to 30s", q.GetSpacingMs(), spread, left)
+		spread := time.Duration(q.GetSpacingMs()*997) * time.Millisecond
+		if left := time.Until(q.GetResetsAt().AsTime()); spread < left-997*time.Millisecond || spread > 30*time.Second {
+			t.Errorf("spacing %d ms × 997 = %v, want from %v (to the reset, less the milliseconds cut) to 30s", q.GetSpacingMs(), spread, left)
 		}
 		if st.QueuedOrders == nil || st.GetQueuedOrders() != 0 {
 			t.Errorf("queued_orders = %d, want 0", st.GetQueuedOrders())

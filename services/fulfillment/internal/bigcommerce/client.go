@@ -171,6 +171,10 @@ type Client struct {
 	cfg   Config
 	pace  *pacer
 	stats counters
+	// plainUntil (Unix ns): the server refused an order read that
+	// side-loads its consignments and answered the plain read; orders are
+	// read plainly until then.
+	plainUntil atomic.Int64
 }
 
 var _ fulfill.Storefront = (*Client)(nil)
@@ -354,6 +358,8 @@ func (c *Client) statusError(req request, resp *response, notFound error) error 
 		return fmt.Errorf("bigcommerce: %s: HTTP %d: %w", req, s, ErrUnauthorized)
 	case s == http.StatusNotFound && notFound != nil:
 		return fmt.Errorf("bigcommerce: %s: %w", req, notFound)
+	case s == http.StatusBadRequest || s == http.StatusRequestEntityTooLarge || s == http.StatusRequestURITooLong || s == http.StatusUnprocessableEntity:
+		return fmt.Errorf("bigcommerce: %s: HTTP %d%s: %w", req, s, snippet(resp.body, c.cfg.AccessToken), errRefused)
 	case s >= 500 || s == http.StatusRequestTimeout:
 		return &fulfill.RetryableError{
 			Err:        fmt.Errorf("bigcommerce: %s: HTTP %d%s", req, s, snippet(resp.body, c.cfg.AccessToken)),
@@ -363,6 +369,13 @@ func (c *Client) statusError(req request, resp *response, notFound error) error 
 		return fmt.Errorf("bigcommerce: %s: unexpected HTTP %d%s", req, s, snippet(resp.body, c.cfg.AccessToken))
 	}
 }
+
+// errRefused is a 400, 413, 414 or 422: the request, as it was asked,
+// will not be answered.
+var errRefused = errors.New("refused as asked")
+
+// errUndecodable is an answer this client could not decode.
+var errUndecodable = errors.New("answer not understood")
 
 // snippet quotes the start of an error body, for a person reading the
 // error, with the access token taken out first, should a server echo the

@@ -40,6 +40,13 @@ type fakeStore struct {
 	// metafields per order
 	metafields map[uint64][]map[string]any
 	nextMFID   int
+	// sideLoad is how GET /v2/orders/{id} answers include=consignments
+	// .line_items: "" ignores it (no consignments), "object" and "legacy"
+	// serve them in that structure (object only with
+	// consignment_structure=object, as BigCommerce).
+	sideLoad string
+	// consignments, when set, replaces what "object" serves.
+	consignments func(o *fakeOrder) any
 	// fault, when set, may answer a request itself (returns true).
 	fault func(w http.ResponseWriter, r *http.Request) bool
 	// log of requests: "METHOD path?query"
@@ -110,7 +117,7 @@ func (fs *fakeStore) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case parts[0] == "v2" && len(parts) == 3 && r.Method == http.MethodGet:
-		writeJSON(w, http.StatusOK, o.order)
+		fs.serveOrder(w, r, o)
 	case parts[0] == "v2" && len(parts) == 4 && parts[3] == "products" && r.Method == http.MethodGet:
 		page, _ := strconv.Atoi(r.URL.Query().Get("page"))
 		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
@@ -144,6 +151,62 @@ func (fs *fakeStore) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// serveOrder answers GET /v2/orders/{id}, with the order's consignments
+// as fs.sideLoad says. It runs under fs.mu.
+func (fs *fakeStore) serveOrder(w http.ResponseWriter, r *http.Request, o *fakeOrder) {
+	q := r.URL.Query()
+	include := q.Get("include")
+	if fs.sideLoad == "" || (include != "consignments" && include != "consignments.line_items") {
+		writeJSON(w, http.StatusOK, o.order)
+		return
+	}
+	view := maps.Clone(o.order)
+	var c any = o.consignments(include == "consignments.line_items")
+	if fs.consignments != nil {
+		c = fs.consignments(o)
+	}
+	if fs.sideLoad == "legacy" || q.Get("consignment_structure") != "object" {
+		c = []any{c}
+	}
+	view["consignments"] = c
+	writeJSON(w, http.StatusOK, view)
+}
+
+// consignments is the order's consignments in the object structure: one
+// shipping consignment per address, with the lines sent to it, and the
+// other lines as a download. Without withLines, lines are links.
+func (o *fakeOrder) consignments(withLines bool) map[string]any {
+	items := func(match func(l map[string]any) bool) []any {
+		out := []any{}
+		for _, l := range o.lines {
+			if !match(l) {
+				continue
+			}
+			if withLines {
+				out = append(out, l)
+			} else {
+				out = append(out, map[string]any{"url": "https://example/products/" + fmt.Sprint(l["id"]), "resource": "/orders/1/products/" + fmt.Sprint(l["id"])})
+			}
+		}
+		return out
+	}
+	shipping := []any{}
+	toAddr := map[string]bool{}
+	for _, a := range o.addrs {
+		id := fmt.Sprint(a["id"])
+		toAddr[id] = true
+		c := maps.Clone(a)
+		c["line_items"] = items(func(l map[string]any) bool { return fmt.Sprint(l["order_address_id"]) == id })
+		c["shipping_quotes"] = map[string]any{"url": "https://example/quotes", "resource": "/orders/1/shipping_addresses/" + id + "/shipping_quotes"}
+		shipping = append(shipping, c)
+	}
+	out := map[string]any{"shipping": shipping, "pickups": []any{}}
+	if rest := items(func(l map[string]any) bool { return !toAddr[fmt.Sprint(l["order_address_id"])] }); len(rest) > 0 {
+		out["downloads"] = []any{map[string]any{"recipient_email": "jo@example.com", "line_items": rest}}
+	}
+	return out
 }
 
 // serveMetafields runs under fs.mu.
@@ -247,8 +310,9 @@ func (fs *fakeStore) addOrder(id uint64, status int, n int) {
 		}
 		o.lines = append(o.lines, l)
 	}
-	// As BigCommerce does: the items to ship to the address.
+	// As BigCommerce does: the items to ship to the address, and in all.
 	o.addrs[0]["items_total"] = 2 * n
+	o.order["items_total"] = 2 * n
 	fs.mu.Lock()
 	fs.orders[id] = o
 	fs.mu.Unlock()
@@ -283,6 +347,9 @@ func countPrefix(log []string, prefix string) int {
 	return n
 }
 
+// TestOrderReadsEveryPageAndDecodes reads from a server that ignores the
+// side-load (the fake's default): the lines and addresses come from their
+// own resources, every page.
 func TestOrderReadsEveryPageAndDecodes(t *testing.T) {
 	fs, srv := newFakeStore(t)
 	fs.addOrder(250, 11, 260)
@@ -321,7 +388,7 @@ func TestOrderReadsEveryPageAndDecodes(t *testing.T) {
 
 	got := fs.requests()
 	wantLog := []string{
-		"GET /stores/abc123/v2/orders/250",
+		"GET /stores/abc123/v2/orders/250?" + sideLoadQuery,
 		"GET /stores/abc123/v2/orders/250/products?limit=250&page=1",
 		"GET /stores/abc123/v2/orders/250/products?limit=250&page=2",
 		"GET /stores/abc123/v2/orders/250/shipping_addresses",
@@ -943,7 +1010,7 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 // order, then its lines and shipping addresses.
 func readOrder(ctx context.Context, c *Client, k order.Key) (order.StorefrontOrder, error) {
 	o, err := c.Order(ctx, k)
-	if err != nil {
+	if err != nil || o.ContentsRead {
 		return o, err
 	}
 	o.Lines, o.Shipping, err = c.Contents(ctx, k)
@@ -963,8 +1030,8 @@ func TestOrderAloneIsOneRequest(t *testing.T) {
 	if o.ID != 250 || o.StatusID != 7 || len(o.Lines) != 0 || len(o.Shipping) != 0 {
 		t.Errorf("Order = %+v; want order 250 in status 7, no lines or addresses", o)
 	}
-	if got := fs.requests(); len(got) != 1 || got[0] != "GET /stores/abc123/v2/orders/250" {
-		t.Errorf("requests = %q; want only GET /stores/abc123/v2/orders/250", got)
+	if got := fs.requests(); len(got) != 1 || got[0] != "GET /stores/abc123/v2/orders/250?"+sideLoadQuery {
+		t.Errorf("requests = %q; want only GET /stores/abc123/v2/orders/250?%s", got, sideLoadQuery)
 	}
 }
 

@@ -119,6 +119,150 @@ type orderJSON struct {
 	Status          flexString  `json:"status"`
 	CustomerMessage flexString  `json:"customer_message"`
 	BillingAddress  addressJSON `json:"billing_address"`
+	// ItemsTotal and Consignments are what include=consignments.line_items
+	// side-loads: the number of items in the order, and its consignments
+	// (a link, or nothing, from a server that ignores include). They are
+	// decoded apart, by contents, so that a shape this client does not
+	// know costs the two requests of Contents, never the order.
+	ItemsTotal   json.RawMessage `json:"items_total"`
+	Consignments json.RawMessage `json:"consignments"`
+}
+
+// consignmentsJSON is an order's consignments in the object structure
+// (consignment_structure=object); the legacy structure is the same object
+// in an array. Gift certificates (key "email") are not read: an order with
+// one is read from its own resources if items_total counts it.
+type consignmentsJSON struct {
+	Shipping  []json.RawMessage `json:"shipping"`
+	Pickups   []lineItemsJSON   `json:"pickups"`
+	Downloads []lineItemsJSON   `json:"downloads"`
+}
+
+// shippingConsignmentJSON is a shipping address (same id as in
+// GET /v2/orders/{id}/shipping_addresses, and items_total the items sent
+// to it) with the lines sent to it.
+type shippingConsignmentJSON struct {
+	addressJSON
+	LineItems oneOrMany `json:"line_items"`
+}
+
+// lineItemsJSON is another consignment's lines.
+type lineItemsJSON struct {
+	LineItems oneOrMany `json:"line_items"`
+}
+
+// oneOrMany is a list given as an array or as one value (BigCommerce's
+// examples give a download's line_items as one object).
+type oneOrMany []json.RawMessage
+
+func (m *oneOrMany) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case bytes.Equal(b, []byte("null")):
+		*m = nil
+		return nil
+	case len(b) > 0 && b[0] == '[':
+		var list []json.RawMessage
+		err := json.Unmarshal(b, &list)
+		*m = list
+		return err
+	}
+	*m = oneOrMany{json.RawMessage(b)}
+	return nil
+}
+
+// The fields a side-loaded line and shipping consignment must have (not
+// null) to be taken: every field the eligibility decision and the
+// submission use. A zero value is taken; a missing one is not, since the
+// API has been reported to leave fields of side-loaded items out.
+var (
+	sideLoadedLine     = []string{"id", "sku", "quantity", "quantity_shipped", "quantity_refunded", "order_address_id"}
+	sideLoadedShipping = []string{"id", "first_name", "last_name", "company", "street_1", "street_2", "city", "state",
+		"zip", "country_iso2", "phone", "email", "items_total", "line_items"}
+)
+
+// contents returns the lines and shipping address side-loaded with the
+// order, and ok=false unless they are the whole order: every line in full,
+// with every field the decision uses, each shipping consignment's lines
+// adding up to its items_total and all lines to the order's, and exactly
+// one shipping address. Anything else (a server that ignored include,
+// consignments or lines as links, lines or fields left out, no address or
+// several, a shape this client does not know) is read from the order's
+// own resources, which is never wrong, only dearer; and so every decision
+// against an order (no address, several, no line) rests on those.
+func (o orderJSON) contents() (lines []order.Line, shipping []order.Address, ok bool) {
+	var total flexInt
+	if len(o.ItemsTotal) == 0 || json.Unmarshal(o.ItemsTotal, &total) != nil {
+		return nil, nil, false
+	}
+	raw := bytes.TrimSpace(o.Consignments)
+	if len(raw) > 0 && raw[0] == '[' {
+		var legacy []json.RawMessage
+		if json.Unmarshal(raw, &legacy) != nil || len(legacy) != 1 {
+			return nil, nil, false
+		}
+		raw = legacy[0]
+	}
+	var c consignmentsJSON
+	if len(raw) == 0 || json.Unmarshal(raw, &c) != nil {
+		return nil, nil, false
+	}
+	seen := map[uint64]bool{}
+	// add takes a consignment's lines and returns their items.
+	add := func(batch oneOrMany) (int, bool) {
+		n := 0
+		for _, raw := range batch {
+			var l lineJSON
+			if !decodeWhole(raw, sideLoadedLine, &l) || l.ID == 0 || seen[uint64(l.ID)] {
+				return 0, false
+			}
+			seen[uint64(l.ID)] = true
+			lines = append(lines, l.domain())
+			n += int(l.Quantity)
+		}
+		return n, true
+	}
+	items := 0
+	for _, raw := range c.Shipping {
+		var s shippingConsignmentJSON
+		if !decodeWhole(raw, sideLoadedShipping, &s) {
+			return nil, nil, false
+		}
+		n, ok := add(s.LineItems)
+		if !ok || n != int(*s.ItemsTotal) {
+			return nil, nil, false
+		}
+		items += n
+		shipping = append(shipping, s.domain())
+	}
+	for _, others := range [][]lineItemsJSON{c.Pickups, c.Downloads} {
+		for _, p := range others {
+			n, ok := add(p.LineItems)
+			if !ok {
+				return nil, nil, false
+			}
+			items += n
+		}
+	}
+	if len(shipping) != 1 || len(lines) == 0 || items != int(total) {
+		return nil, nil, false
+	}
+	return lines, shipping, true
+}
+
+// decodeWhole decodes raw, a JSON object, into v if it has every one of
+// fields, not null.
+func decodeWhole(raw json.RawMessage, fields []string, v any) bool {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return false
+	}
+	for _, f := range fields {
+		if x, ok := m[f]; !ok || bytes.Equal(bytes.TrimSpace(x), []byte("null")) {
+			return false
+		}
+	}
+	return json.Unmarshal(raw, v) == nil
 }
 
 // lineJSON is one element of GET /v2/orders/{id}/products.

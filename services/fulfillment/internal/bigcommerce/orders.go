@@ -8,19 +8,36 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
 )
 
-// Order reads an order itself (one request); Contents reads its lines and
-// shipping addresses. It returns an error wrapping fulfill.ErrOrderNotFound
-// when the store has no such order, a *fulfill.RetryableError for failures
-// worth retrying, and an error wrapping ErrUnauthorized when the access
-// token is refused.
+// Order reads an order (one request) and, where the API side-loads them,
+// its lines and shipping addresses with it (ContentsRead): BigCommerce does
+// with include=consignments.line_items. Otherwise Contents reads them. It
+// returns an error wrapping fulfill.ErrOrderNotFound when the store has no
+// such order, a *fulfill.RetryableError for failures worth retrying, and
+// an error wrapping ErrUnauthorized when the access token is refused.
 func (c *Client) Order(ctx context.Context, k order.Key) (order.StorefrontOrder, error) {
 	var o orderJSON
-	if err := c.getJSON(ctx, k.Store, request{method: http.MethodGet, path: orderPath(k)}, &o); err != nil {
+	req := request{method: http.MethodGet, path: orderPath(k)}
+	if time.Now().UnixNano() >= c.plainUntil.Load() {
+		req.query = sideLoad
+	}
+	err := c.getJSON(ctx, k.Store, req, &o)
+	if req.query != nil && (errors.Is(err, errRefused) || errors.Is(err, errUndecodable)) {
+		// A server that refuses the side-load, or an answer too large or
+		// odd to decode: the plain read, and, after a refusal, only that
+		// for a while.
+		refused := errors.Is(err, errRefused)
+		o, req.query = orderJSON{}, nil
+		if err = c.getJSON(ctx, k.Store, req, &o); err == nil && refused {
+			c.plainUntil.Store(time.Now().Add(plainOrdersFor).UnixNano())
+		}
+	}
+	if err != nil {
 		return order.StorefrontOrder{}, err
 	}
 	so := order.StorefrontOrder{
@@ -37,7 +54,20 @@ func (c *Client) Order(ctx context.Context, k order.Key) (order.StorefrontOrder,
 	if so.ID != k.ID {
 		return order.StorefrontOrder{}, fmt.Errorf("bigcommerce: asked for order %d, got order %d", k.ID, so.ID)
 	}
+	so.Lines, so.Shipping, so.ContentsRead = o.contents()
 	return so, nil
+}
+
+// plainOrdersFor is how long orders are read without the side-load once a
+// server refused it and answered the plain read.
+const plainOrdersFor = time.Hour
+
+// sideLoad asks GET /v2/orders/{id} for the order's consignments with
+// their lines: its shipping addresses and lines in the same request, in
+// the object structure (the array one is legacy).
+var sideLoad = url.Values{
+	"include":               {"consignments.line_items"},
+	"consignment_structure": {"object"},
 }
 
 // Contents reads all pages of an order's lines and its shipping addresses
@@ -164,7 +194,7 @@ func (c *Client) getJSONOr(ctx context.Context, store string, req request, v any
 		return nil
 	}
 	if err := json.Unmarshal(resp.body, v); err != nil {
-		return fmt.Errorf("bigcommerce: %s: decoding the answer: %w", req, err)
+		return fmt.Errorf("bigcommerce: %s: decoding the answer: %w: %w", req, errUndecodable, err)
 	}
 	return nil
 }

@@ -32,6 +32,9 @@ type storefront struct {
 	writeErr error
 	// writeDelay is how long each SetSupplierReference takes.
 	writeDelay time.Duration
+	// sideLoad: Order brings the lines and addresses, as BigCommerce does
+	// with include=consignments.line_items.
+	sideLoad bool
 }
 
 func (s *storefront) failWrites(err error) {
@@ -59,7 +62,12 @@ func (s *storefront) Order(_ context.Context, k order.Key) (order.StorefrontOrde
 	if !ok {
 		return order.StorefrontOrder{}, fulfill.ErrOrderNotFound
 	}
-	return order.StorefrontOrder{ID: k.ID, StatusID: st}, nil
+	o := order.StorefrontOrder{ID: k.ID, StatusID: st}
+	if s.sideLoad {
+		o.Lines, o.Shipping = orderContents()
+		o.ContentsRead = true
+	}
+	return o, nil
 }
 
 func (s *storefront) Contents(_ context.Context, k order.Key) ([]order.Line, []order.Address, error) {
@@ -69,8 +77,14 @@ func (s *storefront) Contents(_ context.Context, k order.Key) ([]order.Line, []o
 	if _, ok := s.status[k.ID]; !ok {
 		return nil, nil, errors.New("no such order: Contents of an order Order did not find")
 	}
+	lines, shipping := orderContents()
+	return lines, shipping, nil
+}
+
+// orderContents is every order's lines and shipping address.
+func orderContents() ([]order.Line, []order.Address) {
 	return []order.Line{{SKU: "APP449", Quantity: 2}},
-		[]order.Address{{FirstName: "Jo", LastName: "Bloggs", Street1: "1 High St", City: "Leeds", Zip: "LS1 1AA", CountryISO2: "GB"}}, nil
+		[]order.Address{{FirstName: "Jo", LastName: "Bloggs", Street1: "1 High St", City: "Leeds", Zip: "LS1 1AA", CountryISO2: "GB"}}
 }
 
 func (s *storefront) SupplierReference(_ context.Context, k order.Key) (string, error) {
@@ -979,23 +993,26 @@ func TestValidateOnlyRunKeepsARetrysTime(t *testing.T) {
 
 // The store's API quota is the limit of a flash sale: an order in a status
 // that is not eligible costs one BigCommerce read (the order), not four;
-// one whose contents are not for the supplier costs three (no metafield);
-// and the metafield is still read before anything is sent.
+// one whose contents are not for the supplier costs three (no metafield),
+// or one where the order read brings them; and the metafield is still read
+// before anything is sent.
 func TestIneligibleOrdersReadOnlyWhatTheyNeed(t *testing.T) {
 	ctx := context.Background()
 	cli := etcdtest.Start(t)
-	run := func(t *testing.T, pol order.Policy, status uint32) (*storefront, *supplier, *order.Order) {
+	// run processes order id in a store where its status is status; with
+	// sideLoad, the order read brings its lines and addresses.
+	run := func(t *testing.T, pol order.Policy, status uint32, id uint64, sideLoad bool) (*storefront, *supplier, *order.Order) {
 		t.Helper()
-		sf := &storefront{status: map[uint64]uint32{30: status}}
+		sf := &storefront{status: map[uint64]uint32{id: status}, sideLoad: sideLoad}
 		sup := &supplier{live: map[string]int{}}
 		svc := fulfill.New(fulfill.Config{
 			Store: "abc", Mode: order.ModeLive, Policy: pol,
 			SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1,
 		}, newStore(t, cli), sf, sup, discard())
-		if _, err := svc.Intake(ctx, delivery(30, "store/order/created", 0, "c-"+t.Name())); err != nil {
+		if _, err := svc.Intake(ctx, delivery(id, "store/order/created", 0, "c-"+t.Name())); err != nil {
 			t.Fatal(err)
 		}
-		o, err := svc.Process(ctx, order.Key{Store: "abc", ID: 30}, fulfill.ProcessOptions{NoWait: true})
+		o, err := svc.Process(ctx, order.Key{Store: "abc", ID: id}, fulfill.ProcessOptions{NoWait: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1008,7 +1025,7 @@ func TestIneligibleOrdersReadOnlyWhatTheyNeed(t *testing.T) {
 	}
 
 	t.Run("status", func(t *testing.T) {
-		sf, sup, o := run(t, order.DefaultPolicy(), 7)
+		sf, sup, o := run(t, order.DefaultPolicy(), 7, 30, false)
 		if o.State != order.Ineligible || !strings.Contains(o.IneligibleReason, "status 7") {
 			t.Fatalf("record %+v; want INELIGIBLE for status 7", o)
 		}
@@ -1022,7 +1039,7 @@ func TestIneligibleOrdersReadOnlyWhatTheyNeed(t *testing.T) {
 	t.Run("contents", func(t *testing.T) {
 		pol := order.DefaultPolicy()
 		pol.Countries = []string{"FR"}
-		sf, _, o := run(t, pol, 11)
+		sf, _, o := run(t, pol, 11, 30, false)
 		if o.State != order.Ineligible || !strings.Contains(o.IneligibleReason, "country") {
 			t.Fatalf("record %+v; want INELIGIBLE for its country", o)
 		}
@@ -1048,7 +1065,7 @@ func TestIneligibleOrdersReadOnlyWhatTheyNeed(t *testing.T) {
 		}
 	})
 	t.Run("eligible", func(t *testing.T) {
-		sf, sup, o := run(t, order.DefaultPolicy(), 11)
+		sf, sup, o := run(t, order.DefaultPolicy(), 11, 30, false)
 		if !o.HasSupplierOrder() {
 			t.Fatalf("record %+v; want the supplier's id", o)
 		}
@@ -1057,6 +1074,31 @@ func TestIneligibleOrdersReadOnlyWhatTheyNeed(t *testing.T) {
 		}
 		if n := sup.live[order.Reference(order.Key{Store: "abc", ID: 30})]; n != 1 {
 			t.Errorf("%d live orders, want 1", n)
+		}
+	})
+	// Where the order read brings its lines and addresses, they are not
+	// read again: the order, the metafield, the write-back.
+	t.Run("eligible, side-loaded", func(t *testing.T) {
+		sf, sup, o := run(t, order.DefaultPolicy(), 11, 32, true)
+		if !o.HasSupplierOrder() {
+			t.Fatalf("record %+v; want the supplier's id", o)
+		}
+		if c, r := reads(sf); c != 0 || r != 1 {
+			t.Errorf("%d reads of lines and addresses, %d of the metafield; want 0 and 1", c, r)
+		}
+		if n := sup.live[order.Reference(order.Key{Store: "abc", ID: 32})]; n != 1 {
+			t.Errorf("%d live orders, want 1", n)
+		}
+	})
+	t.Run("contents, side-loaded", func(t *testing.T) {
+		pol := order.DefaultPolicy()
+		pol.Countries = []string{"FR"}
+		sf, _, o := run(t, pol, 11, 33, true)
+		if o.State != order.Ineligible || !strings.Contains(o.IneligibleReason, "country") {
+			t.Fatalf("record %+v; want INELIGIBLE for its country", o)
+		}
+		if c, r := reads(sf); c != 0 || r != 0 {
+			t.Errorf("%d reads of lines and addresses, %d of the metafield; want 0 and 0", c, r)
 		}
 	})
 }

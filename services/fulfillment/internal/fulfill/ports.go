@@ -12,14 +12,16 @@ import (
 // Storefront reads orders from BigCommerce and writes the supplier's id
 // back to them.
 type Storefront interface {
-	// Order reads the order itself (one request: its status, billing
-	// address, message), without its lines and shipping addresses. It
+	// Order reads the order (one request: its status, billing address,
+	// message) and, where the API side-loads them in the same request,
+	// its lines and shipping addresses (StorefrontOrder.ContentsRead). It
 	// returns ErrOrderNotFound when the store has no such order, and a
 	// *RetryableError for failures worth retrying.
 	Order(ctx context.Context, k order.Key) (order.StorefrontOrder, error)
 	// Contents reads all pages of an order's lines and its shipping
-	// addresses, read only for an order whose status is eligible. The
-	// order exists: a 404 here is a failure, never ErrOrderNotFound.
+	// addresses, read only for an order whose status is eligible and
+	// whose Order came without them. The order exists: a 404 here is a
+	// failure, never ErrOrderNotFound.
 	Contents(ctx context.Context, k order.Key) ([]order.Line, []order.Address, error)
 	// SupplierReference returns the supplier's offline_order_id recorded on
 	// the order's metafield by an earlier run, or "" when there is none.

@@ -279,14 +279,16 @@ func (p *run) step(ctx context.Context) error {
 	p.o.StatusID = sfo.StatusID
 	// Step 6, first by status alone: most events of an order come before
 	// it is payable or after it shipped, and each then costs the store's
-	// API quota one request instead of four. Nothing is sent, so the
+	// API quota the one request of the order. Nothing is sent, so the
 	// metafield need not be read (an id adopted there would change nothing
 	// but the record's state).
 	if reason := p.s.cfg.Policy.StatusReason(sfo); reason != "" {
 		return p.ineligible(ctx, reason)
 	}
-	if sfo.Lines, sfo.Shipping, err = p.s.storefront.Contents(ctx, p.k); err != nil {
-		return p.storefrontFailed(ctx, err)
+	if !sfo.ContentsRead {
+		if sfo.Lines, sfo.Shipping, err = p.s.storefront.Contents(ctx, p.k); err != nil {
+			return p.storefrontFailed(ctx, err)
+		}
 	}
 	sub, reason := p.s.cfg.Policy.Decide(p.k, sfo)
 	if reason != "" {

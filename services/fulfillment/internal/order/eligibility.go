@@ -20,6 +20,10 @@ type StorefrontOrder struct {
 	Billing         Address
 	Lines           []Line
 	Shipping        []Address
+	// ContentsRead: Lines and Shipping came with the order itself (one
+	// request where the API side-loads them); otherwise they are read
+	// apart, once the order's status makes them worth reading.
+	ContentsRead bool
 }
 
 // Modified is what the Orders API list says of an order: enough to know
