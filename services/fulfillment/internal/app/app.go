@@ -94,7 +94,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	bc, err := bigcommerce.New(bigcommerce.Config{
 		BaseURL: cfg.BigCommerceURL, StoreHash: cfg.BigCommerceStore,
 		AccessToken: cfg.BigCommerceToken, Timeout: cfg.BigCommerceTimeout,
-		QuotaBurst: cfg.BigCommerceQuotaBurst,
+		QuotaBurst: cfg.BigCommerceQuotaBurst, PlainOrders: !cfg.BigCommerceSideLoad,
 		HTTPClient: pooledClient(cfg.Workers, 0),
 	})
 	if err != nil {

@@ -100,6 +100,10 @@ type Config struct {
 	// (default DefaultQuotaBurst; negative: never spread, spend the quota as
 	// work comes and wait for the reset once it is spent).
 	QuotaBurst int
+	// PlainOrders reads orders without side-loading their lines and
+	// shipping addresses (include=consignments.line_items): three requests
+	// for an eligible order's contents instead of one.
+	PlainOrders bool
 }
 
 func (c Config) withDefaults() Config {

@@ -23,7 +23,7 @@ import (
 func (c *Client) Order(ctx context.Context, k order.Key) (order.StorefrontOrder, error) {
 	var o orderJSON
 	req := request{method: http.MethodGet, path: orderPath(k)}
-	if time.Now().UnixNano() >= c.plainUntil.Load() {
+	if !c.cfg.PlainOrders && time.Now().UnixNano() >= c.plainUntil.Load() {
 		req.query = sideLoad
 	}
 	err := c.getJSON(ctx, k.Store, req, &o)

@@ -300,3 +300,18 @@ func TestOrderBadRequestBothWays(t *testing.T) {
 		t.Errorf("requests %q: want the side-load asked for each time", fs.requests())
 	}
 }
+
+// PlainOrders (BIGCOMMERCE_SIDE_LOAD=false) never asks for the side-load.
+func TestOrderPlainOrders(t *testing.T) {
+	fs, srv := newFakeStore(t)
+	fs.sideLoad = "object"
+	fs.addOrder(257, 11, 2)
+	c := newClient(t, srv, func(cfg *Config) { cfg.PlainOrders = true })
+	o, err := readOrder(testCtx(t), c, order.Key{Store: testStore, ID: 257})
+	if err != nil || o.ContentsRead || len(o.Lines) != 2 || len(o.Shipping) != 1 {
+		t.Fatalf("order = %+v, %v; want it read plainly", o, err)
+	}
+	if got := fs.requests(); got[0] != "GET /stores/abc123/v2/orders/257" || len(got) != 3 {
+		t.Errorf("requests = %q; want the order read plainly, then its lines and addresses", got)
+	}
+}

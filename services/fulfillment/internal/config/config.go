@@ -35,6 +35,9 @@ type Config struct {
 	// BigCommerceWriteBack writes the supplier's id to the order's
 	// metafield once submitted (step 9).
 	BigCommerceWriteBack bool
+	// BigCommerceSideLoad reads an order's lines and shipping address with
+	// the order (include=consignments.line_items), where they are whole.
+	BigCommerceSideLoad bool
 	// BigCommerceQuotaBurst is how many requests may go at once before the
 	// requests left in the store's quota are spread evenly over the rest of
 	// its window; -1 (off): spend the quota as work comes.
@@ -89,6 +92,7 @@ func Load(getenv func(string) string) (Config, error) {
 		BigCommerceToken:      e.required("BIGCOMMERCE_ACCESS_TOKEN"),
 		BigCommerceTimeout:    e.duration("BIGCOMMERCE_TIMEOUT", 10*time.Second),
 		BigCommerceWriteBack:  e.boolean("BIGCOMMERCE_WRITE_BACK", true),
+		BigCommerceSideLoad:   e.boolean("BIGCOMMERCE_SIDE_LOAD", true),
 		BigCommerceQuotaBurst: e.burst("BIGCOMMERCE_QUOTA_BURST", 10),
 		TropShipURL:           e.url("TROPSHIP_BASE_URL", ""),
 		TropShipTokenPath:     e.str("TROPSHIP_TOKEN_PATH", "/oauth/token"),
