@@ -179,6 +179,9 @@ type Client struct {
 	// side-loads its consignments and answered the plain read; orders are
 	// read plainly until then.
 	plainUntil atomic.Int64
+	// sideLoadFailed holds the orders whose side-loaded read failed with
+	// a 5xx or in transport: their next read is plain.
+	sideLoadFailed failedReads
 }
 
 var _ fulfill.Storefront = (*Client)(nil)
@@ -332,12 +335,12 @@ func (c *Client) send(ctx context.Context, target string, req request) (*respons
 	if err != nil {
 		// Reads and metafield writes are safe to repeat, so every
 		// transport failure is worth retrying.
-		return nil, &fulfill.RetryableError{Err: fmt.Errorf("bigcommerce: %s: %w", req, transportError(err))}
+		return nil, &fulfill.RetryableError{Err: exchangeError{fmt.Errorf("bigcommerce: %s: %w", req, transportError(err))}}
 	}
 	defer hresp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(hresp.Body, maxResponseBytes))
 	if err != nil {
-		return nil, &fulfill.RetryableError{Err: fmt.Errorf("bigcommerce: %s: reading the answer: %w", req, transportError(err))}
+		return nil, &fulfill.RetryableError{Err: exchangeError{fmt.Errorf("bigcommerce: %s: reading the answer: %w", req, transportError(err))}}
 	}
 	return &response{status: hresp.StatusCode, header: hresp.Header, body: b}, nil
 }
@@ -366,7 +369,7 @@ func (c *Client) statusError(req request, resp *response, notFound error) error 
 		return fmt.Errorf("bigcommerce: %s: HTTP %d%s: %w", req, s, snippet(resp.body, c.cfg.AccessToken), errRefused)
 	case s >= 500 || s == http.StatusRequestTimeout:
 		return &fulfill.RetryableError{
-			Err:        fmt.Errorf("bigcommerce: %s: HTTP %d%s", req, s, snippet(resp.body, c.cfg.AccessToken)),
+			Err:        exchangeError{fmt.Errorf("bigcommerce: %s: HTTP %d%s", req, s, snippet(resp.body, c.cfg.AccessToken))},
 			RetryAfter: retryAfter(resp.header),
 		}
 	default:
@@ -380,6 +383,12 @@ var errRefused = errors.New("refused as asked")
 
 // errUndecodable is an answer this client could not decode.
 var errUndecodable = errors.New("answer not understood")
+
+// exchangeError is an exchange that failed in transport or with a 5xx or
+// 408 answer, as opposed to one the rate limit held back.
+type exchangeError struct{ error }
+
+func (e exchangeError) Unwrap() error { return e.error }
 
 // snippet quotes the start of an error body, for a person reading the
 // error, with the access token taken out first, should a server echo the

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
@@ -23,10 +24,15 @@ import (
 func (c *Client) Order(ctx context.Context, k order.Key) (order.StorefrontOrder, error) {
 	var o orderJSON
 	req := request{method: http.MethodGet, path: orderPath(k)}
-	if !c.cfg.PlainOrders && time.Now().UnixNano() >= c.plainUntil.Load() {
+	if !c.cfg.PlainOrders && time.Now().UnixNano() >= c.plainUntil.Load() && !c.sideLoadFailed.has(k) {
 		req.query = sideLoad
 	}
 	err := c.getJSON(ctx, k.Store, req, &o)
+	if req.query != nil && errors.As(err, new(exchangeError)) {
+		// Retried later, as any failure; plainly, in case it is the
+		// side-load that fails (a large order, say), not the server.
+		c.sideLoadFailed.add(k)
+	}
 	if req.query != nil && (errors.Is(err, errRefused) || errors.Is(err, errUndecodable)) {
 		// A server that refuses the side-load, or an answer too large or
 		// odd to decode: the plain read, and, after a refusal, only that
@@ -59,8 +65,38 @@ func (c *Client) Order(ctx context.Context, k order.Key) (order.StorefrontOrder,
 }
 
 // plainOrdersFor is how long orders are read without the side-load once a
-// server refused it and answered the plain read.
+// server refused it and answered the plain read, and how long one order is
+// once its side-loaded read failed.
 const plainOrdersFor = time.Hour
+
+// failedReads is a set of orders with the time each was added, kept for
+// plainOrdersFor and bounded: when full, it starts afresh.
+type failedReads struct {
+	mu sync.Mutex
+	at map[order.Key]time.Time
+}
+
+const maxFailedReads = 10_000
+
+func (f *failedReads) add(k order.Key) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.at == nil || len(f.at) >= maxFailedReads {
+		f.at = map[order.Key]time.Time{}
+	}
+	f.at[k] = time.Now()
+}
+
+func (f *failedReads) has(k order.Key) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.at[k]
+	if ok && time.Since(t) >= plainOrdersFor {
+		delete(f.at, k)
+		ok = false
+	}
+	return ok
+}
 
 // sideLoad asks GET /v2/orders/{id} for the order's consignments with
 // their lines: its shipping addresses and lines in the same request, in

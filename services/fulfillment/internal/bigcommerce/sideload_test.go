@@ -1,6 +1,7 @@
 package bigcommerce
 
 import (
+	"errors"
 	"maps"
 	"net/http"
 	"reflect"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
 )
 
@@ -313,5 +315,45 @@ func TestOrderPlainOrders(t *testing.T) {
 	}
 	if got := fs.requests(); got[0] != "GET /stores/abc123/v2/orders/257" || len(got) != 3 {
 		t.Errorf("requests = %q; want the order read plainly, then its lines and addresses", got)
+	}
+}
+
+// An order whose side-loaded read failed with a 5xx (or in transport) is
+// read plainly next time, in case it is the side-load that fails for it;
+// other orders are still side-loaded.
+func TestOrderSideLoadFailedIsReadPlainlyNextTime(t *testing.T) {
+	fs, srv := newFakeStore(t)
+	fs.sideLoad = "object"
+	fs.addOrder(258, 11, 2)
+	fs.addOrder(259, 11, 2)
+	fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasSuffix(r.URL.Path, "/orders/258") && r.URL.RawQuery != "" {
+			writeJSON(w, http.StatusBadGateway, map[string]any{"status": 502, "title": "Bad Gateway"})
+			return true
+		}
+		return false
+	}
+	c := newClient(t, srv, nil)
+	k := order.Key{Store: testStore, ID: 258}
+	var re *fulfill.RetryableError
+	if _, err := c.Order(testCtx(t), k); !errors.As(err, &re) {
+		t.Fatalf("err = %v; want a RetryableError", err)
+	}
+	o, err := readOrder(testCtx(t), c, k)
+	if err != nil || o.ContentsRead || len(o.Lines) != 2 || len(o.Shipping) != 1 {
+		t.Fatalf("order 258 = %+v, %v; want it read plainly", o, err)
+	}
+	if o, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 259}); err != nil || !o.ContentsRead {
+		t.Fatalf("order 259 = %+v, %v; want it side-loaded", o, err)
+	}
+	want := []string{
+		"GET /stores/abc123/v2/orders/258?" + sideLoadQuery,
+		"GET /stores/abc123/v2/orders/258",
+		"GET /stores/abc123/v2/orders/258/products?limit=250&page=1",
+		"GET /stores/abc123/v2/orders/258/shipping_addresses",
+		"GET /stores/abc123/v2/orders/259?" + sideLoadQuery,
+	}
+	if got := fs.requests(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("requests:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
