@@ -56,6 +56,12 @@ type link struct {
 	Resource string `json:"resource"`
 }
 
+// link points at the v2 resource res (e.g. "/orders/1/products") of the
+// request's store.
+func (s *Server) link(r *http.Request, res string) link {
+	return link{URL: s.baseURL(r) + "/stores/" + r.PathValue("store") + "/v2" + res, Resource: res}
+}
+
 func (s *Server) orderView(r *http.Request, o *Order) orderView {
 	var total, shipped uint32
 	for _, p := range o.Products {
@@ -64,7 +70,7 @@ func (s *Server) orderView(r *http.Request, o *Order) orderView {
 	}
 	sub := func(name string) link {
 		res := fmt.Sprintf("/orders/%d/%s", o.ID, name)
-		return link{URL: s.baseURL(r) + "/stores/" + r.PathValue("store") + "/v2" + res, Resource: res}
+		return s.link(r, res)
 	}
 	return orderView{
 		ID:                o.ID,
@@ -160,7 +166,7 @@ func (s *Server) consignments(r *http.Request, o *Order) any {
 				continue
 			}
 			res := fmt.Sprintf("/orders/%d/products/%d", o.ID, p.ID)
-			out = append(out, link{URL: s.baseURL(r) + "/stores/" + r.PathValue("store") + "/v2" + res, Resource: res})
+			out = append(out, s.link(r, res))
 		}
 		return out
 	}
@@ -176,7 +182,7 @@ func (s *Server) consignments(r *http.Request, o *Order) any {
 			ID: a.ID, Address: a.Address, ShippingMethod: a.ShippingMethod,
 			ItemsTotal: total, ItemsShipped: sent,
 			BaseCost: money(a.BaseCost), CostExTax: money(a.CostExTax), CostIncTax: money(a.CostIncTax), FormFields: []any{},
-			ShippingQuotes: link{URL: s.baseURL(r) + "/stores/" + r.PathValue("store") + "/v2" + res, Resource: res},
+			ShippingQuotes: s.link(r, res),
 			LineItems:      items(func(p *Product) bool { return p.OrderAddressID == a.ID }),
 		})
 	}

@@ -179,8 +179,9 @@ type Client struct {
 	// side-loads its consignments and answered the plain read; orders are
 	// read plainly until then.
 	plainUntil atomic.Int64
-	// sideLoadFailed holds the orders whose side-loaded read failed with
-	// a 5xx or in transport: their next read is plain.
+	// sideLoadFailed holds the orders whose side-loaded read failed (in
+	// transport, with a 5xx or 408, or undecodable): they are read plainly
+	// for an hour.
 	sideLoadFailed failedReads
 }
 
@@ -366,7 +367,7 @@ func (c *Client) statusError(req request, resp *response, notFound error) error 
 	case s == http.StatusNotFound && notFound != nil:
 		return fmt.Errorf("bigcommerce: %s: %w", req, notFound)
 	case s == http.StatusBadRequest || s == http.StatusRequestEntityTooLarge || s == http.StatusRequestURITooLong || s == http.StatusUnprocessableEntity:
-		return fmt.Errorf("bigcommerce: %s: HTTP %d%s: %w", req, s, snippet(resp.body, c.cfg.AccessToken), errRefused)
+		return refusedError{fmt.Errorf("bigcommerce: %s: unexpected HTTP %d%s", req, s, snippet(resp.body, c.cfg.AccessToken))}
 	case s >= 500 || s == http.StatusRequestTimeout:
 		return &fulfill.RetryableError{
 			Err:        exchangeError{fmt.Errorf("bigcommerce: %s: HTTP %d%s", req, s, snippet(resp.body, c.cfg.AccessToken))},
@@ -377,18 +378,21 @@ func (c *Client) statusError(req request, resp *response, notFound error) error 
 	}
 }
 
-// errRefused is a 400, 413, 414 or 422: the request, as it was asked,
-// will not be answered.
-var errRefused = errors.New("refused as asked")
+// These mark errors for Order's fallbacks without changing their text.
+type (
+	// refusedError is a 400, 413, 414 or 422: the request, as it was
+	// asked, will not be answered.
+	refusedError struct{ error }
+	// undecodableError is an answer this client could not decode.
+	undecodableError struct{ error }
+	// exchangeError is an exchange that failed in transport or with a
+	// 5xx or 408 answer, as opposed to one the rate limit held back.
+	exchangeError struct{ error }
+)
 
-// errUndecodable is an answer this client could not decode.
-var errUndecodable = errors.New("answer not understood")
-
-// exchangeError is an exchange that failed in transport or with a 5xx or
-// 408 answer, as opposed to one the rate limit held back.
-type exchangeError struct{ error }
-
-func (e exchangeError) Unwrap() error { return e.error }
+func (e refusedError) Unwrap() error     { return e.error }
+func (e undecodableError) Unwrap() error { return e.error }
+func (e exchangeError) Unwrap() error    { return e.error }
 
 // snippet quotes the start of an error body, for a person reading the
 // error, with the access token taken out first, should a server echo the

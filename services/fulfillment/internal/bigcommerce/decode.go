@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -134,8 +135,8 @@ type orderJSON struct {
 // one is read from its own resources if items_total counts it.
 type consignmentsJSON struct {
 	Shipping  []json.RawMessage `json:"shipping"`
-	Pickups   []lineItemsJSON   `json:"pickups"`
-	Downloads []lineItemsJSON   `json:"downloads"`
+	Pickups   []json.RawMessage `json:"pickups"`
+	Downloads []json.RawMessage `json:"downloads"`
 }
 
 // shippingConsignmentJSON is a shipping address (same id as in
@@ -167,7 +168,7 @@ func (m *oneOrMany) UnmarshalJSON(b []byte) error {
 		*m = list
 		return err
 	}
-	*m = oneOrMany{json.RawMessage(b)}
+	*m = oneOrMany{append(json.RawMessage(nil), b...)}
 	return nil
 }
 
@@ -191,6 +192,8 @@ var (
 // own resources, which is never wrong, only dearer; and so every decision
 // against an order (no address, several, no line) rests on those.
 func (o orderJSON) contents() (lines []order.Line, shipping []order.Address, ok bool) {
+	// A total that is null (read as 0) never matches: lines must have a
+	// quantity, and there must be some.
 	var total flexInt
 	if len(o.ItemsTotal) == 0 || json.Unmarshal(o.ItemsTotal, &total) != nil {
 		return nil, nil, false
@@ -213,7 +216,7 @@ func (o orderJSON) contents() (lines []order.Line, shipping []order.Address, ok 
 		n := 0
 		for _, raw := range batch {
 			var l lineJSON
-			if !decodeWhole(raw, sideLoadedLine, &l) || l.ID == 0 || seen[uint64(l.ID)] {
+			if !decodeWhole(raw, sideLoadedLine, &l) || l.ID == 0 || l.Quantity <= 0 || seen[uint64(l.ID)] {
 				return 0, false
 			}
 			seen[uint64(l.ID)] = true
@@ -235,14 +238,16 @@ func (o orderJSON) contents() (lines []order.Line, shipping []order.Address, ok 
 		items += n
 		shipping = append(shipping, s.domain())
 	}
-	for _, others := range [][]lineItemsJSON{c.Pickups, c.Downloads} {
-		for _, p := range others {
-			n, ok := add(p.LineItems)
-			if !ok {
-				return nil, nil, false
-			}
-			items += n
+	for _, raw := range slices.Concat(c.Pickups, c.Downloads) {
+		var p lineItemsJSON
+		if !decodeWhole(raw, []string{"line_items"}, &p) {
+			return nil, nil, false
 		}
+		n, ok := add(p.LineItems)
+		if !ok {
+			return nil, nil, false
+		}
+		items += n
 	}
 	if len(shipping) != 1 || len(lines) == 0 || items != int(total) {
 		return nil, nil, false

@@ -28,20 +28,8 @@ func (c *Client) Order(ctx context.Context, k order.Key) (order.StorefrontOrder,
 		req.query = sideLoad
 	}
 	err := c.getJSON(ctx, k.Store, req, &o)
-	if req.query != nil && errors.As(err, new(exchangeError)) {
-		// Retried later, as any failure; plainly, in case it is the
-		// side-load that fails (a large order, say), not the server.
-		c.sideLoadFailed.add(k)
-	}
-	if req.query != nil && (errors.Is(err, errRefused) || errors.Is(err, errUndecodable)) {
-		// A server that refuses the side-load, or an answer too large or
-		// odd to decode: the plain read, and, after a refusal, only that
-		// for a while.
-		refused := errors.Is(err, errRefused)
-		o, req.query = orderJSON{}, nil
-		if err = c.getJSON(ctx, k.Store, req, &o); err == nil && refused {
-			c.plainUntil.Store(time.Now().Add(plainOrdersFor).UnixNano())
-		}
+	if req.query != nil {
+		err = c.orderPlainly(ctx, k, err, &o)
 	}
 	if err != nil {
 		return order.StorefrontOrder{}, err
@@ -62,6 +50,30 @@ func (c *Client) Order(ctx context.Context, k order.Key) (order.StorefrontOrder,
 	}
 	so.Lines, so.Shipping, so.ContentsRead = o.contents()
 	return so, nil
+}
+
+// orderPlainly follows a side-loaded read of order k that failed with err:
+// it reads the order plainly into o at once when the side-load was refused,
+// could not be decoded or was answered 404 (which only the plain read may
+// say of an order), and marks the order to be read plainly next time when
+// the side-load may be what fails for it. It returns the error to report.
+func (c *Client) orderPlainly(ctx context.Context, k order.Key, err error, o *orderJSON) error {
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	refused := errors.As(err, new(refusedError))
+	undecodable := errors.As(err, new(undecodableError))
+	if undecodable || errors.As(err, new(exchangeError)) {
+		c.sideLoadFailed.add(k)
+	}
+	if !refused && !undecodable && !errors.Is(err, fulfill.ErrOrderNotFound) {
+		return err // retried later, as any failure
+	}
+	*o = orderJSON{}
+	if err = c.getJSON(ctx, k.Store, request{method: http.MethodGet, path: orderPath(k)}, o); err == nil && refused {
+		c.plainUntil.Store(time.Now().Add(plainOrdersFor).UnixNano())
+	}
+	return err
 }
 
 // plainOrdersFor is how long orders are read without the side-load once a
@@ -230,7 +242,7 @@ func (c *Client) getJSONOr(ctx context.Context, store string, req request, v any
 		return nil
 	}
 	if err := json.Unmarshal(resp.body, v); err != nil {
-		return fmt.Errorf("bigcommerce: %s: decoding the answer: %w: %w", req, errUndecodable, err)
+		return undecodableError{fmt.Errorf("bigcommerce: %s: decoding the answer: %w", req, err)}
 	}
 	return nil
 }

@@ -138,6 +138,24 @@ func TestOrderSideLoadNotWholeIsReadPlainly(t *testing.T) {
 		}},
 		{"no items_total", func(fs *fakeStore) { delete(fs.orders[252].order, "items_total") }},
 		{"items_total not a count", func(fs *fakeStore) { fs.orders[252].order["items_total"] = "2.5" }},
+		{"items_total null", func(fs *fakeStore) { fs.orders[252].order["items_total"] = nil }},
+		{"a line of no quantity", func(fs *fakeStore) {
+			fs.consignments = func(o *fakeOrder) any {
+				c := o.consignments(true)
+				line := maps.Clone(o.lines[5])
+				line["id"], line["quantity"] = 9999, 0
+				s := c["shipping"].([]any)[0].(map[string]any)
+				s["line_items"] = append(s["line_items"].([]any), line)
+				return c
+			}
+		}},
+		{"a pickup without its lines", func(fs *fakeStore) {
+			fs.consignments = func(o *fakeOrder) any {
+				c := o.consignments(true)
+				c["pickups"] = []any{map[string]any{"id": 1, "pickup_method_id": 2}}
+				return c
+			}
+		}},
 		{"a line without its sku", func(fs *fakeStore) {
 			fs.consignments = func(o *fakeOrder) any {
 				c := o.consignments(true)
@@ -258,8 +276,8 @@ func testOrderSideLoadRefused(t *testing.T, status int) {
 }
 
 // An answer to the side-load that cannot be decoded (cut short, say) is
-// followed by the plain read in the same call, and the side-load is asked
-// for again next time.
+// followed by the plain read in the same call, and that order is read
+// plainly next time (an order too large to side-load would be every time).
 func TestOrderSideLoadUndecodable(t *testing.T) {
 	fs, srv := newFakeStore(t)
 	fs.addOrder(256, 11, 2)
@@ -278,8 +296,8 @@ func TestOrderSideLoadUndecodable(t *testing.T) {
 			t.Fatalf("order = %+v, %v; want it read plainly", o, err)
 		}
 	}
-	if got := countPrefix(fs.requests(), "GET /stores/abc123/v2/orders/256?"+sideLoadQuery); got != 2 {
-		t.Errorf("requests %q: want the side-load asked for each time", fs.requests())
+	if got := countPrefix(fs.requests(), "GET /stores/abc123/v2/orders/256?"+sideLoadQuery); got != 1 {
+		t.Errorf("requests %q: want the side-load asked for once", fs.requests())
 	}
 }
 
@@ -355,5 +373,31 @@ func TestOrderSideLoadFailedIsReadPlainlyNextTime(t *testing.T) {
 	}
 	if got := fs.requests(); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("requests:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// Only the plain read may say an order does not exist: a 404 for the
+// side-load is asked again plainly.
+func TestOrderSideLoad404(t *testing.T) {
+	fs, srv := newFakeStore(t)
+	fs.sideLoad = "object"
+	fs.addOrder(260, 11, 2)
+	fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.RawQuery != "" && !strings.Contains(r.URL.Path, "/products") {
+			http.NotFound(w, r)
+			return true
+		}
+		return false
+	}
+	c := newClient(t, srv, nil)
+	o, err := readOrder(testCtx(t), c, order.Key{Store: testStore, ID: 260})
+	if err != nil || o.ContentsRead || len(o.Lines) != 2 {
+		t.Fatalf("order 260 = %+v, %v; want it found by the plain read", o, err)
+	}
+	if _, err := c.Order(testCtx(t), order.Key{Store: testStore, ID: 261}); !errors.Is(err, fulfill.ErrOrderNotFound) {
+		t.Fatalf("order 261: err = %v; want ErrOrderNotFound", err)
+	}
+	if got := countPrefix(fs.requests(), "GET /stores/abc123/v2/orders/261"); got != 2 {
+		t.Errorf("requests %q: want order 261 asked for twice, the second time plainly", fs.requests())
 	}
 }
