@@ -39,6 +39,8 @@ func TestFulfillmentMetrics(t *testing.T) {
 		`backorder_webhook_deliveries_total{result="duplicate"} 2`,
 		`backorder_supplier_submissions_total{mode="live",outcome="created"} 1`,
 		`backorder_bigcommerce_requests_total 3`, // the order with its lines, the metafield, the write-back
+		`backorder_bigcommerce_side_loaded_total 1`,
+		`backorder_bigcommerce_read_apart_total 0`,
 		`backorder_write_backs_total{result="written"} 1`,
 		`backorder_store_up 1`,
 		`backorder_orders{state="WRITTEN_BACK"} 1`,

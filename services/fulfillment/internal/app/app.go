@@ -111,7 +111,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	announceMode(log, cfg)
 	m.BigCommerce(func() metrics.BigCommerceStats {
 		s := bc.Stats()
-		return metrics.BigCommerceStats{Requests: s.Requests, RateLimited: s.RateLimited, PacedWaits: s.PacedWaits, SpreadWaits: s.SpreadWaits}
+		return metrics.BigCommerceStats{Requests: s.Requests, RateLimited: s.RateLimited, PacedWaits: s.PacedWaits, SpreadWaits: s.SpreadWaits,
+			SideLoaded: s.SideLoaded, ReadApart: s.ReadApart}
 	})
 
 	svc := fulfill.New(fulfill.Config{

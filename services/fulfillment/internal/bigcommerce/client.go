@@ -208,10 +208,14 @@ type Stats struct {
 	// SpreadWaits is the number of requests that first waited only so
 	// that the store's quota is spread over its window.
 	SpreadWaits uint64
+	// SideLoaded is the number of order reads that brought the order's
+	// lines and shipping address whole; ReadApart the number of reads of
+	// them from their own resources (Contents), where it did not.
+	SideLoaded, ReadApart uint64
 }
 
 type counters struct {
-	requests, rateLimited, pacedWaits, spreadWaits atomic.Uint64
+	requests, rateLimited, pacedWaits, spreadWaits, sideLoaded, readApart atomic.Uint64
 }
 
 // Quota returns what the client knows of the store's API quota (store
@@ -230,6 +234,8 @@ func (c *Client) Stats() Stats {
 		RateLimited: c.stats.rateLimited.Load(),
 		PacedWaits:  c.stats.pacedWaits.Load(),
 		SpreadWaits: c.stats.spreadWaits.Load(),
+		SideLoaded:  c.stats.sideLoaded.Load(),
+		ReadApart:   c.stats.readApart.Load(),
 	}
 }
 

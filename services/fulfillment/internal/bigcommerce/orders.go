@@ -48,7 +48,9 @@ func (c *Client) Order(ctx context.Context, k order.Key) (order.StorefrontOrder,
 	if so.ID != k.ID {
 		return order.StorefrontOrder{}, fmt.Errorf("bigcommerce: asked for order %d, got order %d", k.ID, so.ID)
 	}
-	so.Lines, so.Shipping, so.ContentsRead = o.contents()
+	if so.Lines, so.Shipping, so.ContentsRead = o.contents(); so.ContentsRead {
+		c.stats.sideLoaded.Add(1)
+	}
 	return so, nil
 }
 
@@ -122,6 +124,7 @@ var sideLoad = url.Values{
 // (two or more requests). The order exists: a 404 from these sub-resources
 // is an unexpected answer (retried later), never "no such order".
 func (c *Client) Contents(ctx context.Context, k order.Key) ([]order.Line, []order.Address, error) {
+	c.stats.readApart.Add(1)
 	base := orderPath(k)
 	lines, cut, err := c.lines(ctx, k.Store, base+"/products")
 	if err != nil {

@@ -374,6 +374,9 @@ func TestOrderSideLoadFailedIsReadPlainlyNextTime(t *testing.T) {
 	if got := fs.requests(); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("requests:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	if s := c.Stats(); s.SideLoaded != 1 || s.ReadApart != 1 {
+		t.Errorf("Stats = %+v; want 1 order side-loaded (259), 1 read apart (258)", s)
+	}
 }
 
 // Only the plain read may say an order does not exist: a 404 for the

@@ -218,7 +218,10 @@ func (c *storefront) SetSupplierReference(ctx context.Context, k order.Key, offl
 }
 
 // BigCommerceStats are the BigCommerce client's counters.
-type BigCommerceStats struct{ Requests, RateLimited, PacedWaits, SpreadWaits uint64 }
+type BigCommerceStats struct {
+	Requests, RateLimited, PacedWaits, SpreadWaits uint64
+	SideLoaded, ReadApart                          uint64
+}
 
 // BigCommerce exposes the client's counters, read at each scrape.
 func (m *Metrics) BigCommerce(stats func() BigCommerceStats) {
@@ -230,6 +233,8 @@ func (m *Metrics) BigCommerce(stats func() BigCommerceStats) {
 		{"backorder_bigcommerce_rate_limited_total", "BigCommerce answers 429 (rate limited).", func(s BigCommerceStats) uint64 { return s.RateLimited }},
 		{"backorder_bigcommerce_paced_waits_total", "BigCommerce requests that first waited for the store's quota to reset.", func(s BigCommerceStats) uint64 { return s.PacedWaits }},
 		{"backorder_bigcommerce_spread_waits_total", "BigCommerce requests that first waited so that the store's quota is spread over its window (BIGCOMMERCE_QUOTA_BURST).", func(s BigCommerceStats) uint64 { return s.SpreadWaits }},
+		{"backorder_bigcommerce_side_loaded_total", "Order reads that brought the order's lines and shipping address whole (include=consignments.line_items).", func(s BigCommerceStats) uint64 { return s.SideLoaded }},
+		{"backorder_bigcommerce_read_apart_total", "Reads of an order's lines and shipping addresses from /products and /shipping_addresses, where the order read did not bring them whole.", func(s BigCommerceStats) uint64 { return s.ReadApart }},
 	} {
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help},
 			func() float64 { return float64(c.get(stats())) }))

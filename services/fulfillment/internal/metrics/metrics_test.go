@@ -120,7 +120,9 @@ func TestMetrics(t *testing.T) {
 		sf.Contents(context.Background(), order.Key{Store: "abc", ID: id})
 	}
 
-	m.BigCommerce(func() metrics.BigCommerceStats { return metrics.BigCommerceStats{Requests: 8, RateLimited: 1} })
+	m.BigCommerce(func() metrics.BigCommerceStats {
+		return metrics.BigCommerceStats{Requests: 8, RateLimited: 1, SideLoaded: 5, ReadApart: 2}
+	})
 	up := true
 	m.Store(func(context.Context) (map[order.State]int64, int64, error) {
 		if !up {
@@ -149,6 +151,8 @@ func TestMetrics(t *testing.T) {
 		`backorder_storefront_reads_total{result="error"} 2`,
 		`backorder_bigcommerce_requests_total 8`,
 		`backorder_bigcommerce_rate_limited_total 1`,
+		`backorder_bigcommerce_side_loaded_total 5`,
+		`backorder_bigcommerce_read_apart_total 2`,
 		`backorder_store_up 1`,
 		`backorder_orders{state="SUBMITTED"} 3`,
 		`backorder_orders{state="NEEDS_REVIEW"} 1`,
