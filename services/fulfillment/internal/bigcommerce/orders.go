@@ -57,7 +57,7 @@ func (c *Client) Order(ctx context.Context, k order.Key) (order.StorefrontOrder,
 // orderPlainly follows a side-loaded read of order k that failed with err:
 // it reads the order plainly into o at once when the side-load was refused,
 // could not be decoded or was answered 404 (which only the plain read may
-// say of an order), and marks the order to be read plainly next time when
+// say of an order), and marks the order to be read plainly for a while when
 // the side-load may be what fails for it. It returns the error to report.
 func (c *Client) orderPlainly(ctx context.Context, k order.Key, err error, o *orderJSON) error {
 	if err == nil || ctx.Err() != nil {
