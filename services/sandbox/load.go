@@ -77,8 +77,10 @@ type loadConfig struct {
 	// delivery (the Replicas get ROLE=process); 0: none, every replica
 	// does both (ROLE=all).
 	IntakeReplicas int
-	// ProcessNice is the nice value of the replicas that process orders.
+	// ProcessNice is the nice value of the replicas that process orders,
+	// and ProcessProcs their GOMAXPROCS (0: the Go default).
 	ProcessNice     int
+	ProcessProcs    int
 	Workers         int // WORKERS of each replica; 0: the service's default
 	SupplierLatency time.Duration
 	EtcdEndpoints   string
@@ -170,6 +172,7 @@ func parseLoad(args []string) (loadConfig, error) {
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "deliveries in flight (with -rate: the cap); also the concurrency of the bare etcd benchmark")
 	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "fulfillment replicas sharing etcd")
 	fs.IntVar(&c.IntakeReplicas, "intake-replicas", 0, "more replicas with ROLE=intake, which then take every delivery from the gateway, while the -replicas get ROLE=process and process the orders; 0: every replica does both")
+	fs.IntVar(&c.ProcessProcs, "process-gomaxprocs", 0, "GOMAXPROCS of the replicas that process orders (with -intake-replicas): how many CPUs their Go code may run on at once; 0: the Go default, every CPU")
 	fs.IntVar(&c.ProcessNice, "process-nice", 0, "nice value (0 to 19) of the replicas that process orders, as a service manager's Nice= would set: with -intake-replicas, acknowledgements then come before order processing for the CPU")
 	fs.IntVar(&c.Workers, "workers", 0, "WORKERS of each replica (orders processed concurrently); 0: the service's default (16)")
 	fs.DurationVar(&c.SupplierLatency, "supplier-latency", 0, "latency the TropShip simulator adds to every /v1/ answer")
@@ -230,6 +233,9 @@ func parseLoad(args []string) (loadConfig, error) {
 		return c, errUsage
 	case c.ProcessNice < 0 || c.ProcessNice > 19:
 		fmt.Fprintln(fs.Output(), "-process-nice must be from 0 to 19")
+		return c, errUsage
+	case c.ProcessProcs < 0:
+		fmt.Fprintln(fs.Output(), "-process-gomaxprocs must be at least 0")
 		return c, errUsage
 	case c.BCQuota < 0, c.BCQuota > 0 && c.BCWindow <= 0:
 		fmt.Fprintln(fs.Output(), "-bc-quota must be at least 0, and -bc-window positive")
@@ -319,6 +325,7 @@ type loadReport struct {
 		Replicas          int      `json:"replicas"`
 		IntakeReplicas    int      `json:"intake_replicas,omitempty"`
 		ProcessNice       int      `json:"process_nice,omitempty"`
+		ProcessProcs      int      `json:"process_gomaxprocs,omitempty"`
 		Workers           int      `json:"workers_per_replica"`
 		SupplierLatencyMs float64  `json:"supplier_latency_ms"`
 		Lines             int      `json:"lines"`
@@ -691,7 +698,7 @@ func runLoadTest(ctx context.Context, cfg loadConfig, progress io.Writer) (rep *
 	rep.Config.Orders, rep.Config.Dup, rep.Config.Mix = cfg.Orders, cfg.Dup, cfg.Mix
 	rep.Config.Rate, rep.Config.Concurrency, rep.Config.Replicas = cfg.Rate, cfg.Concurrency, cfg.Replicas
 	rep.Config.Workers = cmp.Or(cfg.Workers, 16)
-	rep.Config.IntakeReplicas, rep.Config.ProcessNice = cfg.IntakeReplicas, cfg.ProcessNice
+	rep.Config.IntakeReplicas, rep.Config.ProcessNice, rep.Config.ProcessProcs = cfg.IntakeReplicas, cfg.ProcessNice, cfg.ProcessProcs
 	rep.Config.Spread = cfg.Spread
 	rep.Config.WriteBack = cfg.WriteBack
 	rep.Config.EtcdMembers = cfg.EtcdMembers
@@ -885,6 +892,9 @@ func (r *loadRun) start(ctx context.Context) error {
 		}
 		if cfg.TropShipBreaker != "" {
 			env["TROPSHIP_BREAKER"] = cfg.TropShipBreaker
+		}
+		if cfg.ProcessProcs > 0 && role != "intake" {
+			env["GOMAXPROCS"] = strconv.Itoa(cfg.ProcessProcs)
 		}
 		if err != nil {
 			return err
@@ -2211,8 +2221,8 @@ func (rep *loadReport) writeTable(w io.Writer) {
 	head("RUN")
 	row("orders x events x dup", "%d x %d (%s) x %d = %d deliveries, %s", c.Orders, len(c.Mix), strings.Join(mix, ","), c.Dup, d.Planned, mode)
 	row("fulfillment replicas", "%d with %d workers each; supplier latency %.0f ms; %d lines per order", c.Replicas, c.Workers, c.SupplierLatencyMs, c.Lines)
-	if c.IntakeReplicas > 0 || c.ProcessNice != 0 {
-		row("replica roles", "%d with ROLE=intake take every delivery; the others process, at nice %d", c.IntakeReplicas, c.ProcessNice)
+	if c.IntakeReplicas > 0 || c.ProcessNice != 0 || c.ProcessProcs != 0 {
+		row("replica roles", "%d with ROLE=intake take every delivery; the others process, at nice %d, GOMAXPROCS %d (0: default)", c.IntakeReplicas, c.ProcessNice, c.ProcessProcs)
 	}
 	if c.FirstStatus != bcsim.StatusAwaitingFulfillment {
 		row("orders seeded", "in status %d, turned 11 before their first statusUpdated delivery", c.FirstStatus)

@@ -229,15 +229,18 @@ func TestLoadQuota(t *testing.T) {
 }
 
 // TestLoadRoles runs a replica that only records (ROLE=intake) in front of
-// one that processes at the lowest CPU priority (ROLE=process, nice 19):
-// every order reaches the supplier once.
+// one that processes at the lowest CPU priority (ROLE=process, nice 19) on
+// one CPU (GOMAXPROCS 1): every order reaches the supplier once.
 func TestLoadRoles(t *testing.T) {
 	ctx := loadTestCtx(t)
 	c := defaultLoadConfig()
 	c.Orders, c.Dup, c.Concurrency, c.BenchOps, c.AfterSubmit, c.Timeout = 30, 2, 8, 0, false, 3*time.Minute
-	c.Replicas, c.IntakeReplicas, c.ProcessNice = 1, 1, 19
+	c.Replicas, c.IntakeReplicas, c.ProcessNice, c.ProcessProcs = 1, 1, 19, 1
 	rep := runLoadLogged(ctx, t, c)
 	checkEachOrderOnce(t, rep, c)
+	if rep.Config.ProcessProcs != 1 {
+		t.Errorf("report config %+v: want process_gomaxprocs 1", rep.Config)
+	}
 	for _, name := range []string{"fulfillment-0", "fulfillment-intake-0"} {
 		if rep.Memory.End[name] <= 0 {
 			t.Errorf("no resident memory for %s: %v", name, rep.Memory.End)
