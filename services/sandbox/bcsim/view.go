@@ -68,10 +68,7 @@ func (s *Server) orderView(r *http.Request, o *Order) orderView {
 		total += p.Quantity
 		shipped += p.QuantityShipped
 	}
-	sub := func(name string) link {
-		res := fmt.Sprintf("/orders/%d/%s", o.ID, name)
-		return s.link(r, res)
-	}
+	sub := func(name string) link { return s.link(r, fmt.Sprintf("/orders/%d/%s", o.ID, name)) }
 	return orderView{
 		ID:                o.ID,
 		CustomerID:        o.CustomerID,

@@ -144,10 +144,10 @@ type consignmentsJSON struct {
 // to it) with the lines sent to it.
 type shippingConsignmentJSON struct {
 	addressJSON
-	LineItems oneOrMany `json:"line_items"`
+	lineItemsJSON
 }
 
-// lineItemsJSON is another consignment's lines.
+// lineItemsJSON is a consignment's lines.
 type lineItemsJSON struct {
 	LineItems oneOrMany `json:"line_items"`
 }
