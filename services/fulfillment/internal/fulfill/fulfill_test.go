@@ -647,6 +647,52 @@ func TestLookupThatCannotAnswerHoldsForReview(t *testing.T) {
 	}
 }
 
+// throttledLookup answers every lookup 429 with a Retry-After of an hour.
+type throttledLookup struct{ supplier }
+
+func (s *throttledLookup) Lookup(context.Context, string) (string, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.validations++ // counts lookups here
+	return "", false, &fulfill.RetryableError{Err: errors.New("tropship: lookup: HTTP 429"), RetryAfter: time.Hour}
+}
+
+// A lookup the supplier throttles with a Retry-After is asked again no
+// sooner than that (not after the retry policy's shorter backoff), and the
+// order stays SUBMITTING: the outcome is still unknown, nothing is resent.
+func TestThrottledLookupWaitsForRetryAfter(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t, etcdtest.Start(t))
+	k := order.Key{Store: "abc", ID: 9}
+	past := time.Now().Add(-time.Minute)
+	o := order.New(k, past)
+	o.State, o.Mode, o.Attempts, o.Reference, o.CallDeadline = order.Submitting, order.ModeLive, 1, order.Reference(k), past
+	putRecord(t, st, o, fulfill.QueueOp{At: past})
+	sup := &throttledLookup{supplier{live: map[string]int{}}}
+	svc := fulfill.New(fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
+		Retry:         order.RetryPolicy{LookupSettle: time.Millisecond, Base: time.Second, Max: time.Second},
+		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1,
+	}, st, &storefront{status: map[uint64]uint32{9: 11}}, sup, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	before := time.Now()
+	got, err := svc.Process(ctx, k, fulfill.ProcessOptions{})
+	if err != nil || got.State != order.Submitting || got.LookupFailures != 1 {
+		t.Fatalf("run: %+v, %v; want SUBMITTING after one failed lookup", got, err)
+	}
+	if sup.validations != 1 || len(sup.live) != 0 {
+		t.Fatalf("supplier saw %d lookups and live orders %v; want 1 lookup, nothing sent", sup.validations, sup.live)
+	}
+	if got.NextAttemptAt.Before(before.Add(time.Hour)) {
+		t.Fatalf("next lookup at %v; want no sooner than the Retry-After, %v", got.NextAttemptAt, before.Add(time.Hour))
+	}
+	if soon, err := st.Due(ctx, "abc", before.Add(time.Minute), 10); err != nil || len(soon) != 0 {
+		t.Fatalf("due within the backoff: %v, %v; want nothing before the Retry-After", soon, err)
+	}
+	if later, err := st.Due(ctx, "abc", before.Add(time.Hour+time.Minute), 10); err != nil || len(later) != 1 {
+		t.Fatalf("due after the Retry-After: %v, %v; want the order", later, err)
+	}
+}
+
 // flakyCheck throttles the first validate-only call, passes the others, and
 // creates live orders like supplier.
 type flakyCheck struct {

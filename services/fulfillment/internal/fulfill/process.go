@@ -584,8 +584,13 @@ func (p *run) unknownOutcome(ctx context.Context) error {
 		// The outcome is still unknown: ask again later if the failure may
 		// pass, else (or after too many) hold the order for a person.
 		var re *RetryableError
+		transient := errors.As(err, &re)
+		var wait time.Duration
+		if transient {
+			wait = re.RetryAfter
+		}
 		next, aerr := p.o.LookupFailed("looking up reference "+p.o.Reference+": "+err.Error(),
-			errors.As(err, &re), p.now, p.s.cfg.Retry)
+			transient, wait, p.now, p.s.cfg.Retry)
 		if aerr != nil {
 			return aerr
 		}

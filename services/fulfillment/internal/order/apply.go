@@ -119,9 +119,11 @@ func (o *Order) Apply(r Result, now time.Time, p RetryPolicy) (time.Time, error)
 // never resent: a failure that may pass (transient) is looked up again after
 // a backoff, up to the policy's attempts; a lookup that cannot answer (the
 // supplier has none, refuses the credentials, answers nonsense), or too many
-// failures, hold the order for a person (NEEDS_REVIEW). It returns when the
-// order should be looked at again (zero: not automatically).
-func (o *Order) LookupFailed(reason string, transient bool, now time.Time, p RetryPolicy) (time.Time, error) {
+// failures, hold the order for a person (NEEDS_REVIEW). A transient failure
+// that came with a wait (a 429's Retry-After) is looked up again no sooner.
+// It returns when the order should be looked at again (zero: not
+// automatically).
+func (o *Order) LookupFailed(reason string, transient bool, retryAfter time.Duration, now time.Time, p RetryPolicy) (time.Time, error) {
 	if o.State != Submitting || o.Mode != ModeLive {
 		return time.Time{}, fmt.Errorf("%w: lookup failure recorded on a %s %s order %s", ErrInvalidTransition, o.Mode, o.State, o.Key)
 	}
@@ -129,7 +131,7 @@ func (o *Order) LookupFailed(reason string, transient bool, now time.Time, p Ret
 	o.LastError = reason
 	o.UpdatedAt = now
 	if transient && o.LookupFailures < p.maxAttempts() {
-		o.NextAttemptAt = now.Add(p.Backoff(o.LookupFailures))
+		o.NextAttemptAt = now.Add(max(retryAfter, p.Backoff(o.LookupFailures)))
 		return o.NextAttemptAt, nil
 	}
 	why := "the supplier lookup cannot answer"

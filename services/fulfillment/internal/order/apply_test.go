@@ -362,7 +362,7 @@ func TestLookupFailed(t *testing.T) {
 	t.Run("transient failures are looked up again, then held for a person", func(t *testing.T) {
 		o := submitting()
 		for i := 1; i < 3; i++ {
-			next, err := o.LookupFailed("HTTP 503", true, now, p)
+			next, err := o.LookupFailed("HTTP 503", true, 0, now, p)
 			if err != nil || next.IsZero() || o.State != order.Submitting {
 				t.Fatalf("failure %d: next %v, err %v, state %v; want another lookup, still SUBMITTING", i, next, err, o.State)
 			}
@@ -370,7 +370,7 @@ func TestLookupFailed(t *testing.T) {
 				t.Fatalf("a lookup counted as a submission attempt: %d", o.Attempts)
 			}
 		}
-		next, err := o.LookupFailed("HTTP 503", true, now, p)
+		next, err := o.LookupFailed("HTTP 503", true, 0, now, p)
 		if err != nil || !next.IsZero() || o.State != order.NeedsReview {
 			t.Fatalf("third failure: next %v, err %v, state %v; want NEEDS_REVIEW", next, err, o.State)
 		}
@@ -378,9 +378,21 @@ func TestLookupFailed(t *testing.T) {
 			t.Errorf("review reason %q names neither the reference nor the failures", o.ReviewReason)
 		}
 	})
+	t.Run("a throttled lookup waits as long as it was asked to", func(t *testing.T) {
+		o := submitting()
+		next, err := o.LookupFailed("HTTP 429 (retry after 45s)", true, 45*time.Second, now, p)
+		if err != nil || !next.Equal(now.Add(45*time.Second)) || !o.NextAttemptAt.Equal(next) {
+			t.Fatalf("next %v (NextAttemptAt %v), err %v; want %v, the Retry-After", next, o.NextAttemptAt, err, now.Add(45*time.Second))
+		}
+		// A wait shorter than the backoff does not shorten it.
+		next, err = o.LookupFailed("HTTP 429 (retry after 1ms)", true, time.Millisecond, now, p)
+		if err != nil || !next.Equal(now.Add(p.Backoff(2))) {
+			t.Fatalf("next %v, err %v; want the backoff %v", next, err, now.Add(p.Backoff(2)))
+		}
+	})
 	t.Run("a lookup that cannot answer holds the order at once", func(t *testing.T) {
 		o := submitting()
-		next, err := o.LookupFailed("HTTP 404: the supplier has no lookup", false, now, p)
+		next, err := o.LookupFailed("HTTP 404: the supplier has no lookup", false, 0, now, p)
 		if err != nil || !next.IsZero() || o.State != order.NeedsReview {
 			t.Fatalf("next %v, err %v, state %v; want NEEDS_REVIEW", next, err, o.State)
 		}
@@ -390,7 +402,7 @@ func TestLookupFailed(t *testing.T) {
 	})
 	t.Run("an answer resets the count", func(t *testing.T) {
 		o := submitting()
-		if _, err := o.LookupFailed("HTTP 503", true, now, p); err != nil {
+		if _, err := o.LookupFailed("HTTP 503", true, 0, now, p); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := o.Apply(order.Result{Outcome: order.Created, OfflineOrderID: "TW-1"}, now, p); err != nil {
@@ -403,12 +415,12 @@ func TestLookupFailed(t *testing.T) {
 	t.Run("only a SUBMITTING live order", func(t *testing.T) {
 		o := submitting()
 		o.Mode = order.ModeValidate
-		if _, err := o.LookupFailed("x", true, now, p); !errors.Is(err, order.ErrInvalidTransition) {
+		if _, err := o.LookupFailed("x", true, 0, now, p); !errors.Is(err, order.ErrInvalidTransition) {
 			t.Errorf("validate mode: err %v", err)
 		}
 		o = submitting()
 		o.State = order.Submitted
-		if _, err := o.LookupFailed("x", true, now, p); !errors.Is(err, order.ErrInvalidTransition) {
+		if _, err := o.LookupFailed("x", true, 0, now, p); !errors.Is(err, order.ErrInvalidTransition) {
 			t.Errorf("SUBMITTED: err %v", err)
 		}
 	})
