@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1347,5 +1348,91 @@ func TestIntakeReplicaAndProcessingReplica(t *testing.T) {
 	defer sup.mu.Unlock()
 	if sup.live["BC-abc-5"] != 1 || sup.live["BC-abc-6"] != 1 {
 		t.Fatalf("supplier orders %v, want one each", sup.live)
+	}
+}
+
+// countingStore counts TryLock calls: a run that loses an order's lock to
+// another replica costs one, for nothing.
+type countingStore struct {
+	fulfill.Store
+	tries atomic.Int64
+}
+
+func (c *countingStore) TryLock(ctx context.Context, k order.Key) (fulfill.Locked, error) {
+	c.tries.Add(1)
+	return c.Store.TryLock(ctx, k)
+}
+
+// Processing replicas divide the queue they all follow: each order is
+// taken by one of them (no race for its lock), both take a share, and
+// when one stops, the other takes every order at once (sweeps run hourly
+// here, so only the watch could have found them).
+func TestProcessingReplicasShareTheQueue(t *testing.T) {
+	ctx := context.Background()
+	ep := etcdtest.Start(t)
+	sf := &storefront{status: map[uint64]uint32{}}
+	sup := &supplier{live: map[string]int{}}
+	type replica struct {
+		svc  *fulfill.Service
+		st   *countingStore
+		stop func()
+	}
+	newReplica := func(role fulfill.Role) replica {
+		st := &countingStore{Store: newStore(t, ep)}
+		svc := fulfill.New(fulfill.Config{
+			Role: role, Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
+			SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 4,
+		}, st, sf, sup, discard())
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { svc.Run(runCtx); close(done) }()
+		stop := sync.OnceFunc(func() { cancel(); <-done })
+		t.Cleanup(stop)
+		return replica{svc, st, stop}
+	}
+	intake := newReplica(fulfill.RoleIntake)
+	a, b := newReplica(fulfill.RoleProcess), newReplica(fulfill.RoleProcess)
+	waitShare := func(r replica, want int) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); r.svc.QueueShare() != want; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("replica sees %d processing replicas, want %d", r.svc.QueueShare(), want)
+			}
+		}
+	}
+	waitShare(a, 2)
+	waitShare(b, 2)
+	h := &harness{sf: sf, sup: sup, svc: []*fulfill.Service{intake.svc}}
+	send := func(from, to uint64) {
+		t.Helper()
+		for id := from; id < to; id++ {
+			sf.set(id, 11)
+			if _, err := intake.svc.Intake(ctx, delivery(id, "store/order/created", 0, fmt.Sprint("c", id))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for id := from; id < to; id++ {
+			h.waitState(t, order.Key{Store: "abc", ID: id}, order.Submitted)
+		}
+	}
+	const n = 40
+	send(1, 1+n)
+	ta, tb := a.st.tries.Load(), b.st.tries.Load()
+	if ta+tb != n || ta == 0 || tb == 0 {
+		t.Fatalf("lock attempts: %d and %d for %d orders; want one per order, some on each replica", ta, tb, n)
+	}
+
+	b.stop()
+	waitShare(a, 1)
+	send(1+n, 1+2*n)
+	if got := a.st.tries.Load() - ta; got != n {
+		t.Fatalf("after the other stopped, the remaining replica tried %d locks for %d orders", got, n)
+	}
+	sup.mu.Lock()
+	defer sup.mu.Unlock()
+	for id := uint64(1); id < 1+2*n; id++ {
+		if ref := fmt.Sprintf("BC-abc-%d", id); sup.live[ref] != 1 {
+			t.Fatalf("supplier orders of %s: %d, want 1", ref, sup.live[ref])
+		}
 	}
 }

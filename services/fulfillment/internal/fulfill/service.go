@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/backorder/backorder/services/fulfillment/internal/failpoint"
@@ -106,7 +107,10 @@ type Service struct {
 	breaker    *Breaker // nil: off
 	log        *slog.Logger
 
-	work     chan order.Key
+	work chan order.Key
+	// share divides the queue among the processing replicas (ROLE=process;
+	// nil: not divided, this replica takes every due order).
+	share    atomic.Pointer[queueShare]
 	mu       sync.Mutex
 	inflight map[order.Key]bool // queued or running here; true: run again
 	// held are the orders this replica's breaker held back, and until
@@ -328,6 +332,7 @@ func (s *Service) Run(ctx context.Context) error {
 		wg.Go(func() { s.sweepOrdersEvery(ctx, every) })
 	}
 	if s.cfg.Role == RoleProcess {
+		wg.Go(func() { s.shareQueue(ctx) })
 		wg.Go(func() { s.followQueue(ctx) })
 	}
 	s.sweep(ctx)
@@ -352,15 +357,21 @@ const sweepTimeout = 10 * time.Second
 func (s *Service) sweep(ctx context.Context) {
 	dctx, cancel := context.WithTimeout(ctx, sweepTimeout)
 	defer cancel()
-	keys, err := s.store.Due(dctx, s.cfg.Store, s.cfg.Now(), cap(s.work)/2)
+	now := s.cfg.Now()
+	due, err := s.store.Due(dctx, s.cfg.Store, now, cap(s.work)/2)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.WarnContext(ctx, "sweep failed", "err", err)
 		}
 		return
 	}
-	for _, k := range keys {
-		s.schedule(k)
+	for _, q := range due {
+		if !s.takes(q.Key) && q.Due.After(now.Add(-s.cfg.SweepInterval)) {
+			// Another processing replica's, due just now: it takes it.
+			// Still due a sweep later, it is taken by whoever sweeps.
+			continue
+		}
+		s.schedule(q.Key)
 	}
 }
 
@@ -374,7 +385,7 @@ func (s *Service) followQueue(ctx context.Context) {
 	for {
 		err := s.store.FollowQueue(ctx, s.cfg.Store, func() { s.sweep(ctx) }, func(k order.Key, due time.Time) {
 			// A second of slack for the clocks of other machines.
-			if !due.After(s.cfg.Now().Add(time.Second)) {
+			if !due.After(s.cfg.Now().Add(time.Second)) && s.takes(k) {
 				s.schedule(k)
 			}
 		})

@@ -28,8 +28,15 @@ type Store interface {
 	// its due time, until ctx ends (nil) or the watch fails.
 	FollowQueue(ctx context.Context, store string, ready func(), fn func(k order.Key, due time.Time)) error
 	// Due returns up to limit queued orders of store whose work is due at
-	// now. Other stores' queues, in a shared etcd, are never read.
-	Due(ctx context.Context, store string, now time.Time, limit int) ([]order.Key, error)
+	// now, with the time each came due. Other stores' queues, in a shared
+	// etcd, are never read.
+	Due(ctx context.Context, store string, now time.Time, limit int) ([]Queued, error)
+	// ShareQueue registers this process as one of store's processing
+	// replicas until ctx ends (nil) or the registration fails (an error),
+	// and calls set with its own name and the names of every registered
+	// replica (sorted, its own among them) at once and whenever they
+	// change.
+	ShareQueue(ctx context.Context, store string, set func(self string, peers []string)) error
 	// Lock takes the order's distributed mutex. It returns ErrLockLost when
 	// the process's lock session has ended.
 	Lock(ctx context.Context, k order.Key) (Locked, error)
@@ -43,6 +50,12 @@ type Store interface {
 	// SweepState reads the progress of a store's Orders API sweep (zero:
 	// never swept) without claiming it.
 	SweepState(ctx context.Context, store string) (SweepState, error)
+}
+
+// Queued is an order's queue entry: its work is due at Due.
+type Queued struct {
+	Key order.Key
+	Due time.Time
 }
 
 // Sweep is a claimed Orders API sweep of one store.

@@ -259,6 +259,15 @@ func (m *Metrics) SupplierBreaker(state func() fulfill.BreakerState) {
 	}, func() float64 { return float64(state().Held) }))
 }
 
+// QueueShare exposes how many processing replicas (ROLE=process) share the
+// store's queue, as this one sees them, read at each scrape.
+func (m *Metrics) QueueShare(replicas func() int) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "backorder_queue_share_replicas",
+		Help: "Processing replicas (ROLE=process) dividing the store's queue among them, this one included, as this replica sees them; 0 while it cannot tell (etcd unreachable), when it takes every due order it hears of.",
+	}, func() float64 { return float64(replicas()) }))
+}
+
 // OrderCounts reads the number of records in each state and of queued
 // orders.
 type OrderCounts func(ctx context.Context) (map[order.State]int64, int64, error)

@@ -1,0 +1,94 @@
+package etcdstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
+)
+
+func (s *Store) processorsPrefix(store string) string {
+	return s.prefix + "processors/" + store + "/"
+}
+
+// ShareQueue implements fulfill.Store. The replica is registered by a key
+// of its own, processors/<store>/<name>, on its lock session's lease: the
+// key goes when the replica stops (deleted) or dies (the lease lapses after
+// LOCK_TTL), and with it the replica's share. A renewed lock session ends
+// the call, and the next registers again under the new lease's name.
+func (s *Store) ShareQueue(ctx context.Context, store string, set func(self string, peers []string)) error {
+	sess, err := s.currentSession(ctx)
+	if err != nil {
+		return fmt.Errorf("share the queue: %w", err)
+	}
+	prefix := s.processorsPrefix(store)
+	self := fmt.Sprintf("%016x", int64(sess.Lease()))
+	key := prefix + self
+	if _, err := s.cli.Put(ctx, key, "", clientv3.WithLease(sess.Lease())); err != nil {
+		return fmt.Errorf("share the queue: register %s: %w", key, unavailable(err))
+	}
+	defer func() {
+		// Leave at once, so that the others take this replica's share
+		// now, not when its lease lapses.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_, _ = s.cli.Delete(dctx, key)
+	}()
+	resp, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return fmt.Errorf("share the queue: %w", unavailable(err))
+	}
+	peers := map[string]bool{}
+	for _, kv := range resp.Kvs {
+		peers[strings.TrimPrefix(string(kv.Key), prefix)] = true
+	}
+	report := func() {
+		names := make([]string, 0, len(peers))
+		for p := range peers {
+			names = append(names, p)
+		}
+		slices.Sort(names)
+		set(self, names)
+	}
+	report()
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	w := s.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithRev(resp.Header.Revision+1))
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sess.Done():
+			return fmt.Errorf("share the queue: %w", fulfill.ErrLockLost)
+		case wr, ok := <-w:
+			if ctx.Err() != nil {
+				return nil
+			}
+			if !ok {
+				return fmt.Errorf("share the queue: %w: the watch ended", fulfill.ErrUnavailable)
+			}
+			if err := wr.Err(); err != nil {
+				return fmt.Errorf("share the queue: %w", unavailable(err))
+			}
+			for _, ev := range wr.Events {
+				name := strings.TrimPrefix(string(ev.Kv.Key), prefix)
+				if ev.Type == clientv3.EventTypeDelete {
+					delete(peers, name)
+				} else {
+					peers[name] = true
+				}
+			}
+			if !peers[self] {
+				// Our key went (deleted by hand, or the lease lapsed while
+				// the session has not noticed yet): register again.
+				return fmt.Errorf("share the queue: %w: %s was removed", fulfill.ErrUnavailable, key)
+			}
+			report()
+		}
+	}
+}

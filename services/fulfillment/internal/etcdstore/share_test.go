@@ -1,0 +1,114 @@
+package etcdstore_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/backorder/backorder/services/fulfillment/internal/etcdstore"
+	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
+	"github.com/backorder/backorder/services/sandbox/etcdtest"
+)
+
+// sharing is one replica's ShareQueue call, and what it was last told.
+type sharing struct {
+	mu    sync.Mutex
+	self  string
+	peers []string
+	done  chan error
+	stop  context.CancelFunc
+}
+
+func share(t *testing.T, s *etcdstore.Store, store string) *sharing {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	sh := &sharing{done: make(chan error, 1), stop: cancel}
+	go func() {
+		sh.done <- s.ShareQueue(ctx, store, func(self string, peers []string) {
+			sh.mu.Lock()
+			defer sh.mu.Unlock()
+			sh.self, sh.peers = self, slices.Clone(peers)
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-sh.done })
+	return sh
+}
+
+// waitPeers waits until sh was told exactly want (its own name included).
+func (sh *sharing) waitPeers(t *testing.T, want ...*sharing) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var names []string
+		for _, w := range want {
+			w.mu.Lock()
+			names = append(names, w.self)
+			w.mu.Unlock()
+		}
+		slices.Sort(names)
+		sh.mu.Lock()
+		got := slices.Clone(sh.peers)
+		sh.mu.Unlock()
+		if !slices.Contains(names, "") && slices.Equal(got, names) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("peers %v, want %v", got, names)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Processing replicas of a store see each other come and go, and not the
+// replicas of another store sharing the etcd.
+func TestShareQueueSeesReplicasComeAndGo(t *testing.T) {
+	ep := etcdtest.Start(t)
+	a := share(t, newStore(t, etcdtest.Client(t, ep)), "abc")
+	b := share(t, newStore(t, etcdtest.Client(t, ep)), "abc")
+	other := share(t, newStore(t, etcdtest.Client(t, ep)), "xyz")
+	a.waitPeers(t, a, b)
+	b.waitPeers(t, a, b)
+	other.waitPeers(t, other)
+	if a.self == b.self {
+		t.Fatalf("two replicas share the name %q", a.self)
+	}
+
+	// A replica that stops leaves at once (its key is deleted, not left to
+	// lapse with its lease).
+	b.stop()
+	if err := <-b.done; err != nil {
+		t.Fatalf("ShareQueue after its ctx ended: %v", err)
+	}
+	b.done <- nil // for the cleanup
+	a.waitPeers(t, a)
+}
+
+// A replica whose registration is removed under it (its lease lapsed
+// while it was paused) says so, so that its caller registers again, and
+// the others see it gone meanwhile.
+func TestShareQueueEndsWhenItsKeyGoes(t *testing.T) {
+	ep := etcdtest.Start(t)
+	cli := etcdtest.Client(t, ep)
+	a := share(t, newStore(t, etcdtest.Client(t, ep)), "abc")
+	b := share(t, newStore(t, etcdtest.Client(t, ep)), "abc")
+	a.waitPeers(t, a, b)
+	b.mu.Lock()
+	key := "/t/processors/abc/" + b.self
+	b.mu.Unlock()
+	if r, err := cli.Delete(context.Background(), key); err != nil || r.Deleted != 1 {
+		t.Fatalf("delete %s: %+v, %v", key, r, err)
+	}
+	select {
+	case err := <-b.done:
+		if !errors.Is(err, fulfill.ErrUnavailable) {
+			t.Fatalf("ShareQueue whose key went: %v, want ErrUnavailable", err)
+		}
+		b.done <- nil
+	case <-time.After(30 * time.Second):
+		t.Fatal("ShareQueue went on after its key was deleted")
+	}
+	a.waitPeers(t, a)
+}
