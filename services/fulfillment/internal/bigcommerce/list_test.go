@@ -112,6 +112,36 @@ func TestModifiedOrders(t *testing.T) {
 			t.Errorf("requests %q, want [%q]", reqs, want)
 		}
 	})
+	t.Run("a server that refuses sort is asked without it", func(t *testing.T) {
+		fs, srv := newFakeStore(t)
+		fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
+			q := r.URL.Query()
+			if q.Has("sort") {
+				writeJSON(w, http.StatusBadRequest, map[string]any{"status": 400, "title": "The field 'sort' is invalid."})
+				return true
+			}
+			minID, _ := strconv.Atoi(q.Get("min_id"))
+			var out []map[string]any
+			for id := max(minID, 1000); id < 1003; id++ {
+				out = append(out, map[string]any{"id": id, "status_id": 11, "date_modified": "Fri, 04 Dec 2026 20:00:00 +0000"})
+			}
+			if len(out) == 0 {
+				w.WriteHeader(http.StatusNoContent)
+				return true
+			}
+			writeJSON(w, http.StatusOK, out)
+			return true
+		}
+		c := newClient(t, srv, nil)
+		got, err := c.ModifiedOrders(testCtx(t), testStore, 11, since)
+		if err != nil || len(got) != 3 {
+			t.Fatalf("got %+v, %v; want the 3 orders", got, err)
+		}
+		reqs := fs.requests()
+		if len(reqs) != 2 || !strings.Contains(reqs[0], "sort=") || strings.Contains(reqs[1], "sort=") {
+			t.Errorf("requests %q; want one with sort, refused, then one without", reqs)
+		}
+	})
 	t.Run("no orders: 204", func(t *testing.T) {
 		_, c := listServer(t, 0, 250)
 		got, err := c.ModifiedOrders(testCtx(t), testStore, 11, since)
