@@ -386,31 +386,27 @@ func (s *Store) List(ctx context.Context, f fulfill.ListFilter) ([]*order.Order,
 
 // Due implements fulfill.Store: it reads only the store's queue, never
 // every record.
-func (s *Store) Due(ctx context.Context, store string, now time.Time, limit int) ([]fulfill.Queued, error) {
+func (s *Store) Due(ctx context.Context, store string, now time.Time, limit int) ([]order.Key, error) {
 	resp, err := s.cli.Get(ctx, s.queuePrefix()+store+"/", clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("read queue: %w", unavailable(err))
 	}
-	var due []fulfill.Queued
+	var keys []order.Key
 	for _, kv := range resp.Kvs {
-		// An entry whose value does not parse is due (since ever).
-		at, err := strconv.ParseInt(string(kv.Value), 10, 64)
-		if err != nil {
-			at = 0
-		}
-		if at > now.UnixNano() {
+		due, err := strconv.ParseInt(string(kv.Value), 10, 64)
+		if err == nil && due > now.UnixNano() {
 			continue
 		}
 		k, ok := parseKeySuffix(strings.TrimPrefix(string(kv.Key), s.queuePrefix()))
 		if !ok {
 			continue
 		}
-		due = append(due, fulfill.Queued{Key: k, Due: time.Unix(0, at)})
-		if len(due) >= limit {
+		keys = append(keys, k)
+		if len(keys) >= limit {
 			break
 		}
 	}
-	return due, nil
+	return keys, nil
 }
 
 // FollowQueue implements fulfill.Store with a watch on the store's queue

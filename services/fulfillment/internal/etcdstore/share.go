@@ -12,6 +12,9 @@ import (
 	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
 )
 
+// shareTimeout bounds ShareQueue's registration.
+const shareTimeout = 10 * time.Second
+
 func (s *Store) processorsPrefix(store string) string {
 	return s.prefix + "processors/" + store + "/"
 }
@@ -22,14 +25,18 @@ func (s *Store) processorsPrefix(store string) string {
 // LOCK_TTL), and with it the replica's share. A renewed lock session ends
 // the call, and the next registers again under the new lease's name.
 func (s *Store) ShareQueue(ctx context.Context, store string, set func(self string, peers []string)) error {
-	sess, err := s.currentSession(ctx)
+	// Registering is bounded, as a sweep's read is: with etcd unreachable
+	// the client would wait for ever, and the caller never say so.
+	rctx, cancel := context.WithTimeout(ctx, shareTimeout)
+	defer cancel()
+	sess, err := s.currentSession(rctx)
 	if err != nil {
 		return fmt.Errorf("share the queue: %w", err)
 	}
 	prefix := s.processorsPrefix(store)
 	self := fmt.Sprintf("%016x", int64(sess.Lease()))
 	key := prefix + self
-	if _, err := s.cli.Put(ctx, key, "", clientv3.WithLease(sess.Lease())); err != nil {
+	if _, err := s.cli.Put(rctx, key, "", clientv3.WithLease(sess.Lease())); err != nil {
 		return fmt.Errorf("share the queue: register %s: %w", key, unavailable(err))
 	}
 	defer func() {
@@ -39,13 +46,18 @@ func (s *Store) ShareQueue(ctx context.Context, store string, set func(self stri
 		defer cancel()
 		_, _ = s.cli.Delete(dctx, key)
 	}()
-	resp, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	resp, err := s.cli.Get(rctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		return fmt.Errorf("share the queue: %w", unavailable(err))
 	}
 	peers := map[string]bool{}
 	for _, kv := range resp.Kvs {
 		peers[strings.TrimPrefix(string(kv.Key), prefix)] = true
+	}
+	if !peers[self] {
+		// Gone already (the lease lapsed since the put): the watch,
+		// which starts after this read, would never say so.
+		return fmt.Errorf("share the queue: %w: %s was removed", fulfill.ErrUnavailable, key)
 	}
 	report := func() {
 		names := make([]string, 0, len(peers))

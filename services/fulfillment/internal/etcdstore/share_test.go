@@ -37,6 +37,12 @@ func share(t *testing.T, s *etcdstore.Store, store string) *sharing {
 	return sh
 }
 
+func (sh *sharing) name() string {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.self
+}
+
 // waitPeers waits until sh was told exactly want (its own name included).
 func (sh *sharing) waitPeers(t *testing.T, want ...*sharing) {
 	t.Helper()
@@ -44,9 +50,7 @@ func (sh *sharing) waitPeers(t *testing.T, want ...*sharing) {
 	for {
 		var names []string
 		for _, w := range want {
-			w.mu.Lock()
-			names = append(names, w.self)
-			w.mu.Unlock()
+			names = append(names, w.name())
 		}
 		slices.Sort(names)
 		sh.mu.Lock()
@@ -72,8 +76,8 @@ func TestShareQueueSeesReplicasComeAndGo(t *testing.T) {
 	a.waitPeers(t, a, b)
 	b.waitPeers(t, a, b)
 	other.waitPeers(t, other)
-	if a.self == b.self {
-		t.Fatalf("two replicas share the name %q", a.self)
+	if a.name() == b.name() {
+		t.Fatalf("two replicas share the name %q", a.name())
 	}
 
 	// A replica that stops leaves at once (its key is deleted, not left to
@@ -95,9 +99,7 @@ func TestShareQueueEndsWhenItsKeyGoes(t *testing.T) {
 	a := share(t, newStore(t, etcdtest.Client(t, ep)), "abc")
 	b := share(t, newStore(t, etcdtest.Client(t, ep)), "abc")
 	a.waitPeers(t, a, b)
-	b.mu.Lock()
-	key := "/t/processors/abc/" + b.self
-	b.mu.Unlock()
+	key := "/t/processors/abc/" + b.name()
 	if r, err := cli.Delete(context.Background(), key); err != nil || r.Deleted != 1 {
 		t.Fatalf("delete %s: %+v, %v", key, r, err)
 	}
@@ -111,4 +113,49 @@ func TestShareQueueEndsWhenItsKeyGoes(t *testing.T) {
 		t.Fatal("ShareQueue went on after its key was deleted")
 	}
 	a.waitPeers(t, a)
+}
+
+// A replica whose lock session ends (its lease revoked, as after a pause
+// past LOCK_TTL) says so, and registers again under a new name.
+func TestShareQueueEndsWithItsSession(t *testing.T) {
+	ep := etcdtest.Start(t)
+	cli := etcdtest.Client(t, ep)
+	st := newStore(t, etcdtest.Client(t, ep))
+	a := share(t, st, "abc")
+	a.waitPeers(t, a)
+	first := a.name()
+	revokeAllLeases(t, cli)
+	select {
+	case err := <-a.done:
+		if !errors.Is(err, fulfill.ErrLockLost) && !errors.Is(err, fulfill.ErrUnavailable) {
+			t.Fatalf("ShareQueue after its lease was revoked: %v, want ErrLockLost or ErrUnavailable", err)
+		}
+		a.done <- nil
+	case <-time.After(30 * time.Second):
+		t.Fatal("ShareQueue went on after its lease was revoked")
+	}
+	// As fulfill's caller does: try again until registered. The store may
+	// hand out the old session until it notices the lease is gone.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	names := make(chan string, 100)
+	go func() {
+		for ctx.Err() == nil {
+			st.ShareQueue(ctx, "abc", func(self string, _ []string) {
+				select {
+				case names <- self:
+				default:
+				}
+			})
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	select {
+	case name := <-names:
+		if name == first {
+			t.Fatalf("registered again under the revoked lease's name %q", first)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("not registered again after the session was renewed")
+	}
 }

@@ -9,9 +9,10 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/backorder/backorder/services/fulfillment/internal/etcdstore"
 	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
@@ -1351,16 +1352,78 @@ func TestIntakeReplicaAndProcessingReplica(t *testing.T) {
 	}
 }
 
-// countingStore counts TryLock calls: a run that loses an order's lock to
-// another replica costs one, for nothing.
-type countingStore struct {
+// lockingStore records the orders each TryLock was called for.
+type lockingStore struct {
 	fulfill.Store
-	tries atomic.Int64
+	mu    sync.Mutex
+	tried map[order.Key]int
 }
 
-func (c *countingStore) TryLock(ctx context.Context, k order.Key) (fulfill.Locked, error) {
-	c.tries.Add(1)
+func (c *lockingStore) TryLock(ctx context.Context, k order.Key) (fulfill.Locked, error) {
+	c.mu.Lock()
+	if c.tried == nil {
+		c.tried = map[order.Key]int{}
+	}
+	c.tried[k]++
+	c.mu.Unlock()
 	return c.Store.TryLock(ctx, k)
+}
+
+func (c *lockingStore) triedFor(k order.Key) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tried[k] > 0
+}
+
+type shareReplica struct {
+	svc  *fulfill.Service
+	st   *lockingStore
+	stop func()
+}
+
+// shareReplicas starts replicas of the given roles on the etcd at ep,
+// sweeping every sweep.
+func shareReplicas(t *testing.T, ep string, sf *storefront, sup *supplier, sweep time.Duration, roles ...fulfill.Role) []shareReplica {
+	var out []shareReplica
+	for _, role := range roles {
+		st := &lockingStore{Store: newStore(t, ep)}
+		svc := fulfill.New(fulfill.Config{
+			Role: role, Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
+			SweepInterval: sweep, SweepGrace: time.Hour, Workers: 4,
+		}, st, sf, sup, discard())
+		runCtx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { svc.Run(runCtx); close(done) }()
+		stop := sync.OnceFunc(func() { cancel(); <-done })
+		t.Cleanup(stop)
+		out = append(out, shareReplica{svc, st, stop})
+	}
+	return out
+}
+
+func waitQueueShare(t *testing.T, r shareReplica, want int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); r.svc.QueueShare() != want; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("replica sees %d processing replicas, want %d", r.svc.QueueShare(), want)
+		}
+	}
+}
+
+// sendOrders records a created event of each order from..to-1 through
+// intake and waits until every one is SUBMITTED.
+func sendOrders(t *testing.T, intake *fulfill.Service, sf *storefront, from, to uint64) {
+	t.Helper()
+	h := &harness{svc: []*fulfill.Service{intake}}
+	for id := from; id < to; id++ {
+		sf.set(id, 11)
+		if _, err := intake.Intake(context.Background(), delivery(id, "store/order/created", 0, fmt.Sprint("c", id))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id := from; id < to; id++ {
+		h.waitState(t, order.Key{Store: "abc", ID: id}, order.Submitted)
+	}
 }
 
 // Processing replicas divide the queue they all follow: each order is
@@ -1368,65 +1431,39 @@ func (c *countingStore) TryLock(ctx context.Context, k order.Key) (fulfill.Locke
 // when one stops, the other takes every order at once (sweeps run hourly
 // here, so only the watch could have found them).
 func TestProcessingReplicasShareTheQueue(t *testing.T) {
-	ctx := context.Background()
 	ep := etcdtest.Start(t)
 	sf := &storefront{status: map[uint64]uint32{}}
 	sup := &supplier{live: map[string]int{}}
-	type replica struct {
-		svc  *fulfill.Service
-		st   *countingStore
-		stop func()
-	}
-	newReplica := func(role fulfill.Role) replica {
-		st := &countingStore{Store: newStore(t, ep)}
-		svc := fulfill.New(fulfill.Config{
-			Role: role, Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
-			SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 4,
-		}, st, sf, sup, discard())
-		runCtx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { svc.Run(runCtx); close(done) }()
-		stop := sync.OnceFunc(func() { cancel(); <-done })
-		t.Cleanup(stop)
-		return replica{svc, st, stop}
-	}
-	intake := newReplica(fulfill.RoleIntake)
-	a, b := newReplica(fulfill.RoleProcess), newReplica(fulfill.RoleProcess)
-	waitShare := func(r replica, want int) {
-		t.Helper()
-		for deadline := time.Now().Add(30 * time.Second); r.svc.QueueShare() != want; time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("replica sees %d processing replicas, want %d", r.svc.QueueShare(), want)
-			}
-		}
-	}
-	waitShare(a, 2)
-	waitShare(b, 2)
-	h := &harness{sf: sf, sup: sup, svc: []*fulfill.Service{intake.svc}}
-	send := func(from, to uint64) {
-		t.Helper()
-		for id := from; id < to; id++ {
-			sf.set(id, 11)
-			if _, err := intake.svc.Intake(ctx, delivery(id, "store/order/created", 0, fmt.Sprint("c", id))); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for id := from; id < to; id++ {
-			h.waitState(t, order.Key{Store: "abc", ID: id}, order.Submitted)
-		}
-	}
+	r := shareReplicas(t, ep, sf, sup, time.Hour, fulfill.RoleIntake, fulfill.RoleProcess, fulfill.RoleProcess)
+	intake, a, b := r[0], r[1], r[2]
+	waitQueueShare(t, a, 2)
+	waitQueueShare(t, b, 2)
 	const n = 40
-	send(1, 1+n)
-	ta, tb := a.st.tries.Load(), b.st.tries.Load()
-	if ta+tb != n || ta == 0 || tb == 0 {
-		t.Fatalf("lock attempts: %d and %d for %d orders; want one per order, some on each replica", ta, tb, n)
+	sendOrders(t, intake.svc, sf, 1, 1+n)
+	var na, nb int
+	for id := uint64(1); id < 1+n; id++ {
+		k := order.Key{Store: "abc", ID: id}
+		ta, tb := a.st.triedFor(k), b.st.triedFor(k)
+		if ta == tb {
+			t.Fatalf("order %v: locked by the first replica %v, by the second %v; want exactly one", k, ta, tb)
+		}
+		if ta {
+			na++
+		} else {
+			nb++
+		}
+	}
+	if na == 0 || nb == 0 {
+		t.Fatalf("the replicas took %d and %d of %d orders; want a share each", na, nb, n)
 	}
 
 	b.stop()
-	waitShare(a, 1)
-	send(1+n, 1+2*n)
-	if got := a.st.tries.Load() - ta; got != n {
-		t.Fatalf("after the other stopped, the remaining replica tried %d locks for %d orders", got, n)
+	waitQueueShare(t, a, 1)
+	sendOrders(t, intake.svc, sf, 1+n, 1+2*n)
+	for id := uint64(1 + n); id < 1+2*n; id++ {
+		if k := (order.Key{Store: "abc", ID: id}); !a.st.triedFor(k) || b.st.triedFor(k) {
+			t.Fatalf("order %v after the second replica stopped: taken by the first %v, by the second %v", k, a.st.triedFor(k), b.st.triedFor(k))
+		}
 	}
 	sup.mu.Lock()
 	defer sup.mu.Unlock()
@@ -1434,5 +1471,32 @@ func TestProcessingReplicasShareTheQueue(t *testing.T) {
 		if ref := fmt.Sprintf("BC-abc-%d", id); sup.live[ref] != 1 {
 			t.Fatalf("supplier orders of %s: %d, want 1", ref, sup.live[ref])
 		}
+	}
+}
+
+// A processing replica that is registered but processes nothing (hung,
+// or dead while its lease lasts) loses no order: the others' sweeps take
+// its share once a sweep has left it to it and the next still finds it
+// due.
+func TestAnOwnerThatNeverTakesItsOrdersLosesNone(t *testing.T) {
+	ep := etcdtest.Start(t)
+	cli := etcdtest.Client(t, ep)
+	ctx := context.Background()
+	g, err := cli.Grant(ctx, 600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "/t/processors/abc/ffffffffffffffff", "", clientv3.WithLease(g.ID)); err != nil {
+		t.Fatal(err)
+	}
+	sf := &storefront{status: map[uint64]uint32{}}
+	sup := &supplier{live: map[string]int{}}
+	r := shareReplicas(t, ep, sf, sup, 50*time.Millisecond, fulfill.RoleIntake, fulfill.RoleProcess)
+	waitQueueShare(t, r[1], 2)
+	sendOrders(t, r[0].svc, sf, 1, 41)
+	sup.mu.Lock()
+	defer sup.mu.Unlock()
+	if len(sup.live) != 40 {
+		t.Fatalf("supplier orders %v, want 40", sup.live)
 	}
 }

@@ -110,7 +110,12 @@ type Service struct {
 	work chan order.Key
 	// share divides the queue among the processing replicas (ROLE=process;
 	// nil: not divided, this replica takes every due order).
-	share    atomic.Pointer[queueShare]
+	share atomic.Pointer[queueShare]
+	// passed are the due orders the last sweep left to their owners
+	// among the processing replicas (share): the next sweep that finds
+	// them still due takes them.
+	sweepMu  sync.Mutex
+	passed   map[order.Key]bool
 	mu       sync.Mutex
 	inflight map[order.Key]bool // queued or running here; true: run again
 	// held are the orders this replica's breaker held back, and until
@@ -357,21 +362,26 @@ const sweepTimeout = 10 * time.Second
 func (s *Service) sweep(ctx context.Context) {
 	dctx, cancel := context.WithTimeout(ctx, sweepTimeout)
 	defer cancel()
-	now := s.cfg.Now()
-	due, err := s.store.Due(dctx, s.cfg.Store, now, cap(s.work)/2)
+	keys, err := s.store.Due(dctx, s.cfg.Store, s.cfg.Now(), cap(s.work)/2)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.WarnContext(ctx, "sweep failed", "err", err)
 		}
 		return
 	}
-	for _, q := range due {
-		if !s.takes(q.Key) && q.Due.After(now.Add(-s.cfg.SweepInterval)) {
-			// Another processing replica's, due just now: it takes it.
-			// Still due a sweep later, it is taken by whoever sweeps.
+	s.sweepMu.Lock()
+	defer s.sweepMu.Unlock()
+	passed := s.passed
+	s.passed = map[order.Key]bool{}
+	for _, k := range keys {
+		if !s.takes(k) && !passed[k] {
+			// Another processing replica's: it takes it. If the next
+			// sweep finds it still due (its owner died, is stuck, or
+			// never heard of it), this replica takes it then.
+			s.passed[k] = true
 			continue
 		}
-		s.schedule(q.Key)
+		s.schedule(k)
 	}
 }
 

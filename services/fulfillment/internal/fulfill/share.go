@@ -3,6 +3,7 @@ package fulfill
 import (
 	"context"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 // own share. Nothing depends on the division for safety (the order's
 // mutex does that), only for not racing: an entry its owner missed (the
 // owner died, or the set changed meanwhile) is taken by any replica's
-// sweep once it has been due for a sweep interval.
+// sweep that finds it still due after an earlier sweep left it to its
+// owner.
 type queueShare struct {
 	self  string
 	peers []string // sorted, self among them
@@ -64,8 +66,8 @@ func (s *Service) takes(k order.Key) bool {
 }
 
 // QueueShare reports how many processing replicas share the store's
-// queue, as this replica sees them (0: it shares nothing, and takes every
-// due order it hears of).
+// queue, as this replica sees them (0: it shares nothing, not registered
+// yet or its registration lost, and takes every due order it hears of).
 func (s *Service) QueueShare() int {
 	if q := s.share.Load(); q != nil {
 		return len(q.peers)
@@ -81,8 +83,8 @@ func (s *Service) shareQueue(ctx context.Context) {
 	for {
 		err := s.store.ShareQueue(ctx, s.cfg.Store, func(self string, peers []string) {
 			old := s.share.Swap(&queueShare{self: self, peers: peers})
-			if old == nil || len(old.peers) != len(peers) {
-				s.log.InfoContext(ctx, "processing replicas sharing the queue", "self", self, "replicas", len(peers))
+			if old == nil || !slices.Equal(old.peers, peers) {
+				s.log.InfoContext(ctx, "processing replicas dividing the queue", "self", self, "replicas", peers)
 			}
 		})
 		s.share.Store(nil)

@@ -1,6 +1,7 @@
 package fulfill
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
@@ -31,20 +32,44 @@ func TestQueueShareOwner(t *testing.T) {
 	}
 }
 
-// With no other processing replica known, a replica takes everything.
+// With no other processing replica known, a replica takes everything;
+// of two, exactly one takes each order.
 func TestTakesAloneOrUnshared(t *testing.T) {
-	s := &Service{}
+	a, b := &Service{}, &Service{}
 	k := order.Key{Store: "abc", ID: 1}
-	if !s.takes(k) {
+	if !a.takes(k) {
 		t.Error("a replica that shares nothing must take every order")
 	}
-	s.share.Store(&queueShare{self: "a", peers: []string{"a"}})
-	if !s.takes(k) {
+	a.share.Store(&queueShare{self: "a", peers: []string{"a"}})
+	if !a.takes(k) {
 		t.Error("the only processing replica must take every order")
 	}
-	s.share.Store(&queueShare{self: "a", peers: []string{"a", "b"}})
-	other := &queueShare{self: "b", peers: []string{"a", "b"}}
-	if s.takes(k) == (other.owner(k) == "b") {
-		t.Error("exactly one of two replicas takes an order")
+	a.share.Store(&queueShare{self: "a", peers: []string{"a", "b"}})
+	b.share.Store(&queueShare{self: "b", peers: []string{"a", "b"}})
+	var na int
+	for id := range uint64(1000) {
+		k := order.Key{Store: "abc", ID: id}
+		if a.takes(k) == b.takes(k) {
+			t.Fatalf("order %v: taken by a %v, by b %v; want exactly one", k, a.takes(k), b.takes(k))
+		}
+		if a.takes(k) {
+			na++
+		}
+	}
+	if na < 400 || na > 600 {
+		t.Errorf("a takes %d of 1000 orders; want about half", na)
+	}
+}
+
+// The owner of an order must not change between builds: replicas of two
+// builds, during a rolling upgrade, must agree.
+func TestQueueShareOwnerIsStable(t *testing.T) {
+	q := &queueShare{peers: []string{"0000000000000a1f", "0000000000000a20", "7c3b00000000001e"}}
+	var got []string
+	for id := uint64(1); id <= 6; id++ {
+		got = append(got, q.owner(order.Key{Store: "abc", ID: id})[12:])
+	}
+	if want := "0a20 0a1f 001e 001e 0a1f 0a1f"; strings.Join(got, " ") != want {
+		t.Errorf("owners of orders 1 to 6: %q, want %q", strings.Join(got, " "), want)
 	}
 }

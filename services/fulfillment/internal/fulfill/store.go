@@ -28,9 +28,8 @@ type Store interface {
 	// its due time, until ctx ends (nil) or the watch fails.
 	FollowQueue(ctx context.Context, store string, ready func(), fn func(k order.Key, due time.Time)) error
 	// Due returns up to limit queued orders of store whose work is due at
-	// now, with the time each came due. Other stores' queues, in a shared
-	// etcd, are never read.
-	Due(ctx context.Context, store string, now time.Time, limit int) ([]Queued, error)
+	// now. Other stores' queues, in a shared etcd, are never read.
+	Due(ctx context.Context, store string, now time.Time, limit int) ([]order.Key, error)
 	// ShareQueue registers this process as one of store's processing
 	// replicas until ctx ends (nil) or the registration fails (an error),
 	// and calls set with its own name and the names of every registered
@@ -50,12 +49,6 @@ type Store interface {
 	// SweepState reads the progress of a store's Orders API sweep (zero:
 	// never swept) without claiming it.
 	SweepState(ctx context.Context, store string) (SweepState, error)
-}
-
-// Queued is an order's queue entry: its work is due at Due.
-type Queued struct {
-	Key order.Key
-	Due time.Time
 }
 
 // Sweep is a claimed Orders API sweep of one store.

@@ -264,7 +264,7 @@ func (m *Metrics) SupplierBreaker(state func() fulfill.BreakerState) {
 func (m *Metrics) QueueShare(replicas func() int) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "backorder_queue_share_replicas",
-		Help: "Processing replicas (ROLE=process) dividing the store's queue among them, this one included, as this replica sees them; 0 while it cannot tell (etcd unreachable), when it takes every due order it hears of.",
+		Help: "Processing replicas (ROLE=process) dividing the store's queue among them, this one included, as this replica sees them; 0 before it has registered and after it lost its lock session, when it takes every due order it hears of.",
 	}, func() float64 { return float64(replicas()) }))
 }
 
