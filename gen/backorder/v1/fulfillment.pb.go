@@ -1382,9 +1382,14 @@ type GetServiceStatusResponse struct {
 	// unclear. Unset when it is off.
 	SupplierBreaker *SupplierBreaker `protobuf:"bytes,10,opt,name=supplier_breaker,json=supplierBreaker,proto3" json:"supplier_breaker,omitempty"`
 	// What this replica runs (ROLE).
-	Role          ReplicaRole `protobuf:"varint,11,opt,name=role,proto3,enum=backorder.v1.ReplicaRole" json:"role,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Role ReplicaRole `protobuf:"varint,11,opt,name=role,proto3,enum=backorder.v1.ReplicaRole" json:"role,omitempty"`
+	// ROLE=process only: how many processing replicas divide the store's
+	// queue, this one included, as this replica sees them (each queued
+	// order is taken by one of them). 0 before it has registered and after
+	// it lost its lock session: it then takes every due order it hears of.
+	ProcessingReplicas int32 `protobuf:"varint,12,opt,name=processing_replicas,json=processingReplicas,proto3" json:"processing_replicas,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *GetServiceStatusResponse) Reset() {
@@ -1492,6 +1497,13 @@ func (x *GetServiceStatusResponse) GetRole() ReplicaRole {
 		return x.Role
 	}
 	return ReplicaRole_REPLICA_ROLE_UNSPECIFIED
+}
+
+func (x *GetServiceStatusResponse) GetProcessingReplicas() int32 {
+	if x != nil {
+		return x.ProcessingReplicas
+	}
+	return 0
 }
 
 // SupplierBreaker is one replica's TropShip breaker. After `after` live
@@ -2206,7 +2218,7 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\x12ListOrdersResponse\x12+\n" +
 	"\x06orders\x18\x01 \x03(\v2\x13.backorder.v1.OrderR\x06orders\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x19\n" +
-	"\x17GetServiceStatusRequest\"\xd9\x04\n" +
+	"\x17GetServiceStatusRequest\"\x8a\x05\n" +
 	"\x18GetServiceStatusResponse\x12?\n" +
 	"\rsupplier_mode\x18\x01 \x01(\x0e2\x1a.backorder.v1.SupplierModeR\fsupplierMode\x12\x18\n" +
 	"\areplica\x18\x02 \x01(\tR\areplica\x12#\n" +
@@ -2222,7 +2234,8 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	"\rqueued_orders\x18\t \x01(\x03H\x00R\fqueuedOrders\x88\x01\x01\x12H\n" +
 	"\x10supplier_breaker\x18\n" +
 	" \x01(\v2\x1d.backorder.v1.SupplierBreakerR\x0fsupplierBreaker\x12-\n" +
-	"\x04role\x18\v \x01(\x0e2\x19.backorder.v1.ReplicaRoleR\x04roleB\x10\n" +
+	"\x04role\x18\v \x01(\x0e2\x19.backorder.v1.ReplicaRoleR\x04role\x12/\n" +
+	"\x13processing_replicas\x18\f \x01(\x05R\x12processingReplicasB\x10\n" +
 	"\x0e_queued_orders\"\x8f\x01\n" +
 	"\x0fSupplierBreaker\x12\x14\n" +
 	"\x05after\x18\x01 \x01(\x05R\x05after\x12\x12\n" +

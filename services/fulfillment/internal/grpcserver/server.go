@@ -176,17 +176,18 @@ func (s *Server) ResolveOrder(ctx context.Context, req *backorderv1.ResolveOrder
 // GetServiceStatus implements the RPC.
 func (s *Server) GetServiceStatus(ctx context.Context, _ *backorderv1.GetServiceStatusRequest) (*backorderv1.GetServiceStatusResponse, error) {
 	return &backorderv1.GetServiceStatusResponse{
-		SupplierMode:     backorderv1.SupplierMode(s.svc.Mode()),
-		Replica:          s.info.Replica,
-		EmbeddedEtcd:     s.info.EmbeddedEtcd,
-		StoreHash:        s.info.StoreHash,
-		StartedAt:        timestamppb.New(s.info.StartedAt),
-		OrdersSweep:      s.ordersSweep(ctx),
-		WriteBack:        s.svc.WritesBack(),
-		BigcommerceQuota: s.quota(),
-		QueuedOrders:     s.queued(ctx),
-		SupplierBreaker:  s.breaker(),
-		Role:             s.role(),
+		SupplierMode:       backorderv1.SupplierMode(s.svc.Mode()),
+		Replica:            s.info.Replica,
+		EmbeddedEtcd:       s.info.EmbeddedEtcd,
+		StoreHash:          s.info.StoreHash,
+		StartedAt:          timestamppb.New(s.info.StartedAt),
+		OrdersSweep:        s.ordersSweep(ctx),
+		WriteBack:          s.svc.WritesBack(),
+		BigcommerceQuota:   s.quota(),
+		QueuedOrders:       s.queued(ctx),
+		SupplierBreaker:    s.breaker(),
+		Role:               s.role(),
+		ProcessingReplicas: int32(s.svc.QueueShare()),
 	}, nil
 }
 
