@@ -1383,10 +1383,11 @@ type GetServiceStatusResponse struct {
 	SupplierBreaker *SupplierBreaker `protobuf:"bytes,10,opt,name=supplier_breaker,json=supplierBreaker,proto3" json:"supplier_breaker,omitempty"`
 	// What this replica runs (ROLE).
 	Role ReplicaRole `protobuf:"varint,11,opt,name=role,proto3,enum=backorder.v1.ReplicaRole" json:"role,omitempty"`
-	// ROLE=process only: how many processing replicas divide the store's
-	// queue, this one included, as this replica sees them (each queued
-	// order is taken by one of them). 0 before it has registered and after
-	// it lost its lock session: it then takes every due order it hears of.
+	// How many replicas that process orders (ROLE=all and ROLE=process)
+	// divide the store's queue, this one included, as this replica sees them
+	// (each due order is taken by one of them). 0 for ROLE=intake, and before
+	// it has registered and after it lost its lock session: it then takes
+	// every due order it hears of.
 	ProcessingReplicas int32 `protobuf:"varint,12,opt,name=processing_replicas,json=processingReplicas,proto3" json:"processing_replicas,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache

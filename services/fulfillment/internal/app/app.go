@@ -128,7 +128,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready chan<- 
 	if _, on := svc.BreakerState(); on {
 		m.SupplierBreaker(func() fulfill.BreakerState { st, _ := svc.BreakerState(); return st })
 	}
-	if cfg.Role == fulfill.RoleProcess {
+	if cfg.Role != fulfill.RoleIntake {
 		m.QueueShare(svc.QueueShare)
 	}
 	counts := store.OrderCounts(cfg.BigCommerceStore, log)

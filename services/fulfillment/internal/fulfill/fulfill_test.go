@@ -1500,3 +1500,42 @@ func TestAnOwnerThatNeverTakesItsOrdersLosesNone(t *testing.T) {
 		t.Fatalf("supplier orders %v, want 40", sup.live)
 	}
 }
+
+// Replicas that do both (ROLE=all) divide the due orders their sweeps
+// find (retries here), instead of each trying every one's lock.
+func TestReplicasDivideTheirSweeps(t *testing.T) {
+	ep := etcdtest.Start(t)
+	sf := &storefront{status: map[uint64]uint32{}}
+	sup := &supplier{live: map[string]int{}}
+	r := shareReplicas(t, ep, sf, sup, 2*time.Second, fulfill.RoleAll, fulfill.RoleAll)
+	a, b := r[0], r[1]
+	waitQueueShare(t, a, 2)
+	waitQueueShare(t, b, 2)
+	st := newStore(t, ep)
+	past := time.Now().Add(-time.Minute)
+	const n = 20
+	for id := uint64(1); id <= n; id++ {
+		sf.set(id, 11)
+		o := order.New(order.Key{Store: "abc", ID: id}, past)
+		o.State, o.Mode, o.Attempts, o.NextAttemptAt = order.RetryScheduled, order.ModeLive, 1, past
+		putRecord(t, st, o, fulfill.QueueOp{At: past})
+	}
+	h := &harness{svc: []*fulfill.Service{a.svc}}
+	var na, nb int
+	for id := uint64(1); id <= n; id++ {
+		k := order.Key{Store: "abc", ID: id}
+		h.waitState(t, k, order.Submitted)
+		ta, tb := a.st.triedFor(k), b.st.triedFor(k)
+		if ta == tb {
+			t.Fatalf("order %v: locked by the first replica %v, by the second %v; want exactly one", k, ta, tb)
+		}
+		if ta {
+			na++
+		} else {
+			nb++
+		}
+	}
+	if na == 0 || nb == 0 {
+		t.Fatalf("the replicas took %d and %d of %d orders; want a share each", na, nb, n)
+	}
+}

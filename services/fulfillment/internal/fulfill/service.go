@@ -114,10 +114,13 @@ type Service struct {
 	// passed are the due orders the last sweep left to their owners
 	// among the processing replicas (share): the next sweep that finds
 	// them still due takes them.
-	sweepMu  sync.Mutex
-	passed   map[order.Key]bool
-	mu       sync.Mutex
-	inflight map[order.Key]bool // queued or running here; true: run again
+	sweepMu sync.Mutex
+	passed  map[order.Key]bool
+	// shared is closed once share was first set.
+	shared     chan struct{}
+	sharedOnce sync.Once
+	mu         sync.Mutex
+	inflight   map[order.Key]bool // queued or running here; true: run again
 	// held are the orders this replica's breaker held back, and until
 	// when: a worker skips them until then (see stillHeld).
 	held      map[order.Key]time.Time
@@ -154,6 +157,7 @@ func New(cfg Config, store Store, sf Storefront, sup Supplier, log *slog.Logger)
 		work:     make(chan order.Key, 4096),
 		inflight: map[order.Key]bool{},
 		held:     map[order.Key]time.Time{},
+		shared:   make(chan struct{}),
 		stopping: stopping, stop: stop,
 	}
 	if cfg.Breaker > 0 {
@@ -336,8 +340,16 @@ func (s *Service) Run(ctx context.Context) error {
 	if on, every := s.OrdersSweepEvery(); on {
 		wg.Go(func() { s.sweepOrdersEvery(ctx, every) })
 	}
+	wg.Go(func() { s.shareQueue(ctx) })
+	// The first sweep waits (a little) until this replica knows the
+	// others, so that replicas starting together do not each take the
+	// whole backlog.
+	select {
+	case <-s.shared:
+	case <-time.After(shareWait):
+	case <-ctx.Done():
+	}
 	if s.cfg.Role == RoleProcess {
-		wg.Go(func() { s.shareQueue(ctx) })
 		wg.Go(func() { s.followQueue(ctx) })
 	}
 	s.sweep(ctx)

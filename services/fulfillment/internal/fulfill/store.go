@@ -30,8 +30,8 @@ type Store interface {
 	// Due returns up to limit queued orders of store whose work is due at
 	// now. Other stores' queues, in a shared etcd, are never read.
 	Due(ctx context.Context, store string, now time.Time, limit int) ([]order.Key, error)
-	// ShareQueue registers this process as one of store's processing
-	// replicas until ctx ends (nil) or the registration fails (an error),
+	// ShareQueue registers this process as one of store's replicas that
+	// process orders until ctx ends (nil) or the registration fails (an error),
 	// and calls set with its own name and the names of every registered
 	// replica (sorted, its own among them) at once and whenever they
 	// change.
