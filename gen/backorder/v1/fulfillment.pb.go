@@ -1385,9 +1385,9 @@ type GetServiceStatusResponse struct {
 	Role ReplicaRole `protobuf:"varint,11,opt,name=role,proto3,enum=backorder.v1.ReplicaRole" json:"role,omitempty"`
 	// How many replicas that process orders (ROLE=all and ROLE=process)
 	// divide the store's queue, this one included, as this replica sees them
-	// (each due order is taken by one of them). 0 for ROLE=intake, and before
-	// it has registered and after it lost its lock session: it then takes
-	// every due order it hears of.
+	// (each due order is taken by one of them). 0 for ROLE=intake, before it
+	// has registered and while it registers again: it then takes every due
+	// order it hears of.
 	ProcessingReplicas int32 `protobuf:"varint,12,opt,name=processing_replicas,json=processingReplicas,proto3" json:"processing_replicas,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache

@@ -250,7 +250,7 @@ func announceMode(log *slog.Logger, cfg config.Config) {
 	case fulfill.RoleIntake:
 		log.Info("ROLE=intake: events are recorded and queued for the replicas with ROLE=process; no order is processed here unless an operator's ProcessOrder asks")
 	case fulfill.RoleProcess:
-		log.Info("ROLE=process: events are recorded and processed, and the queue is followed for the intake replicas' events, shared with the other ROLE=process replicas")
+		log.Info("ROLE=process: events are recorded and processed, and the queue is followed for the intake replicas' events, divided with the other ROLE=process replicas")
 	}
 	if cfg.TropShipMode == order.ModeLive {
 		log.Warn("TROPSHIP_MODE=live: orders are CREATED at TropShip and CHARGED to the account's card",

@@ -20,11 +20,12 @@ func (s *Store) processorsPrefix(store string) string {
 }
 
 // ShareQueue implements fulfill.Store. The replica is registered by a key
-// of its own, processors/<store>/<name>, on its lock session's lease: the
+// of its own, processors/<store>/<name>, whose value is its role, on its
+// lock session's lease: the
 // key goes when the replica stops (deleted) or dies (the lease lapses after
 // LOCK_TTL), and with it the replica's share. A renewed lock session ends
 // the call, and the next registers again under the new lease's name.
-func (s *Store) ShareQueue(ctx context.Context, store string, set func(self string, peers []string)) error {
+func (s *Store) ShareQueue(ctx context.Context, store, role string, set func(self string, peers []fulfill.Peer)) error {
 	// Registering is bounded, as a sweep's read is: with etcd unreachable
 	// the client would wait for ever, and the caller never say so.
 	rctx, cancel := context.WithTimeout(ctx, shareTimeout)
@@ -36,7 +37,7 @@ func (s *Store) ShareQueue(ctx context.Context, store string, set func(self stri
 	prefix := s.processorsPrefix(store)
 	self := fmt.Sprintf("%016x", int64(sess.Lease()))
 	key := prefix + self
-	if _, err := s.cli.Put(rctx, key, "", clientv3.WithLease(sess.Lease())); err != nil {
+	if _, err := s.cli.Put(rctx, key, role, clientv3.WithLease(sess.Lease())); err != nil {
 		return fmt.Errorf("share the queue: register %s: %w", key, unavailable(err))
 	}
 	defer func() {
@@ -46,31 +47,31 @@ func (s *Store) ShareQueue(ctx context.Context, store string, set func(self stri
 		defer cancel()
 		_, _ = s.cli.Delete(dctx, key)
 	}()
-	resp, err := s.cli.Get(rctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	resp, err := s.cli.Get(rctx, prefix, clientv3.WithPrefix())
 	if err != nil {
 		return fmt.Errorf("share the queue: %w", unavailable(err))
 	}
-	peers := map[string]bool{}
+	peers := map[string]string{} // name: role
 	for _, kv := range resp.Kvs {
-		peers[strings.TrimPrefix(string(kv.Key), prefix)] = true
+		peers[strings.TrimPrefix(string(kv.Key), prefix)] = string(kv.Value)
 	}
-	if !peers[self] {
+	if _, ok := peers[self]; !ok {
 		// Gone already (the lease lapsed since the put): the watch,
 		// which starts after this read, would never say so.
 		return fmt.Errorf("share the queue: %w: %s was removed", fulfill.ErrUnavailable, key)
 	}
 	report := func() {
-		names := make([]string, 0, len(peers))
-		for p := range peers {
-			names = append(names, p)
+		list := make([]fulfill.Peer, 0, len(peers))
+		for name, role := range peers {
+			list = append(list, fulfill.Peer{Name: name, Role: role})
 		}
-		slices.Sort(names)
-		set(self, names)
+		slices.SortFunc(list, func(a, b fulfill.Peer) int { return strings.Compare(a.Name, b.Name) })
+		set(self, list)
 	}
 	report()
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	w := s.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithRev(resp.Header.Revision+1))
+	w := s.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
 	for {
 		select {
 		case <-ctx.Done():
@@ -92,10 +93,10 @@ func (s *Store) ShareQueue(ctx context.Context, store string, set func(self stri
 				if ev.Type == clientv3.EventTypeDelete {
 					delete(peers, name)
 				} else {
-					peers[name] = true
+					peers[name] = string(ev.Kv.Value)
 				}
 			}
-			if !peers[self] {
+			if _, ok := peers[self]; !ok {
 				// Our key went (deleted by hand, or the lease lapsed while
 				// the session has not noticed yet): register again.
 				return fmt.Errorf("share the queue: %w: %s was removed", fulfill.ErrUnavailable, key)

@@ -27,10 +27,16 @@ func share(t *testing.T, s *etcdstore.Store, store string) *sharing {
 	ctx, cancel := context.WithCancel(context.Background())
 	sh := &sharing{done: make(chan error, 1), stop: cancel}
 	go func() {
-		sh.done <- s.ShareQueue(ctx, store, func(self string, peers []string) {
+		sh.done <- s.ShareQueue(ctx, store, "process", func(self string, peers []fulfill.Peer) {
 			sh.mu.Lock()
 			defer sh.mu.Unlock()
-			sh.self, sh.peers = self, slices.Clone(peers)
+			sh.self, sh.peers = self, nil
+			for _, p := range peers {
+				if p.Role != "process" {
+					panic("peer registered with role " + p.Role)
+				}
+				sh.peers = append(sh.peers, p.Name)
+			}
 		})
 	}()
 	t.Cleanup(func() { cancel(); <-sh.done })
@@ -137,11 +143,13 @@ func TestShareQueueEndsWithItsSession(t *testing.T) {
 	// As fulfill's caller does: try again until registered. The store may
 	// hand out the old session until it notices the lease is gone.
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	retried := make(chan struct{})
+	defer func() { cancel(); <-retried }()
 	names := make(chan string, 100)
 	go func() {
+		defer close(retried)
 		for ctx.Err() == nil {
-			st.ShareQueue(ctx, "abc", func(self string, _ []string) {
+			st.ShareQueue(ctx, "abc", "all", func(self string, _ []fulfill.Peer) {
 				select {
 				case names <- self:
 				default:

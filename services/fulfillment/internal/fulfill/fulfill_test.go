@@ -1181,12 +1181,20 @@ func TestAnEventDoesNotBringAWaitingOrderForward(t *testing.T) {
 	// One worker takes orders in the order they were queued.
 	svc := fulfill.New(fulfill.Config{
 		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
-		SweepInterval: time.Hour, SweepGrace: time.Millisecond, Workers: 1,
+		SweepInterval: time.Hour, SweepGrace: 50 * time.Millisecond, Workers: 1,
 	}, st, sf, &supplier{live: map[string]int{}}, discard())
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { svc.Run(runCtx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+	// Run's first sweep comes once the replica is registered: the events
+	// below then come after it, and their entries are not due before the
+	// grace, so only the worker runs them.
+	for deadline := time.Now().Add(30 * time.Second); svc.QueueShare() != 1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the replica never registered")
+		}
+	}
 
 	a := order.Key{Store: "abc", ID: 1}
 	if _, err := svc.Intake(ctx, delivery(1, "store/order/created", 0, "c")); err != nil {

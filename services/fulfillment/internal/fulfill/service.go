@@ -108,19 +108,21 @@ type Service struct {
 	log        *slog.Logger
 
 	work chan order.Key
-	// share divides the queue among the processing replicas (ROLE=process;
-	// nil: not divided, this replica takes every due order).
+	// share divides the queue among the replicas that process orders
+	// (nil: not divided, this replica takes every due order).
 	share atomic.Pointer[queueShare]
 	// passed are the due orders the last sweep left to their owners
-	// among the processing replicas (share): the next sweep that finds
-	// them still due takes them.
+	// (share), and when a sweep first left each: see takesDue.
 	sweepMu sync.Mutex
-	passed  map[order.Key]bool
+	passed  map[order.Key]time.Time
+	// sweepNow asks Run for a sweep now (a replica left the division).
+	sweepNow chan struct{}
 	// shared is closed once share was first set.
 	shared     chan struct{}
 	sharedOnce sync.Once
-	mu         sync.Mutex
-	inflight   map[order.Key]bool // queued or running here; true: run again
+
+	mu       sync.Mutex
+	inflight map[order.Key]bool // queued or running here; true: run again
 	// held are the orders this replica's breaker held back, and until
 	// when: a worker skips them until then (see stillHeld).
 	held      map[order.Key]time.Time
@@ -158,6 +160,7 @@ func New(cfg Config, store Store, sf Storefront, sup Supplier, log *slog.Logger)
 		inflight: map[order.Key]bool{},
 		held:     map[order.Key]time.Time{},
 		shared:   make(chan struct{}),
+		sweepNow: make(chan struct{}, 1),
 		stopping: stopping, stop: stop,
 	}
 	if cfg.Breaker > 0 {
@@ -362,6 +365,8 @@ func (s *Service) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			s.sweep(ctx)
+		case <-s.sweepNow:
+			s.sweep(ctx)
 		}
 	}
 }
@@ -381,16 +386,20 @@ func (s *Service) sweep(ctx context.Context) {
 		}
 		return
 	}
+	now := s.cfg.Now()
 	s.sweepMu.Lock()
 	defer s.sweepMu.Unlock()
 	passed := s.passed
-	s.passed = map[order.Key]bool{}
+	s.passed = map[order.Key]time.Time{}
 	for _, k := range keys {
-		if !s.takes(k) && !passed[k] {
-			// Another processing replica's: it takes it. If the next
-			// sweep finds it still due (its owner died, is stuck, or
-			// never heard of it), this replica takes it then.
-			s.passed[k] = true
+		if !s.takesDue(k, now, passed) {
+			// Another replica's, or held back: left to it. Forgotten once
+			// no sweep finds it due and left any more.
+			first, ok := passed[k]
+			if !ok {
+				first = now
+			}
+			s.passed[k] = first
 			continue
 		}
 		s.schedule(k)
@@ -407,7 +416,7 @@ func (s *Service) followQueue(ctx context.Context) {
 	for {
 		err := s.store.FollowQueue(ctx, s.cfg.Store, func() { s.sweep(ctx) }, func(k order.Key, due time.Time) {
 			// A second of slack for the clocks of other machines.
-			if !due.After(s.cfg.Now().Add(time.Second)) && s.takes(k) {
+			if !due.After(s.cfg.Now().Add(time.Second)) && s.takesWritten(k) {
 				s.schedule(k)
 			}
 		})

@@ -22,20 +22,35 @@ import (
 // runs it. Nothing depends on the division for safety (the order's mutex
 // does that), only for not racing: an order its owner did not take (the
 // owner died, hung, or the set changed meanwhile) is taken by any
-// replica's sweep that finds it still due after an earlier sweep left it
-// to its owner.
+// replica's sweep that still finds it due a sweep interval and a half
+// after its first sweep left it to its owner (takesDue).
 type queueShare struct {
-	self  string
-	peers []string // sorted, self among them
+	self string
+	// all are the names of the replicas that process orders, sorted, self
+	// among them: they divide what sweeps find due. watchers are those
+	// of them that follow the queue (ROLE=process): they divide the
+	// entries written due at once (by intake replicas).
+	all, watchers []string
 }
 
-// owner is the replica among peers that takes k: the one whose name,
+func newQueueShare(self string, peers []Peer) *queueShare {
+	q := &queueShare{self: self}
+	for _, p := range peers {
+		q.all = append(q.all, p.Name)
+		if p.Role == RoleProcess.String() {
+			q.watchers = append(q.watchers, p.Name)
+		}
+	}
+	return q
+}
+
+// owner is the replica among names that takes k: the one whose name,
 // hashed with k, gives the highest value.
-func (q *queueShare) owner(k order.Key) string {
+func owner(k order.Key, names []string) string {
 	var best string
 	var bestSum uint64
 	id := strconv.FormatUint(k.ID, 10)
-	for _, p := range q.peers {
+	for _, p := range names {
 		h := fnv.New64a()
 		h.Write([]byte(p))
 		h.Write([]byte{0})
@@ -60,12 +75,49 @@ func mix64(x uint64) uint64 {
 	return x
 }
 
-// takes reports whether this replica takes k when its queue entry is
-// written: always, unless it shares the queue with other processing
-// replicas and another owns k.
-func (s *Service) takes(k order.Key) bool {
+// takesDue reports whether this replica takes k, found due by a sweep,
+// now. Alone or undivided, it takes everything; divided, it takes its own
+// share, and another's only if first left to it at least one and a half
+// sweep intervals before (passed: when each order was first left) — a
+// replica's sweep timer is not in step with its owner's. A replica whose
+// TropShip breaker holds live orders back takes nothing from a divided
+// queue: the others take its share, rather than it holding them too.
+func (s *Service) takesDue(k order.Key, now time.Time, passed map[order.Key]time.Time) bool {
 	q := s.share.Load()
-	return q == nil || len(q.peers) < 2 || q.owner(k) == q.self
+	switch {
+	case q == nil || len(q.all) < 2:
+		return true
+	case s.holdingLive():
+		return false
+	case owner(k, q.all) == q.self:
+		return true
+	}
+	first, ok := passed[k]
+	return ok && now.Sub(first) >= s.cfg.SweepInterval*3/2
+}
+
+// takesWritten reports whether this replica (ROLE=process) takes k when
+// the watch tells of its entry written due at once: its share among the
+// replicas that watch. The others' it leaves to them, and to sweeps.
+func (s *Service) takesWritten(k order.Key) bool {
+	q := s.share.Load()
+	switch {
+	case q == nil || len(q.watchers) < 2 || !slices.Contains(q.watchers, q.self):
+		return q == nil || len(q.all) < 2 || !s.holdingLive()
+	case s.holdingLive():
+		return false
+	}
+	return owner(k, q.watchers) == q.self
+}
+
+// holdingLive says whether this replica's TropShip breaker holds live
+// orders back now.
+func (s *Service) holdingLive() bool {
+	if s.breaker == nil || s.cfg.Mode != order.ModeLive {
+		return false
+	}
+	_, held := s.breaker.Holding()
+	return held
 }
 
 // QueueShare reports how many replicas that process orders divide the
@@ -74,7 +126,7 @@ func (s *Service) takes(k order.Key) bool {
 // every due order it hears of).
 func (s *Service) QueueShare() int {
 	if q := s.share.Load(); q != nil {
-		return len(q.peers)
+		return len(q.all)
 	}
 	return 0
 }
@@ -89,11 +141,20 @@ const shareWait = 5 * time.Second
 // of, as if alone: more races for the orders' locks, nothing missed.
 func (s *Service) shareQueue(ctx context.Context) {
 	for {
-		err := s.store.ShareQueue(ctx, s.cfg.Store, func(self string, peers []string) {
-			old := s.share.Swap(&queueShare{self: self, peers: peers})
+		err := s.store.ShareQueue(ctx, s.cfg.Store, s.cfg.Role.String(), func(self string, peers []Peer) {
+			q := newQueueShare(self, peers)
+			old := s.share.Swap(q)
 			s.sharedOnce.Do(func() { close(s.shared) })
-			if old == nil || !slices.Equal(old.peers, peers) {
-				s.log.InfoContext(ctx, "replicas dividing the queue", "self", self, "replicas", peers)
+			if old != nil && slices.Equal(old.all, q.all) {
+				return
+			}
+			s.log.InfoContext(ctx, "replicas dividing the queue", "self", self, "replicas", q.all)
+			if old != nil && slices.ContainsFunc(old.all, func(n string) bool { return !slices.Contains(q.all, n) }) {
+				// A replica left: its share is someone else's now.
+				select {
+				case s.sweepNow <- struct{}{}:
+				default:
+				}
 			}
 		})
 		s.share.Store(nil)

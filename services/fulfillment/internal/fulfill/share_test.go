@@ -1,8 +1,11 @@
 package fulfill
 
 import (
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
 )
@@ -10,50 +13,84 @@ import (
 // Every replica computes the same owner for an order; the orders are
 // spread evenly; and a replica that leaves moves only its own orders.
 func TestQueueShareOwner(t *testing.T) {
-	three := &queueShare{peers: []string{"0000000000000a1f", "0000000000000a20", "7c3b00000000001e"}}
-	two := &queueShare{peers: three.peers[:2]}
+	three := []string{"0000000000000a1f", "0000000000000a20", "7c3b00000000001e"}
+	two := three[:2]
 	const n = 6000
 	count := map[string]int{}
 	for id := range uint64(n) {
 		k := order.Key{Store: "abc", ID: 100 + id}
-		o := three.owner(k)
-		if again := (&queueShare{peers: three.peers}).owner(k); again != o {
+		o := owner(k, three)
+		if again := owner(k, append([]string(nil), three...)); again != o {
 			t.Fatalf("order %v: owner %s, then %s", k, o, again)
 		}
 		count[o]++
-		if o != three.peers[2] && two.owner(k) != o {
-			t.Fatalf("order %v moved from %s to %s when another replica left", k, o, two.owner(k))
+		if o != three[2] && owner(k, two) != o {
+			t.Fatalf("order %v moved from %s to %s when another replica left", k, o, owner(k, two))
 		}
 	}
-	for _, p := range three.peers {
+	for _, p := range three {
 		if c := count[p]; c < n/3*8/10 || c > n/3*12/10 {
 			t.Errorf("replica %s owns %d of %d orders; want about a third: %v", p, c, n, count)
 		}
 	}
 }
 
-// With no other processing replica known, a replica takes everything;
-// of two, exactly one takes each order.
-func TestTakesAloneOrUnshared(t *testing.T) {
-	a, b := &Service{}, &Service{}
+// The owner of an order must not change between builds: replicas of two
+// builds, during a rolling upgrade, must agree.
+func TestQueueShareOwnerIsStable(t *testing.T) {
+	peers := []string{"0000000000000a1f", "0000000000000a20", "7c3b00000000001e"}
+	var got []string
+	for id := uint64(1); id <= 6; id++ {
+		got = append(got, owner(order.Key{Store: "abc", ID: id}, peers)[12:])
+	}
+	if want := "0a20 0a1f 001e 001e 0a1f 0a1f"; strings.Join(got, " ") != want {
+		t.Errorf("owners of orders 1 to 6: %q, want %q", strings.Join(got, " "), want)
+	}
+}
+
+func peers(roles ...string) []Peer {
+	var out []Peer
+	for i, r := range roles {
+		out = append(out, Peer{Name: string(rune('a' + i)), Role: r})
+	}
+	return out
+}
+
+// Alone or undivided, a replica takes every due order; of two, exactly
+// one takes each at first sight, and the other takes it only once it has
+// been left for a sweep interval and a half.
+func TestTakesDue(t *testing.T) {
+	now := time.Date(2026, 12, 6, 2, 0, 0, 0, time.UTC)
+	a, b := &Service{cfg: Config{SweepInterval: time.Second}}, &Service{cfg: Config{SweepInterval: time.Second}}
 	k := order.Key{Store: "abc", ID: 1}
-	if !a.takes(k) {
+	if !a.takesDue(k, now, nil) || !a.takesWritten(k) {
 		t.Error("a replica that shares nothing must take every order")
 	}
-	a.share.Store(&queueShare{self: "a", peers: []string{"a"}})
-	if !a.takes(k) {
-		t.Error("the only processing replica must take every order")
+	a.share.Store(newQueueShare("a", peers("all")))
+	if !a.takesDue(k, now, nil) {
+		t.Error("the only replica must take every order")
 	}
-	a.share.Store(&queueShare{self: "a", peers: []string{"a", "b"}})
-	b.share.Store(&queueShare{self: "b", peers: []string{"a", "b"}})
+	a.share.Store(newQueueShare("a", peers("all", "all")))
+	b.share.Store(newQueueShare("b", peers("all", "all")))
 	var na int
 	for id := range uint64(1000) {
 		k := order.Key{Store: "abc", ID: id}
-		if a.takes(k) == b.takes(k) {
-			t.Fatalf("order %v: taken by a %v, by b %v; want exactly one", k, a.takes(k), b.takes(k))
+		ta, tb := a.takesDue(k, now, nil), b.takesDue(k, now, nil)
+		if ta == tb {
+			t.Fatalf("order %v: taken by a %v, by b %v; want exactly one", k, ta, tb)
 		}
-		if a.takes(k) {
+		if ta {
 			na++
+		}
+		left := a
+		if ta {
+			left = b
+		}
+		if left.takesDue(k, now, map[order.Key]time.Time{k: now.Add(-time.Second)}) {
+			t.Fatalf("order %v taken by the non-owner a second after it first left it", k)
+		}
+		if !left.takesDue(k, now, map[order.Key]time.Time{k: now.Add(-1500 * time.Millisecond)}) {
+			t.Fatalf("order %v not taken by the non-owner 1.5 s after it first left it", k)
 		}
 	}
 	if na < 400 || na > 600 {
@@ -61,15 +98,46 @@ func TestTakesAloneOrUnshared(t *testing.T) {
 	}
 }
 
-// The owner of an order must not change between builds: replicas of two
-// builds, during a rolling upgrade, must agree.
-func TestQueueShareOwnerIsStable(t *testing.T) {
-	q := &queueShare{peers: []string{"0000000000000a1f", "0000000000000a20", "7c3b00000000001e"}}
-	var got []string
-	for id := uint64(1); id <= 6; id++ {
-		got = append(got, q.owner(order.Key{Store: "abc", ID: id})[12:])
+// Entries written due at once are divided among the replicas that watch
+// the queue (ROLE=process) only: a ROLE=all replica, which does not
+// watch, owns none of them.
+func TestTakesWritten(t *testing.T) {
+	mixed := peers("process", "all", "process")
+	a, c := &Service{}, &Service{}
+	a.share.Store(newQueueShare("a", mixed))
+	c.share.Store(newQueueShare("c", mixed))
+	for id := range uint64(200) {
+		k := order.Key{Store: "abc", ID: id}
+		if a.takesWritten(k) == c.takesWritten(k) {
+			t.Fatalf("order %v: taken by a %v, by c %v; want exactly one of the two watchers", k, a.takesWritten(k), c.takesWritten(k))
+		}
 	}
-	if want := "0a20 0a1f 001e 001e 0a1f 0a1f"; strings.Join(got, " ") != want {
-		t.Errorf("owners of orders 1 to 6: %q, want %q", strings.Join(got, " "), want)
+	alone := &Service{}
+	alone.share.Store(newQueueShare("a", peers("process", "all")))
+	if !alone.takesWritten(order.Key{Store: "abc", ID: 1}) {
+		t.Error("the only watcher must take every entry written due")
+	}
+}
+
+// A replica whose TropShip breaker holds live orders takes nothing from a
+// divided queue (the others take its share), but everything when alone.
+func TestHoldingReplicaLeavesItsShare(t *testing.T) {
+	now := time.Now()
+	s := New(Config{Store: "abc", Mode: order.ModeLive, Breaker: 1, SweepInterval: time.Second}, nil, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s.breaker.Record(order.Result{Outcome: order.Ambiguous}, false)
+	if !s.holdingLive() {
+		t.Fatal("breaker not holding after an ambiguous answer")
+	}
+	k := order.Key{Store: "abc", ID: 1}
+	s.share.Store(newQueueShare("a", peers("process")))
+	if !s.takesDue(k, now, nil) || !s.takesWritten(k) {
+		t.Error("a replica alone must take every order, held back or not")
+	}
+	s.share.Store(newQueueShare("a", peers("process", "process")))
+	for id := range uint64(50) {
+		k := order.Key{Store: "abc", ID: id}
+		if s.takesDue(k, now, map[order.Key]time.Time{k: now.Add(-time.Hour)}) || s.takesWritten(k) {
+			t.Fatalf("order %v taken by a replica whose breaker holds", k)
+		}
 	}
 }

@@ -30,12 +30,12 @@ type Store interface {
 	// Due returns up to limit queued orders of store whose work is due at
 	// now. Other stores' queues, in a shared etcd, are never read.
 	Due(ctx context.Context, store string, now time.Time, limit int) ([]order.Key, error)
-	// ShareQueue registers this process as one of store's replicas that
-	// process orders until ctx ends (nil) or the registration fails (an error),
-	// and calls set with its own name and the names of every registered
-	// replica (sorted, its own among them) at once and whenever they
-	// change.
-	ShareQueue(ctx context.Context, store string, set func(self string, peers []string)) error
+	// ShareQueue registers this process, with its role, as one of store's
+	// replicas that process orders until ctx ends (nil) or the
+	// registration fails (an error), and calls set with its own name and
+	// every registered replica (sorted by name, its own among them) at
+	// once and whenever they change.
+	ShareQueue(ctx context.Context, store, role string, set func(self string, peers []Peer)) error
 	// Lock takes the order's distributed mutex. It returns ErrLockLost when
 	// the process's lock session has ended.
 	Lock(ctx context.Context, k order.Key) (Locked, error)
@@ -49,6 +49,12 @@ type Store interface {
 	// SweepState reads the progress of a store's Orders API sweep (zero:
 	// never swept) without claiming it.
 	SweepState(ctx context.Context, store string) (SweepState, error)
+}
+
+// Peer is a replica that processes a store's orders, as registered by
+// ShareQueue: its name and its role (Role.String).
+type Peer struct {
+	Name, Role string
 }
 
 // Sweep is a claimed Orders API sweep of one store.

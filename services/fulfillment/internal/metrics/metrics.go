@@ -265,7 +265,7 @@ func (m *Metrics) SupplierBreaker(state func() fulfill.BreakerState) {
 func (m *Metrics) QueueShare(replicas func() int) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "backorder_queue_share_replicas",
-		Help: "Replicas that process orders (ROLE=all and ROLE=process) dividing the store's queue among them, this one included, as this replica sees them; 0 before it has registered and after it lost its lock session, when it takes every due order it hears of.",
+		Help: "Replicas that process orders (ROLE=all and ROLE=process) dividing the store's queue among them, this one included, as this replica sees them; 0 before it has registered and while it registers again, when it takes every due order it hears of.",
 	}, func() float64 { return float64(replicas()) }))
 }
 
