@@ -116,6 +116,14 @@ func (b *Breaker) Admit() (probe bool, h Hold, held bool) {
 	return probe, Hold{}, false
 }
 
+// HoldsNow reports whether runs that may send a live order are held back
+// now, as Holding, without counting a held run.
+func (b *Breaker) HoldsNow() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.openUntil.IsZero() && (b.now().Before(b.openUntil) || b.probing)
+}
+
 func (b *Breaker) holdLocked(now time.Time) (Hold, bool) {
 	switch {
 	case b.openUntil.IsZero():

@@ -116,8 +116,7 @@ func (s *Service) holdingLive() bool {
 	if s.breaker == nil || s.cfg.Mode != order.ModeLive {
 		return false
 	}
-	_, held := s.breaker.Holding()
-	return held
+	return s.breaker.HoldsNow()
 }
 
 // QueueShare reports how many replicas that process orders divide the

@@ -134,10 +134,16 @@ func TestHoldingReplicaLeavesItsShare(t *testing.T) {
 		t.Error("a replica alone must take every order, held back or not")
 	}
 	s.share.Store(newQueueShare("a", peers("process", "process")))
+	before, _ := s.BreakerState()
 	for id := range uint64(50) {
 		k := order.Key{Store: "abc", ID: id}
 		if s.takesDue(k, now, map[order.Key]time.Time{k: now.Add(-time.Hour)}) || s.takesWritten(k) {
 			t.Fatalf("order %v taken by a replica whose breaker holds", k)
 		}
+	}
+	// Asking is not a held run: backorder_supplier_breaker_held_total
+	// counts runs only.
+	if after, _ := s.BreakerState(); after.Held != before.Held {
+		t.Errorf("held runs went from %d to %d by asking whether to take orders", before.Held, after.Held)
 	}
 }
