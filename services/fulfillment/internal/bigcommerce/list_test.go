@@ -113,26 +113,15 @@ func TestModifiedOrders(t *testing.T) {
 		}
 	})
 	t.Run("a server that refuses sort is asked without it", func(t *testing.T) {
-		fs, srv := newFakeStore(t)
+		fs, c := orderedServer(t, idRange(1000, 1002), true)
+		answer := fs.fault
 		fs.fault = func(w http.ResponseWriter, r *http.Request) bool {
-			q := r.URL.Query()
-			if q.Has("sort") {
+			if r.URL.Query().Has("sort") {
 				writeJSON(w, http.StatusBadRequest, map[string]any{"status": 400, "title": "The field 'sort' is invalid."})
 				return true
 			}
-			minID, _ := strconv.Atoi(q.Get("min_id"))
-			var out []map[string]any
-			for id := max(minID, 1000); id < 1003; id++ {
-				out = append(out, map[string]any{"id": id, "status_id": 11, "date_modified": "Fri, 04 Dec 2026 20:00:00 +0000"})
-			}
-			if len(out) == 0 {
-				w.WriteHeader(http.StatusNoContent)
-				return true
-			}
-			writeJSON(w, http.StatusOK, out)
-			return true
+			return answer(w, r)
 		}
-		c := newClient(t, srv, nil)
 		got, err := c.ModifiedOrders(testCtx(t), testStore, 11, since)
 		if err != nil || len(got) != 3 {
 			t.Fatalf("got %+v, %v; want the 3 orders", got, err)

@@ -1418,6 +1418,28 @@ func waitQueueShare(t *testing.T, r shareReplica, want int) {
 	}
 }
 
+// checkDivided fails unless each order from..to-1 was locked by exactly
+// one of a and b, and each of them locked some.
+func checkDivided(t *testing.T, a, b shareReplica, from, to uint64) {
+	t.Helper()
+	var na, nb int
+	for id := from; id < to; id++ {
+		k := order.Key{Store: "abc", ID: id}
+		ta, tb := a.st.triedFor(k), b.st.triedFor(k)
+		if ta == tb {
+			t.Fatalf("order %v: locked by the first replica %v, by the second %v; want exactly one", k, ta, tb)
+		}
+		if ta {
+			na++
+		} else {
+			nb++
+		}
+	}
+	if na == 0 || nb == 0 {
+		t.Fatalf("the replicas took %d and %d of %d orders; want a share each", na, nb, to-from)
+	}
+}
+
 // sendOrders records a created event of each order from..to-1 through
 // intake and waits until every one is SUBMITTED.
 func sendOrders(t *testing.T, intake *fulfill.Service, sf *storefront, from, to uint64) {
@@ -1448,22 +1470,7 @@ func TestProcessingReplicasShareTheQueue(t *testing.T) {
 	waitQueueShare(t, b, 2)
 	const n = 40
 	sendOrders(t, intake.svc, sf, 1, 1+n)
-	var na, nb int
-	for id := uint64(1); id < 1+n; id++ {
-		k := order.Key{Store: "abc", ID: id}
-		ta, tb := a.st.triedFor(k), b.st.triedFor(k)
-		if ta == tb {
-			t.Fatalf("order %v: locked by the first replica %v, by the second %v; want exactly one", k, ta, tb)
-		}
-		if ta {
-			na++
-		} else {
-			nb++
-		}
-	}
-	if na == 0 || nb == 0 {
-		t.Fatalf("the replicas took %d and %d of %d orders; want a share each", na, nb, n)
-	}
+	checkDivided(t, a, b, 1, 1+n)
 
 	b.stop()
 	waitQueueShare(t, a, 1)
@@ -1529,21 +1536,8 @@ func TestReplicasDivideTheirSweeps(t *testing.T) {
 		putRecord(t, st, o, fulfill.QueueOp{At: past})
 	}
 	h := &harness{svc: []*fulfill.Service{a.svc}}
-	var na, nb int
 	for id := uint64(1); id <= n; id++ {
-		k := order.Key{Store: "abc", ID: id}
-		h.waitState(t, k, order.Submitted)
-		ta, tb := a.st.triedFor(k), b.st.triedFor(k)
-		if ta == tb {
-			t.Fatalf("order %v: locked by the first replica %v, by the second %v; want exactly one", k, ta, tb)
-		}
-		if ta {
-			na++
-		} else {
-			nb++
-		}
+		h.waitState(t, order.Key{Store: "abc", ID: id}, order.Submitted)
 	}
-	if na == 0 || nb == 0 {
-		t.Fatalf("the replicas took %d and %d of %d orders; want a share each", na, nb, n)
-	}
+	checkDivided(t, a, b, 1, 1+n)
 }
