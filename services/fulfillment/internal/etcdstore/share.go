@@ -21,10 +21,10 @@ func (s *Store) processorsPrefix(store string) string {
 
 // ShareQueue implements fulfill.Store. The replica is registered by a key
 // of its own, processors/<store>/<name>, whose value is its role, on its
-// lock session's lease: the
-// key goes when the replica stops (deleted) or dies (the lease lapses after
-// LOCK_TTL), and with it the replica's share. A renewed lock session ends
-// the call, and the next registers again under the new lease's name.
+// lock session's lease: the key goes when the replica stops (deleted) or
+// dies (the lease lapses after LOCK_TTL), and with it the replica's share.
+// A renewed lock session ends the call, and the next registers again under
+// the new lease's name.
 func (s *Store) ShareQueue(ctx context.Context, store, role string, set func(self string, peers []fulfill.Peer)) error {
 	// Registering is bounded, as a sweep's read is: with etcd unreachable
 	// the client would wait for ever, and the caller never say so.
