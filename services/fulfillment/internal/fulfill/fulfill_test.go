@@ -1541,3 +1541,44 @@ func TestReplicasDivideTheirSweeps(t *testing.T) {
 	}
 	checkDivided(t, a, b, 1, 1+n)
 }
+
+// A run started while another found BigCommerce throttling (an event or a
+// sweep came meanwhile, and its worker waited for the lock) keeps to
+// BigCommerce's Retry-After: the order is not read again before it, only
+// kept queued for it. A person's ProcessOrder still reads it at once.
+func TestARunStartedDuringAFailedReadKeepsItsWait(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t, etcdtest.Start(t))
+	sf := &throttledStorefront{storefront: storefront{status: map[uint64]uint32{}}}
+	svc := fulfill.New(fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
+		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1,
+	}, st, sf, &supplier{live: map[string]int{}}, discard())
+	k := order.Key{Store: "abc", ID: 1}
+	if _, err := svc.Intake(ctx, delivery(1, "store/order/created", 0, "c")); err != nil {
+		t.Fatal(err)
+	}
+	reads := func() int {
+		sf.mu.Lock()
+		defer sf.mu.Unlock()
+		return sf.throttled
+	}
+	if _, err := svc.Process(ctx, k, fulfill.ProcessOptions{}); err == nil {
+		t.Fatal("run against a throttling BigCommerce: no error")
+	}
+	waiting, err := svc.Get(ctx, k)
+	if err != nil || reads() != 1 || !waiting.Pending || waiting.NextAttemptAt.Before(time.Now().Add(59*time.Minute)) {
+		t.Fatalf("after the 429: %+v, %v, %d reads; want queued for an hour on, 1 read", waiting, err, reads())
+	}
+	// The queued run that came meanwhile.
+	got, err := svc.Process(ctx, k, fulfill.ProcessOptions{})
+	if err != nil || reads() != 1 {
+		t.Fatalf("a queued run before the Retry-After: %+v, %v, %d reads; want no error and no read", got, err, reads())
+	}
+	if o, err := svc.Get(ctx, k); err != nil || !o.Pending || !o.NextAttemptAt.Equal(waiting.NextAttemptAt) || o.LastError != waiting.LastError {
+		t.Fatalf("after the early run: %+v, %v; want still queued for %v with its error", o, err, waiting.NextAttemptAt)
+	}
+	if _, err := svc.Process(ctx, k, fulfill.ProcessOptions{Force: true}); err == nil || reads() != 2 {
+		t.Fatalf("a person's run: %v, %d reads; want BigCommerce read again (and its 429)", err, reads())
+	}
+}

@@ -256,6 +256,14 @@ func (p *run) step(ctx context.Context) error {
 		}
 	}
 
+	if !p.opt.Force && p.o.ReadTooSoon(p.now) {
+		// BigCommerce asked for a wait (or STOREFRONT_RETRY set one) in
+		// a run that ended after this one was started (an event or a
+		// sweep came meanwhile): keep to it, as an event that comes now
+		// does (intake keeps the later due time).
+		return p.save(ctx, QueueOp{At: p.o.ReadAfter})
+	}
+
 	// TropShip is not being sent live orders now (the breaker): read
 	// nothing from BigCommerce either, and look again when one may go.
 	if p.s.breaker != nil && p.s.cfg.Mode == order.ModeLive && !p.opt.ValidateOnly {
@@ -276,6 +284,7 @@ func (p *run) step(ctx context.Context) error {
 	case err != nil:
 		return p.storefrontFailed(ctx, err)
 	}
+	p.o.StorefrontAnswered()
 	p.o.StatusID = sfo.StatusID
 	// Step 6, first by status alone: most events of an order come before
 	// it is payable or after it shipped, and each then costs the store's

@@ -69,6 +69,12 @@ type Order struct {
 	UpdatedAt         time.Time `json:"updated_at"`
 	SubmittedAt       time.Time `json:"submitted_at,omitzero"`
 	NextAttemptAt     time.Time `json:"next_attempt_at,omitzero"`
+	// ReadAfter is set when a read of the order from BigCommerce failed:
+	// it is not read again before then (BigCommerce's Retry-After, or
+	// STOREFRONT_RETRY), even by a run that an event or a sweep started
+	// while the failing run was under way. Only a person reads it sooner.
+	// Zero once BigCommerce has answered.
+	ReadAfter time.Time `json:"read_after,omitzero"`
 	// CallDeadline is written with the intent: the supplier call of that
 	// attempt is never started after it. A successor that must find out
 	// whether the call happened waits until after it.

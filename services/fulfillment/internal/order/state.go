@@ -109,14 +109,26 @@ func (o *Order) SetIneligible(reason string, now time.Time) error {
 		return err
 	}
 	o.IneligibleReason, o.NextAttemptAt, o.LastError = reason, time.Time{}, ""
+	o.StorefrontAnswered()
 	return nil
 }
 
 // StorefrontFailed records that the order could not be read from
-// BigCommerce: nothing else changes, and it is read again at next.
+// BigCommerce: nothing else changes, and it is read again at next, not
+// sooner (ReadAfter).
 func (o *Order) StorefrontFailed(reason string, next, now time.Time) {
 	o.LastError, o.NextAttemptAt, o.UpdatedAt = "reading the order from BigCommerce: "+reason, next, now
+	o.ReadAfter = next
 }
+
+// StorefrontAnswered records that BigCommerce gave the order: the wait of
+// a failed read (ReadAfter) is over.
+func (o *Order) StorefrontAnswered() { o.ReadAfter = time.Time{} }
+
+// ReadTooSoon reports whether a run at now comes before the time a failed
+// read of the order set (ReadAfter), and should only keep the order queued
+// for then.
+func (o *Order) ReadTooSoon(now time.Time) bool { return now.Before(o.ReadAfter) }
 
 // HeldBack records that the order's run stopped before anything was sent
 // (and mostly before anything was read), because the supplier is not being

@@ -229,3 +229,28 @@ func TestStateFinal(t *testing.T) {
 		}
 	}
 }
+
+// A failed BigCommerce read sets the time the order is read again; only an
+// answer from BigCommerce (the order, or its absence) clears it.
+func TestAFailedReadWaitsUntilBigCommerceAnswers(t *testing.T) {
+	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	o := order.New(order.Key{Store: "abc", ID: 1}, now)
+	if o.ReadTooSoon(now) {
+		t.Fatal("a new order may not be read")
+	}
+	o.StorefrontFailed("HTTP 429", now.Add(time.Minute), now)
+	if !o.ReadTooSoon(now.Add(59*time.Second)) || o.ReadTooSoon(now.Add(time.Minute)) {
+		t.Fatalf("read after %v: too soon before it, not at it", o.ReadAfter)
+	}
+	o.StorefrontAnswered()
+	if o.ReadTooSoon(now) {
+		t.Fatal("BigCommerce answered, yet the order waits")
+	}
+	o.StorefrontFailed("HTTP 503", now.Add(time.Minute), now)
+	if err := o.SetIneligible("status 7", now); err != nil {
+		t.Fatal(err)
+	}
+	if o.ReadTooSoon(now) {
+		t.Fatal("an order found ineligible still waits for a failed read's time: its next event would wait too")
+	}
+}
