@@ -20,12 +20,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
+	"github.com/backorder/backorder/services/fulfillment/internal/retryafter"
 )
 
 // Defaults of Config.
@@ -303,7 +303,7 @@ func (c *Client) do(ctx context.Context, store string, req request) (*response, 
 		c.stats.rateLimited.Add(1)
 		reset := resetDuration(resp.header)
 		if reset <= 0 {
-			reset = retryAfter(resp.header)
+			reset = retryafter.Parse(resp.header, time.Now())
 		}
 		if reset <= 0 {
 			reset = fallbackReset
@@ -377,7 +377,7 @@ func (c *Client) statusError(req request, resp *response, notFound error) error 
 	case s >= 500 || s == http.StatusRequestTimeout:
 		return &fulfill.RetryableError{
 			Err:        exchangeError{fmt.Errorf("bigcommerce: %s: HTTP %d%s", req, s, snippet(resp.body, c.cfg.AccessToken))},
-			RetryAfter: retryAfter(resp.header),
+			RetryAfter: retryafter.Parse(resp.header, time.Now()),
 		}
 	default:
 		return fmt.Errorf("bigcommerce: %s: unexpected HTTP %d%s", req, s, snippet(resp.body, c.cfg.AccessToken))
@@ -417,24 +417,4 @@ func snippet(b []byte, token string) string {
 		s = s[:maxLen] + "..."
 	}
 	return ": " + s
-}
-
-// retryAfter parses Retry-After (seconds or an HTTP date); 0 when absent.
-func retryAfter(h http.Header) time.Duration {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n <= 0 {
-			return 0
-		}
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := time.Until(t); d > 0 {
-			return d
-		}
-	}
-	return 0
 }

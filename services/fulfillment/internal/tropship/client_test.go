@@ -496,7 +496,15 @@ func TestOutcomeTable(t *testing.T) {
 		{name: "502 live", reply: reply{status: 502}, want: order.Ambiguous},
 		{name: "503 validate", validate: true, reply: reply{status: 503}, want: order.NotSent},
 		{name: "409 live", reply: reply{status: 409, body: `{"errors":[{"code":"duplicate_reference","message":"exists"}]}`}, want: order.Ambiguous},
-		{name: "403", reply: reply{status: 403}, want: order.Refused, wantReason: "403"},
+		// A 403, 404 or 405 that lists no errors is about the settings,
+		// not the order: nothing was created, and it is tried again.
+		{name: "403", reply: reply{status: 403}, want: order.NotSent, wantReason: "403 (Forbidden), nothing created: no details given; the TropShip account (TROPSHIP_CLIENT_ID)"},
+		{name: "404 wrong path", reply: reply{status: 404, body: `404 page not found`}, want: order.NotSent, wantReason: "check TROPSHIP_BASE_URL and TROPSHIP_ORDERS_PATH"},
+		{name: "405 validate", validate: true, reply: reply{status: 405}, want: order.NotSent, wantReason: "TROPSHIP_ORDERS_PATH"},
+		// One that lists the order's errors is a refusal of the order.
+		{name: "404 about a product", reply: reply{status: 404, body: `{"errors":[{"field":"lines[0].product_code","code":"not_found","message":"no such product"}]}`},
+			want: order.Refused, wantReason: "no such product"},
+		{name: "410", reply: reply{status: 410}, want: order.Refused, wantReason: "410"},
 		{name: "202 live without id", reply: reply{status: 202, body: `{}`}, want: order.Ambiguous},
 		{name: "redirect not followed", reply: reply{status: 307, header: map[string]string{"Location": "/elsewhere"}}, want: order.Ambiguous},
 		{name: "401 then created", reply: reply{status: 201, body: `{"offline_order_id":"OFF-10"}`, refresh: true}, want: order.Created, wantID: "OFF-10"},
@@ -788,32 +796,6 @@ func TestLookupErrors(t *testing.T) {
 				t.Errorf("RetryAfter = %v", re.RetryAfter)
 			}
 		})
-	}
-}
-
-func TestRetryAfter(t *testing.T) {
-	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		in   string
-		want time.Duration
-	}{
-		{"", 0},
-		{"0", 0},
-		{"5", 5 * time.Second},
-		{" 120 ", 2 * time.Minute},
-		{"-3", 0},
-		{"soon", 0},
-		{now.Add(30 * time.Second).Format(http.TimeFormat), 30 * time.Second},
-		{now.Add(-30 * time.Second).Format(http.TimeFormat), 0},
-		{"Thu, 01 Jan 2026 12:01:00 GMT", time.Minute},
-	} {
-		h := http.Header{}
-		if tc.in != "" {
-			h.Set("Retry-After", tc.in)
-		}
-		if got := retryAfter(h, now); got != tc.want {
-			t.Errorf("retryAfter(%q) = %v, want %v", tc.in, got, tc.want)
-		}
 	}
 }
 

@@ -10,11 +10,9 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"golang.org/x/oauth2"
 
@@ -165,25 +163,6 @@ func describeTokenError(err error) string {
 		return s
 	}
 	return "the token endpoint failed: " + transportError(err).Error()
-}
-
-// retryAfter parses Retry-After, seconds or an HTTP date; 0 when absent,
-// invalid or past.
-func retryAfter(h http.Header, now time.Time) time.Duration {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n <= 0 || n > int64((365*24*time.Hour)/time.Second) {
-			return 0
-		}
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }
 
 // redact removes secrets from text meant for people: the client secret and

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/backorder/backorder/services/fulfillment/internal/fulfill"
+	"github.com/backorder/backorder/services/fulfillment/internal/retryafter"
 )
 
 // Lookup asks the supplier for the order carrying reference. It returns the
@@ -43,7 +44,7 @@ func (c *Client) Lookup(ctx context.Context, reference string) (string, bool, er
 	case st == http.StatusTooManyRequests || st >= 500 || st == http.StatusRequestTimeout:
 		return "", false, &fulfill.RetryableError{
 			Err:        fmt.Errorf("tropship: lookup %q: HTTP %d", reference, st),
-			RetryAfter: retryAfter(rep.header, time.Now()),
+			RetryAfter: retryafter.Parse(rep.header, time.Now()),
 		}
 	default:
 		return "", false, fmt.Errorf("tropship: lookup %q: unexpected HTTP %d", reference, st)

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
+	"github.com/backorder/backorder/services/fulfillment/internal/retryafter"
 )
 
 // submission is the JSON body of tropship.md; every field is always sent.
@@ -168,7 +169,7 @@ func classify(rep *reply, validateOnly bool, now time.Time) order.Result {
 		return order.Result{Outcome: order.NotSent,
 			Reason: "the supplier refused the credentials: HTTP 401 twice, the second time with a freshly issued token"}
 	case st == http.StatusTooManyRequests:
-		return order.Result{Outcome: order.Throttled, RetryAfter: retryAfter(rep.header, now),
+		return order.Result{Outcome: order.Throttled, RetryAfter: retryafter.Parse(rep.header, now),
 			Reason: "the supplier is throttling requests (HTTP 429)"}
 	case st >= 500:
 		return unclear(fmt.Sprintf("the supplier failed with HTTP %d", st))
@@ -177,6 +178,16 @@ func classify(rep *reply, validateOnly bool, now time.Time) order.Result {
 		return unclear(fmt.Sprintf("HTTP 409 Conflict: %s", refusal(a)))
 	case st == http.StatusRequestTimeout:
 		return unclear("HTTP 408 Request Timeout")
+	case (st == http.StatusForbidden || st == http.StatusNotFound || st == http.StatusMethodNotAllowed) && len(a.Errors) == 0:
+		// Not an answer about the order (that would list its errors, as
+		// tropship.md's refusals do) but about where or as whom it was
+		// sent: nothing was created, and every order would meet the same
+		// answer. So not REJECTED (which asks a person to fix each
+		// order): tried again with backoff, the reason naming the
+		// settings, so that orders go on by themselves once they are
+		// fixed.
+		return order.Result{Outcome: order.NotSent, Reason: fmt.Sprintf("HTTP %d (%s), nothing created: %s; %s",
+			st, http.StatusText(st), refusal(a), misconfigured(st))}
 	case st >= 400:
 		// Any other client error: HTTP says the request was not acted on;
 		// a person must fix the configuration or the order.
@@ -185,6 +196,15 @@ func classify(rep *reply, validateOnly bool, now time.Time) order.Result {
 	default:
 		return unclear(fmt.Sprintf("unexpected answer HTTP %d", st))
 	}
+}
+
+// misconfigured says which settings a 403, 404 or 405 to an order points
+// at.
+func misconfigured(status int) string {
+	if status == http.StatusForbidden {
+		return "the TropShip account (TROPSHIP_CLIENT_ID) may not be allowed to place orders"
+	}
+	return "check TROPSHIP_BASE_URL and TROPSHIP_ORDERS_PATH"
 }
 
 func decodeNote(err error) string {
