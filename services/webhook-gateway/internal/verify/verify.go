@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
@@ -124,6 +125,13 @@ func (v *Verifier) Verify(header http.Header, body []byte) (Checked, error) {
 		secretOK = true
 	}
 	if v.signature != nil && (v.secretHeader == "" || carriesAny(header, signatureHeaders)) {
+		// Standard Webhooks sends the signatures (several while a key
+		// rotates) space-separated in one header; a proxy may split them
+		// over several lines, of which the library reads only the first.
+		if sigs := header.Values("Webhook-Signature"); len(sigs) > 1 {
+			header = header.Clone()
+			header.Set("Webhook-Signature", strings.Join(sigs, " "))
+		}
 		// Verify enforces the ±5 minute timestamp window against replays.
 		if err := v.signature.Verify(body, header); err != nil {
 			return "", fmt.Errorf("%w: %w", ErrSignature, err)

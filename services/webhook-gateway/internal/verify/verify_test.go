@@ -67,6 +67,18 @@ func TestVerify(t *testing.T) {
 			h.Add("X-Hook-Secret", "guess")
 			return h
 		}(), verify.ErrSharedSecret},
+		{"signature on the second of two header lines", verify.Options{ClientSecret: "key"}, func() http.Header {
+			h := signed(t, "key", now)
+			good := h.Get("Webhook-Signature")
+			h.Set("Webhook-Signature", "v1,AAAA")
+			h.Add("Webhook-Signature", good)
+			return h
+		}(), nil},
+		{"two header lines, neither right", verify.Options{ClientSecret: "key"}, func() http.Header {
+			h := signed(t, "other", now)
+			h.Add("Webhook-Signature", "v1,AAAA")
+			return h
+		}(), verify.ErrSignature},
 		{"insecure accepts anything", verify.Options{Insecure: true}, http.Header{}, nil},
 	}
 	for _, tt := range tests {
