@@ -1521,10 +1521,13 @@ type SupplierBreaker struct {
 	// While open: when a live order may go as the probe.
 	ProbeAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=probe_at,json=probeAt,proto3" json:"probe_at,omitempty"`
 	// Runs held back since the replica started (an order held several
-	// times counts each time).
-	HeldRuns      int64 `protobuf:"varint,4,opt,name=held_runs,json=heldRuns,proto3" json:"held_runs,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// times counts each time), by the breaker or a 429.
+	HeldRuns int64 `protobuf:"varint,4,opt,name=held_runs,json=heldRuns,proto3" json:"held_runs,omitempty"`
+	// Set while TropShip's latest 429 holds live orders back (open or not):
+	// no live order is sent before it (its Retry-After, or 1 s).
+	ThrottledUntil *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=throttled_until,json=throttledUntil,proto3" json:"throttled_until,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SupplierBreaker) Reset() {
@@ -1583,6 +1586,13 @@ func (x *SupplierBreaker) GetHeldRuns() int64 {
 		return x.HeldRuns
 	}
 	return 0
+}
+
+func (x *SupplierBreaker) GetThrottledUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ThrottledUntil
+	}
+	return nil
 }
 
 // BigCommerceQuota is one replica's view of the store's API quota (one per
@@ -2237,12 +2247,13 @@ const file_backorder_v1_fulfillment_proto_rawDesc = "" +
 	" \x01(\v2\x1d.backorder.v1.SupplierBreakerR\x0fsupplierBreaker\x12-\n" +
 	"\x04role\x18\v \x01(\x0e2\x19.backorder.v1.ReplicaRoleR\x04role\x12/\n" +
 	"\x13processing_replicas\x18\f \x01(\x05R\x12processingReplicasB\x10\n" +
-	"\x0e_queued_orders\"\x8f\x01\n" +
+	"\x0e_queued_orders\"\xd4\x01\n" +
 	"\x0fSupplierBreaker\x12\x14\n" +
 	"\x05after\x18\x01 \x01(\x05R\x05after\x12\x12\n" +
 	"\x04open\x18\x02 \x01(\bR\x04open\x125\n" +
 	"\bprobe_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aprobeAt\x12\x1b\n" +
-	"\theld_runs\x18\x04 \x01(\x03R\bheldRuns\"\x8b\x02\n" +
+	"\theld_runs\x18\x04 \x01(\x03R\bheldRuns\x12C\n" +
+	"\x0fthrottled_until\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0ethrottledUntil\"\x8b\x02\n" +
 	"\x10BigCommerceQuota\x12(\n" +
 	"\rrequests_left\x18\x01 \x01(\x03H\x00R\frequestsLeft\x88\x01\x01\x127\n" +
 	"\tresets_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bresetsAt\x129\n" +
@@ -2393,34 +2404,35 @@ var file_backorder_v1_fulfillment_proto_depIdxs = []int32{
 	20, // 23: backorder.v1.GetServiceStatusResponse.supplier_breaker:type_name -> backorder.v1.SupplierBreaker
 	2,  // 24: backorder.v1.GetServiceStatusResponse.role:type_name -> backorder.v1.ReplicaRole
 	28, // 25: backorder.v1.SupplierBreaker.probe_at:type_name -> google.protobuf.Timestamp
-	28, // 26: backorder.v1.BigCommerceQuota.resets_at:type_name -> google.protobuf.Timestamp
-	28, // 27: backorder.v1.BigCommerceQuota.held_until:type_name -> google.protobuf.Timestamp
-	28, // 28: backorder.v1.OrdersSweepStatus.since:type_name -> google.protobuf.Timestamp
-	28, // 29: backorder.v1.OrdersSweepStatus.cursor:type_name -> google.protobuf.Timestamp
-	28, // 30: backorder.v1.OrdersSweepStatus.last_run:type_name -> google.protobuf.Timestamp
-	5,  // 31: backorder.v1.RetryOrderResponse.order:type_name -> backorder.v1.Order
-	5,  // 32: backorder.v1.ResolveOrderResponse.order:type_name -> backorder.v1.Order
-	8,  // 33: backorder.v1.FulfillmentService.HandleOrderWebhook:input_type -> backorder.v1.HandleOrderWebhookRequest
-	12, // 34: backorder.v1.FulfillmentService.ProcessOrder:input_type -> backorder.v1.ProcessOrderRequest
-	14, // 35: backorder.v1.FulfillmentService.GetOrder:input_type -> backorder.v1.GetOrderRequest
-	16, // 36: backorder.v1.FulfillmentService.ListOrders:input_type -> backorder.v1.ListOrdersRequest
-	23, // 37: backorder.v1.FulfillmentService.RetryOrder:input_type -> backorder.v1.RetryOrderRequest
-	25, // 38: backorder.v1.FulfillmentService.ResolveOrder:input_type -> backorder.v1.ResolveOrderRequest
-	18, // 39: backorder.v1.FulfillmentService.GetServiceStatus:input_type -> backorder.v1.GetServiceStatusRequest
-	3,  // 40: backorder.v1.FulfillmentService.SweepOrders:input_type -> backorder.v1.SweepOrdersRequest
-	11, // 41: backorder.v1.FulfillmentService.HandleOrderWebhook:output_type -> backorder.v1.HandleOrderWebhookResponse
-	13, // 42: backorder.v1.FulfillmentService.ProcessOrder:output_type -> backorder.v1.ProcessOrderResponse
-	15, // 43: backorder.v1.FulfillmentService.GetOrder:output_type -> backorder.v1.GetOrderResponse
-	17, // 44: backorder.v1.FulfillmentService.ListOrders:output_type -> backorder.v1.ListOrdersResponse
-	24, // 45: backorder.v1.FulfillmentService.RetryOrder:output_type -> backorder.v1.RetryOrderResponse
-	26, // 46: backorder.v1.FulfillmentService.ResolveOrder:output_type -> backorder.v1.ResolveOrderResponse
-	19, // 47: backorder.v1.FulfillmentService.GetServiceStatus:output_type -> backorder.v1.GetServiceStatusResponse
-	4,  // 48: backorder.v1.FulfillmentService.SweepOrders:output_type -> backorder.v1.SweepOrdersResponse
-	41, // [41:49] is the sub-list for method output_type
-	33, // [33:41] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	28, // 26: backorder.v1.SupplierBreaker.throttled_until:type_name -> google.protobuf.Timestamp
+	28, // 27: backorder.v1.BigCommerceQuota.resets_at:type_name -> google.protobuf.Timestamp
+	28, // 28: backorder.v1.BigCommerceQuota.held_until:type_name -> google.protobuf.Timestamp
+	28, // 29: backorder.v1.OrdersSweepStatus.since:type_name -> google.protobuf.Timestamp
+	28, // 30: backorder.v1.OrdersSweepStatus.cursor:type_name -> google.protobuf.Timestamp
+	28, // 31: backorder.v1.OrdersSweepStatus.last_run:type_name -> google.protobuf.Timestamp
+	5,  // 32: backorder.v1.RetryOrderResponse.order:type_name -> backorder.v1.Order
+	5,  // 33: backorder.v1.ResolveOrderResponse.order:type_name -> backorder.v1.Order
+	8,  // 34: backorder.v1.FulfillmentService.HandleOrderWebhook:input_type -> backorder.v1.HandleOrderWebhookRequest
+	12, // 35: backorder.v1.FulfillmentService.ProcessOrder:input_type -> backorder.v1.ProcessOrderRequest
+	14, // 36: backorder.v1.FulfillmentService.GetOrder:input_type -> backorder.v1.GetOrderRequest
+	16, // 37: backorder.v1.FulfillmentService.ListOrders:input_type -> backorder.v1.ListOrdersRequest
+	23, // 38: backorder.v1.FulfillmentService.RetryOrder:input_type -> backorder.v1.RetryOrderRequest
+	25, // 39: backorder.v1.FulfillmentService.ResolveOrder:input_type -> backorder.v1.ResolveOrderRequest
+	18, // 40: backorder.v1.FulfillmentService.GetServiceStatus:input_type -> backorder.v1.GetServiceStatusRequest
+	3,  // 41: backorder.v1.FulfillmentService.SweepOrders:input_type -> backorder.v1.SweepOrdersRequest
+	11, // 42: backorder.v1.FulfillmentService.HandleOrderWebhook:output_type -> backorder.v1.HandleOrderWebhookResponse
+	13, // 43: backorder.v1.FulfillmentService.ProcessOrder:output_type -> backorder.v1.ProcessOrderResponse
+	15, // 44: backorder.v1.FulfillmentService.GetOrder:output_type -> backorder.v1.GetOrderResponse
+	17, // 45: backorder.v1.FulfillmentService.ListOrders:output_type -> backorder.v1.ListOrdersResponse
+	24, // 46: backorder.v1.FulfillmentService.RetryOrder:output_type -> backorder.v1.RetryOrderResponse
+	26, // 47: backorder.v1.FulfillmentService.ResolveOrder:output_type -> backorder.v1.ResolveOrderResponse
+	19, // 48: backorder.v1.FulfillmentService.GetServiceStatus:output_type -> backorder.v1.GetServiceStatusResponse
+	4,  // 49: backorder.v1.FulfillmentService.SweepOrders:output_type -> backorder.v1.SweepOrdersResponse
+	42, // [42:50] is the sub-list for method output_type
+	34, // [34:42] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_backorder_v1_fulfillment_proto_init() }

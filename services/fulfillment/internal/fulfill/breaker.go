@@ -22,6 +22,13 @@ import (
 // clear answer (created, refused, throttled) closes the breaker, another
 // ambiguous one opens it for twice as long (at most BreakerMaxCooldown).
 //
+// It also keeps TropShip's 429s: a live call answered 429 (or a live
+// order's pre-check) holds every live order back until the Retry-After (1 s
+// when none is given), as an open breaker does, so that a throttled
+// supplier is not sent one order after another only to refuse each, every
+// refusal costing that order an attempt, and its BigCommerce reads the
+// store's quota.
+//
 // The service asks it twice per run: Holding before the run reads
 // BigCommerce (cheap, reserves nothing), and Admit just before the intent
 // of the live call, which reserves the probe; Record then counts the
@@ -38,6 +45,10 @@ type Breaker struct {
 	openUntil time.Time     // zero: closed
 	probing   bool          // a probe is in flight
 	held      uint64
+	// throttledUntil: TropShip answered 429; no live order goes before
+	// it. The held orders come due over throttleSpread after it.
+	throttledUntil time.Time
+	throttleSpread time.Duration
 }
 
 const (
@@ -50,6 +61,9 @@ const (
 	// long after the probe may go, so that they do not all come due at
 	// once, read BigCommerce, and find the probe taken.
 	breakerSpread = 10 * time.Second
+	// ThrottleWait is how long a 429 with no Retry-After holds live
+	// orders back.
+	ThrottleWait = time.Second
 )
 
 // NewBreaker returns a closed breaker that opens after after ambiguous
@@ -71,13 +85,20 @@ type BreakerState struct {
 	Until time.Time
 	// Held counts the runs held back since the process started.
 	Held uint64
+	// ThrottledUntil is set while a 429 from TropShip holds live orders
+	// back: none is sent before it.
+	ThrottledUntil time.Time
 }
 
 // State reports the breaker's state.
 func (b *Breaker) State() BreakerState {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return BreakerState{After: b.after, Open: !b.openUntil.IsZero(), Until: b.openUntil, Held: b.held}
+	st := BreakerState{After: b.after, Open: !b.openUntil.IsZero(), Until: b.openUntil, Held: b.held}
+	if b.now().Before(b.throttledUntil) {
+		st.ThrottledUntil = b.throttledUntil
+	}
+	return st
 }
 
 // Hold is why and until when a run is held back. A zero Until means a
@@ -121,11 +142,19 @@ func (b *Breaker) Admit() (probe bool, h Hold, held bool) {
 func (b *Breaker) HoldsNow() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return !b.openUntil.IsZero() && (b.now().Before(b.openUntil) || b.probing)
+	now := b.now()
+	return (!b.openUntil.IsZero() && (now.Before(b.openUntil) || b.probing)) || now.Before(b.throttledUntil)
 }
 
 func (b *Breaker) holdLocked(now time.Time) (Hold, bool) {
 	switch {
+	case b.openUntil.IsZero() && now.Before(b.throttledUntil):
+		b.held++
+		return Hold{
+			Reason: fmt.Sprintf("not sent: TropShip asked for a wait (HTTP 429), so live orders are held back until %s",
+				b.throttledUntil.UTC().Format(time.RFC3339)),
+			Until: b.throttledUntil.Add(rand.N(b.throttleSpread)),
+		}, true
 	case b.openUntil.IsZero():
 		return Hold{}, false
 	case now.Before(b.openUntil):
@@ -173,7 +202,39 @@ func (b *Breaker) Record(r order.Result, probe bool) {
 			b.log.Info("TropShip answers clearly again: live orders are sent again", "held", b.held)
 		}
 		b.unclear, b.cooldown, b.openUntil = 0, BreakerCooldown, time.Time{}
+		if r.Outcome == order.Throttled {
+			b.throttleLocked(r.RetryAfter)
+		}
 	}
+}
+
+// Throttled holds live orders back after TropShip answered a call that
+// Record does not count (a live order's pre-check) with 429.
+func (b *Breaker) Throttled(retryAfter time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.throttleLocked(retryAfter)
+}
+
+// throttleLocked holds live orders back for retryAfter (ThrottleWait when
+// none was given); a shorter wait never shortens one already set.
+func (b *Breaker) throttleLocked(retryAfter time.Duration) {
+	if retryAfter <= 0 {
+		retryAfter = ThrottleWait
+	}
+	now := b.now()
+	until := now.Add(retryAfter)
+	if !until.After(b.throttledUntil) {
+		return
+	}
+	if !now.Before(b.throttledUntil) {
+		b.log.Warn("TropShip is throttling (HTTP 429): holding live orders back (nothing is lost: they are sent after the wait)",
+			"until", until)
+	}
+	b.throttledUntil = until
+	// Spread the held orders over about as long as the wait (1 to 10 s),
+	// so that they do not all meet the limit again at once.
+	b.throttleSpread = min(max(retryAfter, time.Second), breakerSpread)
 }
 
 // heldSweepAt is the number of held orders past which noteHeld first
@@ -215,7 +276,7 @@ func (s *Service) stillHeld(k order.Key) bool {
 	if !ok {
 		return false
 	}
-	if !s.cfg.Now().Before(until) || !s.breaker.State().Open {
+	if !s.cfg.Now().Before(until) || !s.breaker.HoldsNow() {
 		delete(s.held, k)
 		return false
 	}

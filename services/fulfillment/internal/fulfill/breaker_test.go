@@ -283,3 +283,135 @@ func TestBreakerHoldsOrdersBackInsteadOfReview(t *testing.T) {
 		t.Fatalf("breaker %+v after a created probe, want closed", st)
 	}
 }
+
+// A 429 holds every live order back until its Retry-After (ThrottleWait
+// when it names none), the held orders spread over up to 10 s after it;
+// a shorter 429 never shortens the wait. It is a clear answer: it neither
+// opens the breaker nor counts toward opening it.
+func TestBreakerHoldsLiveOrdersThroughA429(t *testing.T) {
+	A := order.Ambiguous
+	clock := testclock.New(time.Now())
+	b := fulfill.NewBreaker(2, clock.Now, discard())
+	call(b, A)
+	probe, _, held := b.Admit()
+	if probe || held {
+		t.Fatal("closed breaker held a call")
+	}
+	b.Record(order.Result{Outcome: order.Throttled, RetryAfter: 30 * time.Second}, false)
+	until := clock.Now().Add(30 * time.Second)
+	st := b.State()
+	if st.Open || !st.ThrottledUntil.Equal(until) {
+		t.Fatalf("after a 429 with Retry-After 30 s: %+v; want closed, throttled until %v", st, until)
+	}
+	h, held := b.Holding()
+	if !held || !spreadFrom(h.Until, until) || !strings.Contains(h.Reason, "429") {
+		t.Fatalf("Holding after the 429: %+v, %v; want held until about %v, naming the 429", h, held, until)
+	}
+	if _, h, held := b.Admit(); !held || !spreadFrom(h.Until, until) {
+		t.Fatalf("Admit after the 429: %+v, %v; want held", h, held)
+	}
+	if !b.HoldsNow() {
+		t.Fatal("HoldsNow false while throttled")
+	}
+	// A bare 429 (ThrottleWait) does not shorten it.
+	b.Throttled(0)
+	if st := b.State(); !st.ThrottledUntil.Equal(until) {
+		t.Fatalf("after a shorter 429: throttled until %v, want still %v", st.ThrottledUntil, until)
+	}
+	clock.Advance(30 * time.Second)
+	if _, held := b.Holding(); held || b.HoldsNow() {
+		t.Fatal("held once the Retry-After has passed")
+	}
+	if st := b.State(); !st.ThrottledUntil.IsZero() || st.Held != 2 {
+		t.Fatalf("after the wait: %+v; want not throttled, 2 held runs", st)
+	}
+	// The 429 reset the ambiguous count: one more does not open it.
+	call(b, A)
+	if st := b.State(); st.Open {
+		t.Fatalf("one ambiguous answer after a 429 opened the breaker: %+v", st)
+	}
+	b.Throttled(0)
+	if h, held := b.Holding(); !held || !h.Until.After(clock.Now().Add(fulfill.ThrottleWait-time.Nanosecond)) ||
+		h.Until.After(clock.Now().Add(fulfill.ThrottleWait+breakerSpreadMax)) {
+		t.Fatalf("after a bare 429: %+v, %v; want held for %s", h, held, fulfill.ThrottleWait)
+	}
+}
+
+const breakerSpreadMax = 10 * time.Second
+
+// throttling answers every live call 429 with a Retry-After, and counts
+// the calls.
+type throttling struct {
+	scripted
+	retryAfter time.Duration
+}
+
+func (s *throttling) Submit(ctx context.Context, sub order.Submission, validateOnly bool) order.Result {
+	r := s.scripted.Submit(ctx, sub, validateOnly)
+	if r.Outcome == order.Throttled {
+		r.RetryAfter, r.Reason = s.retryAfter, "HTTP 429"
+	}
+	return r
+}
+
+// Through the service: TropShip answers the first live order 429. The
+// orders after it are not sent, nor read from BigCommerce, until the
+// Retry-After; they keep their state and count no attempt. Then all go.
+func TestA429HoldsTheOtherOrdersBack(t *testing.T) {
+	ctx := context.Background()
+	clock := testclock.New(time.Now())
+	sup := &throttling{scripted: scripted{script: []order.Outcome{order.Throttled, order.Created}}, retryAfter: time.Minute}
+	sf := &storefront{status: map[uint64]uint32{1: 11, 2: 11, 3: 11}}
+	svc := fulfill.New(fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(), Breaker: 5,
+		Retry:         order.RetryPolicy{Base: time.Second, Max: time.Second},
+		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1, Now: clock.Now,
+	}, newStore(t, etcdtest.Start(t)), sf, sup, discard())
+	for id := uint64(1); id <= 3; id++ {
+		if _, err := svc.Intake(ctx, delivery(id, "store/order/created", 0, fmt.Sprintf("h%d", id))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(id uint64) *order.Order {
+		t.Helper()
+		if _, err := svc.Process(ctx, order.Key{Store: "abc", ID: id}, fulfill.ProcessOptions{}); err != nil {
+			t.Fatalf("order %d: %v", id, err)
+		}
+		o, err := svc.Get(ctx, order.Key{Store: "abc", ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	if o := run(1); o.State != order.RetryScheduled || o.Attempts != 1 {
+		t.Fatalf("order 1, answered 429: %v, %d attempts; want RETRY_SCHEDULED after its one attempt", o.State, o.Attempts)
+	}
+	sf.mu.Lock()
+	contents := sf.contents
+	sf.mu.Unlock()
+	until := clock.Now().Add(time.Minute)
+	for id := uint64(2); id <= 3; id++ {
+		o := run(id)
+		if o.State != order.Received || o.Attempts != 0 || !o.Pending || !strings.Contains(o.LastError, "429") || !spreadFrom(o.NextAttemptAt, until) {
+			t.Fatalf("order %d after the 429: %v, %d attempts, pending %v, %q, next %v; want RECEIVED, no attempt, queued, saying 429, due at about %v",
+				id, o.State, o.Attempts, o.Pending, o.LastError, o.NextAttemptAt, until)
+		}
+	}
+	sf.mu.Lock()
+	if sf.contents != contents {
+		t.Errorf("held orders read from BigCommerce %d times, want none", sf.contents-contents)
+	}
+	sf.mu.Unlock()
+	if n := sup.calls(); n != 1 {
+		t.Fatalf("%d live calls, want 1: the others wait for the Retry-After", n)
+	}
+	clock.Advance(time.Minute + breakerSpreadMax)
+	for id := uint64(1); id <= 3; id++ {
+		if o := run(id); o.State != order.Submitted {
+			t.Fatalf("order %d after the wait: %v (%s); want SUBMITTED", id, o.State, o.LastError)
+		}
+	}
+	if n := sup.calls(); n != 4 {
+		t.Fatalf("%d live calls, want 4 (the 429, then one each)", n)
+	}
+}

@@ -337,6 +337,9 @@ func (p *run) step(ctx context.Context) error {
 		// REJECTED; a throttled, unsent or unclear pre-check created
 		// nothing and is tried again later, pre-check first.
 		if r := p.s.supplier.Submit(ctx, sub, true); r.Outcome != order.Valid {
+			if r.Outcome == order.Throttled && p.s.breaker != nil {
+				p.s.breaker.Throttled(r.RetryAfter)
+			}
 			return p.submitAndApply(ctx, sub, order.ModeValidate, &r)
 		}
 	}

@@ -208,7 +208,8 @@ func (s *Server) breaker() *backorderv1.SupplierBreaker {
 	if !on {
 		return nil
 	}
-	return &backorderv1.SupplierBreaker{After: int32(st.After), Open: st.Open, ProbeAt: ts(st.Until), HeldRuns: int64(st.Held)}
+	return &backorderv1.SupplierBreaker{After: int32(st.After), Open: st.Open, ProbeAt: ts(st.Until), HeldRuns: int64(st.Held),
+		ThrottledUntil: ts(st.ThrottledUntil)}
 }
 
 func (s *Server) quota() *backorderv1.BigCommerceQuota {

@@ -255,8 +255,17 @@ func (m *Metrics) SupplierBreaker(state func() fulfill.BreakerState) {
 	}))
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "backorder_supplier_breaker_held_total",
-		Help: "Runs held back (nothing read or sent, retried later) while the TropShip breaker was open; an order held several times counts each time.",
+		Help: "Runs held back (nothing read or sent, retried later) while the TropShip breaker was open or a TropShip 429 asked for a wait; an order held several times counts each time.",
 	}, func() float64 { return float64(state().Held) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "backorder_supplier_throttled",
+		Help: "1 while live orders are held back because TropShip answered 429 and its Retry-After (or 1 s) has not passed.",
+	}, func() float64 {
+		if !state().ThrottledUntil.IsZero() {
+			return 1
+		}
+		return 0
+	}))
 }
 
 // QueueShare exposes how many replicas that process orders (ROLE=all and
