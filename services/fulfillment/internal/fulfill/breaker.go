@@ -22,6 +22,13 @@ import (
 // clear answer (created, refused, throttled) closes the breaker, another
 // ambiguous one opens it for twice as long (at most BreakerMaxCooldown).
 //
+// It opens at once, too, when TropShip refuses a live order for where or
+// as whom it was sent (a 403, 404 or 405 naming no error of the order,
+// order.Result.Settings): every order would get the same answer until the
+// settings are fixed, and each would spend an attempt on it. Its probes
+// then find out whether TropShip takes orders again (a fixed account);
+// fixed settings take a restart, which starts a closed breaker.
+//
 // It also keeps TropShip's 429s: a live call answered 429 (or a live
 // order's pre-check) holds every live order back until the Retry-After (1 s
 // when none is given), as an open breaker does, so that a throttled
@@ -43,6 +50,7 @@ type Breaker struct {
 	unclear   int           // ambiguous live answers in a row
 	cooldown  time.Duration // of the current or next opening
 	openUntil time.Time     // zero: closed
+	why       string        // why it is open, for the held orders
 	probing   bool          // a probe is in flight
 	held      uint64
 	// throttledUntil: TropShip answered 429; no live order goes before
@@ -111,6 +119,12 @@ type Hold struct {
 
 const heldBack = "not sent: TropShip's last live orders ended without a clear answer (5xx, timeout or reset), so live orders are held back"
 
+// heldBySettings is why live orders are held after a refusal of the
+// settings.
+func heldBySettings(reason string) string {
+	return "not sent: TropShip refused the last live order for where or as whom it was sent (" + reason + "), so live orders are held back"
+}
+
 // Holding reports whether a run that may send a live order is held back
 // now, before it reads anything (the store's API quota then goes only to
 // orders that can be sent). Once a probe may go, runs go on; Admit picks
@@ -160,12 +174,12 @@ func (b *Breaker) holdLocked(now time.Time) (Hold, bool) {
 	case now.Before(b.openUntil):
 		b.held++
 		return Hold{
-			Reason: fmt.Sprintf("%s until %s, when one is sent to try it", heldBack, b.openUntil.UTC().Format(time.RFC3339)),
+			Reason: fmt.Sprintf("%s until %s, when one is sent to try it", b.why, b.openUntil.UTC().Format(time.RFC3339)),
 			Until:  b.openUntil.Add(rand.N(min(b.cooldown/4, breakerSpread))),
 		}, true
 	case b.probing:
 		b.held++
-		return Hold{Reason: heldBack + " while one is sent to try it"}, true
+		return Hold{Reason: b.why + " while one is sent to try it"}, true
 	}
 	return Hold{}, false
 }
@@ -185,15 +199,21 @@ func (b *Breaker) Record(r order.Result, probe bool) {
 		switch {
 		case probe:
 			b.cooldown = min(2*b.cooldown, BreakerMaxCooldown)
-			b.openUntil = b.now().Add(b.cooldown)
+			b.openUntil, b.why = b.now().Add(b.cooldown), heldBack
 			b.log.Warn("TropShip still gives no clear answer: live orders stay held back",
 				"until", b.openUntil, "reason", r.Reason)
 		case b.openUntil.IsZero() && b.unclear >= b.after:
-			b.openUntil = b.now().Add(b.cooldown)
+			b.openUntil, b.why = b.now().Add(b.cooldown), heldBack
 			b.log.Warn("TropShip left live orders without a clear answer: holding live orders back (nothing is lost: they are retried)",
 				"in_a_row", b.unclear, "until", b.openUntil, "reason", r.Reason)
 		}
-	case order.NotSent, order.OutcomeUnspecified:
+	case order.NotSent:
+		if r.Settings {
+			b.settingsRefusedLocked(r.Reason, probe)
+		}
+		// Else nothing reached the supplier: it says nothing of its
+		// answers.
+	case order.OutcomeUnspecified:
 		// Nothing reached the supplier (or no call was made): says
 		// nothing of its answers.
 	default:
@@ -208,12 +228,35 @@ func (b *Breaker) Record(r order.Result, probe bool) {
 	}
 }
 
-// Throttled holds live orders back after TropShip answered a call that
-// Record does not count (a live order's pre-check) with 429.
-func (b *Breaker) Throttled(retryAfter time.Duration) {
+// RecordPrecheck counts what a live order's pre-check (validate-only,
+// TROPSHIP_VALIDATE_FIRST) says of TropShip: a 429, or a refusal of the
+// settings, holds live orders back as it would from a live call. Nothing
+// else it says counts: it is not a live call.
+func (b *Breaker) RecordPrecheck(r order.Result) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.throttleLocked(retryAfter)
+	switch {
+	case r.Outcome == order.Throttled:
+		b.throttleLocked(r.RetryAfter)
+	case r.Outcome == order.NotSent && r.Settings:
+		b.settingsRefusedLocked(r.Reason, false)
+	}
+}
+
+// settingsRefusedLocked opens the breaker after TropShip refused where or
+// as whom a live order was sent; from a probe, for twice as long.
+func (b *Breaker) settingsRefusedLocked(reason string, probe bool) {
+	switch {
+	case probe:
+		b.cooldown = min(2*b.cooldown, BreakerMaxCooldown)
+		b.openUntil, b.why = b.now().Add(b.cooldown), heldBySettings(reason)
+		b.log.Warn("TropShip still refuses the settings: live orders stay held back",
+			"until", b.openUntil, "reason", reason)
+	case b.openUntil.IsZero():
+		b.openUntil, b.why = b.now().Add(b.cooldown), heldBySettings(reason)
+		b.log.Error("TropShip refused a live order for where or as whom it was sent: holding live orders back until the settings are fixed (nothing is lost: they are sent once TropShip takes them)",
+			"until", b.openUntil, "reason", reason)
+	}
 }
 
 // throttleLocked holds live orders back for retryAfter (ThrottleWait when

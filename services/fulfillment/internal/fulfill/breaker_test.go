@@ -314,7 +314,7 @@ func TestBreakerHoldsLiveOrdersThroughA429(t *testing.T) {
 		t.Fatal("HoldsNow false while throttled")
 	}
 	// A bare 429 (ThrottleWait) does not shorten it.
-	b.Throttled(0)
+	b.RecordPrecheck(order.Result{Outcome: order.Throttled})
 	if st := b.State(); !st.ThrottledUntil.Equal(until) {
 		t.Fatalf("after a shorter 429: throttled until %v, want still %v", st.ThrottledUntil, until)
 	}
@@ -330,7 +330,7 @@ func TestBreakerHoldsLiveOrdersThroughA429(t *testing.T) {
 	if st := b.State(); st.Open {
 		t.Fatalf("one ambiguous answer after a 429 opened the breaker: %+v", st)
 	}
-	b.Throttled(0)
+	b.RecordPrecheck(order.Result{Outcome: order.Throttled})
 	if h, held := b.Holding(); !held || !h.Until.After(clock.Now().Add(fulfill.ThrottleWait-time.Nanosecond)) ||
 		h.Until.After(clock.Now().Add(fulfill.ThrottleWait+breakerSpreadMax)) {
 		t.Fatalf("after a bare 429: %+v, %v; want held for %s", h, held, fulfill.ThrottleWait)
@@ -413,5 +413,100 @@ func TestA429HoldsTheOtherOrdersBack(t *testing.T) {
 	}
 	if n := sup.calls(); n != 4 {
 		t.Fatalf("%d live calls, want 4 (the 429, then one each)", n)
+	}
+}
+
+// misdirected answers its NotSent live calls as TropShip answers a wrong
+// orders path: a 404 about the settings.
+type misdirected struct{ scripted }
+
+func (s *misdirected) Submit(ctx context.Context, sub order.Submission, validateOnly bool) order.Result {
+	r := s.scripted.Submit(ctx, sub, validateOnly)
+	if r.Outcome == order.NotSent {
+		r.Settings, r.Reason = true, "HTTP 404 (Not Found), nothing created: no details given; check TROPSHIP_BASE_URL and TROPSHIP_ORDERS_PATH"
+	}
+	return r
+}
+
+// A live order refused for the settings (a wrong orders path) opens the
+// breaker at once: the other orders are held, spending no attempt and no
+// BigCommerce request, rather than each meeting the same 404 until it
+// FAILED. Probes find when TropShip takes orders again.
+func TestASettingsRefusalHoldsTheOtherOrdersBack(t *testing.T) {
+	ctx := context.Background()
+	clock := testclock.New(time.Now())
+	sup := &misdirected{scripted{script: []order.Outcome{order.NotSent}}}
+	sf := &storefront{status: map[uint64]uint32{1: 11, 2: 11, 3: 11}}
+	svc := fulfill.New(fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(), Breaker: 5,
+		Retry:         order.RetryPolicy{Base: time.Second, Max: time.Second},
+		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1, Now: clock.Now,
+	}, newStore(t, etcdtest.Start(t)), sf, sup, discard())
+	process := func(id uint64) *order.Order {
+		t.Helper()
+		o, err := svc.Process(ctx, order.Key{Store: "abc", ID: id}, fulfill.ProcessOptions{Force: true})
+		if err != nil {
+			t.Fatalf("order %d: %v", id, err)
+		}
+		return o
+	}
+	for id := uint64(1); id <= 3; id++ {
+		if _, err := svc.Intake(ctx, delivery(id, "store/order/created", 0, fmt.Sprintf("h%d", id))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o := process(1); o.State != order.RetryScheduled || o.Attempts != 1 || !strings.Contains(o.LastError, "TROPSHIP_ORDERS_PATH") {
+		t.Fatalf("order 1, answered 404: %v, %d attempts, %q; want RETRY_SCHEDULED naming the settings", o.State, o.Attempts, o.LastError)
+	}
+	st, _ := svc.BreakerState()
+	if !st.Open || !st.Until.Equal(clock.Now().Add(fulfill.BreakerCooldown)) {
+		t.Fatalf("breaker after one refusal of the settings: %+v; want open for %s", st, fulfill.BreakerCooldown)
+	}
+	for id := uint64(2); id <= 3; id++ {
+		if o := process(id); o.State != order.Received || o.Attempts != 0 || !strings.Contains(o.LastError, "where or as whom") ||
+			!strings.Contains(o.LastError, "TROPSHIP_ORDERS_PATH") {
+			t.Fatalf("order %d while open: %v, %d attempts, %q; want RECEIVED, no attempt, held saying why", id, o.State, o.Attempts, o.LastError)
+		}
+	}
+	// A probe still refused keeps it open twice as long.
+	clock.Advance(fulfill.BreakerCooldown + breakerSpreadMax)
+	if o := process(2); o.State != order.RetryScheduled || o.Attempts != 1 {
+		t.Fatalf("the probe: %v, %d attempts; want RETRY_SCHEDULED after one attempt", o.State, o.Attempts)
+	}
+	if st, _ := svc.BreakerState(); !st.Open || !st.Until.Equal(clock.Now().Add(2*fulfill.BreakerCooldown)) {
+		t.Fatalf("breaker after a refused probe: %+v; want open for %s", st, 2*fulfill.BreakerCooldown)
+	}
+	// The account is fixed at TropShip: the next probe is created, and
+	// the rest follow.
+	sup.mu.Lock()
+	sup.script, sup.live = []order.Outcome{order.Created}, 0
+	sup.mu.Unlock()
+	clock.Advance(2*fulfill.BreakerCooldown + breakerSpreadMax)
+	for id := uint64(1); id <= 3; id++ {
+		if o := process(id); o.State != order.Submitted {
+			t.Fatalf("order %d once TropShip takes orders: %v (%s); want SUBMITTED", id, o.State, o.LastError)
+		}
+	}
+	if n := sup.calls(); n != 3 {
+		t.Fatalf("%d live calls after the fix, want 3", n)
+	}
+}
+
+// A live order's pre-check counts too: its 429 or refusal of the settings
+// holds live orders back; anything else it says does not.
+func TestBreakerCountsAPrecheckThatSpeaksOfTropShip(t *testing.T) {
+	clock := testclock.New(time.Now())
+	b := fulfill.NewBreaker(1, clock.Now, discard())
+	b.RecordPrecheck(order.Result{Outcome: order.NotSent, Reason: "connection refused"})
+	b.RecordPrecheck(order.Result{Outcome: order.Refused, Reason: "no stock"})
+	if b.HoldsNow() {
+		t.Fatal("held after a pre-check that was not sent and one refused: neither speaks of TropShip's state")
+	}
+	b.RecordPrecheck(order.Result{Outcome: order.NotSent, Settings: true, Reason: "HTTP 403"})
+	if st := b.State(); !st.Open {
+		t.Fatalf("after a pre-check refused for the settings: %+v, want open", st)
+	}
+	if h, held := b.Holding(); !held || !strings.Contains(h.Reason, "HTTP 403") {
+		t.Fatalf("Holding: %+v, %v; want held naming the 403", h, held)
 	}
 }

@@ -1549,10 +1549,11 @@ func TestReplicasDivideTheirSweeps(t *testing.T) {
 func TestARunStartedDuringAFailedReadKeepsItsWait(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t, etcdtest.Start(t))
+	clock := testclock.New(time.Now())
 	sf := &throttledStorefront{storefront: storefront{status: map[uint64]uint32{}}}
 	svc := fulfill.New(fulfill.Config{
 		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
-		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1,
+		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1, Now: clock.Now,
 	}, st, sf, &supplier{live: map[string]int{}}, discard())
 	k := order.Key{Store: "abc", ID: 1}
 	if _, err := svc.Intake(ctx, delivery(1, "store/order/created", 0, "c")); err != nil {
@@ -1567,7 +1568,7 @@ func TestARunStartedDuringAFailedReadKeepsItsWait(t *testing.T) {
 		t.Fatal("run against a throttling BigCommerce: no error")
 	}
 	waiting, err := svc.Get(ctx, k)
-	if err != nil || reads() != 1 || !waiting.Pending || waiting.NextAttemptAt.Before(time.Now().Add(59*time.Minute)) {
+	if err != nil || reads() != 1 || !waiting.Pending || !waiting.NextAttemptAt.Equal(clock.Now().Add(time.Hour)) {
 		t.Fatalf("after the 429: %+v, %v, %d reads; want queued for an hour on, 1 read", waiting, err, reads())
 	}
 	// The queued run that came meanwhile.
@@ -1580,5 +1581,11 @@ func TestARunStartedDuringAFailedReadKeepsItsWait(t *testing.T) {
 	}
 	if _, err := svc.Process(ctx, k, fulfill.ProcessOptions{Force: true}); err == nil || reads() != 2 {
 		t.Fatalf("a person's run: %v, %d reads; want BigCommerce read again (and its 429)", err, reads())
+	}
+	// Once the wait (the person's run set it anew) has passed, a queued
+	// run reads it again.
+	clock.Advance(time.Hour)
+	if _, err := svc.Process(ctx, k, fulfill.ProcessOptions{}); err == nil || reads() != 3 {
+		t.Fatalf("a queued run after the Retry-After: %v, %d reads; want BigCommerce read again", err, reads())
 	}
 }

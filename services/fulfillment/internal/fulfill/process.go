@@ -12,6 +12,12 @@ import (
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
 )
 
+// dueSlack is how early a queued run may come and still go on: the queue
+// watch takes entries due within it as due (the clocks of other machines),
+// so a run that kept to its time and only queued the order again for it
+// would be woken by its own write, again and again, until then.
+const dueSlack = time.Second
+
 // ProcessOptions change how Process treats one order.
 type ProcessOptions struct {
 	// Force processes the order even when no work is queued for it (an
@@ -227,7 +233,7 @@ func (p *run) step(ctx context.Context) error {
 			case p.opt.Force:
 				// A person asked (after fixing the cause): a fresh budget.
 				p.o.WriteBackFailures = 0
-			case p.now.Before(p.o.NextAttemptAt):
+			case p.now.Add(dueSlack).Before(p.o.NextAttemptAt):
 				// Run again early (the sweep saw the entry due while the
 				// last attempt ran): keep to the backoff.
 				return p.save(ctx, QueueOp{At: p.o.NextAttemptAt})
@@ -251,17 +257,21 @@ func (p *run) step(ctx context.Context) error {
 		}
 		return p.done(ctx)
 	case order.RetryScheduled:
-		if !p.opt.Force && p.now.Before(p.o.NextAttemptAt) {
+		if !p.opt.Force && p.now.Add(dueSlack).Before(p.o.NextAttemptAt) {
 			return p.save(ctx, QueueOp{At: p.o.NextAttemptAt})
 		}
 	}
 
-	if !p.opt.Force && p.o.ReadTooSoon(p.now) {
+	if !p.opt.Force && p.o.ReadTooSoon(p.now.Add(dueSlack)) {
 		// BigCommerce asked for a wait (or STOREFRONT_RETRY set one) in
 		// a run that ended after this one was started (an event or a
 		// sweep came meanwhile): keep to it, as an event that comes now
-		// does (intake keeps the later due time).
-		return p.save(ctx, QueueOp{At: p.o.ReadAfter})
+		// does (intake keeps the later due time), or to a later hold of
+		// the breaker since.
+		if p.o.ReadAfter.After(p.o.NextAttemptAt) {
+			p.o.NextAttemptAt = p.o.ReadAfter
+		}
+		return p.save(ctx, QueueOp{At: p.o.NextAttemptAt})
 	}
 
 	// TropShip is not being sent live orders now (the breaker): read
@@ -337,8 +347,8 @@ func (p *run) step(ctx context.Context) error {
 		// REJECTED; a throttled, unsent or unclear pre-check created
 		// nothing and is tried again later, pre-check first.
 		if r := p.s.supplier.Submit(ctx, sub, true); r.Outcome != order.Valid {
-			if r.Outcome == order.Throttled && p.s.breaker != nil {
-				p.s.breaker.Throttled(r.RetryAfter)
+			if p.s.breaker != nil {
+				p.s.breaker.RecordPrecheck(r)
 			}
 			return p.submitAndApply(ctx, sub, order.ModeValidate, &r)
 		}

@@ -416,7 +416,7 @@ func (s *Service) followQueue(ctx context.Context) {
 	for {
 		err := s.store.FollowQueue(ctx, s.cfg.Store, func() { s.sweep(ctx) }, func(k order.Key, due time.Time) {
 			// A second of slack for the clocks of other machines.
-			if !due.After(s.cfg.Now().Add(time.Second)) && s.takesWritten(k) {
+			if !due.After(s.cfg.Now().Add(dueSlack)) && s.takesWritten(k) {
 				s.schedule(k)
 			}
 		})

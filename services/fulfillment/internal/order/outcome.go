@@ -42,4 +42,8 @@ type Result struct {
 	// it never holds a secret.
 	Reason     string
 	RetryAfter time.Duration
+	// Settings marks a NotSent answer about where or as whom the order
+	// was sent (a 403, 404 or 405 naming no error of the order): every
+	// order would get it until the settings are fixed.
+	Settings bool
 }

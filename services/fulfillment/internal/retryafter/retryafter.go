@@ -9,14 +9,14 @@ import (
 	"time"
 )
 
-// Max is the longest wait a Retry-After is believed for: a longer one (a
-// wrong header, a server's clock years off) is cut to it, so that no order
-// is parked for longer than a day on one header. The order says when it is
-// tried again (next_attempt_at) whatever the wait.
+// Max is the longest wait a Retry-After is believed for. A longer one is
+// not a rate limit's (a wrong header, a server's clock years off) and is
+// ignored, as BigCommerce's reset header over a day is: the caller's own
+// backoff applies, so that no order is parked for days on one header.
 const Max = 24 * time.Hour
 
 // Parse returns the wait a Retry-After asks for, as seconds or an HTTP
-// date, at most Max; 0 when it is absent, invalid or already past.
+// date; 0 when it is absent, invalid, already past, or longer than Max.
 func Parse(h http.Header, now time.Time) time.Duration {
 	v := strings.TrimSpace(h.Get("Retry-After"))
 	if v == "" {
@@ -27,12 +27,12 @@ func Parse(h http.Header, now time.Time) time.Duration {
 			return 0
 		}
 		if n > int64(Max/time.Second) {
-			return Max
+			return 0
 		}
 		return time.Duration(n) * time.Second
 	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return min(t.Sub(now), Max)
+	if t, err := http.ParseTime(v); err == nil && t.After(now) && t.Sub(now) <= Max {
+		return t.Sub(now)
 	}
 	return 0
 }

@@ -24,13 +24,14 @@ func TestParse(t *testing.T) {
 		{now.Add(30 * time.Second).Format(http.TimeFormat), 30 * time.Second},
 		{now.Add(-30 * time.Second).Format(http.TimeFormat), 0},
 		{"Thu, 01 Jan 2026 12:01:00 GMT", time.Minute},
-		// Longer than a day: a day. Before, a year was believed, and a
-		// number this large overflowed into any duration.
-		{"86400", 24 * time.Hour},
-		{"86401", retryafter.Max},
-		{"31536000", retryafter.Max},
-		{"9223372036854775807", retryafter.Max},
-		{now.Add(30 * 24 * time.Hour).Format(http.TimeFormat), retryafter.Max},
+		// Longer than a day: not a rate limit's, ignored (the caller's
+		// backoff applies). Before, a year was believed, and a number this
+		// large overflowed into any duration.
+		{"86400", retryafter.Max},
+		{"86401", 0},
+		{"31536000", 0},
+		{"9223372036854775807", 0},
+		{now.Add(30 * 24 * time.Hour).Format(http.TimeFormat), 0},
 	} {
 		h := http.Header{}
 		if tc.in != "" {

@@ -457,6 +457,7 @@ func TestOutcomeTable(t *testing.T) {
 		wantID     string
 		wantReason string
 		wantAfter  func(time.Duration) bool
+		settings   bool // an answer about the settings, not the order
 	}{
 		{name: "validate passes", validate: true, reply: reply{status: 200, body: `{"valid":true,"warnings":[]}`}, want: order.Valid},
 		{name: "validate passes with warnings", validate: true, reply: reply{status: 200, body: `{"valid":true,"warnings":["postcode reformatted"]}`},
@@ -498,9 +499,9 @@ func TestOutcomeTable(t *testing.T) {
 		{name: "409 live", reply: reply{status: 409, body: `{"errors":[{"code":"duplicate_reference","message":"exists"}]}`}, want: order.Ambiguous},
 		// A 403, 404 or 405 that lists no errors is about the settings,
 		// not the order: nothing was created, and it is tried again.
-		{name: "403", reply: reply{status: 403}, want: order.NotSent, wantReason: "403 (Forbidden), nothing created: no details given; the TropShip account (TROPSHIP_CLIENT_ID)"},
-		{name: "404 wrong path", reply: reply{status: 404, body: `404 page not found`}, want: order.NotSent, wantReason: "check TROPSHIP_BASE_URL and TROPSHIP_ORDERS_PATH"},
-		{name: "405 validate", validate: true, reply: reply{status: 405}, want: order.NotSent, wantReason: "TROPSHIP_ORDERS_PATH"},
+		{name: "403", reply: reply{status: 403}, want: order.NotSent, wantReason: "403 (Forbidden), nothing created: no details given; the TropShip account (TROPSHIP_CLIENT_ID)", settings: true},
+		{name: "404 wrong path", reply: reply{status: 404, body: `404 page not found`}, want: order.NotSent, wantReason: "check TROPSHIP_BASE_URL and TROPSHIP_ORDERS_PATH", settings: true},
+		{name: "405 validate", validate: true, reply: reply{status: 405}, want: order.NotSent, wantReason: "TROPSHIP_ORDERS_PATH", settings: true},
 		// One that lists the order's errors is a refusal of the order.
 		{name: "404 about a product", reply: reply{status: 404, body: `{"errors":[{"field":"lines[0].product_code","code":"not_found","message":"no such product"}]}`},
 			want: order.Refused, wantReason: "no such product"},
@@ -532,6 +533,9 @@ func TestOutcomeTable(t *testing.T) {
 			res := c.Submit(testCtx(t), sampleSubmission(), tc.validate)
 			if res.Outcome != tc.want || res.OfflineOrderID != tc.wantID {
 				t.Fatalf("Submit = %+v, want %v %q", res, tc.want, tc.wantID)
+			}
+			if res.Settings != tc.settings {
+				t.Errorf("Settings = %v, want %v", res.Settings, tc.settings)
 			}
 			if !strings.Contains(res.Reason, tc.wantReason) {
 				t.Errorf("reason %q does not contain %q", res.Reason, tc.wantReason)

@@ -186,7 +186,7 @@ func classify(rep *reply, validateOnly bool, now time.Time) order.Result {
 		// order): tried again with backoff, the reason naming the
 		// settings, so that orders go on by themselves once they are
 		// fixed.
-		return order.Result{Outcome: order.NotSent, Reason: fmt.Sprintf("HTTP %d (%s), nothing created: %s; %s",
+		return order.Result{Outcome: order.NotSent, Settings: true, Reason: fmt.Sprintf("HTTP %d (%s), nothing created: %s; %s",
 			st, http.StatusText(st), refusal(a), misconfigured(st))}
 	case st >= 400:
 		// Any other client error: HTTP says the request was not acted on;
