@@ -1589,3 +1589,49 @@ func TestARunStartedDuringAFailedReadKeepsItsWait(t *testing.T) {
 		t.Fatalf("a queued run after the Retry-After: %v, %d reads; want BigCommerce read again", err, reads())
 	}
 }
+
+// A mixed topology: an intake replica, one that does both (ROLE=all) and
+// one that only processes. The due orders their sweeps find are divided
+// between the two that process; the intake replica's events go to the
+// process replica, which follows the queue; the all replica runs its own
+// events. Each order reaches the supplier once.
+func TestMixedRolesDivideAndLoseNothing(t *testing.T) {
+	ep := etcdtest.Start(t)
+	sf := &storefront{status: map[uint64]uint32{}}
+	sup := &supplier{live: map[string]int{}}
+	r := shareReplicas(t, ep, sf, sup, 2*time.Second, fulfill.RoleIntake, fulfill.RoleAll, fulfill.RoleProcess)
+	intake, all, proc := r[0], r[1], r[2]
+	waitQueueShare(t, all, 2)
+	waitQueueShare(t, proc, 2)
+	// Retries coming due after the watch's second of slack, so that only
+	// the sweeps find them.
+	st := newStore(t, ep)
+	due := time.Now().Add(1500 * time.Millisecond)
+	const n = 20
+	for id := uint64(1); id <= n; id++ {
+		sf.set(id, 11)
+		o := order.New(order.Key{Store: "abc", ID: id}, time.Now())
+		o.State, o.Mode, o.Attempts, o.NextAttemptAt = order.RetryScheduled, order.ModeLive, 1, due
+		putRecord(t, st, o, fulfill.QueueOp{At: due})
+	}
+	h := &harness{svc: []*fulfill.Service{all.svc}}
+	for id := uint64(1); id <= n; id++ {
+		h.waitState(t, order.Key{Store: "abc", ID: id}, order.Submitted)
+	}
+	checkDivided(t, all, proc, 1, 1+n)
+
+	sendOrders(t, intake.svc, sf, 1+n, 1+2*n)
+	for id := uint64(1 + n); id < 1+2*n; id++ {
+		if k := (order.Key{Store: "abc", ID: id}); !proc.st.triedFor(k) {
+			t.Fatalf("order %v recorded by the intake replica: the process replica never took it", k)
+		}
+	}
+	sendOrders(t, all.svc, sf, 1+2*n, 1+3*n)
+	sup.mu.Lock()
+	defer sup.mu.Unlock()
+	for id := uint64(1); id < 1+3*n; id++ {
+		if ref := fmt.Sprintf("BC-abc-%d", id); sup.live[ref] != 1 {
+			t.Fatalf("supplier orders of %s: %d, want 1", ref, sup.live[ref])
+		}
+	}
+}
