@@ -157,12 +157,29 @@ func (b *Breaker) HoldsNow() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
-	return (!b.openUntil.IsZero() && (now.Before(b.openUntil) || b.probing)) || now.Before(b.throttledUntil)
+	return b.openNowLocked(now) || now.Before(b.throttledUntil)
+}
+
+// OpenNow reports whether the breaker is open and holds live orders back
+// now (until its probe may go, or while the probe is in flight); unlike
+// HoldsNow, a 429's wait does not count. A replica whose breaker is open
+// leaves its share of the queue to the others, which may reach TropShip; a
+// 429 is the account's, and another replica would only meet it too.
+func (b *Breaker) OpenNow() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.openNowLocked(b.now())
+}
+
+func (b *Breaker) openNowLocked(now time.Time) bool {
+	return !b.openUntil.IsZero() && (now.Before(b.openUntil) || b.probing)
 }
 
 func (b *Breaker) holdLocked(now time.Time) (Hold, bool) {
 	switch {
-	case b.openUntil.IsZero() && now.Before(b.throttledUntil):
+	case now.Before(b.throttledUntil) && (b.openUntil.IsZero() || b.throttledUntil.After(b.openUntil)):
+		// A 429's wait, open or not, when it ends last: no live order,
+		// not even a probe, goes before it.
 		b.held++
 		return Hold{
 			Reason: fmt.Sprintf("not sent: TropShip asked for a wait (HTTP 429), so live orders are held back until %s",
@@ -231,7 +248,9 @@ func (b *Breaker) Record(r order.Result, probe bool) {
 // RecordPrecheck counts what a live order's pre-check (validate-only,
 // TROPSHIP_VALIDATE_FIRST) says of TropShip: a 429, or a refusal of the
 // settings, holds live orders back as it would from a live call. Nothing
-// else it says counts: it is not a live call.
+// else it says counts: it is not a live call. A refusal of the settings
+// once an open breaker's probe may go is that probe's answer: the
+// pre-check comes first, and no live order follows it.
 func (b *Breaker) RecordPrecheck(r order.Result) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -239,7 +258,8 @@ func (b *Breaker) RecordPrecheck(r order.Result) {
 	case r.Outcome == order.Throttled:
 		b.throttleLocked(r.RetryAfter)
 	case r.Outcome == order.NotSent && r.Settings:
-		b.settingsRefusedLocked(r.Reason, false)
+		due := !b.openUntil.IsZero() && !b.now().Before(b.openUntil) && !b.probing
+		b.settingsRefusedLocked(r.Reason, due)
 	}
 }
 

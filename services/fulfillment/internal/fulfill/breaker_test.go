@@ -510,3 +510,98 @@ func TestBreakerCountsAPrecheckThatSpeaksOfTropShip(t *testing.T) {
 		t.Fatalf("Holding: %+v, %v; want held naming the 403", h, held)
 	}
 }
+
+// A 429's wait holds live orders back whether the breaker is open or
+// not: an open breaker's probe does not go before it, and a breaker that
+// opens during it does not let one through when its own cool-down ends.
+func TestA429OutlastsAnOpenBreaker(t *testing.T) {
+	clock := testclock.New(time.Now())
+	b := fulfill.NewBreaker(1, clock.Now, discard())
+	settings := order.Result{Outcome: order.NotSent, Settings: true, Reason: "HTTP 404"}
+	b.Record(settings, false)
+	b.RecordPrecheck(order.Result{Outcome: order.Throttled, RetryAfter: time.Hour})
+	clock.Advance(fulfill.BreakerCooldown + time.Second)
+	if probe, h, held := b.Admit(); probe || !held || !spreadFrom(h.Until, clock.Now().Add(time.Hour-fulfill.BreakerCooldown-time.Second)) {
+		t.Fatalf("Admit past the cool-down inside a 429's hour: probe %v, %+v, held %v; want held until the hour", probe, h, held)
+	}
+	if b.OpenNow() {
+		t.Fatal("OpenNow past the cool-down with no probe in flight")
+	}
+	if !b.HoldsNow() {
+		t.Fatal("HoldsNow false inside the 429's wait")
+	}
+	// Opening during the wait: the wait still ends last.
+	c := fulfill.NewBreaker(1, clock.Now, discard())
+	c.Record(order.Result{Outcome: order.Throttled, RetryAfter: time.Hour}, false)
+	c.Record(settings, false)
+	clock.Advance(fulfill.BreakerCooldown + breakerSpreadMax)
+	if _, _, held := c.Admit(); !held {
+		t.Fatal("a probe went inside the 429's wait")
+	}
+	clock.Advance(time.Hour)
+	if probe, _, held := c.Admit(); !probe || held {
+		t.Fatalf("after the wait: probe %v, held %v; want the probe", probe, held)
+	}
+}
+
+// precheckMisdirected answers every validate-only pre-check 404, as
+// TropShip answers a wrong orders path.
+type precheckMisdirected struct{ scripted }
+
+func (s *precheckMisdirected) Submit(ctx context.Context, sub order.Submission, validateOnly bool) order.Result {
+	if validateOnly {
+		s.mu.Lock()
+		s.validations++
+		s.mu.Unlock()
+		return order.Result{Outcome: order.NotSent, Settings: true, Reason: "HTTP 404 (Not Found); check TROPSHIP_ORDERS_PATH"}
+	}
+	return s.scripted.Submit(ctx, sub, validateOnly)
+}
+
+// With TROPSHIP_VALIDATE_FIRST, the pre-check meets the wrong settings
+// first: it opens the breaker, and once the cool-down has passed, the next
+// pre-check is the probe. Refused, it keeps the breaker open twice as long,
+// so the orders after it are held again, spending no attempt.
+func TestAPrecheckRefusedForTheSettingsKeepsOrdersHeld(t *testing.T) {
+	ctx := context.Background()
+	clock := testclock.New(time.Now())
+	sup := &precheckMisdirected{scripted{script: []order.Outcome{order.Created}}}
+	sf := &storefront{status: map[uint64]uint32{1: 11, 2: 11, 3: 11}}
+	svc := fulfill.New(fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, ValidateFirst: true, Policy: order.DefaultPolicy(), Breaker: 5,
+		Retry:         order.RetryPolicy{Base: time.Second, Max: time.Second},
+		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1, Now: clock.Now,
+	}, newStore(t, etcdtest.Start(t)), sf, sup, discard())
+	process := func(id uint64) *order.Order {
+		t.Helper()
+		o, err := svc.Process(ctx, order.Key{Store: "abc", ID: id}, fulfill.ProcessOptions{Force: true})
+		if err != nil {
+			t.Fatalf("order %d: %v", id, err)
+		}
+		return o
+	}
+	for id := uint64(1); id <= 3; id++ {
+		if _, err := svc.Intake(ctx, delivery(id, "store/order/created", 0, fmt.Sprintf("h%d", id))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o := process(1); o.State != order.RetryScheduled || o.Attempts != 1 {
+		t.Fatalf("order 1, pre-check answered 404: %v, %d attempts; want RETRY_SCHEDULED", o.State, o.Attempts)
+	}
+	if o := process(2); o.State != order.Received || o.Attempts != 0 {
+		t.Fatalf("order 2 while open: %v, %d attempts; want held", o.State, o.Attempts)
+	}
+	clock.Advance(fulfill.BreakerCooldown + breakerSpreadMax)
+	if o := process(2); o.Attempts != 1 {
+		t.Fatalf("order 2, the probe: %v, %d attempts; want one attempt", o.State, o.Attempts)
+	}
+	if st, _ := svc.BreakerState(); !st.Open || !st.Until.Equal(clock.Now().Add(2*fulfill.BreakerCooldown)) {
+		t.Fatalf("breaker after a refused pre-check as the probe: %+v; want open for %s", st, 2*fulfill.BreakerCooldown)
+	}
+	if o := process(3); o.State != order.Received || o.Attempts != 0 {
+		t.Fatalf("order 3 after the refused probe: %v, %d attempts; want held", o.State, o.Attempts)
+	}
+	if n := sup.calls(); n != 0 {
+		t.Fatalf("%d live calls, want none", n)
+	}
+}

@@ -1603,10 +1603,10 @@ func TestMixedRolesDivideAndLoseNothing(t *testing.T) {
 	intake, all, proc := r[0], r[1], r[2]
 	waitQueueShare(t, all, 2)
 	waitQueueShare(t, proc, 2)
-	// Retries coming due after the watch's second of slack, so that only
-	// the sweeps find them.
+	// Retries coming due well after the watch's second of slack, so that
+	// only the sweeps find them.
 	st := newStore(t, ep)
-	due := time.Now().Add(1500 * time.Millisecond)
+	due := time.Now().Add(4 * time.Second)
 	const n = 20
 	for id := uint64(1); id <= n; id++ {
 		sf.set(id, 11)
@@ -1633,5 +1633,32 @@ func TestMixedRolesDivideAndLoseNothing(t *testing.T) {
 		if ref := fmt.Sprintf("BC-abc-%d", id); sup.live[ref] != 1 {
 			t.Fatalf("supplier orders of %s: %d, want 1", ref, sup.live[ref])
 		}
+	}
+}
+
+// An entry the watch sees written due within the next second (a run that
+// kept to a retry's time, or another machine's clock) is run when it is
+// due: not at once, which would only queue it again and wake the watch
+// with its own write, again and again until then.
+func TestTheWatchRunsAnEntryDueSoonWhenDue(t *testing.T) {
+	ep := etcdtest.Start(t)
+	sf := &storefront{status: map[uint64]uint32{1: 11}}
+	sup := &supplier{live: map[string]int{}}
+	r := shareReplicas(t, ep, sf, sup, time.Hour, fulfill.RoleProcess)
+	waitQueueShare(t, r[0], 1)
+	k := order.Key{Store: "abc", ID: 1}
+	due := time.Now().Add(700 * time.Millisecond)
+	o := order.New(k, time.Now())
+	o.State, o.Mode, o.Attempts, o.NextAttemptAt = order.RetryScheduled, order.ModeLive, 1, due
+	putRecord(t, newStore(t, ep), o, fulfill.QueueOp{At: due})
+	h := &harness{svc: []*fulfill.Service{r[0].svc}}
+	h.waitState(t, k, order.Submitted)
+	if time.Now().Before(due) {
+		t.Fatal("submitted before its retry was due")
+	}
+	r[0].st.mu.Lock()
+	defer r[0].st.mu.Unlock()
+	if n := r[0].st.tried[k]; n > 2 {
+		t.Fatalf("the order's lock was tried %d times; want it run when due, once or twice", n)
 	}
 }

@@ -12,12 +12,6 @@ import (
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
 )
 
-// dueSlack is how early a queued run may come and still go on: the queue
-// watch takes entries due within it as due (the clocks of other machines),
-// so a run that kept to its time and only queued the order again for it
-// would be woken by its own write, again and again, until then.
-const dueSlack = time.Second
-
 // ProcessOptions change how Process treats one order.
 type ProcessOptions struct {
 	// Force processes the order even when no work is queued for it (an
@@ -233,7 +227,7 @@ func (p *run) step(ctx context.Context) error {
 			case p.opt.Force:
 				// A person asked (after fixing the cause): a fresh budget.
 				p.o.WriteBackFailures = 0
-			case p.now.Add(dueSlack).Before(p.o.NextAttemptAt):
+			case p.now.Before(p.o.NextAttemptAt):
 				// Run again early (the sweep saw the entry due while the
 				// last attempt ran): keep to the backoff.
 				return p.save(ctx, QueueOp{At: p.o.NextAttemptAt})
@@ -257,12 +251,12 @@ func (p *run) step(ctx context.Context) error {
 		}
 		return p.done(ctx)
 	case order.RetryScheduled:
-		if !p.opt.Force && p.now.Add(dueSlack).Before(p.o.NextAttemptAt) {
+		if !p.opt.Force && p.now.Before(p.o.NextAttemptAt) {
 			return p.save(ctx, QueueOp{At: p.o.NextAttemptAt})
 		}
 	}
 
-	if !p.opt.Force && p.o.ReadTooSoon(p.now.Add(dueSlack)) {
+	if !p.opt.Force && p.o.ReadTooSoon(p.now) {
 		// BigCommerce asked for a wait (or STOREFRONT_RETRY set one) in
 		// a run that ended after this one was started (an event or a
 		// sweep came meanwhile): keep to it, as an event that comes now

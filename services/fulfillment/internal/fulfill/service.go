@@ -406,6 +406,11 @@ func (s *Service) sweep(ctx context.Context) {
 	}
 }
 
+// dueSlack is how far ahead of this replica's clock an entry written "due
+// now" may be (the clocks of other machines) and still be run by the watch,
+// when due; entries due later are left to the sweeps.
+const dueSlack = time.Second
+
 // followQueue schedules each order whose queue entry is written due now
 // (by an intake replica, or a run that ended with an event unseen), until
 // ctx ends. Entries due later (another replica's fresh event, left to it
@@ -415,9 +420,22 @@ func (s *Service) sweep(ctx context.Context) {
 func (s *Service) followQueue(ctx context.Context) {
 	for {
 		err := s.store.FollowQueue(ctx, s.cfg.Store, func() { s.sweep(ctx) }, func(k order.Key, due time.Time) {
-			// A second of slack for the clocks of other machines.
-			if !due.After(s.cfg.Now().Add(dueSlack)) && s.takesWritten(k) {
+			if !s.takesWritten(k) {
+				return
+			}
+			switch wait := due.Sub(s.cfg.Now()); {
+			case wait <= 0:
 				s.schedule(k)
+			case wait <= dueSlack:
+				// Due within a second: written by a machine whose clock
+				// is ahead, or by a run that kept to its time and queued
+				// the order for it. Run when due, not before: a run that
+				// came early would only queue it again, and wake itself.
+				time.AfterFunc(wait, func() {
+					if ctx.Err() == nil {
+						s.schedule(k)
+					}
+				})
 			}
 		})
 		if ctx.Err() != nil {

@@ -110,13 +110,14 @@ func (s *Service) takesWritten(k order.Key) bool {
 	return owner(k, q.watchers) == q.self
 }
 
-// holdingLive says whether this replica's TropShip breaker holds live
-// orders back now.
+// holdingLive says whether this replica's TropShip breaker is open and
+// holds live orders back now (a 429's wait is the account's, and does not
+// count: see Breaker.OpenNow).
 func (s *Service) holdingLive() bool {
 	if s.breaker == nil || s.cfg.Mode != order.ModeLive {
 		return false
 	}
-	return s.breaker.HoldsNow()
+	return s.breaker.OpenNow()
 }
 
 // QueueShare reports how many replicas that process orders divide the
