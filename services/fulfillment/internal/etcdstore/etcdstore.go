@@ -411,7 +411,7 @@ func (s *Store) Due(ctx context.Context, store string, now time.Time, limit int)
 
 // FollowQueue implements fulfill.Store with a watch on the store's queue
 // (puts only).
-func (s *Store) FollowQueue(ctx context.Context, store string, ready func(), fn func(k order.Key, due time.Time)) error {
+func (s *Store) FollowQueue(ctx context.Context, store string, ready func(), fn func(k order.Key, due time.Time, rev int64)) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	for resp := range s.cli.Watch(wctx, s.queuePrefix()+store+"/", clientv3.WithPrefix(), clientv3.WithFilterDelete(), clientv3.WithCreatedNotify()) {
@@ -425,7 +425,7 @@ func (s *Store) FollowQueue(ctx context.Context, store string, ready func(), fn 
 			k, ok := parseKeySuffix(strings.TrimPrefix(string(ev.Kv.Key), s.queuePrefix()))
 			n, err := strconv.ParseInt(string(ev.Kv.Value), 10, 64)
 			if ok && err == nil {
-				fn(k, time.Unix(0, n))
+				fn(k, time.Unix(0, n), ev.Kv.ModRevision)
 			}
 		}
 	}

@@ -140,7 +140,7 @@ func (l *locked) Load(ctx context.Context) (fulfill.Loaded, error) {
 	if err != nil {
 		return fulfill.Loaded{}, fmt.Errorf("load order %s: %w", l.k, unavailable(err))
 	}
-	var out fulfill.Loaded
+	out := fulfill.Loaded{Revision: resp.Header.Revision}
 	// A second Load in one run (reading back a write whose answer was
 	// lost) keeps what the first told about events: an entry changed
 	// since this holder last knew it may hold an event, so it counts as

@@ -1662,3 +1662,125 @@ func TestTheWatchRunsAnEntryDueSoonWhenDue(t *testing.T) {
 		t.Fatalf("the order's lock was tried %d times; want it run when due, once or twice", n)
 	}
 }
+
+// watchedStore tells of each queue write its replica's watch handled.
+type watchedStore struct {
+	lockingStore
+	handled chan order.Key
+}
+
+func (w *watchedStore) FollowQueue(ctx context.Context, store string, ready func(), fn func(order.Key, time.Time, int64)) error {
+	return w.lockingStore.FollowQueue(ctx, store, ready, func(k order.Key, due time.Time, rev int64) {
+		fn(k, due, rev)
+		select {
+		case w.handled <- k:
+		default: // nobody is listening any more
+		}
+	})
+}
+
+// gateStorefront holds every read of order id until gate is closed.
+type gateStorefront struct {
+	storefront
+	id      uint64
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (s *gateStorefront) Order(ctx context.Context, k order.Key) (order.StorefrontOrder, error) {
+	if k.ID == s.id {
+		s.entered <- struct{}{}
+		<-s.gate
+	}
+	return s.storefront.Order(ctx, k)
+}
+
+// The watch tells a process replica of two events of an order while the
+// order waits for a worker: its one run sees both, and the order is not
+// run a second time only to find its work done (a lock, a read and an
+// unlock in etcd). An event written while the run is under way still
+// runs it again (TestAnEventWrittenDuringTheRunRunsItAgain).
+func TestEventsSeenByTheRunDoNotRunItAgain(t *testing.T) {
+	sf := &gateStorefront{storefront: storefront{status: map[uint64]uint32{1: 11, 3: 11, 9: 11}},
+		id: 9, entered: make(chan struct{}, 10), gate: make(chan struct{})}
+	proc, ws, send := watchedPair(t, sf)
+	send(9, "store/order/created", "c9")
+	<-sf.entered // the one worker is busy with order 9
+	send(1, "store/order/created", "c1")
+	send(1, "store/order/statusUpdated", "u1")
+	send(3, "store/order/created", "c3") // after order 1 in the worker's queue
+	sf.gate <- struct{}{}                // (the cleanup closes it)
+	h := &harness{svc: []*fulfill.Service{proc}}
+	h.waitState(t, order.Key{Store: "abc", ID: 3}, order.Submitted)
+	k := order.Key{Store: "abc", ID: 1}
+	o := h.waitState(t, k, order.Submitted)
+	if len(o.Events) != 2 {
+		t.Fatalf("order 1: %d events, want both", len(o.Events))
+	}
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if n := ws.tried[k]; n != 1 {
+		t.Fatalf("order 1's lock tried %d times; want once: its run saw both events", n)
+	}
+}
+
+// watchedPair starts an intake replica and a process replica with one
+// worker, whose store tells of each queue write its watch handled; send
+// records an event through the intake replica and returns once the
+// process replica's watch has handled its write.
+func watchedPair(t *testing.T, sf fulfill.Storefront) (*fulfill.Service, *watchedStore, func(id uint64, scope, hash string)) {
+	ctx := context.Background()
+	ep := etcdtest.Start(t)
+	sup := &supplier{live: map[string]int{}}
+	ws := &watchedStore{lockingStore: lockingStore{Store: newStore(t, ep)}, handled: make(chan order.Key, 1000)}
+	proc := fulfill.New(fulfill.Config{
+		Role: fulfill.RoleProcess, Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
+		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1,
+	}, ws, sf, sup, discard())
+	intake := fulfill.New(fulfill.Config{
+		Role: fulfill.RoleIntake, Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
+		SweepInterval: time.Hour, SweepGrace: time.Hour,
+	}, newStore(t, ep), sf, sup, discard())
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { proc.Run(runCtx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitQueueShare(t, shareReplica{svc: proc}, 1)
+	send := func(id uint64, scope, hash string) {
+		t.Helper()
+		if _, err := intake.Intake(ctx, delivery(id, scope, 0, hash)); err != nil {
+			t.Fatal(err)
+		}
+		for k := range ws.handled {
+			if k.ID == id {
+				return
+			}
+		}
+	}
+	return proc, ws, send
+}
+
+// An event the watch tells of while the order's run is under way, after
+// its load, runs the order again when the run ends: here the payment of
+// an order the run found not yet payable.
+func TestAnEventWrittenDuringTheRunRunsItAgain(t *testing.T) {
+	sf := &gateStorefront{storefront: storefront{status: map[uint64]uint32{1: 7}},
+		id: 1, entered: make(chan struct{}, 10), gate: make(chan struct{})}
+	proc, _, send := watchedPair(t, sf)
+	t.Cleanup(func() { close(sf.gate) })
+	send(1, "store/order/created", "c1")
+	<-sf.entered // the run has loaded the order, and reads it: status 7
+	send(1, "store/order/statusUpdated", "paid")
+	sf.gate <- struct{}{}
+	select {
+	case <-sf.entered: // the run for the payment reads 11
+	case <-time.After(30 * time.Second):
+		t.Fatal("the order was not run again for the event written during its run")
+	}
+	sf.set(1, 11)
+	sf.gate <- struct{}{}
+	h := &harness{svc: []*fulfill.Service{proc}}
+	if o := h.waitState(t, order.Key{Store: "abc", ID: 1}, order.Submitted); len(o.Events) != 2 {
+		t.Fatalf("order 1: %d events, want both", len(o.Events))
+	}
+}

@@ -30,8 +30,15 @@ type ProcessOptions struct {
 // returns the record as it was left. It returns ErrFenced or ErrLockLost when
 // this process lost the order to another, and then has changed nothing.
 func (s *Service) Process(ctx context.Context, k order.Key, opt ProcessOptions) (*order.Order, error) {
+	o, _, err := s.process(ctx, k, opt)
+	return o, err
+}
+
+// process is Process, and also returns the store's revision its run
+// loaded the order at (0: it loaded nothing).
+func (s *Service) process(ctx context.Context, k order.Key, opt ProcessOptions) (*order.Order, int64, error) {
 	if err := s.serves(k); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	ctx, stop := s.untilStopped(ctx)
 	defer stop()
@@ -42,10 +49,10 @@ func (s *Service) Process(ctx context.Context, k order.Key, opt ProcessOptions) 
 	}
 	lk, err := lock(ctx, k)
 	if opt.NoWait && errors.Is(err, ErrLocked) {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	failpoint.Inject("after-lock")
 	defer func() {
@@ -86,9 +93,9 @@ func (s *Service) Process(ctx context.Context, k order.Key, opt ProcessOptions) 
 		if cause := context.Cause(ctx); errors.Is(cause, ErrLockLost) && !errors.Is(err, ErrLockLost) {
 			err = fmt.Errorf("%w: %w", ErrLockLost, err)
 		}
-		return p.o, err
+		return p.o, p.seen, err
 	}
-	return p.o, nil
+	return p.o, p.seen, nil
 }
 
 // run is one pass over one order under its lock.
@@ -101,6 +108,8 @@ type run struct {
 	o   *order.Order
 	// unknown: nothing of the order was stored when the run began.
 	unknown bool
+	// seen is the store's revision the run loaded the order at.
+	seen int64
 	// caller is the context Process was called with: it no longer stops
 	// the run once committed, but it still cuts a write-back short.
 	caller context.Context
@@ -207,7 +216,7 @@ func (p *run) step(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p.o = loaded.Order
+	p.o, p.seen = loaded.Order, loaded.Revision
 	p.unknown = p.o == nil && len(loaded.Events) == 0 && !loaded.Queued // nothing of it stored
 	if p.o == nil {
 		p.o = order.New(p.k, p.now)

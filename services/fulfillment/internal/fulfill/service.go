@@ -121,8 +121,11 @@ type Service struct {
 	shared     chan struct{}
 	sharedOnce sync.Once
 
-	mu       sync.Mutex
-	inflight map[order.Key]bool // queued or running here; true: run again
+	mu sync.Mutex
+	// inflight are the orders queued or running here, and whether to run
+	// one again after its run: 0 no, rerunAlways, or the revision of a
+	// queue write that its run may not have seen (see scheduleWrite).
+	inflight map[order.Key]int64
 	// held are the orders this replica's breaker held back, and until
 	// when: a worker skips them until then (see stillHeld).
 	held      map[order.Key]time.Time
@@ -157,7 +160,7 @@ func New(cfg Config, store Store, sf Storefront, sup Supplier, log *slog.Logger)
 	s := &Service{
 		cfg: cfg, store: store, storefront: sf, supplier: sup, log: log,
 		work:     make(chan order.Key, 4096),
-		inflight: map[order.Key]bool{},
+		inflight: map[order.Key]int64{},
 		held:     map[order.Key]time.Time{},
 		shared:   make(chan struct{}),
 		sweepNow: make(chan struct{}, 1),
@@ -419,13 +422,13 @@ const dueSlack = time.Second
 // watch is followed again.
 func (s *Service) followQueue(ctx context.Context) {
 	for {
-		err := s.store.FollowQueue(ctx, s.cfg.Store, func() { s.sweep(ctx) }, func(k order.Key, due time.Time) {
+		err := s.store.FollowQueue(ctx, s.cfg.Store, func() { s.sweep(ctx) }, func(k order.Key, due time.Time, rev int64) {
 			if !s.takesWritten(k) {
 				return
 			}
 			switch wait := due.Sub(s.cfg.Now()); {
 			case wait <= 0:
-				s.schedule(k)
+				s.scheduleWrite(k, rev)
 			case wait <= dueSlack:
 				// Due within a second: written by a machine whose clock
 				// is ahead, or by a run that kept to its time and queued
@@ -433,7 +436,7 @@ func (s *Service) followQueue(ctx context.Context) {
 				// came early would only queue it again, and wake itself.
 				time.AfterFunc(wait, func() {
 					if ctx.Err() == nil {
-						s.schedule(k)
+						s.scheduleWrite(k, rev)
 					}
 				})
 			}
@@ -463,21 +466,36 @@ func (s *Service) serves(k order.Key) error {
 	return nil
 }
 
+// rerunAlways asks for an order already queued or running here to be run
+// again after its run, whatever that run saw.
+const rerunAlways = -1
+
 // schedule queues an order for a worker of this process, once: an order
 // already queued or running here is marked to run again instead.
-func (s *Service) schedule(k order.Key) {
+func (s *Service) schedule(k order.Key) { s.scheduleWrite(k, rerunAlways) }
+
+// scheduleWrite is schedule for a queue entry the watch saw written at
+// revision rev: an order already queued or running here runs again only
+// if its run loaded it before that write. A run that had already seen it
+// (the write of an event its run found) would only find its work done,
+// at the cost of a lock, a read and an unlock in etcd.
+func (s *Service) scheduleWrite(k order.Key, rev int64) {
 	if s.cfg.Role == RoleIntake {
 		return // no workers here: the processing replicas follow the queue
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.inflight[k]; ok {
-		s.inflight[k] = true
+	if v, ok := s.inflight[k]; ok {
+		if v == rerunAlways || rev == rerunAlways {
+			s.inflight[k] = rerunAlways
+		} else {
+			s.inflight[k] = max(v, rev)
+		}
 		return
 	}
 	select {
 	case s.work <- k:
-		s.inflight[k] = false
+		s.inflight[k] = 0
 	default:
 		// Full: the queue entry in the store stays, and a sweep finds it.
 	}
@@ -490,20 +508,24 @@ func (s *Service) worker(ctx context.Context) {
 			return
 		case k := <-s.work:
 			for {
+				var seen int64 // the revision the run loaded at (0: none)
 				if s.stillHeld(k) {
 					// Its run would only hold it back again.
-				} else if _, err := s.Process(ctx, k, ProcessOptions{NoWait: true}); err != nil && ctx.Err() == nil {
-					s.log.WarnContext(ctx, "processing failed; the order stays queued",
-						"store", k.Store, "order_id", k.ID, "err", err)
+				} else {
+					var err error
+					if _, seen, err = s.process(ctx, k, ProcessOptions{NoWait: true}); err != nil && ctx.Err() == nil {
+						s.log.WarnContext(ctx, "processing failed; the order stays queued",
+							"store", k.Store, "order_id", k.ID, "err", err)
+					}
 				}
 				s.mu.Lock()
-				again := s.inflight[k]
-				if !again || ctx.Err() != nil {
+				v := s.inflight[k]
+				if (v != rerunAlways && v <= seen) || ctx.Err() != nil {
 					delete(s.inflight, k)
 					s.mu.Unlock()
 					break
 				}
-				s.inflight[k] = false
+				s.inflight[k] = 0
 				s.mu.Unlock()
 			}
 		}

@@ -24,9 +24,10 @@ type Store interface {
 	// List returns a page of records in key order.
 	List(ctx context.Context, f ListFilter) (orders []*order.Order, next string, err error)
 	// FollowQueue calls fn with each queue entry of store written from the
-	// moment it calls ready on (an event queued, a run rescheduled), and
-	// its due time, until ctx ends (nil) or the watch fails.
-	FollowQueue(ctx context.Context, store string, ready func(), fn func(k order.Key, due time.Time)) error
+	// moment it calls ready on (an event queued, a run rescheduled), its
+	// due time and the write's revision (see Loaded.Revision), until ctx
+	// ends (nil) or the watch fails.
+	FollowQueue(ctx context.Context, store string, ready func(), fn func(k order.Key, due time.Time, rev int64)) error
 	// Due returns up to limit queued orders of store whose work is due at
 	// now. Other stores' queues, in a shared etcd, are never read.
 	Due(ctx context.Context, store string, now time.Time, limit int) ([]order.Key, error)
@@ -124,6 +125,9 @@ type Loaded struct {
 	Order  *order.Order // nil when the order has no record yet
 	Events []order.Event
 	Queued bool
+	// Revision is the store's revision the Load read at: a queue entry
+	// written at or before it (FollowQueue's rev) was seen by this run.
+	Revision int64
 }
 
 // QueueOp says what a Save does to the order's queue entry.
