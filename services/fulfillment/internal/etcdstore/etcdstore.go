@@ -386,12 +386,12 @@ func (s *Store) List(ctx context.Context, f fulfill.ListFilter) ([]*order.Order,
 
 // Due implements fulfill.Store: it reads only the store's queue, never
 // every record.
-func (s *Store) Due(ctx context.Context, store string, now time.Time, limit int) ([]order.Key, error) {
+func (s *Store) Due(ctx context.Context, store string, now time.Time, limit int) ([]fulfill.DueEntry, error) {
 	resp, err := s.cli.Get(ctx, s.queuePrefix()+store+"/", clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("read queue: %w", unavailable(err))
 	}
-	var keys []order.Key
+	var keys []fulfill.DueEntry
 	for _, kv := range resp.Kvs {
 		due, err := strconv.ParseInt(string(kv.Value), 10, 64)
 		if err == nil && due > now.UnixNano() {
@@ -401,7 +401,7 @@ func (s *Store) Due(ctx context.Context, store string, now time.Time, limit int)
 		if !ok {
 			continue
 		}
-		keys = append(keys, k)
+		keys = append(keys, fulfill.DueEntry{Key: k, Rev: kv.ModRevision})
 		if len(keys) >= limit {
 			break
 		}

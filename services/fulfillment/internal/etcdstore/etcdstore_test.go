@@ -92,7 +92,7 @@ func TestRecordDeliveryIsOnceAndQueues(t *testing.T) {
 		t.Fatal("a delivery must live on a lease, so dedupe keys expire")
 	}
 	due, err := s.Due(ctx, "abc", time.Now(), 10)
-	if err != nil || len(due) != 1 || due[0] != k {
+	if err != nil || len(due) != 1 || due[0].Key != k || due[0].Rev == 0 {
 		t.Fatalf("due = %v %v, want [%v]", due, err, k)
 	}
 	o, err := s.Get(ctx, k)
@@ -150,7 +150,7 @@ func TestDueSkipsFutureWork(t *testing.T) {
 	s.RecordDelivery(ctx, order.Key{Store: "other", ID: 3}, ev("c"), now.Add(-time.Second), nil)
 	s.RecordDelivery(ctx, order.Key{Store: "s2", ID: 4}, ev("d"), now.Add(-time.Second), nil)
 	due, err := s.Due(ctx, "s", now, 10)
-	if err != nil || len(due) != 1 || due[0] != (order.Key{Store: "s", ID: 1}) {
+	if err != nil || len(due) != 1 || due[0].Key != (order.Key{Store: "s", ID: 1}) {
 		t.Fatalf("due = %v %v, want only order 1 of store s", due, err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1663,10 +1664,17 @@ func TestTheWatchRunsAnEntryDueSoonWhenDue(t *testing.T) {
 	}
 }
 
-// watchedStore tells of each queue write its replica's watch handled.
+// watchedStore tells of each queue write its replica's watch handled, and
+// counts the sweeps.
 type watchedStore struct {
 	lockingStore
 	handled chan order.Key
+	sweeps  atomic.Int64
+}
+
+func (w *watchedStore) Due(ctx context.Context, store string, now time.Time, limit int) ([]fulfill.DueEntry, error) {
+	defer w.sweeps.Add(1)
+	return w.lockingStore.Due(ctx, store, now, limit)
 }
 
 func (w *watchedStore) FollowQueue(ctx context.Context, store string, ready func(), fn func(order.Key, time.Time, int64)) error {
@@ -1703,7 +1711,7 @@ func (s *gateStorefront) Order(ctx context.Context, k order.Key) (order.Storefro
 func TestEventsSeenByTheRunDoNotRunItAgain(t *testing.T) {
 	sf := &gateStorefront{storefront: storefront{status: map[uint64]uint32{1: 11, 3: 11, 9: 11}},
 		id: 9, entered: make(chan struct{}, 10), gate: make(chan struct{})}
-	proc, ws, send := watchedPair(t, sf)
+	proc, ws, send := watchedPair(t, sf, time.Hour)
 	send(9, "store/order/created", "c9")
 	<-sf.entered // the one worker is busy with order 9
 	send(1, "store/order/created", "c1")
@@ -1728,14 +1736,14 @@ func TestEventsSeenByTheRunDoNotRunItAgain(t *testing.T) {
 // worker, whose store tells of each queue write its watch handled; send
 // records an event through the intake replica and returns once the
 // process replica's watch has handled its write.
-func watchedPair(t *testing.T, sf fulfill.Storefront) (*fulfill.Service, *watchedStore, func(id uint64, scope, hash string)) {
+func watchedPair(t *testing.T, sf fulfill.Storefront, sweep time.Duration) (*fulfill.Service, *watchedStore, func(id uint64, scope, hash string)) {
 	ctx := context.Background()
 	ep := etcdtest.Start(t)
 	sup := &supplier{live: map[string]int{}}
 	ws := &watchedStore{lockingStore: lockingStore{Store: newStore(t, ep)}, handled: make(chan order.Key, 1000)}
 	proc := fulfill.New(fulfill.Config{
 		Role: fulfill.RoleProcess, Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
-		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1,
+		SweepInterval: sweep, SweepGrace: time.Hour, Workers: 1,
 	}, ws, sf, sup, discard())
 	intake := fulfill.New(fulfill.Config{
 		Role: fulfill.RoleIntake, Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
@@ -1766,7 +1774,7 @@ func watchedPair(t *testing.T, sf fulfill.Storefront) (*fulfill.Service, *watche
 func TestAnEventWrittenDuringTheRunRunsItAgain(t *testing.T) {
 	sf := &gateStorefront{storefront: storefront{status: map[uint64]uint32{1: 7}},
 		id: 1, entered: make(chan struct{}, 10), gate: make(chan struct{})}
-	proc, _, send := watchedPair(t, sf)
+	proc, _, send := watchedPair(t, sf, time.Hour)
 	t.Cleanup(func() { close(sf.gate) })
 	send(1, "store/order/created", "c1")
 	<-sf.entered // the run has loaded the order, and reads it: status 7
@@ -1782,5 +1790,31 @@ func TestAnEventWrittenDuringTheRunRunsItAgain(t *testing.T) {
 	h := &harness{svc: []*fulfill.Service{proc}}
 	if o := h.waitState(t, order.Key{Store: "abc", ID: 1}, order.Submitted); len(o.Events) != 2 {
 		t.Fatalf("order 1: %d events, want both", len(o.Events))
+	}
+}
+
+// Sweeps that find an order due while it waits for a worker, or runs, do
+// not run it again after its run, when that run saw the entry they found
+// (in a surge, each sweep finds hundreds of such orders).
+func TestASweepOfAnOrderItsRunSawDoesNotRunItAgain(t *testing.T) {
+	sf := &gateStorefront{storefront: storefront{status: map[uint64]uint32{1: 11, 3: 11, 9: 11}},
+		id: 9, entered: make(chan struct{}, 10), gate: make(chan struct{})}
+	proc, ws, send := watchedPair(t, sf, 20*time.Millisecond)
+	t.Cleanup(func() { close(sf.gate) })
+	send(9, "store/order/created", "c9")
+	<-sf.entered // the one worker is busy with order 9
+	send(1, "store/order/created", "c1")
+	send(3, "store/order/created", "c3")
+	for from := ws.sweeps.Load(); ws.sweeps.Load() < from+3; time.Sleep(5 * time.Millisecond) {
+	}
+	sf.gate <- struct{}{}
+	h := &harness{svc: []*fulfill.Service{proc}}
+	h.waitState(t, order.Key{Store: "abc", ID: 3}, order.Submitted)
+	k := order.Key{Store: "abc", ID: 1}
+	h.waitState(t, k, order.Submitted)
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if n := ws.tried[k]; n != 1 {
+		t.Fatalf("order 1's lock tried %d times; want once: the sweeps found the entry its run saw", n)
 	}
 }

@@ -382,7 +382,7 @@ const sweepTimeout = 10 * time.Second
 func (s *Service) sweep(ctx context.Context) {
 	dctx, cancel := context.WithTimeout(ctx, sweepTimeout)
 	defer cancel()
-	keys, err := s.store.Due(dctx, s.cfg.Store, s.cfg.Now(), cap(s.work)/2)
+	entries, err := s.store.Due(dctx, s.cfg.Store, s.cfg.Now(), cap(s.work)/2)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.WarnContext(ctx, "sweep failed", "err", err)
@@ -394,7 +394,8 @@ func (s *Service) sweep(ctx context.Context) {
 	defer s.sweepMu.Unlock()
 	passed := s.passed
 	s.passed = map[order.Key]time.Time{}
-	for _, k := range keys {
+	for _, e := range entries {
+		k := e.Key
 		if !s.takesDue(k, now, passed) {
 			// Another replica's, or held back: left to it. Forgotten once
 			// no sweep finds it due and left any more.
@@ -405,7 +406,7 @@ func (s *Service) sweep(ctx context.Context) {
 			s.passed[k] = first
 			continue
 		}
-		s.schedule(k)
+		s.scheduleWrite(k, e.Rev)
 	}
 }
 
@@ -474,11 +475,13 @@ const rerunAlways = -1
 // already queued or running here is marked to run again instead.
 func (s *Service) schedule(k order.Key) { s.scheduleWrite(k, rerunAlways) }
 
-// scheduleWrite is schedule for a queue entry the watch saw written at
-// revision rev: an order already queued or running here runs again only
-// if its run loaded it before that write. A run that had already seen it
-// (the write of an event its run found) would only find its work done,
-// at the cost of a lock, a read and an unlock in etcd.
+// scheduleWrite is schedule for a queue entry written at revision rev (a
+// sweep found it due, or the watch told of it): an order already queued
+// or running here runs again only if its run loaded it before that write.
+// A run that had seen the write would only find its work done, at the
+// cost of a lock, a read and an unlock in etcd: in a surge, where each
+// sweep finds hundreds of due orders already queued or running, that was
+// 0.2 to 0.9 runs per order.
 func (s *Service) scheduleWrite(k order.Key, rev int64) {
 	if s.cfg.Role == RoleIntake {
 		return // no workers here: the processing replicas follow the queue

@@ -30,7 +30,7 @@ type Store interface {
 	FollowQueue(ctx context.Context, store string, ready func(), fn func(k order.Key, due time.Time, rev int64)) error
 	// Due returns up to limit queued orders of store whose work is due at
 	// now. Other stores' queues, in a shared etcd, are never read.
-	Due(ctx context.Context, store string, now time.Time, limit int) ([]order.Key, error)
+	Due(ctx context.Context, store string, now time.Time, limit int) ([]DueEntry, error)
 	// ShareQueue registers this process, with its role, as one of store's
 	// replicas that process orders until ctx ends (nil) or the
 	// registration fails (an error), and calls set with its own name and
@@ -118,6 +118,13 @@ type Locked interface {
 	Done() <-chan struct{}
 	// Unlock releases the mutex.
 	Unlock(ctx context.Context) error
+}
+
+// DueEntry is a queued order whose work is due, and the revision of the
+// latest write of its queue entry (see Loaded.Revision).
+type DueEntry struct {
+	Key order.Key
+	Rev int64
 }
 
 // Loaded is what Locked.Load read.
