@@ -394,11 +394,20 @@ func (s *Service) sweep(ctx context.Context) {
 	defer s.sweepMu.Unlock()
 	passed := s.passed
 	s.passed = map[order.Key]time.Time{}
+	holding := s.holdingLive()
 	for _, e := range entries {
 		k := e.Key
 		if !s.takesDue(k, now, passed) {
-			// Another replica's, or held back: left to it. Forgotten once
-			// no sweep finds it due and left any more.
+			if holding {
+				// Left for this replica's own breaker, not because its
+				// owner did not take it: once the breaker lets orders
+				// go, it takes others' orders only after seeing them
+				// left that long again (else every replica would take
+				// the whole backlog at the end of its cool-down).
+				continue
+			}
+			// Another replica's: left to it. Forgotten once no sweep
+			// finds it due and left any more.
 			first, ok := passed[k]
 			if !ok {
 				first = now

@@ -1,6 +1,7 @@
 package fulfill
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/backorder/backorder/services/fulfillment/internal/order"
+	"github.com/backorder/backorder/services/internal/testclock"
 )
 
 // Every replica computes the same owner for an order; the orders are
@@ -145,5 +147,80 @@ func TestHoldingReplicaLeavesItsShare(t *testing.T) {
 	// counts runs only.
 	if after, _ := s.BreakerState(); after.Held != before.Held {
 		t.Errorf("held runs went from %d to %d by asking whether to take orders", before.Held, after.Held)
+	}
+}
+
+// dueStore answers Due with its entries, all due.
+type dueStore struct {
+	Store
+	entries []DueEntry
+}
+
+func (d *dueStore) Due(context.Context, string, time.Time, int) ([]DueEntry, error) {
+	return d.entries, nil
+}
+
+// drain returns the orders scheduled since the last drain.
+func drain(s *Service) map[order.Key]bool {
+	got := map[order.Key]bool{}
+	for {
+		select {
+		case k := <-s.work:
+			got[k] = true
+			s.mu.Lock()
+			delete(s.inflight, k)
+			s.mu.Unlock()
+		default:
+			return got
+		}
+	}
+}
+
+// A replica whose breaker held orders back has left others' orders for
+// its own reason, not their owners': when its breaker lets orders go, it
+// takes its own share, and others' only once it has seen them left for a
+// sweep interval and a half from then. (Before, each replica took the
+// whole backlog at the end of its cool-down, and raced the others for
+// every lock.)
+func TestAHoldingReplicaDoesNotCountOthersOrdersAsLeft(t *testing.T) {
+	clock := testclock.New(time.Now())
+	st := &dueStore{}
+	for id := range uint64(40) {
+		st.entries = append(st.entries, DueEntry{Key: order.Key{Store: "abc", ID: id}, Rev: 1})
+	}
+	s := New(Config{Store: "abc", Mode: order.ModeLive, Breaker: 1, SweepInterval: time.Second, Now: clock.Now},
+		st, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s.share.Store(newQueueShare("a", peers("all", "all")))
+	s.breaker.Record(order.Result{Outcome: order.Ambiguous}, false)
+	ctx := context.Background()
+	for range 5 {
+		s.sweep(ctx)
+		if got := drain(s); len(got) != 0 {
+			t.Fatalf("a holding replica's sweep took %d orders", len(got))
+		}
+		clock.Advance(5 * time.Second)
+	}
+	// The cool-down is over: its own share at once, no other's.
+	clock.Advance(BreakerCooldown - 25*time.Second)
+	s.sweep(ctx)
+	own := drain(s)
+	for _, e := range st.entries {
+		if mine := owner(e.Key, []string{"a", "b"}) == "a"; mine != own[e.Key] {
+			t.Fatalf("order %v: taken %v, its own %v; want only its own share taken", e.Key, own[e.Key], mine)
+		}
+	}
+	if len(own) == 0 {
+		t.Fatal("took none of its share")
+	}
+	clock.Advance(time.Second)
+	s.sweep(ctx)
+	if got := drain(s); len(got) != len(own) {
+		t.Fatalf("a second later: took %d orders, want its own %d again", len(got), len(own))
+	}
+	// Left for a sweep interval and a half since: the others' too.
+	clock.Advance(time.Second)
+	s.sweep(ctx)
+	if got := drain(s); len(got) != len(st.entries) {
+		t.Fatalf("1.5 intervals after the hold: took %d orders, want all %d", len(got), len(st.entries))
 	}
 }
