@@ -192,19 +192,7 @@ func TestBreakerHoldsOrdersBackInsteadOfReview(t *testing.T) {
 	for id := uint64(1); id <= 5; id++ {
 		sf.status[id] = 11
 	}
-	svc := fulfill.New(fulfill.Config{
-		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(), Breaker: 2,
-		Retry:         order.RetryPolicy{Base: time.Second, Max: time.Second},
-		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1, Now: clock.Now,
-	}, newStore(t, etcdtest.Start(t)), sf, sup, discard())
-	process := func(id uint64) *order.Order {
-		t.Helper()
-		o, err := svc.Process(ctx, order.Key{Store: "abc", ID: id}, fulfill.ProcessOptions{Force: true})
-		if err != nil {
-			t.Fatalf("order %d: %v", id, err)
-		}
-		return o
-	}
+	svc, process := breakerService(t, clock, 2, sf, sup)
 	for id := uint64(1); id <= 2; id++ {
 		if o := process(id); o.State != order.NeedsReview {
 			t.Fatalf("order %d: %v, want NEEDS_REVIEW", id, o.State)
@@ -234,19 +222,9 @@ func TestBreakerHoldsOrdersBackInsteadOfReview(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if o.State != order.Received || o.Attempts != 0 || !o.Pending || !strings.Contains(o.LastError, "held back") || !spreadFrom(o.NextAttemptAt, until) {
-			t.Fatalf("order %d: %v, %d attempts, pending %v, %q, next %v; want RECEIVED, no attempt, queued, held back, due at %v",
-				id, o.State, o.Attempts, o.Pending, o.LastError, o.NextAttemptAt, until)
-		}
+		checkHeld(t, o, "held back", until)
 	}
-	sf.mu.Lock()
-	if sf.contents != contents {
-		t.Errorf("held orders' lines and addresses read from BigCommerce %d times, want none", sf.contents-contents)
-	}
-	sf.mu.Unlock()
-	if n := sup.calls(); n != 2 {
-		t.Fatalf("%d live calls, want 2 (none while open)", n)
-	}
+	checkNotReadNorSent(t, sf, contents, sup, 2)
 	if st, on := svc.BreakerState(); !on || !st.Open || st.Held != 4 {
 		t.Fatalf("breaker %+v (on %v), want open, 4 held (order 99 and 3 to 5)", st, on)
 	}
@@ -362,11 +340,7 @@ func TestA429HoldsTheOtherOrdersBack(t *testing.T) {
 	clock := testclock.New(time.Now())
 	sup := &throttling{scripted: scripted{script: []order.Outcome{order.Throttled, order.Created}}, retryAfter: time.Minute}
 	sf := &storefront{status: map[uint64]uint32{1: 11, 2: 11, 3: 11}}
-	svc := fulfill.New(fulfill.Config{
-		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(), Breaker: 5,
-		Retry:         order.RetryPolicy{Base: time.Second, Max: time.Second},
-		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1, Now: clock.Now,
-	}, newStore(t, etcdtest.Start(t)), sf, sup, discard())
+	svc, _ := breakerService(t, clock, 5, sf, sup)
 	for id := uint64(1); id <= 3; id++ {
 		if _, err := svc.Intake(ctx, delivery(id, "store/order/created", 0, fmt.Sprintf("h%d", id))); err != nil {
 			t.Fatal(err)
@@ -391,20 +365,9 @@ func TestA429HoldsTheOtherOrdersBack(t *testing.T) {
 	sf.mu.Unlock()
 	until := clock.Now().Add(time.Minute)
 	for id := uint64(2); id <= 3; id++ {
-		o := run(id)
-		if o.State != order.Received || o.Attempts != 0 || !o.Pending || !strings.Contains(o.LastError, "429") || !spreadFrom(o.NextAttemptAt, until) {
-			t.Fatalf("order %d after the 429: %v, %d attempts, pending %v, %q, next %v; want RECEIVED, no attempt, queued, saying 429, due at about %v",
-				id, o.State, o.Attempts, o.Pending, o.LastError, o.NextAttemptAt, until)
-		}
+		checkHeld(t, run(id), "429", until)
 	}
-	sf.mu.Lock()
-	if sf.contents != contents {
-		t.Errorf("held orders read from BigCommerce %d times, want none", sf.contents-contents)
-	}
-	sf.mu.Unlock()
-	if n := sup.calls(); n != 1 {
-		t.Fatalf("%d live calls, want 1: the others wait for the Retry-After", n)
-	}
+	checkNotReadNorSent(t, sf, contents, &sup.scripted, 1)
 	clock.Advance(time.Minute + breakerSpreadMax)
 	for id := uint64(1); id <= 3; id++ {
 		if o := run(id); o.State != order.Submitted {
@@ -437,19 +400,7 @@ func TestASettingsRefusalHoldsTheOtherOrdersBack(t *testing.T) {
 	clock := testclock.New(time.Now())
 	sup := &misdirected{scripted{script: []order.Outcome{order.NotSent}}}
 	sf := &storefront{status: map[uint64]uint32{1: 11, 2: 11, 3: 11}}
-	svc := fulfill.New(fulfill.Config{
-		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(), Breaker: 5,
-		Retry:         order.RetryPolicy{Base: time.Second, Max: time.Second},
-		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1, Now: clock.Now,
-	}, newStore(t, etcdtest.Start(t)), sf, sup, discard())
-	process := func(id uint64) *order.Order {
-		t.Helper()
-		o, err := svc.Process(ctx, order.Key{Store: "abc", ID: id}, fulfill.ProcessOptions{Force: true})
-		if err != nil {
-			t.Fatalf("order %d: %v", id, err)
-		}
-		return o
-	}
+	svc, process := breakerService(t, clock, 5, sf, sup)
 	for id := uint64(1); id <= 3; id++ {
 		if _, err := svc.Intake(ctx, delivery(id, "store/order/created", 0, fmt.Sprintf("h%d", id))); err != nil {
 			t.Fatal(err)
@@ -567,19 +518,7 @@ func TestAPrecheckRefusedForTheSettingsKeepsOrdersHeld(t *testing.T) {
 	clock := testclock.New(time.Now())
 	sup := &precheckMisdirected{scripted{script: []order.Outcome{order.Created}}}
 	sf := &storefront{status: map[uint64]uint32{1: 11, 2: 11, 3: 11}}
-	svc := fulfill.New(fulfill.Config{
-		Store: "abc", Mode: order.ModeLive, ValidateFirst: true, Policy: order.DefaultPolicy(), Breaker: 5,
-		Retry:         order.RetryPolicy{Base: time.Second, Max: time.Second},
-		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1, Now: clock.Now,
-	}, newStore(t, etcdtest.Start(t)), sf, sup, discard())
-	process := func(id uint64) *order.Order {
-		t.Helper()
-		o, err := svc.Process(ctx, order.Key{Store: "abc", ID: id}, fulfill.ProcessOptions{Force: true})
-		if err != nil {
-			t.Fatalf("order %d: %v", id, err)
-		}
-		return o
-	}
+	svc, process := breakerService(t, clock, 5, sf, sup, func(c *fulfill.Config) { c.ValidateFirst = true })
 	for id := uint64(1); id <= 3; id++ {
 		if _, err := svc.Intake(ctx, delivery(id, "store/order/created", 0, fmt.Sprintf("h%d", id))); err != nil {
 			t.Fatal(err)
@@ -603,5 +542,54 @@ func TestAPrecheckRefusedForTheSettingsKeepsOrdersHeld(t *testing.T) {
 	}
 	if n := sup.calls(); n != 0 {
 		t.Fatalf("%d live calls, want none", n)
+	}
+}
+
+// breakerService returns a live service on an etcd of its own, on clock,
+// with one-second retries and a breaker that opens after after ambiguous
+// answers; process runs an order as a person's ProcessOrder does.
+func breakerService(t *testing.T, clock *testclock.Clock, after int, sf fulfill.Storefront, sup fulfill.Supplier,
+	opts ...func(*fulfill.Config)) (*fulfill.Service, func(id uint64) *order.Order) {
+	cfg := fulfill.Config{
+		Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(), Breaker: after,
+		Retry:         order.RetryPolicy{Base: time.Second, Max: time.Second},
+		SweepInterval: time.Hour, SweepGrace: time.Hour, Workers: 1, Now: clock.Now,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	svc := fulfill.New(cfg, newStore(t, etcdtest.Start(t)), sf, sup, discard())
+	return svc, func(id uint64) *order.Order {
+		t.Helper()
+		o, err := svc.Process(context.Background(), order.Key{Store: "abc", ID: id}, fulfill.ProcessOptions{Force: true})
+		if err != nil {
+			t.Fatalf("order %d: %v", id, err)
+		}
+		return o
+	}
+}
+
+// checkHeld fails unless o was held back: RECEIVED, no attempt counted,
+// still queued, its last_error saying why, due at about until.
+func checkHeld(t *testing.T, o *order.Order, why string, until time.Time) {
+	t.Helper()
+	if o.State != order.Received || o.Attempts != 0 || !o.Pending || !strings.Contains(o.LastError, why) || !spreadFrom(o.NextAttemptAt, until) {
+		t.Fatalf("order %v: %v, %d attempts, pending %v, %q, next %v; want RECEIVED, no attempt, queued, saying %q, due at about %v",
+			o.Key, o.State, o.Attempts, o.Pending, o.LastError, o.NextAttemptAt, why, until)
+	}
+}
+
+// checkNotReadNorSent fails unless the held orders' lines were not read
+// from BigCommerce (sf's Contents calls are still contents) and the
+// supplier had only calls live calls.
+func checkNotReadNorSent(t *testing.T, sf *storefront, contents int, sup *scripted, calls int) {
+	t.Helper()
+	sf.mu.Lock()
+	if sf.contents != contents {
+		t.Errorf("held orders' lines and addresses read from BigCommerce %d times, want none", sf.contents-contents)
+	}
+	sf.mu.Unlock()
+	if n := sup.calls(); n != calls {
+		t.Fatalf("%d live calls, want %d: none while held", n, calls)
 	}
 }

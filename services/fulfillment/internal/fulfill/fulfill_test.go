@@ -1481,13 +1481,7 @@ func TestProcessingReplicasShareTheQueue(t *testing.T) {
 			t.Fatalf("order %v after the second replica stopped: taken by the first %v, by the second %v", k, a.st.triedFor(k), b.st.triedFor(k))
 		}
 	}
-	sup.mu.Lock()
-	defer sup.mu.Unlock()
-	for id := uint64(1); id < 1+2*n; id++ {
-		if ref := fmt.Sprintf("BC-abc-%d", id); sup.live[ref] != 1 {
-			t.Fatalf("supplier orders of %s: %d, want 1", ref, sup.live[ref])
-		}
-	}
+	checkSentOnce(t, sup, 1, 1+2*n)
 }
 
 // A processing replica that is registered but processes nothing (hung,
@@ -1528,18 +1522,8 @@ func TestReplicasDivideTheirSweeps(t *testing.T) {
 	waitQueueShare(t, a, 2)
 	waitQueueShare(t, b, 2)
 	st := newStore(t, ep)
-	past := time.Now().Add(-time.Minute)
 	const n = 20
-	for id := uint64(1); id <= n; id++ {
-		sf.set(id, 11)
-		o := order.New(order.Key{Store: "abc", ID: id}, past)
-		o.State, o.Mode, o.Attempts, o.NextAttemptAt = order.RetryScheduled, order.ModeLive, 1, past
-		putRecord(t, st, o, fulfill.QueueOp{At: past})
-	}
-	h := &harness{svc: []*fulfill.Service{a.svc}}
-	for id := uint64(1); id <= n; id++ {
-		h.waitState(t, order.Key{Store: "abc", ID: id}, order.Submitted)
-	}
+	retryAndWait(t, st, sf, a.svc, n, time.Now().Add(-time.Minute))
 	checkDivided(t, a, b, 1, 1+n)
 }
 
@@ -1607,18 +1591,8 @@ func TestMixedRolesDivideAndLoseNothing(t *testing.T) {
 	// Retries coming due well after the watch's second of slack, so that
 	// only the sweeps find them.
 	st := newStore(t, ep)
-	due := time.Now().Add(4 * time.Second)
 	const n = 20
-	for id := uint64(1); id <= n; id++ {
-		sf.set(id, 11)
-		o := order.New(order.Key{Store: "abc", ID: id}, time.Now())
-		o.State, o.Mode, o.Attempts, o.NextAttemptAt = order.RetryScheduled, order.ModeLive, 1, due
-		putRecord(t, st, o, fulfill.QueueOp{At: due})
-	}
-	h := &harness{svc: []*fulfill.Service{all.svc}}
-	for id := uint64(1); id <= n; id++ {
-		h.waitState(t, order.Key{Store: "abc", ID: id}, order.Submitted)
-	}
+	retryAndWait(t, st, sf, all.svc, n, time.Now().Add(4*time.Second))
 	checkDivided(t, all, proc, 1, 1+n)
 
 	sendOrders(t, intake.svc, sf, 1+n, 1+2*n)
@@ -1628,9 +1602,16 @@ func TestMixedRolesDivideAndLoseNothing(t *testing.T) {
 		}
 	}
 	sendOrders(t, all.svc, sf, 1+2*n, 1+3*n)
+	checkSentOnce(t, sup, 1, 1+3*n)
+}
+
+// checkSentOnce fails unless the supplier has exactly one order of each
+// order from..to-1.
+func checkSentOnce(t *testing.T, sup *supplier, from, to uint64) {
+	t.Helper()
 	sup.mu.Lock()
 	defer sup.mu.Unlock()
-	for id := uint64(1); id < 1+3*n; id++ {
+	for id := from; id < to; id++ {
 		if ref := fmt.Sprintf("BC-abc-%d", id); sup.live[ref] != 1 {
 			t.Fatalf("supplier orders of %s: %d, want 1", ref, sup.live[ref])
 		}
@@ -1816,5 +1797,21 @@ func TestASweepOfAnOrderItsRunSawDoesNotRunItAgain(t *testing.T) {
 	defer ws.mu.Unlock()
 	if n := ws.tried[k]; n != 1 {
 		t.Fatalf("order 1's lock tried %d times; want once: the sweeps found the entry its run saw", n)
+	}
+}
+
+// retryAndWait stores orders 1..n as live retries due at due, payable,
+// and waits until svc sees each SUBMITTED.
+func retryAndWait(t *testing.T, st *etcdstore.Store, sf *storefront, svc *fulfill.Service, n uint64, due time.Time) {
+	t.Helper()
+	for id := uint64(1); id <= n; id++ {
+		sf.set(id, 11)
+		o := order.New(order.Key{Store: "abc", ID: id}, time.Now())
+		o.State, o.Mode, o.Attempts, o.NextAttemptAt = order.RetryScheduled, order.ModeLive, 1, due
+		putRecord(t, st, o, fulfill.QueueOp{At: due})
+	}
+	h := &harness{svc: []*fulfill.Service{svc}}
+	for id := uint64(1); id <= n; id++ {
+		h.waitState(t, order.Key{Store: "abc", ID: id}, order.Submitted)
 	}
 }
