@@ -1361,11 +1361,34 @@ func TestIntakeReplicaAndProcessingReplica(t *testing.T) {
 	}
 }
 
-// lockingStore records the orders each TryLock was called for.
+// lockingStore records the orders each TryLock was called for, and
+// closes watching (when made) once its replica's queue watch is in place.
 type lockingStore struct {
 	fulfill.Store
-	mu    sync.Mutex
-	tried map[order.Key]int
+	mu        sync.Mutex
+	tried     map[order.Key]int
+	watching  chan struct{}
+	watchOnce sync.Once
+}
+
+func (c *lockingStore) FollowQueue(ctx context.Context, store string, ready func(), fn func(order.Key, time.Time, int64)) error {
+	return c.Store.FollowQueue(ctx, store, func() {
+		ready()
+		if c.watching != nil {
+			c.watchOnce.Do(func() { close(c.watching) })
+		}
+	}, fn)
+}
+
+// waitWatching waits until st's replica follows the queue: writes from
+// then on reach its watch.
+func waitWatching(t *testing.T, st *lockingStore) {
+	t.Helper()
+	select {
+	case <-st.watching:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the replica never followed the queue")
+	}
 }
 
 func (c *lockingStore) TryLock(ctx context.Context, k order.Key) (fulfill.Locked, error) {
@@ -1395,7 +1418,7 @@ type shareReplica struct {
 func shareReplicas(t *testing.T, ep string, sf *storefront, sup *supplier, sweep time.Duration, roles ...fulfill.Role) []shareReplica {
 	var out []shareReplica
 	for _, role := range roles {
-		st := &lockingStore{Store: newStore(t, ep)}
+		st := &lockingStore{Store: newStore(t, ep), watching: make(chan struct{})}
 		svc := fulfill.New(fulfill.Config{
 			Role: role, Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
 			SweepInterval: sweep, SweepGrace: time.Hour, Workers: 4,
@@ -1628,6 +1651,7 @@ func TestTheWatchRunsAnEntryDueSoonWhenDue(t *testing.T) {
 	sup := &supplier{live: map[string]int{}}
 	r := shareReplicas(t, ep, sf, sup, time.Hour, fulfill.RoleProcess)
 	waitQueueShare(t, r[0], 1)
+	waitWatching(t, r[0].st)
 	k := order.Key{Store: "abc", ID: 1}
 	due := time.Now().Add(700 * time.Millisecond)
 	o := order.New(k, time.Now())
@@ -1646,15 +1670,19 @@ func TestTheWatchRunsAnEntryDueSoonWhenDue(t *testing.T) {
 }
 
 // watchedStore tells of each queue write its replica's watch handled, and
-// counts the sweeps.
+// counts the sweeps; with quiet, they find nothing.
 type watchedStore struct {
 	lockingStore
 	handled chan order.Key
 	sweeps  atomic.Int64
+	quiet   atomic.Bool
 }
 
 func (w *watchedStore) Due(ctx context.Context, store string, now time.Time, limit int) ([]fulfill.DueEntry, error) {
 	defer w.sweeps.Add(1)
+	if w.quiet.Load() {
+		return nil, nil
+	}
 	return w.lockingStore.Due(ctx, store, now, limit)
 }
 
@@ -1679,7 +1707,11 @@ type gateStorefront struct {
 func (s *gateStorefront) Order(ctx context.Context, k order.Key) (order.StorefrontOrder, error) {
 	if k.ID == s.id {
 		s.entered <- struct{}{}
-		<-s.gate
+		select {
+		case <-s.gate:
+		case <-ctx.Done():
+			return order.StorefrontOrder{}, ctx.Err()
+		}
 	}
 	return s.storefront.Order(ctx, k)
 }
@@ -1693,6 +1725,7 @@ func TestEventsSeenByTheRunDoNotRunItAgain(t *testing.T) {
 	sf := &gateStorefront{storefront: storefront{status: map[uint64]uint32{1: 11, 3: 11, 9: 11}},
 		id: 9, entered: make(chan struct{}, 10), gate: make(chan struct{})}
 	proc, ws, send := watchedPair(t, sf, time.Hour)
+	t.Cleanup(func() { close(sf.gate) })
 	send(9, "store/order/created", "c9")
 	<-sf.entered // the one worker is busy with order 9
 	send(1, "store/order/created", "c1")
@@ -1721,7 +1754,7 @@ func watchedPair(t *testing.T, sf fulfill.Storefront, sweep time.Duration) (*ful
 	ctx := context.Background()
 	ep := etcdtest.Start(t)
 	sup := &supplier{live: map[string]int{}}
-	ws := &watchedStore{lockingStore: lockingStore{Store: newStore(t, ep)}, handled: make(chan order.Key, 1000)}
+	ws := &watchedStore{lockingStore: lockingStore{Store: newStore(t, ep), watching: make(chan struct{})}, handled: make(chan order.Key, 1000)}
 	proc := fulfill.New(fulfill.Config{
 		Role: fulfill.RoleProcess, Store: "abc", Mode: order.ModeLive, Policy: order.DefaultPolicy(),
 		SweepInterval: sweep, SweepGrace: time.Hour, Workers: 1,
@@ -1735,14 +1768,21 @@ func watchedPair(t *testing.T, sf fulfill.Storefront, sweep time.Duration) (*ful
 	go func() { proc.Run(runCtx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	waitQueueShare(t, shareReplica{svc: proc}, 1)
+	waitWatching(t, &ws.lockingStore)
 	send := func(id uint64, scope, hash string) {
 		t.Helper()
 		if _, err := intake.Intake(ctx, delivery(id, scope, 0, hash)); err != nil {
 			t.Fatal(err)
 		}
-		for k := range ws.handled {
-			if k.ID == id {
-				return
+		deadline := time.After(30 * time.Second)
+		for {
+			select {
+			case k := <-ws.handled:
+				if k.ID == id {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("the watch never told of order %d's write", id)
 			}
 		}
 	}
@@ -1788,6 +1828,12 @@ func TestASweepOfAnOrderItsRunSawDoesNotRunItAgain(t *testing.T) {
 	send(3, "store/order/created", "c3")
 	for from := ws.sweeps.Load(); ws.sweeps.Load() < from+3; time.Sleep(5 * time.Millisecond) {
 	}
+	// Sweeps from here on would find order 1 due until its run ends, and
+	// one that ends after the run would run it again, rightly: the test
+	// is of the sweeps above, made while it waited.
+	ws.quiet.Store(true)
+	for from := ws.sweeps.Load(); ws.sweeps.Load() < from+2; time.Sleep(5 * time.Millisecond) {
+	} // (any sweep begun before, over)
 	sf.gate <- struct{}{}
 	h := &harness{svc: []*fulfill.Service{proc}}
 	h.waitState(t, order.Key{Store: "abc", ID: 3}, order.Submitted)

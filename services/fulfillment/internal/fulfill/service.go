@@ -112,9 +112,12 @@ type Service struct {
 	// (nil: not divided, this replica takes every due order).
 	share atomic.Pointer[queueShare]
 	// passed are the due orders the last sweep left to their owners
-	// (share), and when a sweep first left each: see takesDue.
+	// (share), and when a sweep first left each while this replica's
+	// breaker did not hold (see takesDue); left, the same whether it held
+	// or not (see sweep).
 	sweepMu sync.Mutex
 	passed  map[order.Key]time.Time
+	left    map[order.Key]time.Time
 	// sweepNow asks Run for a sweep now (a replica left the division).
 	sweepNow chan struct{}
 	// shared is closed once share was first set.
@@ -392,31 +395,45 @@ func (s *Service) sweep(ctx context.Context) {
 	now := s.cfg.Now()
 	s.sweepMu.Lock()
 	defer s.sweepMu.Unlock()
-	passed := s.passed
-	s.passed = map[order.Key]time.Time{}
+	passed, left := s.passed, s.left
+	s.passed, s.left = map[order.Key]time.Time{}, map[order.Key]time.Time{}
 	holding := s.holdingLive()
 	for _, e := range entries {
 		k := e.Key
-		if !s.takesDue(k, now, passed) {
-			if holding {
-				// Left for this replica's own breaker, not because its
-				// owner did not take it: once the breaker lets orders
-				// go, it takes others' orders only after seeing them
-				// left that long again (else every replica would take
-				// the whole backlog at the end of its cool-down).
-				continue
-			}
-			// Another replica's: left to it. Forgotten once no sweep
-			// finds it due and left any more.
-			first, ok := passed[k]
-			if !ok {
-				first = now
-			}
-			s.passed[k] = first
+		takes := s.takesDue(k, now, passed)
+		if first, ok := left[k]; ok && !takes && !holding {
+			// Left for longer than any hold of this replica's breaker
+			// lasts: its owner is not taking it (hung, or alive only
+			// by its lease), whether or not this replica's breaker
+			// kept it from seeing so (below).
+			takes = now.Sub(first) >= s.cfg.SweepInterval*3/2+BreakerMaxCooldown
+		}
+		if takes {
+			s.scheduleWrite(k, e.Rev)
 			continue
 		}
-		s.scheduleWrite(k, e.Rev)
+		// Left to its owner. Forgotten once no sweep finds it due and
+		// left any more.
+		keepFirst(s.left, left, k, now)
+		if !holding {
+			// Orders left while this replica's own breaker held were
+			// not left for their owners' reasons: once the breaker lets
+			// orders go, this replica takes others' orders only after
+			// seeing them left that long again (else every replica
+			// would take the whole backlog at the end of its cool-down,
+			// and race the others for every lock).
+			keepFirst(s.passed, passed, k, now)
+		}
 	}
+}
+
+// keepFirst records in to when k was first found left: as in from, or now.
+func keepFirst(to, from map[order.Key]time.Time, k order.Key, now time.Time) {
+	first, ok := from[k]
+	if !ok {
+		first = now
+	}
+	to[k] = first
 }
 
 // dueSlack is how far ahead of this replica's clock an entry written "due
@@ -490,10 +507,15 @@ func (s *Service) schedule(k order.Key) { s.scheduleWrite(k, rerunAlways) }
 // A run that had seen the write would only find its work done, at the
 // cost of a lock, a read and an unlock in etcd: in a surge, where each
 // sweep finds hundreds of due orders already queued or running, that was
-// 0.2 to 0.9 runs per order.
+// 0.2 to 0.9 runs per order. A run that saw the write and then failed
+// (BigCommerce, etcd, a lost lock) left its entry due: the next sweep
+// finds it, and an order not queued or running here is always queued.
 func (s *Service) scheduleWrite(k order.Key, rev int64) {
 	if s.cfg.Role == RoleIntake {
 		return // no workers here: the processing replicas follow the queue
+	}
+	if rev <= 0 {
+		rev = rerunAlways // no revision known: whatever the run saw
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

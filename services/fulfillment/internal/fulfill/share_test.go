@@ -224,3 +224,46 @@ func TestAHoldingReplicaDoesNotCountOthersOrdersAsLeft(t *testing.T) {
 		t.Fatalf("1.5 intervals after the hold: took %d orders, want all %d", len(got), len(st.entries))
 	}
 }
+
+// A replica whose breaker flaps (open, then closed for less than a sweep
+// interval and a half, then open again) still takes the orders of an
+// owner that never takes them (hung, or alive only by its lease), once
+// they have been left longer than any hold lasts.
+func TestAFlappingBreakerStillTakesAHungOwnersOrders(t *testing.T) {
+	start := time.Now()
+	clock := testclock.New(start)
+	st := &dueStore{}
+	for id := range uint64(40) {
+		st.entries = append(st.entries, DueEntry{Key: order.Key{Store: "abc", ID: id}, Rev: 1})
+	}
+	s := New(Config{Store: "abc", Mode: order.ModeLive, Breaker: 1, SweepInterval: 10 * time.Second, Now: clock.Now},
+		st, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s.share.Store(newQueueShare("a", peers("all", "all")))
+	s.breaker.Record(order.Result{Outcome: order.Ambiguous}, false)
+	ctx := context.Background()
+	bound := 15*time.Second + BreakerMaxCooldown
+	for ; clock.Now().Sub(start) < 10*time.Minute; clock.Advance(10 * time.Second) {
+		holding := s.holdingLive()
+		s.sweep(ctx)
+		got := drain(s)
+		switch {
+		case holding:
+			if len(got) != 0 {
+				t.Fatalf("at %v, holding: took %d orders", clock.Now().Sub(start), len(got))
+			}
+			continue
+		case clock.Now().Sub(start) < bound:
+			if len(got) == len(st.entries) {
+				t.Fatalf("at %v: took every order, others' too, before they were left %v", clock.Now().Sub(start), bound)
+			}
+		default:
+			if len(got) != len(st.entries) {
+				t.Fatalf("at %v: took %d of %d orders; want the hung owner's too", clock.Now().Sub(start), len(got), len(st.entries))
+			}
+			return
+		}
+		// Closed for this one sweep: the probe fails, open again.
+		s.breaker.Record(order.Result{Outcome: order.Ambiguous}, true)
+	}
+	t.Fatal("never took the hung owner's orders")
+}
