@@ -1508,23 +1508,29 @@ func (x *GetServiceStatusResponse) GetProcessingReplicas() int32 {
 }
 
 // SupplierBreaker is one replica's TropShip breaker. After `after` live
-// calls in a row ended ambiguous (5xx, timeout, reset), it holds live
-// orders back (nothing read or sent; they stay queued) until probe_at, then
-// sends one as a probe: a clear answer closes it.
+// calls in a row ended ambiguous (5xx, timeout, reset), or at once after a
+// live order (or its pre-check) was refused for the settings (a 403, 404 or
+// 405 saying nothing of the order), it holds live orders back (nothing
+// read or sent; they stay queued) until probe_at, then sends one as a
+// probe: a clear answer closes it. A 429 holds live orders back too, open
+// or not, until throttled_until.
 type SupplierBreaker struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// TROPSHIP_BREAKER.
 	After int32 `protobuf:"varint,1,opt,name=after,proto3" json:"after,omitempty"`
-	// True while live orders are held back: until probe_at, and then until
-	// the probe is answered clearly.
+	// True while the breaker is open: until probe_at, and then until the
+	// probe is answered clearly. A 429's wait shows only in throttled_until.
 	Open bool `protobuf:"varint,2,opt,name=open,proto3" json:"open,omitempty"`
-	// While open: when a live order may go as the probe.
+	// While open: when a live order may go as the probe (not before
+	// throttled_until, when that is later).
 	ProbeAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=probe_at,json=probeAt,proto3" json:"probe_at,omitempty"`
 	// Runs held back since the replica started (an order held several
 	// times counts each time), by the breaker or a 429.
 	HeldRuns int64 `protobuf:"varint,4,opt,name=held_runs,json=heldRuns,proto3" json:"held_runs,omitempty"`
-	// Set while TropShip's latest 429 holds live orders back (open or not):
-	// no live order is sent before it (its Retry-After, or 1 s).
+	// Set only while a 429 (from a live call or its pre-check) holds live
+	// orders back, open or not: no live order is sent before it. It is the
+	// end of the longest wait asked for: the Retry-After (a day at most),
+	// else 1 s.
 	ThrottledUntil *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=throttled_until,json=throttledUntil,proto3" json:"throttled_until,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache

@@ -39,8 +39,9 @@ import (
 // The service asks it twice per run: Holding before the run reads
 // BigCommerce (cheap, reserves nothing), and Admit just before the intent
 // of the live call, which reserves the probe; Record then counts the
-// call's answer. Validate-only calls and lookups are never held. Each
-// replica has its own breaker.
+// call's answer, and RecordPrecheck a live order's pre-check's.
+// Validate-only calls and lookups are never held. Each replica has its
+// own breaker.
 type Breaker struct {
 	after int
 	now   func() time.Time
@@ -87,8 +88,9 @@ func NewBreaker(after int, now func() time.Time, log *slog.Logger) *Breaker {
 type BreakerState struct {
 	// After is the number of ambiguous live answers in a row that open it.
 	After int
-	// Open: live orders are held back, until Until, and then until a
-	// probe is answered clearly.
+	// Open: the breaker holds live orders back, until Until, and then
+	// until a probe is answered clearly. (A 429's wait shows only in
+	// ThrottledUntil.)
 	Open  bool
 	Until time.Time
 	// Held counts the runs held back since the process started.
@@ -326,7 +328,8 @@ func (s *Service) noteHeld(k order.Key, until time.Time) {
 }
 
 // stillHeld reports whether a worker should skip the order: this replica
-// held it back until a time not yet come, and its breaker is still open.
+// held it back until a time not yet come, and its breaker (or a 429's
+// wait) still holds live orders back.
 // Nothing is read or written: the order's queue entry stays, and a sweep
 // brings it back. A person's ProcessOrder is never skipped.
 func (s *Service) stillHeld(k order.Key) bool {

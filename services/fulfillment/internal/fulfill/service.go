@@ -402,10 +402,11 @@ func (s *Service) sweep(ctx context.Context) {
 		k := e.Key
 		takes := s.takesDue(k, now, passed)
 		if first, ok := left[k]; ok && !takes && !holding {
-			// Left for longer than any hold of this replica's breaker
-			// lasts: its owner is not taking it (hung, or alive only
-			// by its lease), whether or not this replica's breaker
-			// kept it from seeing so (below).
+			// Left for longer than a cool-down of this replica's
+			// breaker lasts (a probe in flight may add a call's
+			// timeout): its owner is not taking it (hung, or alive
+			// only by its lease), whether or not this replica's
+			// breaker kept it from seeing so (below).
 			takes = now.Sub(first) >= s.cfg.SweepInterval*3/2+BreakerMaxCooldown
 		}
 		if takes {

@@ -80,8 +80,8 @@ func mix64(x uint64) uint64 {
 // share, and another's only if first left to it at least one and a half
 // sweep intervals before (passed: when each order was first left) — a
 // replica's sweep timer is not in step with its owner's. A replica whose
-// TropShip breaker holds live orders back takes nothing from a divided
-// queue: the others take its share, rather than it holding them too.
+// TropShip breaker is open takes nothing from a divided queue: the others
+// take its share, rather than it holding them too.
 func (s *Service) takesDue(k order.Key, now time.Time, passed map[order.Key]time.Time) bool {
 	q := s.share.Load()
 	switch {

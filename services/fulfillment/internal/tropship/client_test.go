@@ -505,6 +505,8 @@ func TestOutcomeTable(t *testing.T) {
 		// One that lists the order's errors is a refusal of the order.
 		{name: "404 about a product", reply: reply{status: 404, body: `{"errors":[{"field":"lines[0].product_code","code":"not_found","message":"no such product"}]}`},
 			want: order.Refused, wantReason: "no such product"},
+		{name: "404 with a message", reply: reply{status: 404, body: `{"message":"product APP449 not found"}`},
+			want: order.Refused, wantReason: "product APP449 not found"},
 		{name: "410", reply: reply{status: 410}, want: order.Refused, wantReason: "410"},
 		{name: "202 live without id", reply: reply{status: 202, body: `{}`}, want: order.Ambiguous},
 		{name: "redirect not followed", reply: reply{status: 307, header: map[string]string{"Location": "/elsewhere"}}, want: order.Ambiguous},

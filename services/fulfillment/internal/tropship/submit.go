@@ -178,11 +178,11 @@ func classify(rep *reply, validateOnly bool, now time.Time) order.Result {
 		return unclear(fmt.Sprintf("HTTP 409 Conflict: %s", refusal(a)))
 	case st == http.StatusRequestTimeout:
 		return unclear("HTTP 408 Request Timeout")
-	case (st == http.StatusForbidden || st == http.StatusNotFound || st == http.StatusMethodNotAllowed) && len(a.Errors) == 0:
-		// Not an answer about the order (that would list its errors, as
-		// tropship.md's refusals do) but about where or as whom it was
-		// sent: nothing was created, and every order would meet the same
-		// answer. So not REJECTED (which asks a person to fix each
+	case (st == http.StatusForbidden || st == http.StatusNotFound || st == http.StatusMethodNotAllowed) && refusal(a) == noDetails:
+		// Not an answer about the order (that would say what is wrong
+		// with it, as tropship.md's refusals list errors) but about
+		// where or as whom it was sent: nothing was created, and every
+		// order would meet the same answer. So not REJECTED (which asks a person to fix each
 		// order): tried again with backoff, the reason naming the
 		// settings, so that orders go on by themselves once they are
 		// fixed.
@@ -228,8 +228,11 @@ func refusal(a answer) string {
 	if msg := describe(a.Error); msg != "" {
 		return msg
 	}
-	return "no details given"
+	return noDetails
 }
+
+// noDetails is refusal's answer for a 4xx that says nothing of its cause.
+const noDetails = "no details given"
 
 // join renders errors or warnings: {"field","code","message"} objects or
 // plain strings.
