@@ -217,12 +217,11 @@ func (b *Breaker) Record(r order.Result, probe bool) {
 		b.unclear++
 		switch {
 		case probe:
-			b.cooldown = min(2*b.cooldown, BreakerMaxCooldown)
-			b.openUntil, b.why = b.now().Add(b.cooldown), heldBack
+			b.openLocked(true, heldBack)
 			b.log.Warn("TropShip still gives no clear answer: live orders stay held back",
 				"until", b.openUntil, "reason", r.Reason)
 		case b.openUntil.IsZero() && b.unclear >= b.after:
-			b.openUntil, b.why = b.now().Add(b.cooldown), heldBack
+			b.openLocked(false, heldBack)
 			b.log.Warn("TropShip left live orders without a clear answer: holding live orders back (nothing is lost: they are retried)",
 				"in_a_row", b.unclear, "until", b.openUntil, "reason", r.Reason)
 		}
@@ -270,15 +269,24 @@ func (b *Breaker) RecordPrecheck(r order.Result) {
 func (b *Breaker) settingsRefusedLocked(reason string, probe bool) {
 	switch {
 	case probe:
-		b.cooldown = min(2*b.cooldown, BreakerMaxCooldown)
-		b.openUntil, b.why = b.now().Add(b.cooldown), heldBySettings(reason)
+		b.openLocked(true, heldBySettings(reason))
 		b.log.Warn("TropShip still refuses the settings: live orders stay held back",
 			"until", b.openUntil, "reason", reason)
 	case b.openUntil.IsZero():
-		b.openUntil, b.why = b.now().Add(b.cooldown), heldBySettings(reason)
+		b.openLocked(false, heldBySettings(reason))
 		b.log.Error("TropShip refused a live order for where or as whom it was sent: holding live orders back until the settings are fixed (nothing is lost: they are sent once TropShip takes them)",
 			"until", b.openUntil, "reason", reason)
 	}
+}
+
+// openLocked opens the breaker for its cool-down, why being what the held
+// orders are told; after a failed probe, for twice as long (at most
+// BreakerMaxCooldown).
+func (b *Breaker) openLocked(probe bool, why string) {
+	if probe {
+		b.cooldown = min(2*b.cooldown, BreakerMaxCooldown)
+	}
+	b.openUntil, b.why = b.now().Add(b.cooldown), why
 }
 
 // throttleLocked holds live orders back for retryAfter (ThrottleWait when

@@ -449,8 +449,8 @@ const dueSlack = time.Second
 // watch is in place, a sweep finds what was queued before it; a failed
 // watch is followed again.
 func (s *Service) followQueue(ctx context.Context) {
-	for {
-		err := s.store.FollowQueue(ctx, s.cfg.Store, func() { s.sweep(ctx) }, func(k order.Key, due time.Time, rev int64) {
+	s.keepUp(ctx, "following the queue failed; sweeps find due work meanwhile", func() error {
+		return s.store.FollowQueue(ctx, s.cfg.Store, func() { s.sweep(ctx) }, func(k order.Key, due time.Time, rev int64) {
 			if !s.takesWritten(k) {
 				return
 			}
@@ -469,10 +469,18 @@ func (s *Service) followQueue(ctx context.Context) {
 				})
 			}
 		})
+	})
+}
+
+// keepUp runs f until ctx ends, and again a second after each time it
+// ends sooner, saying so at warn with its error.
+func (s *Service) keepUp(ctx context.Context, warn string, f func() error) {
+	for {
+		err := f()
 		if ctx.Err() != nil {
 			return
 		}
-		s.log.WarnContext(ctx, "following the queue failed; sweeps find due work meanwhile", "err", err)
+		s.log.WarnContext(ctx, warn, "err", err)
 		select {
 		case <-ctx.Done():
 			return

@@ -140,7 +140,7 @@ const shareWait = 5 * time.Second
 // ctx ends. While it cannot, the replica takes every due order it hears
 // of, as if alone: more races for the orders' locks, nothing missed.
 func (s *Service) shareQueue(ctx context.Context) {
-	for {
+	s.keepUp(ctx, "dividing the queue with the other replicas failed; this replica takes every due order meanwhile", func() error {
 		err := s.store.ShareQueue(ctx, s.cfg.Store, s.cfg.Role.String(), func(self string, peers []Peer) {
 			q := newQueueShare(self, peers)
 			old := s.share.Swap(q)
@@ -158,14 +158,6 @@ func (s *Service) shareQueue(ctx context.Context) {
 			}
 		})
 		s.share.Store(nil)
-		if ctx.Err() != nil {
-			return
-		}
-		s.log.WarnContext(ctx, "dividing the queue with the other replicas failed; this replica takes every due order meanwhile", "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
-	}
+		return err
+	})
 }
