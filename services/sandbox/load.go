@@ -140,6 +140,9 @@ type loadConfig struct {
 	// Probe, when set, is how often /readyz and every replica's /metrics
 	// are asked during the run.
 	Probe time.Duration
+	// Window is the width of the windows the acknowledgement latency and
+	// the answers that were not 200 are also reported by.
+	Window time.Duration
 }
 
 // doneState is the state in which an order of this run is done.
@@ -158,6 +161,7 @@ func defaultLoadConfig() loadConfig {
 		Timeout: 15 * time.Minute, Seed: 1, WriteBack: true,
 		EtcdMembers: 1, FaultDown: 5 * time.Second,
 		FirstStatus: bcsim.StatusAwaitingFulfillment,
+		Window:      5 * time.Second,
 	}
 }
 
@@ -211,6 +215,7 @@ func parseLoad(args []string) (loadConfig, error) {
 	fs.IntVar(&c.History, "history", 0, "records of past orders in etcd before the run (their state index keys, "+historyState+"), as in a store that has run for a while: what counting the store's records walks")
 	fs.DurationVar(&c.Probe, "probe", 0, "during the run, every this long, ask the gateway's /readyz (it asks a replica's GetServiceStatus) and scrape every replica's /metrics, as a readiness probe and Prometheus would; their etcd reads count in the etcd figures; 0: off")
 	fs.DurationVar(&c.FaultDown, "fault-down", c.FaultDown, "how long the -fault lasts (its replica or etcd member stays down, its simulator fails)")
+	fs.DurationVar(&c.Window, "window", c.Window, "width of the windows the acknowledgement p99 and the answers not 200 are also reported by (1s shows how a surge's first seconds go)")
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
 	}
@@ -269,6 +274,9 @@ func parseLoad(args []string) (loadConfig, error) {
 		return c, errUsage
 	case c.History < 0 || c.Probe < 0:
 		fmt.Fprintln(fs.Output(), "-history and -probe must not be negative")
+		return c, errUsage
+	case c.Window < 100*time.Millisecond:
+		fmt.Fprintln(fs.Output(), "-window must be at least 100ms")
 		return c, errUsage
 	case *firstStatus > 14:
 		fmt.Fprintf(fs.Output(), "-first-status: %d is not a BigCommerce status id (0 to 14)\n", *firstStatus)
@@ -348,6 +356,7 @@ type loadReport struct {
 		FirstStatus       uint32   `json:"first_status"`
 		History           int      `json:"history,omitempty"`
 		ProbeMs           float64  `json:"probe_ms,omitempty"`
+		WindowMs          float64  `json:"window_ms"`
 	} `json:"config"`
 	// Probes is what -probe measured, if set.
 	Probes *probeStats `json:"probes,omitempty"`
@@ -473,7 +482,7 @@ type deliveryStats struct {
 	AckLatency latencySummary            `json:"ack_latency_ms"`
 	ByKind     map[string]latencySummary `json:"ack_latency_ms_by_answer"`
 	// Windows is the acknowledgement latency of the tries started in each
-	// successive window of loadWindow, to tell a start-up transient or a
+	// successive window of the run's -window, to tell a start-up transient or a
 	// passing disturbance from a steady tail.
 	Windows []latencySummary `json:"ack_latency_ms_by_window"`
 	// NotOK counts the tries not answered 200 (any other status, or no
@@ -486,9 +495,6 @@ type deliveryStats struct {
 	// firstSent is when each order's first delivery was sent.
 	firstSent map[uint64]time.Time
 }
-
-// loadWindow is the width of the windows of deliveryStats.Windows.
-const loadWindow = 5 * time.Second
 
 type latencySummary struct {
 	Count int     `json:"count"`
@@ -717,6 +723,7 @@ func runLoadTest(ctx context.Context, cfg loadConfig, progress io.Writer) (rep *
 	rep.Config.Lines, rep.Config.BenchOps, rep.Config.Seed = cfg.Lines, cfg.BenchOps, cfg.Seed
 	rep.Config.FirstStatus = cfg.FirstStatus
 	rep.Config.History, rep.Config.ProbeMs = cfg.History, ms(cfg.Probe)
+	rep.Config.WindowMs = ms(cfg.Window)
 	rep.Memory.End = map[string]int{}
 	rep.Memory.CPUSeconds = map[string]float64{}
 	// A stable prefix would leave the last run's keys in an external etcd.
@@ -1366,7 +1373,7 @@ func (r *loadRun) send(ctx context.Context, deliveries []webhook.Event) delivery
 			}
 		}
 		for j, at := range res.at {
-			w := int(at / loadWindow)
+			w := int(at / r.cfg.Window)
 			for len(windows) <= w {
 				windows = append(windows, nil)
 				notOK = append(notOK, 0)
@@ -2210,6 +2217,7 @@ func (rep *loadReport) writeTable(w io.Writer) {
 	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "  %s\t%s\n", k, fmt.Sprintf(format, a...)) }
 	head := func(s string) { fmt.Fprintf(tw, "%s\t\n", s) }
 	c, d := rep.Config, rep.Deliveries
+	window := cmp.Or(time.Duration(c.WindowMs*float64(time.Millisecond)), defaultLoadConfig().Window)
 	mode := fmt.Sprintf("concurrency %d", c.Concurrency)
 	if c.Rate > 0 {
 		mode = fmt.Sprintf("rate %.0f/s (at most %d in flight)", c.Rate, c.Concurrency)
@@ -2285,7 +2293,7 @@ func (rep *loadReport) writeTable(w io.Writer) {
 		for _, w := range d.Windows {
 			p99s = append(p99s, fmt.Sprintf("%.1f", w.P99))
 		}
-		row(fmt.Sprintf("  p99 by %s window", loadWindow), "%s", strings.Join(p99s, " "))
+		row(fmt.Sprintf("  p99 by %s window", window), "%s", strings.Join(p99s, " "))
 		if h := d.Hops; h != nil && h.Count > 0 {
 			left := ""
 			if h.ReplicasNotCounted > 0 {
@@ -2303,7 +2311,7 @@ func (rep *loadReport) writeTable(w io.Writer) {
 					worst = max(worst, float64(n)/float64(c))
 				}
 			}
-			row(fmt.Sprintf("  tries not 200 by %s window", loadWindow), "%s (worst window %.1f %% of its tries)", strings.Join(counts, " "), 100*worst)
+			row(fmt.Sprintf("  tries not 200 by %s window", window), "%s (worst window %.1f %% of its tries)", strings.Join(counts, " "), 100*worst)
 		}
 	}
 	head("END TO END")

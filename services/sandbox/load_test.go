@@ -27,6 +27,7 @@ func TestLoadSmoke(t *testing.T) {
 	// A history past the 20 000 records from which the replicas follow
 	// their counts with watches instead of counting, and probes.
 	c.History, c.Probe = 25_000, 20*time.Millisecond
+	c.Window = 200 * time.Millisecond
 	rep := runLoadLogged(ctx, t, c)
 
 	checkEachOrderOnce(t, rep, c)
@@ -72,6 +73,14 @@ func TestLoadSmoke(t *testing.T) {
 		if a.Etcd.Writes > 0.6 {
 			t.Errorf("deliveries to SUBMITTED orders cost %.3f etcd writes each, want 0.5 (duplicates write nothing)", a.Etcd.Writes)
 		}
+	}
+	// Every try falls in one window, of -window's width.
+	tries := 0
+	for _, w := range rep.Deliveries.Windows {
+		tries += w.Count
+	}
+	if tries != rep.Deliveries.Attempts || rep.Config.WindowMs != 200 {
+		t.Errorf("%d tries in windows of %v ms; want all %d, in windows of 200 ms", tries, rep.Config.WindowMs, rep.Deliveries.Attempts)
 	}
 	if len(rep.Deliveries.Windows) == 0 || rep.EndToEnd.CPUMsPerOrder <= 0 || rep.Bare.MutexCycleCPUMs <= 0 || rep.Ratios.CPUCeiling <= 0 {
 		t.Errorf("windows %v, CPU per order %v, per mutex cycle %v, ceiling %v: not measured",
@@ -301,6 +310,9 @@ func TestParseLoadFlags(t *testing.T) {
 	if c, err := parseLoad([]string{"-bc-quota-burst", "off"}); err != nil || c.BCQuotaBurst != "off" {
 		t.Errorf("-bc-quota-burst off: %q, %v", c.BCQuotaBurst, err)
 	}
+	if c, err := parseLoad([]string{"-window", "1s"}); err != nil || c.Window != time.Second {
+		t.Errorf("-window 1s: %v, %v", c.Window, err)
+	}
 	if c, err := parseLoad([]string{"-first-status", "7"}); err != nil || c.FirstStatus != 7 {
 		t.Errorf("-first-status 7: %d, %v", c.FirstStatus, err)
 	}
@@ -323,6 +335,7 @@ func TestParseLoadFlags(t *testing.T) {
 		{"-fault", "etcd-quorum-loss"}, {"-fault", "supplier-ambiguous"}, {"-fault", "supplier-timeout"},
 		{"-tropship-timeout", "-1s"}, {"-tropship-lookup-settle", "-1s"},
 		{"-first-status", "15"}, {"-first-status", "7", "-mix", "created,updated"},
+		{"-window", "0s"}, {"-window", "50ms"},
 		{"-bc-quota-burst", "0"}, {"-bc-quota-burst", "some"}, {"-bc-other-apps", "2"}, {"-bc-other-apps", "-1", "-bc-quota", "5"},
 	} {
 		if _, err := parseLoad(bad); err == nil {
