@@ -2217,7 +2217,7 @@ func (rep *loadReport) writeTable(w io.Writer) {
 	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "  %s\t%s\n", k, fmt.Sprintf(format, a...)) }
 	head := func(s string) { fmt.Fprintf(tw, "%s\t\n", s) }
 	c, d := rep.Config, rep.Deliveries
-	window := cmp.Or(time.Duration(c.WindowMs*float64(time.Millisecond)), defaultLoadConfig().Window)
+	ackWindow := cmp.Or(time.Duration(c.WindowMs*float64(time.Millisecond)), defaultLoadConfig().Window)
 	mode := fmt.Sprintf("concurrency %d", c.Concurrency)
 	if c.Rate > 0 {
 		mode = fmt.Sprintf("rate %.0f/s (at most %d in flight)", c.Rate, c.Concurrency)
@@ -2293,7 +2293,7 @@ func (rep *loadReport) writeTable(w io.Writer) {
 		for _, w := range d.Windows {
 			p99s = append(p99s, fmt.Sprintf("%.1f", w.P99))
 		}
-		row(fmt.Sprintf("  p99 by %s window", window), "%s", strings.Join(p99s, " "))
+		row(fmt.Sprintf("  p99 by %s window", ackWindow), "%s", strings.Join(p99s, " "))
 		if h := d.Hops; h != nil && h.Count > 0 {
 			left := ""
 			if h.ReplicasNotCounted > 0 {
@@ -2311,7 +2311,7 @@ func (rep *loadReport) writeTable(w io.Writer) {
 					worst = max(worst, float64(n)/float64(c))
 				}
 			}
-			row(fmt.Sprintf("  tries not 200 by %s window", window), "%s (worst window %.1f %% of its tries)", strings.Join(counts, " "), 100*worst)
+			row(fmt.Sprintf("  tries not 200 by %s window", ackWindow), "%s (worst window %.1f %% of its tries)", strings.Join(counts, " "), 100*worst)
 		}
 	}
 	head("END TO END")
