@@ -2217,7 +2217,7 @@ func (rep *loadReport) writeTable(w io.Writer) {
 	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "  %s\t%s\n", k, fmt.Sprintf(format, a...)) }
 	head := func(s string) { fmt.Fprintf(tw, "%s\t\n", s) }
 	c, d := rep.Config, rep.Deliveries
-	ackWindow := cmp.Or(time.Duration(c.WindowMs*float64(time.Millisecond)), defaultLoadConfig().Window)
+	ackWindow := time.Duration(c.WindowMs * float64(time.Millisecond))
 	mode := fmt.Sprintf("concurrency %d", c.Concurrency)
 	if c.Rate > 0 {
 		mode = fmt.Sprintf("rate %.0f/s (at most %d in flight)", c.Rate, c.Concurrency)

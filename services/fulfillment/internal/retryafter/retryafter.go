@@ -23,10 +23,7 @@ func Parse(h http.Header, now time.Time) time.Duration {
 		return 0
 	}
 	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n <= 0 {
-			return 0
-		}
-		if n > int64(Max/time.Second) {
+		if n <= 0 || n > int64(Max/time.Second) {
 			return 0
 		}
 		return time.Duration(n) * time.Second

@@ -182,10 +182,10 @@ func classify(rep *reply, validateOnly bool, now time.Time) order.Result {
 		// Not an answer about the order (that would say what is wrong
 		// with it, as tropship.md's refusals list errors) but about
 		// where or as whom it was sent: nothing was created, and every
-		// order would meet the same answer. So not REJECTED (which asks a person to fix each
-		// order): tried again with backoff, the reason naming the
-		// settings, so that orders go on by themselves once they are
-		// fixed.
+		// order would meet the same answer. So not REJECTED (which asks
+		// a person to fix each order): tried again with backoff, the
+		// reason naming the settings, so that orders go on by
+		// themselves once they are fixed.
 		return order.Result{Outcome: order.NotSent, Settings: true, Reason: fmt.Sprintf("HTTP %d (%s), nothing created: %s; %s",
 			st, http.StatusText(st), refusal(a), misconfigured(st))}
 	case st >= 400:
