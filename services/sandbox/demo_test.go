@@ -3,23 +3,23 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/backorder/backorder/services/sandbox/stack"
 )
 
 // demoArgs returns the demo's flags with every address on a free port.
 func demoArgs(t *testing.T, extra ...string) (args []string, gateway, bigcommerce string) {
 	t.Helper()
 	addr := func() string {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		a, err := stack.FreeAddr()
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer l.Close()
-		return l.Addr().String()
+		return a
 	}
 	gateway, bigcommerce = addr(), addr()
 	args = append([]string{

@@ -338,7 +338,10 @@ func TestClusterQuorumLost(t *testing.T) {
 	t.Logf("before the outage: %s", d.summary())
 	e.waitParked(idRange(fromBefore, before))
 
-	// The outage: the leader and one more member.
+	// The outage: the leader and one more member. The one left must hold
+	// every dedupe key recorded before it, so wait until each member has
+	// applied all that was committed (a write commits on two of three).
+	c.WaitApplied(time.Minute)
 	leader := c.WaitLeader(30 * time.Second)
 	other := (leader + 1) % 3
 	c.Stop(leader)

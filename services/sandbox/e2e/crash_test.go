@@ -217,9 +217,11 @@ func testCrashAtEachStep(t *testing.T, lookup bool) {
 // a replica's requests have arrived, so that it can pause the replica at a
 // known step.
 type supplierTap struct {
-	// holdToken delays the first token request by this long (before the
-	// simulator sees it).
-	holdToken time.Duration
+	// holdToken holds the first token request (before the simulator sees
+	// it) until release is called.
+	holdToken bool
+	released  chan struct{}
+	release   func()
 
 	mu         sync.Mutex
 	tokens     int
@@ -228,8 +230,12 @@ type supplierTap struct {
 	posted     chan struct{} // closed at the first live submission
 }
 
-func newSupplierTap(holdToken time.Duration) *supplierTap {
-	return &supplierTap{holdToken: holdToken, tokenAsked: make(chan struct{}), posted: make(chan struct{})}
+func newSupplierTap(holdToken bool) *supplierTap {
+	released := make(chan struct{})
+	return &supplierTap{
+		holdToken: holdToken, released: released, release: sync.OnceFunc(func() { close(released) }),
+		tokenAsked: make(chan struct{}), posted: make(chan struct{}),
+	}
 }
 
 func (tp *supplierTap) wrap(h http.Handler) http.Handler {
@@ -242,7 +248,12 @@ func (tp *supplierTap) wrap(h http.Handler) http.Handler {
 			tp.mu.Unlock()
 			if first {
 				close(tp.tokenAsked)
-				time.Sleep(tp.holdToken)
+				if tp.holdToken {
+					select {
+					case <-tp.released:
+					case <-r.Context().Done():
+					}
+				}
 			}
 		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/offline-orders") &&
 			r.URL.Query().Get("validate_only") != "true":
@@ -300,16 +311,17 @@ func testLockLoss(t *testing.T, where string, lookup bool) {
 	// the middle of it, short enough that the order exists at the supplier
 	// before A's lease can have expired (at least 2/3 of LOCK_TTL after the
 	// pause), so that B's lookup finds it. Before the call, A's token is
-	// held back long enough to pause A while it waits for it.
+	// held back until A is paused while it waits for it.
 	var tap *supplierTap
 	var e *env
 	switch where {
 	case pausedInCall:
-		tap = newSupplierTap(0)
+		tap = newSupplierTap(false)
 		e = newBareEnv(t, options{mode: "live", env: lookupEnv(lookup)}, tap)
 		e.ts.SetFaults(tropsim.Faults{Latency: 1500 * time.Millisecond})
 	case pausedBeforeCall:
-		tap = newSupplierTap(1500 * time.Millisecond)
+		tap = newSupplierTap(true)
+		t.Cleanup(tap.release)
 		e = newBareEnv(t, options{mode: "live", env: lookupEnv(lookup)}, tap)
 	}
 	const id = 700
@@ -340,8 +352,9 @@ func testLockLoss(t *testing.T, where string, lookup bool) {
 			t.Fatal(err)
 		}
 		if n := tap.livePosts(); n != 0 {
-			t.Fatalf("A sent its live call before it was paused (%d): raise the token hold", n)
+			t.Fatalf("A sent its live call before it was paused (%d)", n)
 		}
+		tap.release() // A gets its token once it runs again
 	}
 
 	// B takes the order once A's lease has expired: it finds a live intent

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backorder/backorder/services/sandbox/stack"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -62,7 +63,7 @@ func NewCluster(n int, dir string, opts ...Option) (*Cluster, error) {
 		opt(&o)
 	}
 	c := &Cluster{token: fmt.Sprintf("etcdtest-%d", rand.Uint64())}
-	ports, err := freePorts(3 * n)
+	ports, err := stack.FreePorts(3 * n)
 	if err != nil {
 		return nil, fmt.Errorf("etcdtest: %w", err)
 	}
@@ -180,6 +181,48 @@ func (c *Cluster) AwaitLeader(timeout time.Duration, not ...int) (int, error) {
 			return -1, fmt.Errorf("etcdtest: no leader within %s", timeout)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// AwaitApplied waits until every running member has applied everything
+// any of them knows to be committed now. A write commits once a quorum has
+// it, so a member can lag behind; a test that reads from one member alone,
+// or leaves one member alone, waits for this first.
+func (c *Cluster) AwaitApplied(timeout time.Duration) error {
+	var committed uint64
+	c.mu.Lock()
+	for _, m := range c.members {
+		if m.etcd != nil {
+			committed = max(committed, m.etcd.Server.CommittedIndex())
+		}
+	}
+	c.mu.Unlock()
+	deadline := time.Now().Add(timeout)
+	for {
+		lag := -1
+		c.mu.Lock()
+		for i, m := range c.members {
+			if m.etcd != nil && m.etcd.Server.AppliedIndex() < committed {
+				lag = i
+				break
+			}
+		}
+		c.mu.Unlock()
+		if lag < 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("etcdtest: member %d has not applied index %d within %s", lag, committed, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// WaitApplied is AwaitApplied that fails the test.
+func (c *TestCluster) WaitApplied(timeout time.Duration) {
+	c.tb.Helper()
+	if err := c.AwaitApplied(timeout); err != nil {
+		c.tb.Fatal(err)
 	}
 }
 
@@ -341,31 +384,4 @@ func (c *Cluster) Close() {
 			m.gate.close()
 		}
 	}
-}
-
-// freePorts returns n distinct loopback ports that are free now. They are
-// picked below the kernel's ephemeral range (32768 and up on Linux), where
-// port-0 listeners and outgoing connections never land, so they stay free
-// for a member's restart.
-func freePorts(n int) ([]int, error) {
-	const lo, hi = 20000, 32000
-	seen := map[int]bool{}
-	var out []int
-	for tries := 0; len(out) < n; tries++ {
-		if tries > 1000 {
-			return nil, fmt.Errorf("no %d free ports in [%d, %d)", n, lo, hi)
-		}
-		p := lo + rand.IntN(hi-lo)
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		out = append(out, p)
-	}
-	return out, nil
 }

@@ -154,8 +154,8 @@ func TestCutPeers(t *testing.T) {
 	}
 	// A put commits once a quorum has it; the third member may apply it
 	// later. Cut only once every member has it, so each can serve it below.
-	for i := range 3 {
-		eventually(t, func() error { return serialGet(i) })
+	if err := c.AwaitApplied(time.Minute); err != nil {
+		t.Fatal(err)
 	}
 	if err := (&Cluster{members: []*member{{}}}).CutPeers(); err == nil {
 		t.Error("CutPeers of a cluster without gates did not fail")

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -84,14 +85,40 @@ func Build(ctx context.Context, dir string, race, failpoints bool) (Binaries, er
 }
 
 // FreeAddr returns a loopback address with a port free at the time of the
-// call.
+// call, from FreePorts.
 func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := FreePorts(1)
 	if err != nil {
 		return "", err
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p[0])), nil
+}
+
+// FreePorts returns n distinct loopback ports that are free now. They are
+// picked below the kernel's ephemeral range (32768 and up on Linux), where
+// port-0 listeners and outgoing connections never land, so they stay free
+// until a process started later binds them (or a member restarts on them).
+func FreePorts(n int) ([]int, error) {
+	const lo, hi = 20000, 32000
+	seen := map[int]bool{}
+	var out []int
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 1000 {
+			return nil, fmt.Errorf("no %d free ports in [%d, %d)", n, lo, hi)
+		}
+		p := lo + rand.IntN(hi-lo)
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // Proc is one running service process.

@@ -295,14 +295,15 @@ func TestPacerWithoutALimit(t *testing.T) {
 	}
 }
 
-// Through the client: with 4 requests left in 400 ms and a burst of 1, the
-// reads of one order are spread 100 ms apart, not sent at once.
+// Through the client: with 4 requests left in 4 s and a burst of 1, the
+// reads of one order are spread 1 s apart, not sent at once. (The spacing
+// is wide so that a slow machine's round trips do not space them alone.)
 func TestClientSpreadsRequestsOverTheWindow(t *testing.T) {
 	fs, srv := newFakeStore(t)
 	fs.addOrder(1, 11, 1)
 	stamps := stampRequests(fs, func(_ int, h http.Header) {
 		h.Set(headerRequestsLeft, "4")
-		h.Set(headerResetMs, "400")
+		h.Set(headerResetMs, "4000")
 	})
 	c := newClient(t, srv, func(c *Config) { c.QuotaBurst = 1 })
 	start := time.Now()
@@ -318,9 +319,9 @@ func TestClientSpreadsRequestsOverTheWindow(t *testing.T) {
 		t.Fatalf("%d requests, want 4", len(times))
 	}
 	// The first answer sets the spacing; the second goes at once, the
-	// third and fourth 100 ms apart after it.
-	if got := times[3].Sub(start); got < 200*time.Millisecond {
-		t.Errorf("the 4th request went %v after the first, want >= 200ms", got)
+	// third and fourth 1 s apart after it.
+	if got := times[3].Sub(start); got < 2*time.Second {
+		t.Errorf("the 4th request went %v after the first, want >= 2s", got)
 	}
 	// (At least one: a request that comes late enough is not held.)
 	if s := c.Stats(); s.SpreadWaits < 1 || s.PacedWaits != 0 {

@@ -203,14 +203,22 @@ func newStore(t testing.TB, ep string) *etcdstore.Store {
 
 func (h *harness) waitState(t testing.TB, k order.Key, want order.State) *order.Order {
 	t.Helper()
+	return h.waitFor(t, k, fmt.Sprintf("%v and nothing pending", want), func(o *order.Order) bool {
+		return o.State == want && !o.Pending
+	})
+}
+
+// waitFor polls the order's record until ok holds, for up to a minute.
+func (h *harness) waitFor(t testing.TB, k order.Key, want string, ok func(*order.Order) bool) *order.Order {
+	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		o, err := h.svc[0].Get(context.Background(), k)
-		if err == nil && o.State == want && !o.Pending {
+		if err == nil && ok(o) {
 			return o
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("order %v: %+v (err %v); want %v and nothing pending", k, o, err, want)
+			t.Fatalf("order %v: %+v (err %v); want %s", k, o, err, want)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -1612,10 +1620,11 @@ func TestMixedRolesDivideAndLoseNothing(t *testing.T) {
 	waitQueueShare(t, all, 2)
 	waitQueueShare(t, proc, 2)
 	// Retries coming due well after the watch's second of slack, so that
-	// only the sweeps find them.
+	// only the sweeps find them (ten seconds leaves the twenty records
+	// nine to be written on a slow disk).
 	st := newStore(t, ep)
 	const n = 20
-	retryAndWait(t, st, sf, all.svc, n, time.Now().Add(4*time.Second))
+	retryAndWait(t, st, sf, all.svc, n, time.Now().Add(10*time.Second))
 	checkDivided(t, all, proc, 1, 1+n)
 
 	sendOrders(t, intake.svc, sf, 1+n, 1+2*n)
@@ -1855,6 +1864,9 @@ func retryAndWait(t *testing.T, st *etcdstore.Store, sf *storefront, svc *fulfil
 		o := order.New(order.Key{Store: "abc", ID: id}, time.Now())
 		o.State, o.Mode, o.Attempts, o.NextAttemptAt = order.RetryScheduled, order.ModeLive, 1, due
 		putRecord(t, st, o, fulfill.QueueOp{At: due})
+	}
+	if due.After(time.Now()) && time.Until(due) < 2*time.Second {
+		t.Fatalf("writing the records took until %s before they came due: the watch may have run them, not the sweeps", time.Until(due).Round(time.Millisecond))
 	}
 	h := &harness{svc: []*fulfill.Service{svc}}
 	for id := uint64(1); id <= n; id++ {

@@ -80,22 +80,12 @@ func TestFailedWriteBackIsRetriedAndNeverResends(t *testing.T) {
 	sf.failWrites(&fulfill.RetryableError{Err: errors.New("HTTP 503")})
 	sup := &supplier{live: map[string]int{}}
 	h, k := runWriteBack(t, sf, sup, order.RetryPolicy{Base: 50 * time.Millisecond, Max: 100 * time.Millisecond, MaxAttempts: 1000}, 32)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		o, err := h.svc[0].Get(context.Background(), k)
-		if err == nil && o.WriteBackFailures >= 1 {
-			if o.State != order.Submitted || !o.Pending || !strings.Contains(o.LastError, "HTTP 503") {
-				t.Fatalf("after a failed write-back: state %v pending %v error %q", o.State, o.Pending, o.LastError)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no failed write-back recorded: %+v %v", o, err)
-		}
-		time.Sleep(10 * time.Millisecond)
+	o := h.waitFor(t, k, "a failed write-back recorded", func(o *order.Order) bool { return o.WriteBackFailures >= 1 })
+	if o.State != order.Submitted || !o.Pending || !strings.Contains(o.LastError, "HTTP 503") {
+		t.Fatalf("after a failed write-back: state %v pending %v error %q", o.State, o.Pending, o.LastError)
 	}
 	sf.failWrites(nil)
-	o := h.waitState(t, k, order.WrittenBack)
+	o = h.waitState(t, k, order.WrittenBack)
 	if ref, _ := sf.ref(32); ref != o.OfflineOrderID || sup.live["BC-abc-32"] != 1 {
 		t.Fatalf("metafield %q, record %q, supplier orders %v", ref, o.OfflineOrderID, sup.live)
 	}
@@ -171,7 +161,10 @@ func TestWriteBackRetryWaitsForItsBackoff(t *testing.T) {
 	sf.failWrites(&fulfill.RetryableError{Err: errors.New("HTTP 503")})
 	sup := &supplier{live: map[string]int{}}
 	h, k := runWriteBack(t, sf, sup, order.RetryPolicy{Base: time.Hour, Max: time.Hour, MaxAttempts: 10}, 36)
-	time.Sleep(time.Second) // five sweeps
+	// The first attempt fails; then the sweeps of the next second
+	// find the entry, and none may write again.
+	h.waitFor(t, k, "a failed write-back recorded", func(o *order.Order) bool { return o.WriteBackFailures >= 1 })
+	time.Sleep(time.Second)
 	o, err := h.svc[0].Get(context.Background(), k)
 	if err != nil {
 		t.Fatal(err)

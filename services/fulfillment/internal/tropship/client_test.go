@@ -657,25 +657,33 @@ func TestTruncatedAnswerIsAmbiguous(t *testing.T) {
 
 func TestTimeoutAfterSendIsAmbiguous(t *testing.T) {
 	f, srv := newFake(t)
+	got := make(chan struct{}, 2)
 	f.answer = func(w http.ResponseWriter, r *http.Request, body []byte) bool {
-		<-r.Context().Done() // read the order, never answer
+		got <- struct{}{} // the order is read (and counted)
+		<-r.Context().Done()
 		return true
 	}
 	c := newClient(t, srv.URL, nil)
-	// Get the token first, so that the short deadline below is spent on
-	// the order alone.
+	// Get the token first, so that the deadline below is spent on the
+	// order alone. It is long enough for the request to be written on a
+	// loaded machine; the supplier never answers, so it always runs out.
 	c.token(testCtx(t))
-	ctx, cancel := context.WithTimeout(testCtx(t), 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(testCtx(t), 2*time.Second)
 	defer cancel()
 	res := c.Submit(ctx, sampleSubmission(), false)
 	if res.Outcome != order.Ambiguous {
 		t.Fatalf("Submit = %+v, want Ambiguous", res)
 	}
+	select {
+	case <-got:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the supplier never read the order")
+	}
 	if n := f.hits(); n != 1 {
 		t.Errorf("%d order requests, want 1", n)
 	}
 	// The client's own Timeout has the same effect.
-	c2 := newClient(t, srv.URL, func(c *Config) { c.Timeout = 200 * time.Millisecond })
+	c2 := newClient(t, srv.URL, func(c *Config) { c.Timeout = 2 * time.Second })
 	c2.token(testCtx(t))
 	if res := c2.Submit(testCtx(t), sampleSubmission(), false); res.Outcome != order.Ambiguous {
 		t.Errorf("Timeout: %+v, want Ambiguous", res)
