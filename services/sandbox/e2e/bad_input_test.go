@@ -150,10 +150,6 @@ func grpcurl(t *testing.T, args ...string) string {
 // the setting.
 func TestWrongConfigurationNamesTheSetting(t *testing.T) {
 	etcd := etcdtest.Start(t)
-	dead, err := stack.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
 	good := map[string]string{
 		"LISTEN_ADDR": "127.0.0.1:0", "ETCD_ENDPOINTS": etcd, "ETCD_DIAL_TIMEOUT": "2s",
 		"BIGCOMMERCE_STORE_HASH": storeHash, "BIGCOMMERCE_ACCESS_TOKEN": bcToken,
@@ -170,7 +166,7 @@ func TestWrongConfigurationNamesTheSetting(t *testing.T) {
 		{"no TropShip credentials", map[string]string{"TROPSHIP_MODE": "live", "TROPSHIP_CLIENT_ID": ""}, "TROPSHIP_CLIENT_ID"},
 		{"unknown mode", map[string]string{"TROPSHIP_MODE": "yolo"}, "TROPSHIP_MODE"},
 		{"no access token", map[string]string{"BIGCOMMERCE_ACCESS_TOKEN": ""}, "BIGCOMMERCE_ACCESS_TOKEN"},
-		{"unreachable etcd", map[string]string{"ETCD_ENDPOINTS": "http://" + dead}, "ETCD_ENDPOINTS"},
+		{"unreachable etcd", map[string]string{"ETCD_ENDPOINTS": "http://127.0.0.1:1"}, "ETCD_ENDPOINTS"},
 		{"bad duration", map[string]string{"SWEEP_INTERVAL": "often"}, "SWEEP_INTERVAL"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

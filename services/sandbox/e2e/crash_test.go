@@ -249,6 +249,11 @@ func (tp *supplierTap) wrap(h http.Handler) http.Handler {
 			if first {
 				close(tp.tokenAsked)
 				if tp.holdToken {
+					// Read the form first: only then does the server
+					// watch the connection, and end r's context if the
+					// replica goes away.
+					body, _ := io.ReadAll(r.Body)
+					r.Body = io.NopCloser(bytes.NewReader(body))
 					select {
 					case <-tp.released:
 					case <-r.Context().Done():
@@ -321,7 +326,6 @@ func testLockLoss(t *testing.T, where string, lookup bool) {
 		e.ts.SetFaults(tropsim.Faults{Latency: 1500 * time.Millisecond})
 	case pausedBeforeCall:
 		tap = newSupplierTap(true)
-		t.Cleanup(tap.release)
 		e = newBareEnv(t, options{mode: "live", env: lookupEnv(lookup)}, tap)
 	}
 	const id = 700
@@ -330,6 +334,9 @@ func testLockLoss(t *testing.T, where string, lookup bool) {
 
 	a := e.startReplica("live")
 	t.Cleanup(func() { a.Resume() }) // runs before the harness's Stop
+	if tap.holdToken {
+		t.Cleanup(tap.release) // and before the simulator's server closes
+	}
 	e.gatewayTo(a)
 	e.sendAll([]webhook.Event{webhook.Created(storeHash, storeID, id)}, 1)
 

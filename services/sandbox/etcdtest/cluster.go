@@ -1,6 +1,7 @@
 package etcdtest
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -63,7 +64,7 @@ func NewCluster(n int, dir string, opts ...Option) (*Cluster, error) {
 		opt(&o)
 	}
 	c := &Cluster{token: fmt.Sprintf("etcdtest-%d", rand.Uint64())}
-	ports, err := stack.FreePorts(3 * n)
+	ports, err := stack.MemberPorts.Free(3 * n)
 	if err != nil {
 		return nil, fmt.Errorf("etcdtest: %w", err)
 	}
@@ -184,37 +185,63 @@ func (c *Cluster) AwaitLeader(timeout time.Duration, not ...int) (int, error) {
 	}
 }
 
-// AwaitApplied waits until every running member has applied everything
-// any of them knows to be committed now. A write commits once a quorum has
-// it, so a member can lag behind; a test that reads from one member alone,
-// or leaves one member alone, waits for this first.
+// AwaitApplied waits until every running member has applied every write
+// committed before the call. A write commits once a quorum has it, so a
+// member can lag behind; a test that reads from one member alone, or
+// leaves one member alone, waits for this first. It writes a key of its
+// own through the cluster (which needs a quorum), then reads it from each
+// running member alone: members apply writes in order, so one that has it
+// has everything before it.
 func (c *Cluster) AwaitApplied(timeout time.Duration) error {
-	var committed uint64
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var running []string
 	c.mu.Lock()
 	for _, m := range c.members {
 		if m.etcd != nil {
-			committed = max(committed, m.etcd.Server.CommittedIndex())
+			running = append(running, m.client.String())
 		}
 	}
 	c.mu.Unlock()
-	deadline := time.Now().Add(timeout)
-	for {
-		lag := -1
-		c.mu.Lock()
-		for i, m := range c.members {
-			if m.etcd != nil && m.etcd.Server.AppliedIndex() < committed {
-				lag = i
-				break
-			}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: running, DialTimeout: timeout, Logger: zap.NewNop()})
+	if err != nil {
+		return fmt.Errorf("etcdtest: %w", err)
+	}
+	defer cli.Close()
+	const key = "/etcdtest/applied"
+	put, err := cli.Put(ctx, key, "")
+	if err != nil {
+		return fmt.Errorf("etcdtest: the write to await: %w", err)
+	}
+	for _, ep := range running {
+		if err := awaitRevision(ctx, ep, key, put.Header.Revision); err != nil {
+			return fmt.Errorf("etcdtest: member %s has not applied revision %d within %s: %w", ep, put.Header.Revision, timeout, err)
 		}
-		c.mu.Unlock()
-		if lag < 0 {
+	}
+	return nil
+}
+
+// awaitRevision polls a serializable read of key on the member at endpoint
+// alone until it shows the key at revision rev or later.
+func awaitRevision(ctx context.Context, endpoint, key string, rev int64) error {
+	one, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return err
+	}
+	defer one.Close()
+	for {
+		r, err := one.Get(ctx, key, clientv3.WithSerializable())
+		if err == nil && len(r.Kvs) == 1 && r.Kvs[0].ModRevision >= rev {
 			return nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("etcdtest: member %d has not applied index %d within %s", lag, committed, timeout)
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = ctx.Err()
+			}
+			return err
+		case <-time.After(10 * time.Millisecond):
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -265,8 +292,9 @@ func (c *Cluster) StartMember(i int) error {
 		return fmt.Errorf("etcdtest: member %d is running", i)
 	}
 	var err error
-	// The ports were free when chosen, outside the range the kernel hands
-	// out for port 0; retry briefly in case a closing socket still holds one.
+	// The ports were free when chosen, in a range of their own (see
+	// stack.MemberPorts); retry briefly in case a closing socket still
+	// holds one.
 	for range 50 {
 		if err = c.start(i); err == nil {
 			break

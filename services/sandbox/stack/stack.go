@@ -85,32 +85,53 @@ func Build(ctx context.Context, dir string, race, failpoints bool) (Binaries, er
 }
 
 // FreeAddr returns a loopback address with a port free at the time of the
-// call, from FreePorts.
+// call, from ProcessPorts.
 func FreeAddr() (string, error) {
-	p, err := FreePorts(1)
+	p, err := ProcessPorts.Free(1)
 	if err != nil {
 		return "", err
 	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p[0])), nil
 }
 
-// FreePorts returns n distinct loopback ports that are free now. They are
-// picked below the kernel's ephemeral range (32768 and up on Linux), where
-// port-0 listeners and outgoing connections never land, so they stay free
-// until a process started later binds them (or a member restarts on them).
-func FreePorts(n int) ([]int, error) {
-	const lo, hi = 20000, 32000
-	seen := map[int]bool{}
+// PortRange is a range of loopback ports, Lo to Hi-1.
+type PortRange struct{ Lo, Hi int }
+
+// The ranges ports are picked from. Both lie below the kernel's ephemeral
+// range (32768 and up on Linux), where port-0 listeners and outgoing
+// connections never land, and each has one use, so that a port picked
+// stays free for it: etcd members bind theirs again when they restart, and
+// processes bind theirs once started.
+var (
+	MemberPorts  = PortRange{20000, 26000}
+	ProcessPorts = PortRange{26000, 32000}
+)
+
+// handedOut holds every port Free has returned in this process: a port
+// picked is not bound at once, so a later pick must not return it again.
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
+// Free returns n distinct ports of r that are free now and that no earlier
+// call in this process returned.
+func (r PortRange) Free(n int) ([]int, error) {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
+	}
 	var out []int
 	for tries := 0; len(out) < n; tries++ {
 		if tries > 1000 {
-			return nil, fmt.Errorf("no %d free ports in [%d, %d)", n, lo, hi)
+			return nil, fmt.Errorf("no %d free ports in [%d, %d)", n, r.Lo, r.Hi)
 		}
-		p := lo + rand.IntN(hi-lo)
-		if seen[p] {
+		p := r.Lo + rand.IntN(r.Hi-r.Lo)
+		if handedOut.ports[p] {
 			continue
 		}
-		seen[p] = true
+		handedOut.ports[p] = true
 		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 		if err != nil {
 			continue

@@ -161,8 +161,9 @@ func TestWriteBackRetryWaitsForItsBackoff(t *testing.T) {
 	sf.failWrites(&fulfill.RetryableError{Err: errors.New("HTTP 503")})
 	sup := &supplier{live: map[string]int{}}
 	h, k := runWriteBack(t, sf, sup, order.RetryPolicy{Base: time.Hour, Max: time.Hour, MaxAttempts: 10}, 36)
-	// The first attempt fails; then the sweeps of the next second
-	// find the entry, and none may write again.
+	// The sweeps that found the entry due during the first attempt (200 ms)
+	// queue runs that start once it has failed and stored its backoff; give
+	// them a second, and none may write again.
 	h.waitFor(t, k, "a failed write-back recorded", func(o *order.Order) bool { return o.WriteBackFailures >= 1 })
 	time.Sleep(time.Second)
 	o, err := h.svc[0].Get(context.Background(), k)
