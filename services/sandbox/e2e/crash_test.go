@@ -217,11 +217,11 @@ func testCrashAtEachStep(t *testing.T, lookup bool) {
 // a replica's requests have arrived, so that it can pause the replica at a
 // known step.
 type supplierTap struct {
-	// holdToken holds the first token request (before the simulator sees
-	// it) until release is called.
-	holdToken bool
-	released  chan struct{}
-	release   func()
+	// hold is the request held (before the simulator sees it) until
+	// release is called.
+	hold     tapHold
+	released chan struct{}
+	release  func()
 
 	mu         sync.Mutex
 	tokens     int
@@ -230,11 +230,32 @@ type supplierTap struct {
 	posted     chan struct{} // closed at the first live submission
 }
 
-func newSupplierTap(holdToken bool) *supplierTap {
+// tapHold is the request a supplierTap holds.
+type tapHold int
+
+const (
+	holdNothing    tapHold = iota
+	holdFirstToken         // the first token request
+	holdFirstPost          // the first live order submission, received in full
+)
+
+func newSupplierTap(hold tapHold) *supplierTap {
 	released := make(chan struct{})
 	return &supplierTap{
-		holdToken: holdToken, released: released, release: sync.OnceFunc(func() { close(released) }),
+		hold: hold, released: released, release: sync.OnceFunc(func() { close(released) }),
 		tokenAsked: make(chan struct{}), posted: make(chan struct{}),
+	}
+}
+
+// wait holds r until release, or until its client goes away. It reads r's
+// body first: only then does the server watch the connection (and end r's
+// context if the client goes).
+func (tp *supplierTap) wait(r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	select {
+	case <-tp.released:
+	case <-r.Context().Done():
 	}
 }
 
@@ -248,16 +269,8 @@ func (tp *supplierTap) wrap(h http.Handler) http.Handler {
 			tp.mu.Unlock()
 			if first {
 				close(tp.tokenAsked)
-				if tp.holdToken {
-					// Read the form first: only then does the server
-					// watch the connection, and end r's context if the
-					// replica goes away.
-					body, _ := io.ReadAll(r.Body)
-					r.Body = io.NopCloser(bytes.NewReader(body))
-					select {
-					case <-tp.released:
-					case <-r.Context().Done():
-					}
+				if tp.hold == holdFirstToken {
+					tp.wait(r)
 				}
 			}
 		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/offline-orders") &&
@@ -268,10 +281,14 @@ func (tp *supplierTap) wrap(h http.Handler) http.Handler {
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			tp.mu.Lock()
 			tp.posts++
-			if tp.posts == 1 {
-				close(tp.posted)
-			}
+			first := tp.posts == 1
 			tp.mu.Unlock()
+			if first {
+				close(tp.posted)
+				if tp.hold == holdFirstPost {
+					tp.wait(r)
+				}
+			}
 		}
 		h.ServeHTTP(w, r)
 	})
@@ -312,31 +329,24 @@ func TestLockLossPausedBeforeCallLookupOn(t *testing.T)  { testLockLoss(t, pause
 // then resumes A (SIGCONT). The supplier has one live order at most, the
 // record B left stands, and A's writes are refused.
 func testLockLoss(t *testing.T, where string, lookup bool) {
-	// In the call, the supplier answers slowly: long enough to pause A in
-	// the middle of it, short enough that the order exists at the supplier
-	// before A's lease can have expired (at least 2/3 of LOCK_TTL after the
-	// pause), so that B's lookup finds it. Before the call, A's token is
-	// held back until A is paused while it waits for it.
-	var tap *supplierTap
-	var e *env
-	switch where {
-	case pausedInCall:
-		tap = newSupplierTap(false)
-		e = newBareEnv(t, options{mode: "live", env: lookupEnv(lookup)}, tap)
-		e.ts.SetFaults(tropsim.Faults{Latency: 1500 * time.Millisecond})
-	case pausedBeforeCall:
-		tap = newSupplierTap(true)
-		e = newBareEnv(t, options{mode: "live", env: lookupEnv(lookup)}, tap)
+	// In the call, A's live submission is held before the supplier sees
+	// it until A is paused; then the supplier creates the order at once,
+	// long before A's lease can have expired, so that B's lookup finds it.
+	// Before the call, A's token is held back until A is paused while it
+	// waits for it.
+	hold := holdFirstPost
+	if where == pausedBeforeCall {
+		hold = holdFirstToken
 	}
+	tap := newSupplierTap(hold)
+	e := newBareEnv(t, options{mode: "live", env: lookupEnv(lookup)}, tap)
 	const id = 700
 	ref := fmt.Sprintf("BC-%s-%d", storeHash, id)
 	e.bc.AddOrder(storeHash, bcsim.NewUKOrder(id, bcsim.StatusAwaitingFulfillment, bcsim.Lines(2)...))
 
 	a := e.startReplica("live")
 	t.Cleanup(func() { a.Resume() }) // runs before the harness's Stop
-	if tap.holdToken {
-		t.Cleanup(tap.release) // and before the simulator's server closes
-	}
+	t.Cleanup(tap.release)           // and before the simulator's server closes
 	e.gatewayTo(a)
 	e.sendAll([]webhook.Event{webhook.Created(storeHash, storeID, id)}, 1)
 
@@ -347,8 +357,9 @@ func testLockLoss(t *testing.T, where string, lookup bool) {
 			t.Fatal(err)
 		}
 		if n := len(e.ts.Ledger().Orders); n != 0 {
-			t.Fatalf("the supplier answered before A was paused (%d orders): raise the latency", n)
+			t.Fatalf("the supplier created an order before A was paused (%d orders)", n)
 		}
+		tap.release() // the supplier creates it while A is paused
 	case pausedBeforeCall:
 		waitFor(t, e, tap.tokenAsked, "A's token request")
 		r, err := e.client.GetOrder(context.Background(), &backorderv1.GetOrderRequest{StoreHash: storeHash, OrderId: id})

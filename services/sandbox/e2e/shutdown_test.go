@@ -19,7 +19,7 @@ import (
 func TestSigtermDuringALiveCallStoresTheAnswer(t *testing.T) {
 	for _, via := range []string{"webhook", "ProcessOrder"} {
 		t.Run(via, func(t *testing.T) {
-			tap := newSupplierTap(false)
+			tap := newSupplierTap(holdNothing)
 			e := newBareEnv(t, options{mode: "live"}, tap)
 			p := e.startReplica("live")
 			e.startGateway()
