@@ -109,19 +109,16 @@ var (
 
 // handedOut holds every port Free has returned in this process: a port
 // picked is not bound at once, so a later pick must not return it again.
-var handedOut struct {
+var handedOut = struct {
 	sync.Mutex
 	ports map[int]bool
-}
+}{ports: map[int]bool{}}
 
 // Free returns n distinct ports of r that are free now and that no earlier
 // call in this process returned.
 func (r PortRange) Free(n int) ([]int, error) {
 	handedOut.Lock()
 	defer handedOut.Unlock()
-	if handedOut.ports == nil {
-		handedOut.ports = map[int]bool{}
-	}
 	var out []int
 	for tries := 0; len(out) < n; tries++ {
 		if tries > 1000 {

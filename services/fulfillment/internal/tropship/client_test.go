@@ -657,7 +657,7 @@ func TestTruncatedAnswerIsAmbiguous(t *testing.T) {
 
 func TestTimeoutAfterSendIsAmbiguous(t *testing.T) {
 	f, srv := newFake(t)
-	got := make(chan struct{}, 2)
+	got := make(chan struct{}, 1)
 	f.answer = func(w http.ResponseWriter, r *http.Request, body []byte) bool {
 		select {
 		case got <- struct{}{}: // the order is read (and counted)
